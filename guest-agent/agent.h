@@ -1,0 +1,67 @@
+/* agent.h: the guest agent's request path, shared by the daemon (main.c) and the tests/fuzzers.
+ *
+ * Flow: a transport (transport.c) reads bytes -> agent_feed() runs them through the QGA frame
+ * reader -> each complete request goes to agent_handle_request(), which checks the envelope,
+ * looks the verb up in the command table (commands.c), runs the handler and formats exactly one
+ * reply -> the transport writes it. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "proto.h"
+#include "records.h"
+#include "userdb.h"
+#include "verr.h"
+
+struct agent_config {
+        const char *userdb_dir;
+        const char *state_dir;
+        struct id_range range;
+        char **allow_rpcs; /* NULL: all allowed */
+        char **block_rpcs; /* NULL: none blocked */
+        bool host_mounts;  /* unmount and inspect mounts in PID 1's mount namespace */
+};
+
+struct agent {
+        struct agent_config config;
+        struct userdb *db;
+        struct proto_reader *reader;
+        /* Replies produced by agent_feed(), for the transport to write. */
+        int (*send)(struct agent *a, const char *data, size_t len, void *userdata);
+        void *send_userdata;
+        unsigned long long n_requests;
+};
+
+int agent_init(struct agent *a, const struct agent_config *config);
+void agent_done(struct agent *a);
+
+/* Feeds raw bytes from the transport; calls a->send for each reply. */
+int agent_feed(struct agent *a, const void *buf, size_t len);
+/* The host went away: forget any partial request. */
+void agent_reset_stream(struct agent *a);
+
+/* One request object in, one reply out (malloc'ed, newline-terminated, 0xFF-prefixed for
+ * guest-sync-delimited). */
+int agent_handle_request(struct agent *a, json_object *request, char **ret_reply, size_t *ret_len);
+
+/* Command table, for guest-info and the --allow-rpcs/--block-rpcs checks. */
+struct agent_command {
+        const char *name;
+        int (*handler)(struct agent *a, json_object *args, json_object **ret, struct verr *e);
+        unsigned flags;
+};
+#define AGENT_CMD_DELIMITED 0x1u /* reply is preceded by 0xFF */
+#define AGENT_CMD_NO_ARGS 0x2u   /* refuses any argument */
+
+const struct agent_command *agent_command_find(const char *name);
+size_t agent_command_count(void);
+const struct agent_command *agent_command_at(size_t i);
+bool agent_command_enabled(const struct agent *a, const char *name);
+
+/* sessions.c: what detach and list need to know about logins. */
+int agent_user_session_count(struct agent *a, const struct attach_state *s);
+int agent_terminate_sessions(struct agent *a, const struct attach_state *s, struct verr *e);
+int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e);
+/* 1 when something is mounted on path (in the login namespace when host_mounts). */
+int agent_path_is_mounted(struct agent *a, const char *path);

@@ -1,0 +1,169 @@
+/* sessions.c: what the agent needs to know and do about logins of attached users.
+ *
+ * Sessions are counted from two sources: pam_vmuser's tracking directory (works everywhere) and
+ * logind via sd-login (catches sessions that did not go through pam_vmuser). A forced detach
+ * asks logind to terminate the user (sd-bus, TerminateUser), signals the tracked session
+ * processes, then unmounts the home. Mounts belong to the login namespace: under systemd the
+ * agent runs in a namespace of its own (ProtectSystem=), so with --host-mounts the unmount runs
+ * in a child that has joined PID 1's mount namespace. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-login.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "macro.h"
+#include "session-track.h"
+
+int agent_user_session_count(struct agent *a, const struct attach_state *s) {
+        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+        int tracked = 0, logind;
+        int r;
+
+        r = session_lock_acquire(userdb_state_fd(a->db), s->user_name, false, &l);
+        if (r >= 0)
+                tracked = session_prune_and_count(l);
+        else if (r != -ENOENT)
+                tracked = r;
+
+        logind = sd_uid_get_sessions(s->uid, 0, NULL);
+        if (logind < 0)
+                logind = 0; /* no logind here (tests, containers): the tracked count stands */
+        if (tracked < 0)
+                return logind > 0 ? logind : tracked;
+        return tracked > logind ? tracked : logind;
+}
+
+static int collect_pid(pid_t pid, void *userdata) {
+        pid_t *pids = userdata;
+        for (int i = 0; i < 64; i++)
+                if (pids[i] == 0) {
+                        pids[i] = pid;
+                        return 0;
+                }
+        return 0;
+}
+
+static bool pid_alive(pid_t pid) {
+        return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+int agent_terminate_sessions(struct agent *a, const struct attach_state *s, struct verr *e) {
+        pid_t pids[64] = {};
+        int r;
+
+        {
+                _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+                r = session_lock_acquire(userdb_state_fd(a->db), s->user_name, false, &l);
+                if (r >= 0)
+                        (void) session_foreach(l, collect_pid, pids);
+        }
+
+        if (sd_uid_get_sessions(s->uid, 0, NULL) > 0) {
+                sd_bus *bus = NULL;
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                r = sd_bus_open_system(&bus);
+                if (r >= 0)
+                        r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
+                                               "org.freedesktop.login1.Manager", "TerminateUser", &error, NULL, "u",
+                                               (uint32_t) s->uid);
+                if (r < 0)
+                        verr_set(e, r, "asking logind to terminate user '%s' failed: %s", s->user_name,
+                                 error.message ? error.message : strerror(-r));
+                sd_bus_error_free(&error);
+                sd_bus_flush_close_unref(bus);
+                if (r < 0)
+                        return r;
+        }
+
+        for (int i = 0; i < 64 && pids[i]; i++)
+                (void) kill(pids[i], SIGTERM);
+        for (int round = 0; round < 40; round++) {
+                bool any = false;
+                for (int i = 0; i < 64 && pids[i]; i++)
+                        any = any || pid_alive(pids[i]);
+                if (!any)
+                        break;
+                if (round == 30)
+                        for (int i = 0; i < 64 && pids[i]; i++)
+                                (void) kill(pids[i], SIGKILL);
+                usleep(50 * 1000);
+        }
+        return 0;
+}
+
+int agent_path_is_mounted(struct agent *a, const char *path) {
+        _cleanup_fclose_ FILE *f = fopen(a->config.host_mounts ? "/proc/1/mountinfo" : "/proc/self/mountinfo", "re");
+        char line[4096];
+
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof(line), f)) {
+                /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..." — paths we accept have no spaces. */
+                char *p = line;
+                for (int field = 0; field < 4 && p; field++) {
+                        p = strchr(p, ' ');
+                        if (p)
+                                p++;
+                }
+                if (!p)
+                        continue;
+                size_t n = strlen(path);
+                if (strncmp(p, path, n) == 0 && p[n] == ' ')
+                        return 1;
+        }
+        return 0;
+}
+
+static int unmount_here(const char *path) {
+        for (int i = 0; i < 8; i++) {
+                if (umount2(path, UMOUNT_NOFOLLOW) == 0)
+                        continue;
+                if (errno == EINVAL || errno == ENOENT)
+                        return 0; /* not (or no longer) a mount point */
+                if (errno != EBUSY)
+                        return negative_errno();
+                if (umount2(path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
+                        return negative_errno();
+        }
+        return 0;
+}
+
+int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e) {
+        int r, status;
+        pid_t pid;
+
+        if (!a->config.host_mounts) {
+                r = unmount_here(s->home_directory);
+                return r < 0 ? verr_set(e, r, "unmounting '%s' failed: %s", s->home_directory, strerror(-r)) : 0;
+        }
+
+        pid = fork();
+        if (pid < 0)
+                return verr_set(e, negative_errno(), "fork failed: %m");
+        if (pid == 0) {
+                int fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || setns(fd, CLONE_NEWNS) < 0)
+                        _exit(100 + (errno & 0x7f) % 100);
+                r = unmount_here(s->home_directory);
+                _exit(r < 0 ? (-r) & 0x7f : 0);
+        }
+        if (waitpid(pid, &status, 0) < 0)
+                return verr_set(e, negative_errno(), "waiting for the unmount helper failed: %m");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+                if (code >= 100)
+                        return verr_set(e, -EPERM, "joining PID 1's mount namespace to unmount '%s' failed",
+                                        s->home_directory);
+                return verr_set(e, -code, "unmounting '%s' failed: %s", s->home_directory, strerror(code));
+        }
+        return 0;
+}

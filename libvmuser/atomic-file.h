@@ -1,0 +1,31 @@
+/* atomic-file.h: replacing one directory entry at a time, atomically.
+ *
+ * All writers go through here: a temporary file in the same directory (O_CLOEXEC|O_NOFOLLOW|
+ * O_EXCL, mode set before any content), then renameat() over the target. Readers see the old
+ * file or the new one, never a prefix. Everything is relative to a directory fd so another user
+ * cannot swap a path component under us. Temporary names start with ".#vmuser" and are what
+ * atomic_clean_temporaries() removes after a crash. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define ATOMIC_TEMP_PREFIX ".#vmuser"
+
+int atomic_write_at(int dir_fd, const char *name, const void *data, size_t len, mode_t mode);
+int atomic_symlink_at(int dir_fd, const char *name, const char *target);
+/* unlinkat() that treats a missing entry as success. */
+int unlink_if_exists_at(int dir_fd, const char *name);
+
+/* Compares the entry with what atomic_write_at()/atomic_symlink_at() would produce: 1 if equal
+ * (same type, mode, content or target), 0 if not or absent, -errno on error. */
+int file_equals_at(int dir_fd, const char *name, const void *data, size_t len, mode_t mode);
+int symlink_equals_at(int dir_fd, const char *name, const char *target);
+
+/* Opens (creating with mode when missing) a directory below dir_fd without following symlinks;
+ * refuses one that is not owned by root or is writable by others. */
+int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd);
+
+/* Removes leftover temporary files in a directory. */
+int atomic_clean_temporaries(int dir_fd);

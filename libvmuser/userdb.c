@@ -1,0 +1,787 @@
+/* userdb.c: plans, journal, apply and recovery for the guest's transient users (see userdb.h).
+ *
+ * Attach flow: lock -> read our old state (if any) -> decide UID/GID (request, old state, or
+ * allocation) -> NSS conflict checks -> render records -> build plan (group, privileged,
+ * memberships, state file, UID link, and NAME.user last; then stale entries of a replaced
+ * record) -> compare with disk (identical: done, "changed": false) -> journal -> apply -> drop
+ * journal. Detach builds the reverse plan with NAME.user removed first. */
+#include "userdb.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic-file.h"
+#include "json-util.h"
+#include "macro.h"
+#include "paths.h"
+
+enum plan_dir {
+        PLAN_DIR_USERDB,
+        PLAN_DIR_USERS,
+};
+
+enum plan_kind {
+        PLAN_WRITE,
+        PLAN_SYMLINK,
+        PLAN_REMOVE,
+};
+
+struct plan_step {
+        enum plan_kind kind;
+        enum plan_dir dir;
+        char name[VMUSER_NAME_MAX * 2 + 32];
+        char *content; /* file content or symlink target */
+        mode_t mode;
+};
+
+struct plan {
+        char user_name[VMUSER_NAME_MAX + 1];
+        struct plan_step *steps;
+        size_t n_steps;
+};
+
+struct userdb {
+        int userdb_fd;
+        int state_fd;
+        int users_fd;
+        int pending_fd;
+        struct id_range range;
+        uint32_t alloc_hint;
+};
+
+static void plan_done(struct plan *p) {
+        for (size_t i = 0; i < p->n_steps; i++)
+                erase_and_free(p->steps[i].content);
+        free(p->steps);
+        *p = (struct plan) {};
+}
+
+static int plan_add(struct plan *p, enum plan_kind kind, enum plan_dir dir, const char *content, mode_t mode,
+                    const char *name_fmt, ...) _printf_(6, 7);
+#include <stdarg.h>
+static int plan_add(struct plan *p, enum plan_kind kind, enum plan_dir dir, const char *content, mode_t mode,
+                    const char *name_fmt, ...) {
+        struct plan_step *steps, *s;
+        va_list ap;
+
+        steps = realloc(p->steps, (p->n_steps + 1) * sizeof(*steps));
+        if (!steps)
+                return -ENOMEM;
+        p->steps = steps;
+        s = &p->steps[p->n_steps];
+        *s = (struct plan_step) { .kind = kind, .dir = dir, .mode = mode };
+        va_start(ap, name_fmt);
+        vsnprintf(s->name, sizeof(s->name), name_fmt, ap);
+        va_end(ap);
+        if (content) {
+                s->content = strdup(content);
+                if (!s->content)
+                        return -ENOMEM;
+        }
+        p->n_steps++;
+        return 0;
+}
+
+static int dir_fd_of(const struct userdb *db, enum plan_dir d) {
+        return d == PLAN_DIR_USERDB ? db->userdb_fd : db->users_fd;
+}
+
+static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
+        int fd = dir_fd_of(db, s->dir);
+        switch (s->kind) {
+        case PLAN_WRITE:
+                return atomic_write_at(fd, s->name, s->content, strlen(s->content), s->mode);
+        case PLAN_SYMLINK:
+                return atomic_symlink_at(fd, s->name, s->content);
+        case PLAN_REMOVE:
+                return unlink_if_exists_at(fd, s->name);
+        }
+        return -EINVAL;
+}
+
+/* 1 when applying the step would change nothing. */
+static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s) {
+        int fd = dir_fd_of(db, s->dir);
+        switch (s->kind) {
+        case PLAN_WRITE:
+                return file_equals_at(fd, s->name, s->content, strlen(s->content), s->mode);
+        case PLAN_SYMLINK:
+                return symlink_equals_at(fd, s->name, s->content);
+        case PLAN_REMOVE:
+                if (faccessat(fd, s->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                        return 0;
+                return errno == ENOENT ? 1 : negative_errno();
+        }
+        return -EINVAL;
+}
+
+static const char *const kind_names[] = { "write", "symlink", "remove" };
+static const char *const dir_names[] = { "userdb", "users" };
+
+static int plan_to_json(const struct plan *p, char **ret) {
+        _cleanup_json_ json_object *obj = json_object_new_object();
+        json_object *steps = json_object_new_array();
+        const char *s;
+
+        if (!obj || !steps || json_object_object_add(obj, "steps", steps) < 0) {
+                if (!obj || !json_object_object_get_ex(obj, "steps", NULL))
+                        json_object_put(steps);
+                return -ENOMEM;
+        }
+        json_object_object_add(obj, "userName", json_object_new_string(p->user_name));
+        for (size_t i = 0; i < p->n_steps; i++) {
+                const struct plan_step *st = &p->steps[i];
+                json_object *o = json_object_new_object();
+                if (!o || json_object_array_add(steps, o) < 0)
+                        return -ENOMEM;
+                json_object_object_add(o, "op", json_object_new_string(kind_names[st->kind]));
+                json_object_object_add(o, "dir", json_object_new_string(dir_names[st->dir]));
+                json_object_object_add(o, "name", json_object_new_string(st->name));
+                if (st->content)
+                        json_object_object_add(o, "content", json_object_new_string(st->content));
+                json_object_object_add(o, "mode", json_object_new_int(st->mode));
+        }
+        s = json_to_compact(obj);
+        if (!s)
+                return -ENOMEM;
+        *ret = strdup(s);
+        explicit_bzero((char *) s, strlen(s));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static bool step_name_is_safe(const char *name) {
+        return name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) < sizeof(((struct plan_step *) 0)->name);
+}
+
+static int plan_from_json(json_object *obj, struct plan *ret) {
+        struct plan p = {};
+        json_object *steps;
+        const char *name;
+        int r;
+
+        if (json_get_string(obj, "userName", &name) < 0 || !name_is_valid(name))
+                return -EBADMSG;
+        strcpy(p.user_name, name);
+        if (json_get_array(obj, "steps", &steps) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < json_object_array_length(steps); i++) {
+                json_object *o = json_object_array_get_idx(steps, i);
+                const char *op, *dir, *step_name, *content = NULL;
+                uint32_t mode;
+                enum plan_kind k;
+
+                if (json_get_string(o, "op", &op) < 0 || json_get_string(o, "dir", &dir) < 0 ||
+                    json_get_string(o, "name", &step_name) < 0 || json_get_uint32(o, "mode", &mode) < 0 ||
+                    !step_name_is_safe(step_name) || (mode & ~07777u))
+                        goto bad;
+                if (streq(op, "write"))
+                        k = PLAN_WRITE;
+                else if (streq(op, "symlink"))
+                        k = PLAN_SYMLINK;
+                else if (streq(op, "remove"))
+                        k = PLAN_REMOVE;
+                else
+                        goto bad;
+                if (k != PLAN_REMOVE && json_get_string(o, "content", &content) < 0)
+                        goto bad;
+                if (!streq(dir, "userdb") && !streq(dir, "users"))
+                        goto bad;
+                r = plan_add(&p, k, streq(dir, "userdb") ? PLAN_DIR_USERDB : PLAN_DIR_USERS, content, (mode_t) mode,
+                             "%s", step_name);
+                if (r < 0) {
+                        plan_done(&p);
+                        return r;
+                }
+        }
+        *ret = p;
+        return 0;
+bad:
+        plan_done(&p);
+        return -EBADMSG;
+}
+
+/* Journals, applies and un-journals a plan. The journal rename is the commit point. */
+static int plan_commit(struct userdb *db, const struct plan *p) {
+        _cleanup_erase_free_ char *journal = NULL;
+        char name[VMUSER_NAME_MAX + 8];
+        int r;
+
+        r = plan_to_json(p, &journal);
+        if (r < 0)
+                return r;
+        snprintf(name, sizeof(name), "%s.json", p->user_name);
+        r = atomic_write_at(db->pending_fd, name, journal, strlen(journal), 0600);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < p->n_steps; i++) {
+                r = plan_step_apply(db, &p->steps[i]);
+                if (r < 0)
+                        /* The journal stays: the next start-up (or the next change of this user,
+                         * which replays it first) finishes the job. */
+                        return r;
+        }
+        return unlink_if_exists_at(db->pending_fd, name);
+}
+
+static int replay_journal(struct userdb *db, const char *file) {
+        _cleanup_json_ json_object *obj = NULL;
+        struct plan p = {};
+        int r;
+
+        r = json_read_file_at(db->pending_fd, file, 4u * 1024u * 1024u, &obj);
+        if (r >= 0)
+                r = plan_from_json(obj, &p);
+        if (r < 0)
+                /* A journal we cannot read was never committed (the rename is atomic), or was
+                 * tampered with: either way there is nothing safe to apply. */
+                return unlink_if_exists_at(db->pending_fd, file);
+        for (size_t i = 0; i < p.n_steps && r >= 0; i++)
+                r = plan_step_apply(db, &p.steps[i]);
+        plan_done(&p);
+        if (r < 0)
+                return r;
+        return unlink_if_exists_at(db->pending_fd, file);
+}
+
+int userdb_lock(struct userdb *db, int *ret_lock_fd) {
+        _cleanup_close_ int fd = -1;
+
+        fd = openat(db->state_fd, VMUSER_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return negative_errno();
+        for (int i = 0; i < 500; i++) {
+                if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                        *ret_lock_fd = TAKE_FD(fd);
+                        return 0;
+                }
+                if (errno != EWOULDBLOCK && errno != EINTR)
+                        return negative_errno();
+                usleep(10 * 1000);
+        }
+        return -EWOULDBLOCK;
+}
+
+int userdb_recover(struct userdb *db) {
+        _cleanup_close_ int lock_fd = -1, dfd = -1;
+        struct dirent *de;
+        DIR *d;
+        int r, n = 0, first_error = 0;
+
+        r = userdb_lock(db, &lock_fd);
+        if (r < 0)
+                return r;
+
+        dfd = openat(db->pending_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        d = fdopendir(dfd);
+        if (!d)
+                return negative_errno();
+        TAKE_FD(dfd);
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] == '.' || len < 6 || !streq(de->d_name + len - 5, ".json"))
+                        continue;
+                r = replay_journal(db, de->d_name);
+                if (r < 0 && first_error == 0)
+                        first_error = r;
+                n++;
+        }
+        closedir(d);
+
+        (void) atomic_clean_temporaries(db->userdb_fd);
+        (void) atomic_clean_temporaries(db->users_fd);
+        (void) atomic_clean_temporaries(db->pending_fd);
+        return first_error < 0 ? first_error : n;
+}
+
+int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_range *range, struct userdb **ret) {
+        _cleanup_(userdb_closep) struct userdb *db = NULL;
+        int r;
+
+        if (range->min > range->max || id_is_special(range->min) || range->min == 0)
+                return -EINVAL;
+
+        db = calloc(1, sizeof(*db));
+        if (!db)
+                return -ENOMEM;
+        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = -1;
+        db->range = *range;
+        db->alloc_hint = range->min;
+
+        r = open_private_dir_at(AT_FDCWD, userdb_dir, 0755, &db->userdb_fd);
+        if (r < 0)
+                return r;
+        r = open_private_dir_at(AT_FDCWD, state_dir, 0755, &db->state_fd);
+        if (r < 0)
+                return r;
+        r = open_private_dir_at(db->state_fd, VMUSER_USERS_SUBDIR, 0755, &db->users_fd);
+        if (r < 0)
+                return r;
+        r = open_private_dir_at(db->state_fd, VMUSER_PENDING_SUBDIR, 0700, &db->pending_fd);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(db);
+        return 0;
+}
+
+struct userdb *userdb_close(struct userdb *db) {
+        if (!db)
+                return NULL;
+        closep(&db->userdb_fd);
+        closep(&db->state_fd);
+        closep(&db->users_fd);
+        closep(&db->pending_fd);
+        free(db);
+        return NULL;
+}
+
+void userdb_closep(struct userdb **db) {
+        userdb_close(*db);
+}
+
+int userdb_state_fd(const struct userdb *db) {
+        return db->state_fd;
+}
+
+const struct id_range *userdb_range(const struct userdb *db) {
+        return &db->range;
+}
+
+/* NSS look-ups with the buffer-size retry every caller needs. ret_name (if set) receives the
+ * name found. 1 = exists, 0 = not found, <0 = error. */
+static int nss_lookup(bool group, const char *name, uint32_t id, char *ret_name, size_t ret_name_size,
+                      uint32_t *ret_id) {
+        size_t bufsize = 1024;
+
+        for (;;) {
+                _cleanup_free_ char *buf = malloc(bufsize);
+                int r;
+
+                if (!buf)
+                        return -ENOMEM;
+                if (group) {
+                        struct group gr, *res = NULL;
+                        r = name ? getgrnam_r(name, &gr, buf, bufsize, &res) : getgrgid_r(id, &gr, buf, bufsize, &res);
+                        if (r == 0) {
+                                if (!res)
+                                        return 0;
+                                if (ret_name)
+                                        snprintf(ret_name, ret_name_size, "%s", res->gr_name);
+                                if (ret_id)
+                                        *ret_id = res->gr_gid;
+                                return 1;
+                        }
+                } else {
+                        struct passwd pw, *res = NULL;
+                        r = name ? getpwnam_r(name, &pw, buf, bufsize, &res) : getpwuid_r(id, &pw, buf, bufsize, &res);
+                        if (r == 0) {
+                                if (!res)
+                                        return 0;
+                                if (ret_name)
+                                        snprintf(ret_name, ret_name_size, "%s", res->pw_name);
+                                if (ret_id)
+                                        *ret_id = res->pw_uid;
+                                return 1;
+                        }
+                }
+                if (r != ERANGE)
+                        /* ENOENT and friends are "not found" for some NSS modules. */
+                        return r == ENOENT || r == ESRCH ? 0 : -r;
+                if (bufsize >= 1024 * 1024)
+                        return -ERANGE;
+                bufsize *= 4;
+        }
+}
+
+static int id_is_free(struct userdb *db, uint32_t id) {
+        char name[32];
+        int r;
+
+        r = nss_lookup(false, NULL, id, NULL, 0, NULL);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = nss_lookup(true, NULL, id, NULL, 0, NULL);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        /* Records nss-systemd would refuse (or not yet see) still occupy their number. */
+        snprintf(name, sizeof(name), "%u.user", id);
+        if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return 0;
+        snprintf(name, sizeof(name), "%u.group", id);
+        if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return 0;
+        return 1;
+}
+
+/* First free ID at or after the hint, then from the start of the range. The hint only skips
+ * IDs known to be taken (everything below it was taken when it was set). */
+static int allocate_id(struct userdb *db, uint32_t *ret) {
+        uint32_t start = db->alloc_hint >= db->range.min && db->alloc_hint <= db->range.max ? db->alloc_hint
+                                                                                            : db->range.min;
+        for (int pass = 0; pass < 2; pass++) {
+                uint32_t from = pass == 0 ? start : db->range.min, to = pass == 0 ? db->range.max : start - 1;
+                if (pass == 1 && start == db->range.min)
+                        break;
+                for (uint64_t id = from; id <= to; id++) {
+                        if (id_is_special((uint32_t) id))
+                                continue;
+                        int r = id_is_free(db, (uint32_t) id);
+                        if (r < 0)
+                                return r;
+                        if (r > 0) {
+                                *ret = (uint32_t) id;
+                                return 0;
+                        }
+                }
+        }
+        return -ENOSPC;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* Steps that remove what `old` installed and `new_state` (may be NULL: detach) does not. */
+static int plan_add_stale(struct plan *p, const struct attach_state *old, json_object *old_member_of,
+                          const struct attach_state *new_state, json_object *new_member_of) {
+        int r;
+
+        if (!new_state || old->uid != new_state->uid) {
+                if ((r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.user", old->uid)) < 0 ||
+                    (r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.user-privileged", old->uid)) < 0)
+                        return r;
+        }
+        if (!new_state || old->gid != new_state->gid)
+                if ((r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.group", old->gid)) < 0)
+                        return r;
+
+        for (size_t i = 0; old_member_of && i < json_object_array_length(old_member_of); i++) {
+                const char *g = json_object_get_string(json_object_array_get_idx(old_member_of, i));
+                bool keep = false;
+                if (!g || !name_is_valid(g))
+                        continue;
+                for (size_t j = 0; new_member_of && j < json_object_array_length(new_member_of); j++)
+                        keep = keep || streq_ptr(g, json_object_get_string(json_object_array_get_idx(new_member_of, j)));
+                if (!keep && (r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s:%s.membership", old->user_name, g)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Reads our state for name, with its memberOf array. */
+static int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of) {
+        _cleanup_json_ json_object *obj = NULL;
+        char file[VMUSER_NAME_MAX + 8];
+        json_object *m;
+        int r;
+
+        snprintf(file, sizeof(file), "%s.json", name);
+        r = json_read_file_at(db->users_fd, file, VMUSER_STATE_FILE_MAX, &obj);
+        if (r < 0)
+                return r;
+        r = attach_state_from_json(obj, ret);
+        if (r < 0)
+                return r;
+        if (!streq(ret->user_name, name))
+                return -EBADMSG;
+        if (ret_member_of)
+                *ret_member_of = json_object_object_get_ex(obj, "memberOf", &m) &&
+                                                 json_object_is_type(m, json_type_array)
+                                         ? json_object_get(m)
+                                         : NULL;
+        return 0;
+}
+
+static int check_conflicts(struct userdb *db, const struct attach_request *req, bool ours, uint32_t uid, uint32_t gid,
+                           struct verr *e) {
+        char other[256];
+        uint32_t other_id;
+        int r;
+
+        if (!ours) {
+                r = nss_lookup(false, req->user_name, 0, NULL, 0, &other_id);
+                if (r < 0)
+                        return verr_set(e, r, "looking up user '%s' failed: %s", req->user_name, strerror(-r));
+                if (r > 0)
+                        return verr_set(e, -EEXIST, "user '%s' already exists in the guest (uid %u) and was not attached by vmuser",
+                                        req->user_name, other_id);
+                r = nss_lookup(true, req->user_name, 0, NULL, 0, &other_id);
+                if (r < 0)
+                        return verr_set(e, r, "looking up group '%s' failed: %s", req->user_name, strerror(-r));
+                if (r > 0)
+                        return verr_set(e, -EEXIST, "group '%s' already exists in the guest (gid %u) and was not attached by vmuser",
+                                        req->user_name, other_id);
+        }
+
+        r = nss_lookup(false, NULL, uid, other, sizeof(other), NULL);
+        if (r < 0)
+                return verr_set(e, r, "looking up uid %u failed: %s", uid, strerror(-r));
+        if (r > 0 && !streq(other, req->user_name))
+                return verr_set(e, -EEXIST, "uid %u already belongs to user '%s' in the guest", uid, other);
+        r = nss_lookup(true, NULL, gid, other, sizeof(other), NULL);
+        if (r < 0)
+                return verr_set(e, r, "looking up gid %u failed: %s", gid, strerror(-r));
+        if (r > 0 && !streq(other, req->user_name))
+                return verr_set(e, -EEXIST, "gid %u already belongs to group '%s' in the guest", gid, other);
+
+        for (size_t i = 0; i < req->n_member_of; i++) {
+                r = nss_lookup(true, req->member_of[i], 0, NULL, 0, NULL);
+                if (r < 0)
+                        return verr_set(e, r, "looking up group '%s' failed: %s", req->member_of[i], strerror(-r));
+                if (r == 0)
+                        return verr_set(e, -ENOENT, "group '%s' (memberOf) does not exist in the guest", req->member_of[i]);
+        }
+        return 0;
+}
+
+static int build_attach_plan(const struct attach_request *req, uint32_t uid, uint32_t gid, uint64_t attached_usec,
+                             const struct attach_state *old, json_object *old_member_of, struct plan *p) {
+        _cleanup_(attach_files_done) struct attach_files files = {};
+        _cleanup_json_ json_object *state_obj = NULL;
+        struct attach_state st = {};
+        const char *name = req->user_name;
+        const char *state_text;
+        int r;
+
+        r = records_build_files(req, uid, gid, &files);
+        if (r < 0)
+                return r;
+
+        strcpy(st.user_name, name);
+        st.uid = uid;
+        st.gid = gid;
+        strcpy(st.home_directory, req->home_directory);
+        st.has_home = req->has_home;
+        st.home = req->home;
+        st.attached_usec = attached_usec;
+        r = attach_state_to_json(&st, files.member_of, &state_obj);
+        if (r < 0)
+                return r;
+        state_text = json_to_compact(state_obj);
+        if (!state_text)
+                return -ENOMEM;
+        _cleanup_free_ char *state_line = NULL;
+        if (asprintf(&state_line, "%s\n", state_text) < 0)
+                return -ENOMEM;
+
+        char target[VMUSER_NAME_MAX + 32];
+        strcpy(p->user_name, name);
+        snprintf(target, sizeof(target), "%s.group", name);
+        if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.group, 0644, "%s.group", name)) < 0 ||
+            (r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.group", gid)) < 0)
+                return r;
+
+        if (files.privileged) {
+                if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.privileged, 0600, "%s.user-privileged", name)) < 0)
+                        return r;
+                snprintf(target, sizeof(target), "%s.user-privileged", name);
+                if ((r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.user-privileged", uid)) < 0)
+                        return r;
+        } else {
+                if ((r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.user-privileged", uid)) < 0 ||
+                    (r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user-privileged", name)) < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < req->n_member_of; i++)
+                if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, "{}\n", 0644, "%s:%s.membership", name,
+                                  req->member_of[i])) < 0)
+                        return r;
+
+        if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERS, state_line, 0644, "%s.json", name)) < 0)
+                return r;
+        snprintf(target, sizeof(target), "%s.user", name);
+        if ((r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.user", uid)) < 0 ||
+            (r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.user, 0644, "%s.user", name)) < 0)
+                return r;
+
+        if (old)
+                return plan_add_stale(p, old, old_member_of, &st, files.member_of);
+        return 0;
+}
+
+static int plan_is_noop(struct userdb *db, const struct plan *p) {
+        for (size_t i = 0; i < p->n_steps; i++) {
+                int r = plan_step_is_noop(db, &p->steps[i]);
+                if (r <= 0)
+                        return r;
+        }
+        return 1;
+}
+
+int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e) {
+        _cleanup_close_ int lock_fd = -1;
+        _cleanup_json_ json_object *old_member_of = NULL;
+        struct attach_state old;
+        struct plan p = {};
+        bool ours;
+        uint32_t uid, gid;
+        int r;
+
+        r = userdb_lock(db, &lock_fd);
+        if (r < 0)
+                return verr_set(e, r, "could not take the lock " VMUSER_STATE_DIR "/" VMUSER_LOCK_FILE ": %s",
+                                strerror(-r));
+
+        r = read_old_state(db, req->user_name, &old, &old_member_of);
+        if (r < 0 && r != -ENOENT)
+                return verr_set(e, r, "state file for '%s' is unreadable: %s", req->user_name, strerror(-r));
+        ours = r >= 0;
+
+        if (req->has_uid) {
+                uid = req->uid;
+                gid = req->gid;
+        } else if (ours) {
+                uid = old.uid;
+                gid = old.gid;
+        } else {
+                r = allocate_id(db, &uid);
+                if (r < 0)
+                        return verr_set(e, r, "no free uid in the agent's range %u-%u", db->range.min, db->range.max);
+                gid = uid;
+        }
+
+        r = check_conflicts(db, req, ours, uid, gid, e);
+        if (r < 0)
+                return r;
+
+        r = build_attach_plan(req, uid, gid, ours ? old.attached_usec : now_usec(), ours ? &old : NULL, old_member_of, &p);
+        if (r < 0)
+                goto finish;
+
+        r = plan_is_noop(db, &p);
+        if (r < 0)
+                goto finish;
+        if (r > 0) {
+                *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = false };
+                goto fill;
+        }
+
+        if (ours && !req->replace) {
+                r = verr_set(e, -EEXIST, "user '%s' is already attached with a different record (uid %u); "
+                             "pass replace to overwrite it", req->user_name, old.uid);
+                goto finish;
+        }
+        if (ours) {
+                /* A replace: the state file's timestamp follows the new record. */
+                plan_done(&p);
+                r = build_attach_plan(req, uid, gid, now_usec(), &old, old_member_of, &p);
+                if (r < 0)
+                        goto finish;
+        }
+
+        r = plan_commit(db, &p);
+        if (r < 0) {
+                verr_set(e, r, "writing the records of '%s' failed: %s", req->user_name, strerror(-r));
+                goto finish;
+        }
+        if (!req->has_uid && uid == db->alloc_hint)
+                db->alloc_hint = uid + 1;
+        *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
+fill:
+        strcpy(ret->user_name, req->user_name);
+        strcpy(ret->home_directory, req->home_directory);
+        r = 0;
+finish:
+        plan_done(&p);
+        return r;
+}
+
+int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach_state *ret_old, struct verr *e) {
+        _cleanup_json_ json_object *old_member_of = NULL;
+        struct attach_state old;
+        struct plan p = {};
+        int r;
+
+        if (!name_is_valid(user_name))
+                return verr_set(e, -EINVAL, "user name '%s' is not valid", user_name);
+        r = read_old_state(db, user_name, &old, &old_member_of);
+        if (r == -ENOENT)
+                return verr_set(e, -ENOENT, "user '%s' is not attached", user_name);
+        if (r < 0)
+                return verr_set(e, r, "state file for '%s' is unreadable: %s", user_name, strerror(-r));
+
+        strcpy(p.user_name, user_name);
+        if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
+            (r = plan_add_stale(&p, &old, old_member_of, NULL, NULL)) < 0 ||
+            (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user-privileged", user_name)) < 0 ||
+            (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.group", user_name)) < 0 ||
+            (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
+                goto finish;
+
+        r = plan_commit(db, &p);
+        if (r < 0) {
+                verr_set(e, r, "removing the records of '%s' failed: %s", user_name, strerror(-r));
+                goto finish;
+        }
+        if (old.uid < db->alloc_hint && old.uid >= db->range.min)
+                db->alloc_hint = old.uid;
+        if (ret_old)
+                *ret_old = old;
+finish:
+        plan_done(&p);
+        return r;
+}
+
+static int cmp_name(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
+        _cleanup_close_ int dfd = -1;
+        char **names = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        dfd = openat(db->users_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        d = fdopendir(dfd);
+        if (!d)
+                return negative_errno();
+        TAKE_FD(dfd);
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] == '.' || len < 6 || !streq(de->d_name + len - 5, ".json"))
+                        continue;
+                char **nv = realloc(names, (n + 1) * sizeof(char *));
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                names = nv;
+                names[n] = strndup(de->d_name, len - 5);
+                if (!names[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (n > 1)
+                qsort(names, n, sizeof(char *), cmp_name);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                struct attach_state s;
+                if (read_old_state(db, names[i], &s, NULL) >= 0)
+                        r = cb(&s, userdata);
+        }
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+        return r;
+}

@@ -1,0 +1,53 @@
+/* userdb.h: installing and removing attached users in the guest, crash-safe.
+ *
+ * One struct userdb holds directory fds for /run/userdb and /run/vmuser (or scratch trees in
+ * tests). A change is a plan: an ordered list of "write file", "make symlink", "remove entry"
+ * steps. userdb_attach() builds the plan for a validated request, checks it against NSS (no name
+ * or ID of anyone else may be shadowed) under the lock, journals it to pending/NAME.json (the
+ * commit point), applies it, and drops the journal. userdb_recover() re-applies journals left by
+ * a crash, so the visible state is always the old one or the new one. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "attach-state.h"
+#include "records.h"
+#include "verr.h"
+
+struct userdb;
+
+/* Opens (creating if needed) the two roots and the subdirectories below the state root. */
+int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_range *range, struct userdb **ret);
+struct userdb *userdb_close(struct userdb *db);
+void userdb_closep(struct userdb **db);
+
+int userdb_state_fd(const struct userdb *db);
+const struct id_range *userdb_range(const struct userdb *db);
+
+/* Re-applies leftover journals and removes temporary files. Returns the number of journals
+ * replayed. Takes the lock. */
+int userdb_recover(struct userdb *db);
+
+/* Takes /run/vmuser/lock (waits up to 5 s: -EWOULDBLOCK after). */
+int userdb_lock(struct userdb *db, int *ret_lock_fd);
+
+struct attach_result {
+        char user_name[VMUSER_NAME_MAX + 1];
+        uint32_t uid;
+        uint32_t gid;
+        char home_directory[HOME_PATH_MAX + 1];
+        bool changed;
+};
+
+/* Takes the lock itself. -EEXIST: name/ID taken by someone else or a different record is
+ * attached (without replace); -ENOSPC: no free ID; -ENOENT: a memberOf group is missing. */
+int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e);
+
+/* Removes every record of an attached user (the caller has dealt with sessions and the home
+ * mount). Call with the lock held. -ENOENT if not attached by vmuser. */
+int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach_state *ret_old, struct verr *e);
+
+/* Calls cb for every attached user, sorted by name. */
+int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata);

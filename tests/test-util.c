@@ -1,0 +1,266 @@
+/* test-util.c: private-namespace set-up and process helpers for integration tests (see
+ * test-util.h). */
+#include "test-util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+static void die(const char *what) {
+        fprintf(stderr, "test set-up failed: %s: %s\n", what, strerror(errno));
+        exit(99);
+}
+
+void test_enter_private_run(void) {
+        char nss[] = "/tmp/vmuser-test-nsswitch-XXXXXX";
+        int fd;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "integration tests need root (mount namespaces); skipping\n");
+                exit(77);
+        }
+        if (unshare(CLONE_NEWNS) < 0)
+                die("unshare(CLONE_NEWNS)");
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                die("making / private");
+        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                die("mounting tmpfs on /run");
+        if (mkdir("/run/userdb", 0755) < 0 || mkdir("/run/vmuser", 0755) < 0)
+                die("creating /run/userdb and /run/vmuser");
+
+        fd = mkstemp(nss);
+        if (fd < 0)
+                die("mkstemp for nsswitch.conf");
+        const char *conf = "passwd: files systemd\ngroup: files systemd\nshadow: files systemd\n"
+                           "gshadow: files systemd\nhosts: files\n";
+        if (write(fd, conf, strlen(conf)) != (ssize_t) strlen(conf))
+                die("writing nsswitch.conf");
+        close(fd);
+        if (mount(nss, "/etc/nsswitch.conf", NULL, MS_BIND, NULL) < 0)
+                die("bind-mounting nsswitch.conf");
+        /* The bind keeps the inode alive; the name can go. */
+        unlink(nss);
+}
+
+const char *test_env_path(const char *var) {
+        const char *v = getenv(var);
+        if (!v || !*v) {
+                fprintf(stderr, "environment variable %s is not set (run through meson test)\n", var);
+                abort();
+        }
+        return v;
+}
+
+static int read_all(int fd, char **ret) {
+        size_t size = 0, cap = 4096;
+        char *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (size + 1 >= cap) {
+                        char *n = realloc(buf, cap *= 2);
+                        if (!n) {
+                                free(buf);
+                                return -ENOMEM;
+                        }
+                        buf = n;
+                }
+                ssize_t k = read(fd, buf + size, cap - size - 1);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                size += (size_t) k;
+        }
+        buf[size] = '\0';
+        *ret = buf;
+        return 0;
+}
+
+int test_run(char *const argv[], const char *input, char **ret_out) {
+        int in[2], out[2], status;
+        pid_t pid;
+
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                dup2(in[0], 0);
+                dup2(out[1], 1);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        if (input) {
+                signal(SIGPIPE, SIG_IGN);
+                (void) !write(in[1], input, strlen(input));
+        }
+        close(in[1]);
+        _cleanup_free_ char *out_text = NULL;
+        read_all(out[0], &out_text);
+        close(out[0]);
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        if (ret_out)
+                *ret_out = TAKE_PTR(out_text);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int test_agent_start(struct test_agent *a, char *const extra_args[]) {
+        int in[2], out[2];
+        char *argv[64];
+        size_t n = 0;
+
+        argv[n++] = (char *) test_env_path("VMUSER_AGENT");
+        argv[n++] = (char *) "--stdio";
+        for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
+                argv[n++] = extra_args[i];
+        argv[n] = NULL;
+
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        a->pid = fork();
+        if (a->pid < 0)
+                return -errno;
+        if (a->pid == 0) {
+                dup2(in[0], 0);
+                dup2(out[1], 1);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        a->in_fd = in[1];
+        a->out_fd = out[0];
+        signal(SIGPIPE, SIG_IGN);
+        return 0;
+}
+
+int test_agent_call(struct test_agent *a, const char *request, char **ret_reply) {
+        size_t len = strlen(request), size = 0, cap = 1u << 20;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+
+        if (!buf)
+                return -ENOMEM;
+        if (write(a->in_fd, request, len) != (ssize_t) len)
+                return -EIO;
+        if (len == 0 || request[len - 1] != '\n')
+                if (write(a->in_fd, "\n", 1) != 1)
+                        return -EIO;
+
+        for (;;) {
+                struct pollfd p = { .fd = a->out_fd, .events = POLLIN };
+                int k = poll(&p, 1, 10000);
+                if (k == 0)
+                        return -ETIMEDOUT;
+                if (k < 0)
+                        return -errno;
+                ssize_t n = read(a->out_fd, buf + size, cap - size);
+                if (n <= 0)
+                        return n == 0 ? -EPIPE : -errno;
+                size += (size_t) n;
+                char *nl = memchr(buf, '\n', size);
+                if (nl) {
+                        *nl = '\0';
+                        char *start = buf;
+                        while (*start == (char) 0xFF)
+                                start++;
+                        *ret_reply = strdup(start);
+                        return *ret_reply ? 0 : -ENOMEM;
+                }
+                if (size == cap)
+                        return -EMSGSIZE;
+        }
+}
+
+int test_agent_stop(struct test_agent *a) {
+        int status;
+        close(a->in_fd);
+        if (waitpid(a->pid, &status, 0) < 0)
+                return -errno;
+        close(a->out_fd);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void snapshot_append(char **buf, size_t *len, const char *fmt, ...) _printf_(3, 4);
+#include <stdarg.h>
+static void snapshot_append(char **buf, size_t *len, const char *fmt, ...) {
+        va_list ap;
+        char *piece = NULL;
+        va_start(ap, fmt);
+        int n = vasprintf(&piece, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                abort();
+        *buf = realloc(*buf, *len + (size_t) n + 1);
+        memcpy(*buf + *len, piece, (size_t) n + 1);
+        *len += (size_t) n;
+        free(piece);
+}
+
+static int name_cmp(const struct dirent **a, const struct dirent **b) {
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void snapshot_walk(const char *path, char **buf, size_t *len) {
+        struct dirent **list = NULL;
+        int n = scandir(path, &list, NULL, name_cmp);
+        for (int i = 0; i < n; i++) {
+                const char *name = list[i]->d_name;
+                char child[4096];
+                struct stat st;
+                if (streq(name, ".") || streq(name, "..")) {
+                        free(list[i]);
+                        continue;
+                }
+                snprintf(child, sizeof(child), "%s/%s", path, name);
+                if (lstat(child, &st) < 0) {
+                        free(list[i]);
+                        continue;
+                }
+                snapshot_append(buf, len, "%s mode=%o uid=%u gid=%u", child, st.st_mode, st.st_uid, st.st_gid);
+                if (S_ISLNK(st.st_mode)) {
+                        char target[4096];
+                        ssize_t k = readlink(child, target, sizeof(target) - 1);
+                        target[k < 0 ? 0 : k] = '\0';
+                        snapshot_append(buf, len, " -> %s\n", target);
+                } else if (S_ISREG(st.st_mode)) {
+                        _cleanup_free_ char *content = NULL;
+                        int fd = open(child, O_RDONLY | O_CLOEXEC);
+                        if (fd >= 0) {
+                                read_all(fd, &content);
+                                close(fd);
+                        }
+                        snapshot_append(buf, len, " [%s]\n", content ? content : "?");
+                } else {
+                        snapshot_append(buf, len, "\n");
+                        if (S_ISDIR(st.st_mode))
+                                snapshot_walk(child, buf, len);
+                }
+                free(list[i]);
+        }
+        free(list);
+}
+
+char *test_snapshot_dir(const char *path) {
+        char *buf = strdup("");
+        size_t len = 0;
+        snapshot_walk(path, &buf, &len);
+        return buf;
+}

@@ -1,0 +1,39 @@
+/* test-util.h: shared set-up for vmuser's integration tests.
+ *
+ * Integration tests run real binaries against a real /run: each test process first moves into
+ * a private mount namespace, where /run is a fresh tmpfs and nsswitch.conf is known to consult
+ * nss-systemd, so getpwnam() and friends see exactly what the agent wrote and nothing leaks to
+ * the machine running the tests. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Unshares the mount namespace, makes every mount private, mounts a tmpfs on /run (and creates
+ * /run/userdb and /run/vmuser) and bind-mounts an nsswitch.conf with "files systemd". Must run
+ * before any thread starts. Exits the process (status 77: skipped) when not root. */
+void test_enter_private_run(void);
+
+/* Path of a built binary, from the environment meson sets (VMUSER_AGENT etc.). Aborts if unset. */
+const char *test_env_path(const char *var);
+
+/* Runs argv (NULL-terminated), stdin from /dev/null unless input is given; collects stdout into
+ * *ret_out (malloc'ed, may be NULL) and returns the exit status (or -errno). */
+int test_run(char *const argv[], const char *input, char **ret_out);
+
+/* Starts the agent on --stdio with extra arguments; returns pipes to talk to it. */
+struct test_agent {
+        pid_t pid;
+        int in_fd;  /* write requests here */
+        int out_fd; /* read replies here */
+};
+int test_agent_start(struct test_agent *a, char *const extra_args[]);
+/* Sends one request line and reads one reply line (up to 1 MiB), with a 10 s timeout. The
+ * returned string is malloc'ed and has no trailing newline (and no leading 0xFF). */
+int test_agent_call(struct test_agent *a, const char *request, char **ret_reply);
+/* Closes its stdin and waits; returns the exit status. */
+int test_agent_stop(struct test_agent *a);
+
+/* Byte-for-byte snapshot of a directory tree (names, modes, owners, link targets, contents),
+ * as a malloc'ed string, for "nothing changed" assertions. */
+char *test_snapshot_dir(const char *path);
