@@ -14,6 +14,47 @@ static void json_tokener_freep(struct json_tokener **t) {
                 json_tokener_free(*t);
 }
 
+/* json-c's strict mode still takes single-quoted strings and NaN/Infinity. RFC 8259 allows
+ * outside strings only structure, whitespace, numbers and the literals true, false and null:
+ * check that lexically before json-c sees the text. */
+static bool json_text_is_lexically_strict(const char *buf, size_t len) {
+        bool in_string = false, escaped = false;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = buf[i];
+                if (in_string) {
+                        if (escaped)
+                                escaped = false;
+                        else if (c == '\\')
+                                escaped = true;
+                        else if (c == '"')
+                                in_string = false;
+                        continue;
+                }
+                if (c == '"') {
+                        in_string = true;
+                        continue;
+                }
+                if (strchr(" \t\r\n{}[],:-+.0123456789", c) && c != '\0')
+                        continue;
+                if (c == 'e' || c == 'E') {
+                        /* An exponent: only right after a digit or a '.'. */
+                        if (i > 0 && ((buf[i - 1] >= '0' && buf[i - 1] <= '9') || buf[i - 1] == '.'))
+                                continue;
+                }
+                size_t n = 0;
+                while (i + n < len && buf[i + n] >= 'a' && buf[i + n] <= 'z')
+                        n++;
+                if ((n == 4 && (memcmp(buf + i, "true", 4) == 0 || memcmp(buf + i, "null", 4) == 0)) ||
+                    (n == 5 && memcmp(buf + i, "false", 5) == 0)) {
+                        i += n - 1;
+                        continue;
+                }
+                return false;
+        }
+        return true;
+}
+
 int json_parse_strict(const char *buf, size_t len, json_object **ret) {
         _cleanup_(json_tokener_freep) struct json_tokener *tok = NULL;
         _cleanup_json_ json_object *obj = NULL;
@@ -21,7 +62,11 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret) {
         if (len > INT32_MAX)
                 return -E2BIG;
 
-        tok = json_tokener_new_ex(VMUSER_JSON_MAX_DEPTH);
+        if (!json_text_is_lexically_strict(buf, len))
+                return -EBADMSG;
+
+        /* json-c counts the outermost value as a level of its own. */
+        tok = json_tokener_new_ex(VMUSER_JSON_MAX_DEPTH + 1);
         if (!tok)
                 return -ENOMEM;
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -32,7 +77,7 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret) {
                 return json_tokener_get_error(tok) == json_tokener_error_depth ? -ELOOP : -EBADMSG;
 
         for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-                if (!strchr(" \t\r\n", buf[i]))
+                if (buf[i] == '\0' || !strchr(" \t\r\n", buf[i]))
                         return -EBADMSG;
 
         *ret = TAKE_PTR(obj);

@@ -375,6 +375,9 @@ int records_parse_attach(json_object *args, const struct id_range *range, struct
                 req->has_gid = true;
                 req->gid = req->uid;
         }
+        if (req->has_gid && req->has_uid && req->gid != req->uid)
+                return verr_set(e, -EINVAL, "user gid %u differs from uid %u (the primary group is the user's own)",
+                                req->gid, req->uid);
 
         if (json_object_object_get_ex(args, "group", &v)) {
                 r = parse_group(req, v, range, e);

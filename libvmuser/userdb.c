@@ -690,6 +690,8 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         }
         if (!req->has_uid && uid == db->alloc_hint)
                 db->alloc_hint = uid + 1;
+        if (ours && old.uid != uid && old.uid < db->alloc_hint && old.uid >= db->range.min)
+                db->alloc_hint = old.uid; /* a replace freed the old number */
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
 fill:
         strcpy(ret->user_name, req->user_name);
