@@ -127,6 +127,12 @@ int test_agent_start(struct test_agent *a, char *const extra_args[]) {
         char *argv[64];
         size_t n = 0;
 
+        /* VMUSER_AGENT_WRAPPER (e.g. "valgrind -q --error-exitcode=99") runs the agent under a
+         * checker; words are split on spaces. */
+        _cleanup_free_ char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
+        char *save = NULL;
+        for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
+                argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
         argv[n++] = (char *) "--stdio";
         for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
@@ -141,7 +147,7 @@ int test_agent_start(struct test_agent *a, char *const extra_args[]) {
         if (a->pid == 0) {
                 dup2(in[0], 0);
                 dup2(out[1], 1);
-                execv(argv[0], argv);
+                execvp(argv[0], argv);
                 _exit(127);
         }
         close(in[0]);
