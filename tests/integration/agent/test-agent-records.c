@@ -223,6 +223,34 @@ static void test_journal_replay(void **state) {
         assert_null(getpwnam("zed"));
 }
 
+static void test_allow_and_block_rpcs(void **state) {
+        struct test_agent limited;
+        char *args[] = { (char *) "--block-rpcs", (char *) "vmuser-detach,vmuser-list", NULL };
+        _cleanup_free_ char *r1 = NULL, *r2 = NULL, *r3 = NULL, *r4 = NULL;
+
+        assert_int_equal(test_agent_start(&limited, args), 0);
+        assert_int_equal(test_agent_call(&limited, "{\"execute\":\"vmuser-list\"}", &r1), 0);
+        assert_non_null(strstr(r1, "{\"error\":{\"class\":\"CommandDisabled\",\"desc\":\"the command 'vmuser-list' has been disabled"));
+        assert_int_equal(test_agent_call(&limited, "{\"execute\":\"guest-info\"}", &r2), 0);
+        assert_non_null(strstr(r2, "{\"enabled\":false,\"name\":\"vmuser-detach\""));
+        assert_non_null(strstr(r2, "{\"enabled\":true,\"name\":\"vmuser-attach\""));
+        assert_int_equal(test_agent_stop(&limited), 0);
+
+        char *allow[] = { (char *) "--allow-rpcs", (char *) "guest-ping", NULL };
+        assert_int_equal(test_agent_start(&limited, allow), 0);
+        assert_int_equal(test_agent_call(&limited, "{\"execute\":\"vmuser-attach\",\"arguments\":{}}", &r3), 0);
+        assert_non_null(strstr(r3, "CommandDisabled"));
+        /* The sync verbs stay on, or no client could ever talk to this agent. */
+        assert_int_equal(test_agent_call(&limited, "{\"execute\":\"guest-sync\",\"arguments\":{\"id\":5}}", &r4), 0);
+        assert_string_equal(r4, "{\"return\":5}");
+        assert_int_equal(test_agent_stop(&limited), 0);
+
+        char *bad[] = { (char *) "--block-rpcs", (char *) "no-such-verb", NULL };
+        _cleanup_free_ char *out = NULL;
+        char *argv[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--stdio", bad[0], bad[1], NULL };
+        assert_int_equal(test_run(argv, "", &out), 2);
+}
+
 int main(void) {
         test_enter_private_run();
         const struct CMUnitTest tests[] = {
@@ -234,6 +262,7 @@ int main(void) {
                 cmocka_unit_test(test_list),
                 cmocka_unit_test(test_detach_removes_everything),
                 cmocka_unit_test(test_journal_replay),
+                cmocka_unit_test(test_allow_and_block_rpcs),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
