@@ -210,8 +210,31 @@ bad:
         return -EBADMSG;
 }
 
-/* Journals, applies and un-journals a plan. The journal rename is the commit point. */
-static int plan_commit(struct userdb *db, const struct plan *p) {
+/* The undo of a plan that only created entries (a first attach): remove each of them, NAME.user
+ * first so the user disappears before its parts. Removing needs no space, so this works where
+ * the plan failed for lack of it. */
+static int plan_build_undo(const struct plan *p, struct plan *ret) {
+        struct plan u = {};
+        int r = 0;
+
+        strcpy(u.user_name, p->user_name);
+        for (size_t i = p->n_steps; i > 0 && r >= 0; i--) {
+                const struct plan_step *s = &p->steps[i - 1];
+                if (s->kind != PLAN_REMOVE)
+                        r = plan_add(&u, PLAN_REMOVE, s->dir, NULL, 0, "%s", s->name);
+        }
+        if (r < 0) {
+                plan_done(&u);
+                return r;
+        }
+        *ret = u;
+        return 0;
+}
+
+/* Journals, applies and un-journals a plan. The journal rename is the commit point. When a step
+ * fails and undo is given, the entries already written are removed again and the journal is
+ * dropped (nothing changed); without undo the journal stays for the next start-up to finish. */
+static int plan_commit(struct userdb *db, const struct plan *p, const struct plan *undo) {
         _cleanup_erase_free_ char *journal = NULL;
         char name[VMUSER_NAME_MAX + 8];
         int r;
@@ -225,10 +248,15 @@ static int plan_commit(struct userdb *db, const struct plan *p) {
                 return r;
         for (size_t i = 0; i < p->n_steps; i++) {
                 r = plan_step_apply(db, &p->steps[i]);
-                if (r < 0)
-                        /* The journal stays: the next start-up (or the next change of this user,
-                         * which replays it first) finishes the job. */
+                if (r < 0) {
+                        if (!undo)
+                                return r;
+                        for (size_t j = 0; j < undo->n_steps; j++)
+                                if (plan_step_apply(db, &undo->steps[j]) < 0)
+                                        return r; /* the journal stays for start-up */
+                        (void) unlink_if_exists_at(db->pending_fd, name);
                         return r;
+                }
         }
         return unlink_if_exists_at(db->pending_fd, name);
 }
@@ -683,7 +711,16 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                         goto finish;
         }
 
-        r = plan_commit(db, &p);
+        {
+                struct plan undo = {};
+                if (!ours) {
+                        r = plan_build_undo(&p, &undo);
+                        if (r < 0)
+                                goto finish;
+                }
+                r = plan_commit(db, &p, ours ? NULL : &undo);
+                plan_done(&undo);
+        }
         if (r < 0) {
                 verr_set(e, r, "writing the records of '%s' failed: %s", req->user_name, strerror(-r));
                 goto finish;
@@ -724,7 +761,7 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
                 goto finish;
 
-        r = plan_commit(db, &p);
+        r = plan_commit(db, &p, NULL);
         if (r < 0) {
                 verr_set(e, r, "removing the records of '%s' failed: %s", user_name, strerror(-r));
                 goto finish;
