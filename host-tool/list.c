@@ -1,0 +1,159 @@
+/* list.c: `vmuser list [--json] VM`, who is attached, whether the home is mounted, sessions.
+ *
+ * Flow: connect + sync -> vmuser-list -> every entry is checked (types, name rules, lengths)
+ * before anything is printed, since the guest is not trusted -> a table, or with --json one
+ * object per attached user (JSON Lines; nothing at all when nobody is attached). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent-conn.h"
+#include "home-spec.h"
+#include "json-util.h"
+#include "macro.h"
+#include "names.h"
+#include "output.h"
+#include "qga-client.h"
+#include "vm.h"
+#include "vmuser.h"
+
+/* An attached user as the agent reports it, after checking. */
+struct listed_user {
+        const char *name;
+        uint32_t uid;
+        uint32_t gid;
+        const char *home_directory;
+        json_object *home; /* home spec or NULL */
+        bool mounted;
+        uint32_t sessions;
+        int64_t attached_usec;
+};
+
+static int check_entry(json_object *o, size_t i, struct listed_user *ret, struct verr *e) {
+        struct listed_user u = {};
+        json_object *v;
+
+        if (!json_object_is_type(o, json_type_object))
+                return verr_set(e, -EBADMSG, "vmuser-list entry %zu is not an object", i);
+        if (json_get_string(o, "userName", &u.name) < 0 || !name_is_valid(u.name))
+                return verr_set(e, -EBADMSG, "vmuser-list entry %zu has no valid userName", i);
+        if (json_get_uint32(o, "uid", &u.uid) < 0 || json_get_uint32(o, "gid", &u.gid) < 0)
+                return verr_set(e, -EBADMSG, "vmuser-list entry '%s' has no valid uid/gid", u.name);
+        if (json_get_string(o, "homeDirectory", &u.home_directory) < 0 || strlen(u.home_directory) > HOME_PATH_MAX)
+                return verr_set(e, -EBADMSG, "vmuser-list entry '%s' has no valid homeDirectory", u.name);
+        if (json_get_bool(o, "homeMounted", &u.mounted) < 0 || json_get_uint32(o, "sessions", &u.sessions) < 0)
+                return verr_set(e, -EBADMSG, "vmuser-list entry '%s' has no valid homeMounted/sessions", u.name);
+        if (!json_object_object_get_ex(o, "attachedAt", &v) || !json_object_is_type(v, json_type_int))
+                return verr_set(e, -EBADMSG, "vmuser-list entry '%s' has no valid attachedAt", u.name);
+        u.attached_usec = json_object_get_int64(v);
+        if (json_object_object_get_ex(o, "home", &v) && v) {
+                struct home_spec spec;
+                struct verr ignored = {};
+                if (!json_object_is_type(v, json_type_object) || home_spec_from_json(v, &spec, &ignored) < 0)
+                        return verr_set(e, -EBADMSG, "vmuser-list entry '%s' has an invalid home spec", u.name);
+                u.home = v;
+        }
+        *ret = u;
+        return 0;
+}
+
+static void print_json(const struct listed_user *u) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+        if (!o)
+                return;
+        json_object_object_add(o, "userName", json_object_new_string(u->name));
+        json_object_object_add(o, "uid", json_object_new_int64(u->uid));
+        json_object_object_add(o, "gid", json_object_new_int64(u->gid));
+        json_object_object_add(o, "homeDirectory", json_object_new_string(u->home_directory));
+        json_object_object_add(o, "home", u->home ? json_object_get(u->home) : NULL);
+        json_object_object_add(o, "homeMounted", json_object_new_boolean(u->mounted));
+        json_object_object_add(o, "sessions", json_object_new_int64(u->sessions));
+        json_object_object_add(o, "attachedAt", json_object_new_int64(u->attached_usec));
+        json_print_line(o);
+}
+
+static void format_time(int64_t usec, char *buf, size_t size) {
+        time_t t = (time_t) (usec / 1000000);
+        struct tm tm;
+        if (usec <= 0 || !localtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                snprintf(buf, size, "-");
+}
+
+enum outcome list_run(const struct common_options *o) {
+        _cleanup_qga_client_ struct qga_client *agent = NULL;
+        _cleanup_json_ json_object *value = NULL;
+        _cleanup_free_ struct listed_user *users = NULL;
+        struct qga_error qe = {};
+        struct verr e = {};
+        struct vm vm = {};
+        enum outcome result = OUTCOME_OK;
+        size_t n;
+        int r;
+
+        r = vm_resolve(o->vm, o->agent_socket, o->qmp_socket, &vm, &e);
+        if (r < 0) {
+                log_error("%s", verr_text(&e, r));
+                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+        }
+
+        r = agent_open(&vm, o->timeout_ms, &agent, &e);
+        if (r >= 0)
+                r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &value, &qe, &e);
+        if (r < 0) {
+                char safe[2048];
+                log_error("Failed to list the users of VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
+                result = outcome_from_agent_error(r, &qe);
+                goto finish;
+        }
+        if (!json_object_is_type(value, json_type_array)) {
+                log_error("Failed to list the users of VM %s: the reply to vmuser-list is not an array", vm.label);
+                result = OUTCOME_UNREACHABLE;
+                goto finish;
+        }
+
+        n = json_object_array_length(value);
+        users = calloc(n ? n : 1, sizeof(*users));
+        if (!users) {
+                result = OUTCOME_FAILED;
+                goto finish;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = check_entry(json_object_array_get_idx(value, i), i, &users[i], &e);
+                if (r < 0) {
+                        log_error("Failed to list the users of VM %s: %s", vm.label, verr_text(&e, r));
+                        result = OUTCOME_UNREACHABLE;
+                        goto finish;
+                }
+        }
+
+        if (o->json) {
+                for (size_t i = 0; i < n; i++)
+                        print_json(&users[i]);
+                goto finish;
+        }
+        if (n == 0) {
+                printf("No users attached to %s.\n", vm.label);
+                goto finish;
+        }
+        int name_w = 4, home_w = 4;
+        for (size_t i = 0; i < n; i++) {
+                int a = (int) strlen(users[i].name), b = (int) strlen(users[i].home_directory);
+                name_w = a > name_w ? a : name_w;
+                home_w = b > home_w ? b : home_w;
+        }
+        printf("%-*s %6s %6s %-*s %-7s %8s  %s\n", name_w, "USER", "UID", "GID", home_w, "HOME", "MOUNTED", "SESSIONS",
+               "ATTACHED");
+        for (size_t i = 0; i < n; i++) {
+                char home[HOME_PATH_MAX + 1], when[64];
+                format_time(users[i].attached_usec, when, sizeof(when));
+                printf("%-*s %6" PRIu32 " %6" PRIu32 " %-*s %-7s %8" PRIu32 "  %s\n", name_w, users[i].name, users[i].uid,
+                       users[i].gid, home_w, text_sanitize(users[i].home_directory, home, sizeof(home)),
+                       users[i].mounted ? "yes" : "no", users[i].sessions, when);
+        }
+
+finish:
+        vm_done(&vm);
+        return result;
+}

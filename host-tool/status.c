@@ -1,0 +1,156 @@
+/* status.c: `vmuser status [--json] VM`, is the agent reachable, which version, what can it do.
+ *
+ * Flow: connect + sync (this alone tells "socket missing", "nobody listening" and "agent not
+ * running in the guest" apart) -> guest-info -> the reply is checked (version string,
+ * supported_commands with name and enabled) -> text, or one JSON object. The QMP socket is only
+ * looked at (present or not): it is used by the home export. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent-conn.h"
+#include "json-util.h"
+#include "macro.h"
+#include "output.h"
+#include "qga-client.h"
+#include "vm.h"
+#include "vmuser.h"
+
+#define STATUS_MAX_COMMANDS 256
+#define STATUS_MAX_NAME 64
+
+/* The vmuser verbs a host needs; a guest that lacks or disables one is worth a warning. */
+static const char *const needed[] = { "vmuser-attach", "vmuser-detach", "vmuser-list" };
+
+static int check_info(json_object *info, const char **ret_version, json_object **ret_commands, struct verr *e) {
+        json_object *list;
+        size_t n;
+
+        if (!json_object_is_type(info, json_type_object) || json_get_string(info, "version", ret_version) < 0 ||
+            strlen(*ret_version) > STATUS_MAX_NAME)
+                return verr_set(e, -EBADMSG, "the reply to guest-info has no valid 'version'");
+        if (json_get_array(info, "supported_commands", &list) < 0)
+                return verr_set(e, -EBADMSG, "the reply to guest-info has no 'supported_commands' array");
+        n = json_object_array_length(list);
+        if (n > STATUS_MAX_COMMANDS)
+                return verr_set(e, -EBADMSG, "the reply to guest-info lists %zu commands", n);
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(list, i);
+                const char *name;
+                bool enabled;
+                if (json_get_string(c, "name", &name) < 0 || strlen(name) > STATUS_MAX_NAME ||
+                    json_get_bool(c, "enabled", &enabled) < 0)
+                        return verr_set(e, -EBADMSG, "guest-info command entry %zu lacks a valid name or enabled", i);
+        }
+        *ret_commands = list;
+        return 0;
+}
+
+static int command_state(json_object *commands, const char *name) {
+        for (size_t i = 0; i < json_object_array_length(commands); i++) {
+                json_object *c = json_object_array_get_idx(commands, i);
+                const char *s;
+                bool enabled = false;
+                if (json_get_string(c, "name", &s) == 0 && streq(s, name)) {
+                        (void) json_get_bool(c, "enabled", &enabled);
+                        return enabled ? 1 : 0;
+                }
+        }
+        return -ENOENT;
+}
+
+enum outcome status_run(const struct common_options *o) {
+        _cleanup_qga_client_ struct qga_client *agent = NULL;
+        _cleanup_json_ json_object *info = NULL, *out = NULL;
+        json_object *commands = NULL;
+        const char *version = NULL;
+        struct qga_error qe = {};
+        struct verr e = {};
+        struct vm vm = {};
+        struct stat st;
+        enum outcome result = OUTCOME_OK;
+        bool qmp_present;
+        char safe[2048];
+        int r;
+
+        r = vm_resolve(o->vm, o->agent_socket, o->qmp_socket, &vm, &e);
+        if (r < 0) {
+                log_error("%s", verr_text(&e, r));
+                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+        }
+        qmp_present = stat(vm.qmp_socket, &st) == 0 && S_ISSOCK(st.st_mode);
+
+        r = agent_open(&vm, o->timeout_ms, &agent, &e);
+        if (r >= 0)
+                r = qga_client_call(agent, "guest-info", NULL, o->timeout_ms, &info, &qe, &e);
+        if (r >= 0)
+                r = check_info(info, &version, &commands, &e);
+        if (r < 0) {
+                result = r == -EBADMSG ? OUTCOME_UNREACHABLE : outcome_from_agent_error(r, &qe);
+                log_error("VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
+        }
+
+        if (o->json) {
+                out = json_object_new_object();
+                if (!out) {
+                        result = OUTCOME_FAILED;
+                        goto finish;
+                }
+                json_object_object_add(out, "vm", json_object_new_string(vm.label));
+                json_object_object_add(out, "directory", json_object_new_string(vm.dir));
+                json_object_object_add(out, "agentSocket", json_object_new_string(vm.agent_socket));
+                json_object_object_add(out, "qmpSocket", json_object_new_string(vm.qmp_socket));
+                json_object_object_add(out, "qmpSocketPresent", json_object_new_boolean(qmp_present));
+                json_object_object_add(out, "reachable", json_object_new_boolean(result == OUTCOME_OK ||
+                                                                                 result == OUTCOME_REFUSED));
+                json_object_object_add(out, "result", json_object_new_string(outcome_to_string(result)));
+                if (result == OUTCOME_OK) {
+                        json_object *list = json_object_new_array();
+                        json_object_object_add(out, "version", json_object_new_string(version));
+                        json_object_object_add(out, "commands", list);
+                        for (size_t i = 0; list && i < json_object_array_length(commands); i++) {
+                                json_object *c = json_object_array_get_idx(commands, i), *entry = json_object_new_object();
+                                const char *name = NULL;
+                                bool enabled = false;
+                                (void) json_get_string(c, "name", &name);
+                                (void) json_get_bool(c, "enabled", &enabled);
+                                json_object_object_add(entry, "name", json_object_new_string(name));
+                                json_object_object_add(entry, "enabled", json_object_new_boolean(enabled));
+                                json_object_array_add(list, entry);
+                        }
+                } else
+                        json_object_object_add(out, "error", json_object_new_string(verr_text(&e, r)));
+                json_print_line(out);
+                goto finish;
+        }
+
+        printf("VM:       %s (%s)\n", vm.label, vm.dir);
+        printf("Agent:    %s: %s\n", vm.agent_socket,
+               result == OUTCOME_OK ? "reachable" : result == OUTCOME_REFUSED ? "reachable, guest-info refused" : "unreachable");
+        printf("QMP:      %s: %s\n", vm.qmp_socket, qmp_present ? "present" : "missing");
+        if (result != OUTCOME_OK)
+                goto finish;
+        printf("Version:  %s\n", text_sanitize(version, safe, sizeof(safe)));
+        printf("Commands:");
+        for (size_t i = 0; i < json_object_array_length(commands); i++) {
+                json_object *c = json_object_array_get_idx(commands, i);
+                const char *name = NULL;
+                bool enabled = false;
+                (void) json_get_string(c, "name", &name);
+                (void) json_get_bool(c, "enabled", &enabled);
+                printf(" %s%s", text_sanitize(name, safe, sizeof(safe)), enabled ? "" : " (disabled)");
+        }
+        printf("\n");
+
+finish:
+        if (result == OUTCOME_OK)
+                for (size_t i = 0; i < ELEMENTSOF(needed); i++) {
+                        int s = command_state(commands, needed[i]);
+                        if (s <= 0)
+                                log_warning("the agent in VM %s %s '%s'", vm.label, s == 0 ? "has disabled" : "does not offer",
+                                            needed[i]);
+                }
+        vm_done(&vm);
+        return result;
+}

@@ -1,0 +1,81 @@
+/* vmuser.h: what the files of the host tool share.
+ *
+ * main.c parses the command line into one of the option structs below and calls the matching
+ * *_run(); the subcommand does its work, prints its results, logs its errors once, and returns
+ * an outcome; main.c maps the outcome to the exit code documented in vmuser(1). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host-user.h"
+#include "verr.h"
+
+/* Default per-request timeout (connect, sync, and each request on its own). */
+#define VMUSER_TIMEOUT_MS_DEFAULT 5000
+
+/* Where a bare VM name is looked up; $VMUSER_VM_DIR overrides it. */
+#define VMUSER_VM_DIR_DEFAULT "/run/vmuser/vm"
+
+enum outcome {
+        OUTCOME_OK,
+        OUTCOME_FAILED,      /* a local error on the host (out of memory, I/O) */
+        OUTCOME_USAGE,       /* the command line is wrong */
+        OUTCOME_UNREACHABLE, /* no agent to talk to, or it does not speak the protocol */
+        OUTCOME_REFUSED,     /* the agent answered with an error */
+        OUTCOME_BUSY,        /* the agent refused because the user has sessions */
+        OUTCOME_PARTIAL,     /* some users of a batch succeeded, some failed */
+        OUTCOME_HOST_USER,   /* the host user does not exist or may not be shared */
+        _OUTCOME_MAX,
+};
+
+/* The word used for an outcome in --json output ("ok", "refused", ...). */
+const char *outcome_to_string(enum outcome o);
+
+struct common_options {
+        const char *vm;           /* directory or bare name */
+        const char *agent_socket; /* --agent, overrides VM/agent.sock */
+        const char *qmp_socket;   /* --qmp, overrides VM/qmp.sock */
+        int timeout_ms;
+        bool json;
+};
+
+struct attach_options {
+        struct common_options common;
+        char **users;
+        size_t n_users;
+        const char *home_dir;      /* --home-dir, may contain %u */
+        enum host_user_shell shell;
+        const char *shell_path;
+        bool has_uid;
+        uint32_t uid;
+        char **groups;             /* NULL-terminated */
+        char **ssh_key_files;      /* NULL-terminated */
+        bool no_password;
+        bool no_authorized_keys;
+        const char *home_tag;      /* --home-tag, may contain %u */
+        const char *home_fstype;   /* --home-fstype, default virtiofs */
+        bool no_home;
+        bool replace;
+};
+
+struct detach_options {
+        struct common_options common;
+        char **users;
+        size_t n_users;
+        bool force;
+};
+
+/* Checks what main.c cannot see by itself (per-user expansions of %u); a failure is a usage
+ * error. */
+int attach_check_options(const struct attach_options *o, struct verr *e);
+
+/* Replaces "%u" with name and "%%" with "%" in tmpl. */
+int template_expand(const char *tmpl, const char *name, char **ret);
+bool template_has_user(const char *tmpl);
+
+enum outcome attach_run(const struct attach_options *o);
+enum outcome detach_run(const struct detach_options *o);
+enum outcome list_run(const struct common_options *o);
+enum outcome status_run(const struct common_options *o);

@@ -1,0 +1,491 @@
+/* qga-client.c: the host end of the agent protocol (see qga-client.h).
+ *
+ * Bytes read from the socket are split at 0xFF before they reach the frame reader: a 0xFF resets
+ * the reader and marks the next frame as "delimited", which is what a sync reply must be. The
+ * frame callback then acts on what the client is waiting for: during a sync only a delimited
+ * {"return": <sync id>} counts and everything else is stale; during a request the frame with
+ * the request's id is the reply, frames with other ids are stale, and a malformed frame ends the
+ * request (the channel is re-synced before the next one). */
+#include "qga-client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "json-util.h"
+#include "macro.h"
+#include "proto.h"
+
+/* Ids stay below 2^53 so any JSON implementation on the other side represents them exactly. */
+#define QGA_ID_MASK ((UINT64_C(1) << 53) - 1)
+
+enum qga_wait {
+        QGA_WAIT_NOTHING,
+        QGA_WAIT_SYNC,
+        QGA_WAIT_REPLY,
+};
+
+struct qga_client {
+        int fd;
+        struct proto_reader *reader;
+        bool synced;            /* the channel is known to be clean */
+        bool dead;              /* closed by the peer, broken, or silent: no further I/O */
+        const char *dead_reason;
+        int64_t next_id;
+
+        /* What on_frame() is looking for, and what it found. */
+        enum qga_wait wait;
+        int64_t wait_id;
+        bool after_delimiter;   /* a 0xFF arrived and no frame since */
+        bool done;
+        json_object *reply;     /* the matching frame (a reference) */
+        int frame_error;        /* the reader's error for a malformed reply */
+
+        unsigned char buf[64 * 1024];
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t random_id(void) {
+        uint64_t v = 0;
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t) sizeof(v)) {
+                /* No entropy yet (early boot): a clock-based id still differs between runs. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                v = (uint64_t) ts.tv_nsec * UINT64_C(6364136223846793005) ^ (uint64_t) ts.tv_sec ^
+                    (uint64_t) getpid() << 32;
+        }
+        v &= QGA_ID_MASK;
+        return (int64_t) (v ? v : 1);
+}
+
+/* "5 s", "1.5 s", "250 ms": for messages. */
+static const char *format_timeout(int timeout_ms, char *buf, size_t size) {
+        if (timeout_ms < 1000)
+                snprintf(buf, size, "%d ms", timeout_ms);
+        else
+                snprintf(buf, size, "%g s", timeout_ms / 1000.0);
+        return buf;
+}
+
+struct qga_client *qga_client_free(struct qga_client *c) {
+        if (!c)
+                return NULL;
+        closep(&c->fd);
+        proto_reader_free(c->reader);
+        json_object_put(c->reply);
+        free(c);
+        return NULL;
+}
+
+void qga_client_freep(struct qga_client **c) {
+        qga_client_free(*c);
+}
+
+bool qga_client_is_dead(const struct qga_client *c) {
+        return c->dead;
+}
+
+/* Fills sa for path; a path too long for sun_path goes through an O_PATH fd of its directory. */
+static int socket_address(const char *path, struct sockaddr_un *sa, int *ret_dir_fd) {
+        size_t n = strlen(path);
+
+        *sa = (struct sockaddr_un) { .sun_family = AF_UNIX };
+        *ret_dir_fd = -1;
+        if (n == 0)
+                return -EINVAL;
+        if (n < sizeof(sa->sun_path)) {
+                memcpy(sa->sun_path, path, n + 1);
+                return 0;
+        }
+
+        const char *slash = strrchr(path, '/');
+        if (!slash || strlen(slash + 1) > NAME_MAX)
+                return -ENAMETOOLONG;
+        _cleanup_free_ char *dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+        int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        int k = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", dfd, slash + 1);
+        if (k < 0 || (size_t) k >= sizeof(sa->sun_path)) {
+                close(dfd);
+                return -ENAMETOOLONG;
+        }
+        *ret_dir_fd = dfd;
+        return 0;
+}
+
+/* Waits for a non-blocking connect() to finish. A UNIX socket whose backlog is full answers
+ * EAGAIN rather than EINPROGRESS; both are retried until the deadline. */
+static int connect_with_deadline(int fd, const struct sockaddr_un *sa, int64_t deadline) {
+        for (;;) {
+                if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) == 0)
+                        return 0;
+                if (errno == EINTR)
+                        continue;
+                if (errno == EISCONN)
+                        return 0;
+                if (errno != EAGAIN && errno != EINPROGRESS && errno != EALREADY)
+                        return negative_errno();
+
+                int64_t left = deadline - now_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                if (errno == EAGAIN) {
+                        usleep((useconds_t) (left < 10 ? left : 10) * 1000);
+                        continue;
+                }
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                int k = poll(&p, 1, (int) left);
+                if (k < 0 && errno != EINTR)
+                        return negative_errno();
+                if (k > 0) {
+                        int error = 0;
+                        socklen_t len = sizeof(error);
+                        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+                                return negative_errno();
+                        return error == 0 ? 0 : -error;
+                }
+        }
+}
+
+int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret, struct verr *e) {
+        _cleanup_close_ int fd = -1, dir_fd = -1;
+        struct qga_client *c;
+        struct sockaddr_un sa;
+        char t[32];
+        int r;
+
+        r = socket_address(path, &sa, &dir_fd);
+        if (r < 0)
+                return verr_set(e, r, "cannot address the socket '%s': %s", path, strerror(-r));
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return verr_set(e, negative_errno(), "cannot create a socket: %m");
+
+        r = connect_with_deadline(fd, &sa, now_ms() + timeout_ms);
+        if (r == -ETIMEDOUT)
+                return verr_set(e, r, "connecting to '%s' did not complete within %s (the listener does not accept)",
+                                path, format_timeout(timeout_ms, t, sizeof(t)));
+        if (r < 0)
+                return verr_set(e, r, "cannot connect to '%s': %s", path, strerror(-r));
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->fd = TAKE_FD(fd);
+        c->next_id = random_id();
+        r = proto_reader_new(PROTO_MAX_REPLY_SIZE, &c->reader);
+        if (r < 0) {
+                qga_client_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* {"return": id} and nothing else. */
+static bool frame_is_sync_reply(json_object *obj, int64_t id) {
+        json_object *v;
+
+        if (!json_object_is_type(obj, json_type_object) || json_object_object_length(obj) != 1)
+                return false;
+        if (!json_object_object_get_ex(obj, "return", &v) || !json_object_is_type(v, json_type_int))
+                return false;
+        return json_object_get_int64(v) == id;
+}
+
+static int on_frame(json_object *obj, int error, void *userdata) {
+        struct qga_client *c = userdata;
+        bool delimited = c->after_delimiter;
+        json_object *id;
+
+        c->after_delimiter = false;
+
+        switch (c->wait) {
+        case QGA_WAIT_SYNC:
+                /* Garbage and old replies are expected here: that is what the sync is for. */
+                if (error == 0 && delimited && frame_is_sync_reply(obj, c->wait_id)) {
+                        c->done = true;
+                        c->wait = QGA_WAIT_NOTHING;
+                }
+                return 0;
+
+        case QGA_WAIT_REPLY:
+                if (error < 0) {
+                        c->frame_error = error;
+                        break;
+                }
+                if (json_object_is_type(obj, json_type_object) && json_object_object_get_ex(obj, "id", &id)) {
+                        if (!json_object_is_type(id, json_type_int) || json_object_get_int64(id) != c->wait_id)
+                                return 0; /* an answer to an earlier request: stale */
+                } else if (!(json_object_is_type(obj, json_type_object) && json_object_object_get_ex(obj, "error", NULL))) {
+                        /* After a sync the next reply is ours, and ours carries our id; only an
+                         * error about a request the agent could not read may lack it. */
+                        c->frame_error = -EPROTO;
+                        break;
+                }
+                c->reply = json_object_get(obj);
+                break;
+
+        case QGA_WAIT_NOTHING:
+        default:
+                return 0;
+        }
+
+        c->done = true;
+        c->wait = QGA_WAIT_NOTHING;
+        return 0;
+}
+
+static int client_feed(struct qga_client *c, const unsigned char *p, size_t n) {
+        while (n > 0) {
+                const unsigned char *d = memchr(p, PROTO_DELIMITER, n);
+                size_t segment = d ? (size_t) (d - p) : n;
+                int r = proto_reader_feed(c->reader, p, segment, on_frame, c);
+                if (r < 0)
+                        return r;
+                if (!d)
+                        break;
+                proto_reader_reset(c->reader);
+                c->after_delimiter = true;
+                p = d + 1;
+                n -= segment + 1;
+        }
+        return 0;
+}
+
+/* Reads until on_frame() is done or the deadline passes. */
+static int client_wait(struct qga_client *c, int64_t deadline) {
+        while (!c->done) {
+                int64_t left = deadline - now_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                int k = poll(&p, 1, (int) (left > INT_MAX ? INT_MAX : left));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        continue;
+
+                ssize_t n = read(c->fd, c->buf, sizeof(c->buf));
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        c->dead = true;
+                        c->dead_reason = "reading from the agent channel failed";
+                        return negative_errno();
+                }
+                if (n == 0) {
+                        c->dead = true;
+                        c->dead_reason = "the agent channel was closed";
+                        return -ECONNRESET;
+                }
+                int r = client_feed(c, c->buf, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void client_begin_wait(struct qga_client *c, enum qga_wait what, int64_t id) {
+        c->wait = what;
+        c->wait_id = id;
+        c->done = false;
+        c->frame_error = 0;
+        json_object_put(c->reply);
+        c->reply = NULL;
+}
+
+static int client_write(struct qga_client *c, const char *buf, size_t len, int timeout_ms) {
+        int r = proto_write_all(c->fd, buf, len, timeout_ms);
+        if (r < 0 && r != -ETIMEDOUT) {
+                c->dead = true;
+                c->dead_reason = "writing to the agent channel failed";
+        }
+        return r;
+}
+
+int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
+        int64_t deadline = now_ms() + timeout_ms;
+        int64_t id = random_id();
+        char request[128], t[32];
+        int n, r;
+
+        if (c->dead)
+                return verr_set(e, -ENOTCONN, "%s earlier; no further requests are sent", c->dead_reason);
+
+        c->synced = false;
+        n = snprintf(request, sizeof(request),
+                     "%c{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%" PRId64 "}}\n",
+                     (char) PROTO_DELIMITER, id);
+        r = client_write(c, request, (size_t) n, timeout_ms);
+        if (r == -ETIMEDOUT) {
+                c->dead = true;
+                c->dead_reason = "the agent channel took no data";
+                return verr_set(e, r, "the agent channel takes no data (guest-sync-delimited not sent within %s): "
+                                      "is vmuser-agent running in the guest?",
+                                format_timeout(timeout_ms, t, sizeof(t)));
+        }
+        if (r < 0)
+                return verr_set(e, r, "sending guest-sync-delimited failed: %s", strerror(-r));
+
+        client_begin_wait(c, QGA_WAIT_SYNC, id);
+        r = client_wait(c, deadline);
+        c->wait = QGA_WAIT_NOTHING;
+        if (r == -ETIMEDOUT) {
+                /* Waiting again for each later request would multiply the timeout: give up. */
+                c->dead = true;
+                c->dead_reason = "the agent did not answer guest-sync-delimited";
+                return verr_set(e, r, "no reply to guest-sync-delimited within %s: is vmuser-agent running in the "
+                                      "guest (and no other client connected to its channel)?",
+                                format_timeout(timeout_ms, t, sizeof(t)));
+        }
+        if (r == -ECONNRESET)
+                return verr_set(e, r, "the agent channel was closed while synchronizing");
+        if (r < 0)
+                return verr_set(e, r, "synchronizing with the agent failed: %s", strerror(-r));
+
+        c->synced = true;
+        return 0;
+}
+
+/* Checks the envelope of a matched reply and hands out its parts. */
+static int parse_reply(json_object *reply, const char *command, json_object **ret_value, struct qga_error *ret_error,
+                       struct verr *e) {
+        json_object *value = NULL, *error = NULL;
+        const char *klass, *desc;
+
+        if (!json_object_is_type(reply, json_type_object))
+                return verr_set(e, -EBADMSG, "the reply to '%s' is not a JSON object", command);
+        json_object_object_foreach(reply, key, val) {
+                (void) val;
+                if (!streq(key, "return") && !streq(key, "error") && !streq(key, "id"))
+                        return verr_set(e, -EBADMSG, "the reply to '%s' has an unknown member '%.64s'", command, key);
+        }
+        json_object_object_get_ex(reply, "return", &value);
+        json_object_object_get_ex(reply, "error", &error);
+        if (!!value == !!error)
+                return verr_set(e, -EBADMSG, "the reply to '%s' must have exactly one of 'return' and 'error'",
+                                command);
+
+        if (value) {
+                *ret_value = json_object_get(value);
+                return 0;
+        }
+
+        if (json_get_string(error, "class", &klass) < 0 || json_get_string(error, "desc", &desc) < 0)
+                return verr_set(e, -EBADMSG, "the error reply to '%s' lacks the strings 'class' and 'desc'", command);
+        if (ret_error) {
+                snprintf(ret_error->error_class, sizeof(ret_error->error_class), "%s", klass);
+                snprintf(ret_error->desc, sizeof(ret_error->desc), "%s", desc);
+        }
+        return verr_set(e, -EREMOTEIO, "%s", desc);
+}
+
+int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
+                    json_object **ret_value, struct qga_error *ret_error, struct verr *e) {
+        _cleanup_json_ json_object *request = NULL;
+        _cleanup_erase_free_ char *text = NULL; /* may carry a password hash */
+        int64_t id, deadline;
+        const char *s;
+        size_t len;
+        char t[32];
+        int r;
+
+        if (c->dead)
+                return verr_set(e, -ENOTCONN, "%s earlier; no further requests are sent", c->dead_reason);
+        if (!c->synced) {
+                r = qga_client_sync(c, timeout_ms, e);
+                if (r < 0)
+                        return r;
+        }
+
+        id = c->next_id;
+        c->next_id = (c->next_id + 1) & (int64_t) QGA_ID_MASK;
+        request = json_object_new_object();
+        if (!request || json_object_object_add(request, "execute", json_object_new_string(command)) < 0 ||
+            (args && json_object_object_add(request, "arguments", json_object_get(args)) < 0) ||
+            json_object_object_add(request, "id", json_object_new_int64(id)) < 0)
+                return -ENOMEM;
+        s = json_to_compact(request);
+        if (!s)
+                return -ENOMEM;
+        len = strlen(s);
+        text = malloc(len + 2);
+        if (!text)
+                return -ENOMEM;
+        memcpy(text, s, len);
+        text[len++] = '\n';
+        text[len] = '\0';
+        /* The serialization json-c keeps inside the object may hold a hash: wipe it now. */
+        explicit_bzero((char *) s, len - 1);
+
+        deadline = now_ms() + timeout_ms;
+        r = client_write(c, text, len, timeout_ms);
+        if (r == -ETIMEDOUT) {
+                c->synced = false;
+                return verr_set(e, r, "the agent did not take the '%s' request within %s",
+                                command, format_timeout(timeout_ms, t, sizeof(t)));
+        }
+        if (r < 0)
+                return verr_set(e, r, "sending '%s' failed: %s", command, strerror(-r));
+
+        client_begin_wait(c, QGA_WAIT_REPLY, id);
+        r = client_wait(c, deadline);
+        c->wait = QGA_WAIT_NOTHING;
+        if (r == -ETIMEDOUT) {
+                c->synced = false;
+                return verr_set(e, r, "no reply to '%s' within %s; whether it took effect is unknown", command,
+                                format_timeout(timeout_ms, t, sizeof(t)));
+        }
+        if (r == -ECONNRESET)
+                return verr_set(e, r, "the agent channel was closed before the reply to '%s'", command);
+        if (r < 0)
+                return verr_set(e, r, "reading the reply to '%s' failed: %s", command, strerror(-r));
+
+        if (c->frame_error < 0) {
+                /* The rest of that frame may still be on its way: start clean next time. */
+                c->synced = false;
+                switch (c->frame_error) {
+                case -EMSGSIZE:
+                        return verr_set(e, -EMSGSIZE, "the reply to '%s' exceeds the limit of %u bytes", command,
+                                        PROTO_MAX_REPLY_SIZE);
+                case -ELOOP:
+                        return verr_set(e, -EBADMSG, "the reply to '%s' nests deeper than %d levels", command,
+                                        VMUSER_JSON_MAX_DEPTH);
+                case -EPROTO:
+                        return verr_set(e, -EBADMSG, "the reply to '%s' does not carry the request id", command);
+                default:
+                        return verr_set(e, -EBADMSG, "the reply to '%s' is not valid JSON", command);
+                }
+        }
+
+        r = parse_reply(c->reply, command, ret_value, ret_error, e);
+        json_object_put(c->reply);
+        c->reply = NULL;
+        if (r == -EBADMSG)
+                c->synced = false;
+        return r;
+}

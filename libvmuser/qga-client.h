@@ -1,0 +1,60 @@
+/* qga-client.h: the host end of the agent protocol (doc/PROTOCOL.txt, sections 1-3).
+ *
+ * The guest is not trusted by the host, so everything that comes back is bounded and
+ * time-limited: replies go through the shared frame reader (proto.h) with PROTO_MAX_REPLY_SIZE,
+ * every phase (connect, sync, request) has its own deadline on the monotonic clock, and a
+ * reply is only accepted when it carries the id of the request it answers.
+ *
+ * Flow: qga_client_connect() opens the socket (non-blocking, with a timeout) ->
+ * qga_client_call() syncs first when the channel state is unknown (just connected, or the last
+ * call timed out or got a malformed reply): 0xFF + guest-sync-delimited with a random id, and
+ * everything read is discarded until 0xFF {"return": id} comes back -> the request goes out
+ * with its own "id" -> frames are read until the one with that id; stale frames are dropped ->
+ * "return" is handed out, or "error" as class + desc.
+ *
+ * Errors (negative errno, with a sentence in the verr):
+ *   -ENOENT, -ECONNREFUSED, -EACCES, ...  connecting failed (socket missing, nobody listening)
+ *   -ETIMEDOUT   no sync reply, or no reply to the request, in time; the channel is re-synced
+ *                before the next request (a request that timed out may or may not have run)
+ *   -EBADMSG     a reply that is not valid JSON or not a valid reply envelope
+ *   -EMSGSIZE    a reply larger than PROTO_MAX_REPLY_SIZE
+ *   -ECONNRESET  the agent side closed the connection
+ *   -ENOTCONN    an earlier call found the connection closed or broken, or a sync timed out:
+ *                the client gives up rather than wait out the timeout again for every request
+ *   -EREMOTEIO   the agent answered with an error object; it is in the struct qga_error */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "verr.h"
+
+/* An error reply of the agent. desc is kept as sent (up to the size of the buffer). */
+struct qga_error {
+        char error_class[64];
+        char desc[1024];
+};
+
+struct qga_client;
+
+/* Connects to the UNIX stream socket at path, waiting at most timeout_ms for a full backlog.
+ * Paths longer than sun_path are reached through /proc/self/fd. */
+int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret, struct verr *e);
+struct qga_client *qga_client_free(struct qga_client *c);
+void qga_client_freep(struct qga_client **c);
+#define _cleanup_qga_client_ __attribute__((cleanup(qga_client_freep)))
+
+/* Re-synchronizes the channel (see above). Called by qga_client_call() when needed; exposed for
+ * `vmuser status`, which wants to tell "agent not running" from "agent refused". */
+int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e);
+
+/* Sends {"execute": command, "arguments": args, "id": N} (args may be NULL; it is borrowed)
+ * and waits up to timeout_ms for its reply. On success *ret_value holds a reference to the
+ * "return" value. The serialized request is erased after sending: it may carry a password
+ * hash. */
+int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
+                    json_object **ret_value, struct qga_error *ret_error, struct verr *e);
+
+/* True once the connection is known to be unusable (closed by the peer, write error, a sync
+ * that timed out). */
+bool qga_client_is_dead(const struct qga_client *c);

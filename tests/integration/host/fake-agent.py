@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""fake-agent.py: misbehaving vmuser agents for the host suite's error paths.
+
+Listens on a UNIX socket like `vmuser-agent --listen` and serves one client at a time.
+Requests are read the way the real agent reads them (0xFF drops a partial request, one JSON
+request per line); replies depend on --mode:
+
+  silent       accepts and reads, never answers (agent not running in the guest)
+  mute         answers the first sync of a connection, then nothing any more (a hung agent)
+  nodelim      answers guest-sync-delimited without the 0xFF in front (not a valid sync)
+  garbage      syncs correctly, then answers every request with a line that is not JSON
+  huge         syncs correctly, then answers with a 17 MiB reply (limit: 16 MiB)
+  deep         syncs correctly, then answers with a reply nested 40 levels deep
+  late         syncs correctly; the first request is answered only after --delay seconds
+               (naming user "first", uid 1111), later ones at once (uid 2222)
+  close        syncs correctly, then closes the connection on the first request
+  refuse       syncs correctly, then refuses every request; the desc has terminal escapes
+  wrong-user   syncs correctly, then answers for another user than the one asked about
+  foreign-id   syncs correctly, then precedes each real reply (uid 2222) with a reply carrying
+               another request's id and one with the id as a string (both uid 1111)
+  ok           a well-behaved agent for detach/list/guest-info (uid 2222)
+
+With --one-connection the socket is closed after the first client that sent anything (the test
+harness's readiness probe sends nothing): a second connection is refused, so a batch only
+succeeds if it uses one connection for all its users.
+  stale-proxy  relays to the real agent at --upstream, after putting stale bytes in both
+               directions: old replies and a partial frame towards the client, a partial
+               request towards the agent
+"""
+import argparse
+import json
+import os
+import select
+import socket
+import sys
+import time
+
+
+def reply(conn, obj, delimited=False):
+    data = json.dumps(obj).encode() + b"\n"
+    conn.sendall((b"\xff" if delimited else b"") + data)
+
+
+def normal_return(req, uid):
+    verb = req.get("execute")
+    args = req.get("arguments") or {}
+    if verb == "vmuser-detach":
+        return {"userName": args.get("userName"), "uid": uid}
+    if verb == "vmuser-attach":
+        name = (args.get("user") or {}).get("userName")
+        return {"userName": name, "uid": uid, "gid": uid,
+                "homeDirectory": "/run/vmhost/home/%s" % name, "changed": True}
+    if verb == "guest-info":
+        return {"version": "fake", "supported_commands": []}
+    if verb == "vmuser-list":
+        return []
+    return {}
+
+
+class Session:
+    def __init__(self, conn, opts):
+        self.conn = conn
+        self.opts = opts
+        self.requests = 0
+        self.syncs = 0
+        self.used = False
+
+    def handle(self, line):
+        try:
+            req = json.loads(line)
+        except ValueError:
+            return
+        verb = req.get("execute")
+        rid = req.get("id")
+        mode = self.opts.mode
+        if verb in ("guest-sync-delimited", "guest-sync"):
+            self.syncs += 1
+            if mode == "silent" or (mode == "mute" and self.syncs > 1):
+                return
+            reply(self.conn, {"return": req["arguments"]["id"]},
+                  delimited=(verb == "guest-sync-delimited" and mode != "nodelim"))
+            return
+
+        self.requests += 1
+        if mode in ("silent", "mute"):
+            return
+        if mode == "garbage":
+            self.conn.sendall(b"this is not json at all\n")
+        elif mode == "huge":
+            self.conn.sendall(b'{"return": "' + b"A" * (17 * 1024 * 1024) + b'"}\n')
+        elif mode == "deep":
+            self.conn.sendall(b'{"return": ' + b"[" * 40 + b"]" * 40 + b', "id": %d}\n' % rid)
+        elif mode == "late":
+            if self.requests == 1:
+                time.sleep(self.opts.delay)
+                ret = normal_return(req, 1111)
+                ret["userName"] = "first"
+                reply(self.conn, {"return": ret, "id": rid})
+            else:
+                reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
+        elif mode == "close":
+            raise ConnectionResetError
+        elif mode == "refuse":
+            reply(self.conn, {"error": {"class": "GenericError",
+                                        "desc": "fake refusal \x1b[31mred\x1b[0m of '%s'" % verb},
+                              "id": rid})
+        elif mode == "foreign-id":
+            planted = normal_return(req, 1111)
+            reply(self.conn, {"return": planted, "id": rid + 1000})
+            reply(self.conn, {"return": planted, "id": "%d" % rid})
+            reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
+        elif mode == "wrong-user":
+            ret = normal_return(req, 2222)
+            ret["userName"] = "somebody-else"
+            reply(self.conn, {"return": ret, "id": rid})
+        else:
+            reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
+
+    def serve(self):
+        buf = b""
+        while True:
+            data = self.conn.recv(65536)
+            if not data:
+                return
+            self.used = True
+            for b in data:
+                if b == 0xFF:
+                    buf = b""
+                elif b == 0x0A:
+                    if buf.strip():
+                        self.handle(buf)
+                    buf = b""
+                else:
+                    buf += bytes([b])
+
+
+STALE_TO_CLIENT = (
+    # What an earlier client left unread, then a sync reply without its 0xFF, then noise and
+    # a frame that never ends. A client that does not sync takes the first line for its reply.
+    b'{"return": {"userName": "vmtstale", "uid": 4242, "gid": 4242, '
+    b'"homeDirectory": "/run/vmhost/home/vmtstale", "changed": true}}\n'
+    b'{"return": 1}\n'
+    b'\x01 noise that is not json\n'
+    b'{"return": {"userName": "'
+)
+# An earlier client died in the middle of a request.
+STALE_TO_AGENT = b'{"execute": "vmuser-detach", "arguments": {"userName": "'
+
+
+def proxy(conn, upstream_path):
+    up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    up.connect(upstream_path)
+    conn.sendall(STALE_TO_CLIENT)
+    up.sendall(STALE_TO_AGENT)
+    pairs = {conn: up, up: conn}
+    try:
+        while True:
+            ready, _, _ = select.select([conn, up], [], [])
+            for s in ready:
+                data = s.recv(65536)
+                if not data:
+                    return
+                pairs[s].sendall(data)
+    finally:
+        up.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", required=True)
+    p.add_argument("--listen", required=True)
+    p.add_argument("--delay", type=float, default=1.5)
+    p.add_argument("--upstream")
+    p.add_argument("--one-connection", action="store_true")
+    opts = p.parse_args()
+
+    try:
+        os.unlink(opts.listen)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(opts.listen)
+    srv.listen(4)
+    while True:
+        conn, _ = srv.accept()
+        session = None
+        try:
+            if opts.mode == "stale-proxy":
+                proxy(conn, opts.upstream)
+            else:
+                session = Session(conn, opts)
+                session.serve()
+        except (ConnectionError, BrokenPipeError, OSError) as e:
+            print("fake-agent: %s" % e, file=sys.stderr)
+        finally:
+            conn.close()
+        if opts.one_connection and session and session.used:
+            srv.close()
+            os.unlink(opts.listen)
+            return
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+/* host-test.h: one machine, two views, for the host suite (the real vmuser against the real
+ * vmuser-agent, or against fake agents).
+ *
+ * vmuser normally runs on the host and the agent in the guest, each with its own user database.
+ * Here both run on the test machine, and a host user attached to the "guest" must not already
+ * exist there (the agent refuses names that resolve in the guest). So the test builds two
+ * mount-namespace views:
+ *
+ *   guest view  the test process itself, after test_enter_private_run(): a private tmpfs on
+ *               /run, the machine's own /etc/passwd, shadow and group (untouched), and an
+ *               nsswitch.conf with "files systemd". The agent runs here (--listen on a socket
+ *               under /run), and the checks run here: getent, id, userdbctl see what a guest
+ *               would see. The test users do not exist in this view's files.
+ *
+ *   host view   a nested mount namespace that every vmuser run enters (ht_run_host): the
+ *               passwd, shadow, group and gshadow copies of a scratch "host root" are
+ *               bind-mounted over their /etc names, and an empty tmpfs covers /run/userdb so vmuser sees
+ *               neither the guest's drop-in records nor anything the agent writes. The rest of
+ *               /run is shared, which is how vmuser reaches the agent's socket.
+ *
+ * Test users are created with `useradd --prefix HT_ROOT` (or, for the bulk test, by appending
+ * lines), which writes only the scratch copies: the machine's user database is never modified.
+ * (useradd on bind-mounted files fails: it replaces /etc/passwd with rename(), and a bind-mount
+ * target cannot be renamed over. So the copies are edited in place under HT_ROOT, and each
+ * fresh host view binds the current copies.)
+ *
+ * Everything lives under the private /run and disappears with the test's namespace. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define HT_BASE "/run/vmuser-test"
+#define HT_ROOT HT_BASE "/hostroot" /* the host view's etc/ copies */
+#define HT_HOMES HT_BASE "/homes"   /* host users' home directories */
+#define HT_VM_DIR HT_BASE "/vms"    /* $VMUSER_VM_DIR for vmuser */
+
+/* Enters the guest view and prepares the host root. Exits 77 when not root. */
+void ht_setup(void);
+
+/* useradd --prefix HT_ROOT -M -d HT_HOMES/NAME [extra...] NAME; returns the exit status. */
+int ht_useradd(const char *name, char *const extra_args[]);
+/* The host view's passwd entry of name: uid and gid, or -1 if absent. */
+int ht_host_ids(const char *name, uid_t *ret_uid, gid_t *ret_gid);
+/* Creates HT_HOMES/NAME owned by the user; with authorized_keys text, also .ssh/ (0700) and
+ * .ssh/authorized_keys (0600), owned by the user. */
+void ht_make_home(const char *name, const char *authorized_keys);
+/* Appends a user with a private group straight to the host root's files (bulk test). */
+void ht_append_user(FILE *passwd, FILE *shadow, FILE *group, const char *name, unsigned id, const char *hash);
+
+/* A user or group record in the guest view that vmuser did not attach (a local account). */
+void ht_guest_drop_in_user(const char *name, unsigned uid);
+void ht_guest_drop_in_group(const char *name, unsigned gid);
+
+struct ht_result {
+        int status;   /* exit status, or 128+signal */
+        char *out;    /* stdout */
+        char *err;    /* stderr */
+        double seconds;
+};
+void ht_result_done(struct ht_result *r);
+
+/* Runs argv to completion (killed after 600 s) in the host view / in the guest view. */
+int ht_run_host(char *const argv[], struct ht_result *ret);
+int ht_run_guest(char *const argv[], struct ht_result *ret);
+/* Runs $VMUSER_TOOL with the NULL-terminated arguments in the host view; stderr is echoed to the
+ * test's stderr, so the log shows what vmuser said. */
+int ht_vmuser(struct ht_result *ret, const char *arg, ...) __attribute__((sentinel));
+int ht_vmuserv(struct ht_result *ret, char *const args[]);
+
+/* Starts the real agent on HT_VM_DIR/VM/agent.sock with extra arguments, and waits until it
+ * accepts connections. */
+pid_t ht_agent_start(const char *vm, char *const extra_args[]);
+/* Starts tests/integration/host/fake-agent.py on HT_VM_DIR/VM/agent.sock in a mode. */
+pid_t ht_fake_start(const char *vm, const char *mode, char *const extra_args[]);
+/* SIGTERM and wait. Whatever is still running when the test exits is killed then (a failed
+ * test must not leave a listener holding the test's output pipes open). */
+void ht_stop(pid_t pid);
+
+/* Counts lines; finds a line containing needle (NULL if none). */
+size_t ht_count_lines(const char *s);
+bool ht_contains(const char *haystack, const char *needle);
