@@ -62,6 +62,7 @@ bool agent_command_enabled(const struct agent *a, const char *name);
 /* sessions.c: what detach and list need to know about logins. */
 int agent_user_session_count(struct agent *a, const struct attach_state *s);
 int agent_terminate_sessions(struct agent *a, const struct attach_state *s, struct verr *e);
+int agent_release_user_manager(struct agent *a, const struct attach_state *s, struct verr *e);
 int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e);
 /* 1 when something is mounted on path (in the login namespace when host_mounts). */
 int agent_path_is_mounted(struct agent *a, const char *path);

@@ -123,6 +123,9 @@ static int cmd_detach(struct agent *a, json_object *args, json_object **ret, str
                 if (r < 0)
                         return r;
         }
+        r = agent_release_user_manager(a, &s, e);
+        if (r < 0)
+                return r;
         r = agent_unmount_home(a, &s, e);
         if (r < 0)
                 return r;

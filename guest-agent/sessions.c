@@ -3,7 +3,8 @@
  * Sessions are counted from two sources: pam_vmuser's tracking directory (works everywhere) and
  * logind via sd-login (catches sessions that did not go through pam_vmuser). A forced detach
  * asks logind to terminate the user (sd-bus, TerminateUser), signals the tracked session
- * processes, then unmounts the home. Mounts belong to the login namespace: under systemd the
+ * processes, then unmounts the home. Every detach also waits for logind to let go of the user
+ * (its user manager lingers after the last logout) before the records go. Mounts belong to the login namespace: under systemd the
  * agent runs in a namespace of its own (ProtectSystem=), so with --host-mounts the unmount runs
  * in a child that has joined PID 1's mount namespace. */
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -56,6 +58,51 @@ static bool pid_alive(pid_t pid) {
         return kill(pid, 0) == 0 || errno == EPERM;
 }
 
+static int logind_terminate_user(const struct attach_state *s, struct verr *e) {
+        sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r >= 0)
+                r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
+                                       "org.freedesktop.login1.Manager", "TerminateUser", &error, NULL, "u",
+                                       (uint32_t) s->uid);
+        if (r < 0)
+                verr_set(e, r, "asking logind to terminate user '%s' failed: %s", s->user_name,
+                         error.message ? error.message : strerror(-r));
+        sd_bus_error_free(&error);
+        sd_bus_flush_close_unref(bus);
+        return r;
+}
+
+/* True while logind still tracks the user (sessions, or a user manager that lingers for a few
+ * seconds after the last logout). */
+static bool logind_knows_user(uid_t uid) {
+        char *state = NULL;
+        int r = sd_uid_get_state(uid, &state);
+        bool known = r >= 0 && state && strcmp(state, "offline") != 0;
+        free(state);
+        return known;
+}
+
+int agent_release_user_manager(struct agent *a, const struct attach_state *s, struct verr *e) {
+        int r;
+
+        /* user@UID.service outlives the last session by a few seconds; its records must outlive
+         * it, or stopping it hangs until its timeout (and with it, a guest's poweroff). */
+        if (!logind_knows_user(s->uid))
+                return 0;
+        r = logind_terminate_user(s, e);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < 200 && logind_knows_user(s->uid); i++)
+                usleep(50 * 1000);
+        if (logind_knows_user(s->uid))
+                return verr_set(e, -ETIMEDOUT, "logind did not finish terminating user '%s' within 10 s", s->user_name);
+        return 0;
+}
+
 int agent_terminate_sessions(struct agent *a, const struct attach_state *s, struct verr *e) {
         pid_t pids[64] = {};
         int r;
@@ -68,18 +115,7 @@ int agent_terminate_sessions(struct agent *a, const struct attach_state *s, stru
         }
 
         if (sd_uid_get_sessions(s->uid, 0, NULL) > 0) {
-                sd_bus *bus = NULL;
-                sd_bus_error error = SD_BUS_ERROR_NULL;
-                r = sd_bus_open_system(&bus);
-                if (r >= 0)
-                        r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
-                                               "org.freedesktop.login1.Manager", "TerminateUser", &error, NULL, "u",
-                                               (uint32_t) s->uid);
-                if (r < 0)
-                        verr_set(e, r, "asking logind to terminate user '%s' failed: %s", s->user_name,
-                                 error.message ? error.message : strerror(-r));
-                sd_bus_error_free(&error);
-                sd_bus_flush_close_unref(bus);
+                r = logind_terminate_user(s, e);
                 if (r < 0)
                         return r;
         }
