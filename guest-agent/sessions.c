@@ -5,17 +5,15 @@
  * asks logind to terminate the user (sd-bus, TerminateUser), signals the tracked session
  * processes, then unmounts the home. Every detach also waits for logind to let go of the user
  * (its user manager lingers after the last logout) before the records go. Mounts belong to the login namespace: under systemd the
- * agent runs in a namespace of its own (ProtectSystem=), so with --host-mounts the unmount runs
- * in a child that has joined PID 1's mount namespace. */
+ * agent runs in a namespace of its own (ProtectSystem=), so with --host-mounts it asks systemd to
+ * stop the home's mount unit and reads PID 1's mountinfo to see it gone. */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-login.h>
 #include <time.h>
@@ -86,20 +84,33 @@ static bool logind_knows_user(uid_t uid) {
         return known;
 }
 
+/* True while the user's slice (sessions and user@UID.service) has a cgroup. Without cgroup v2
+ * in the usual place, fall back to asking logind. */
+static bool user_slice_exists(uid_t uid) {
+        char path[128];
+
+        if (access("/sys/fs/cgroup/user.slice", F_OK) < 0)
+                return logind_knows_user(uid);
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/user.slice/user-%u.slice", (unsigned) uid);
+        return access(path, F_OK) == 0;
+}
+
 int agent_release_user_manager(struct agent *a, const struct attach_state *s, struct verr *e) {
         int r;
 
         /* user@UID.service outlives the last session by a few seconds; its records must outlive
-         * it, or stopping it hangs until its timeout (and with it, a guest's poweroff). */
-        if (!logind_knows_user(s->uid))
+         * it, or stopping it hangs until its timeout (and with it, a guest's poweroff). logind
+         * itself keeps the user "closing" for a while after everything stopped: what counts is
+         * that the user's slice is gone. */
+        if (!logind_knows_user(s->uid) && !user_slice_exists(s->uid))
                 return 0;
         r = logind_terminate_user(s, e);
-        if (r < 0)
+        if (r < 0 && logind_knows_user(s->uid))
                 return r;
-        for (int i = 0; i < 200 && logind_knows_user(s->uid); i++)
+        for (int i = 0; i < 200 && user_slice_exists(s->uid); i++)
                 usleep(50 * 1000);
-        if (logind_knows_user(s->uid))
-                return verr_set(e, -ETIMEDOUT, "logind did not finish terminating user '%s' within 10 s", s->user_name);
+        if (user_slice_exists(s->uid))
+                return verr_set(e, -ETIMEDOUT, "the processes of user '%s' did not end within 10 s", s->user_name);
         return 0;
 }
 
@@ -173,33 +184,75 @@ static int unmount_here(const char *path) {
         return 0;
 }
 
-int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e) {
-        int r, status;
-        pid_t pid;
+/* systemd's unit name for a mount point: "/run/vmhost/home/a-b" -> "run-vmhost-home-a\x2db.mount". */
+static int mount_unit_name(const char *path, char *buf, size_t size) {
+        size_t n = 0;
 
-        if (!a->config.host_mounts) {
-                r = unmount_here(s->home_directory);
-                return r < 0 ? verr_set(e, r, "unmounting '%s' failed: %s", s->home_directory, strerror(-r)) : 0;
+        for (const char *p = path + 1; *p; p++) {
+                char c = *p;
+                char piece[5];
+                if (c == '/')
+                        snprintf(piece, sizeof(piece), "-");
+                else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                         (c == '.' && p != path + 1 && p[-1] != '/'))
+                        snprintf(piece, sizeof(piece), "%c", c);
+                else
+                        snprintf(piece, sizeof(piece), "\\x%02x", (unsigned char) c);
+                size_t l = strlen(piece);
+                if (n + l + sizeof(".mount") > size)
+                        return -ENAMETOOLONG;
+                memcpy(buf + n, piece, l);
+                n += l;
         }
-
-        pid = fork();
-        if (pid < 0)
-                return verr_set(e, negative_errno(), "fork failed: %m");
-        if (pid == 0) {
-                int fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
-                if (fd < 0 || setns(fd, CLONE_NEWNS) < 0)
-                        _exit(100 + (errno & 0x7f) % 100);
-                r = unmount_here(s->home_directory);
-                _exit(r < 0 ? (-r) & 0x7f : 0);
-        }
-        if (waitpid(pid, &status, 0) < 0)
-                return verr_set(e, negative_errno(), "waiting for the unmount helper failed: %m");
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                int code = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
-                if (code >= 100)
-                        return verr_set(e, -EPERM, "joining PID 1's mount namespace to unmount '%s' failed",
-                                        s->home_directory);
-                return verr_set(e, -code, "unmounting '%s' failed: %s", s->home_directory, strerror(code));
-        }
+        memcpy(buf + n, ".mount", sizeof(".mount"));
         return 0;
+}
+
+/* The home lives in PID 1's mount namespace, ours is a private one (ProtectSystem=). Rather than
+ * joining PID 1's namespace (which needs CAP_SYS_PTRACE to open /proc/1/ns/mnt), ask systemd,
+ * which owns every mount as a unit, to stop the mount unit, and wait for it to go. */
+static int unmount_via_systemd(struct agent *a, const struct attach_state *s, struct verr *e) {
+        sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char unit[512];
+        int r;
+
+        r = mount_unit_name(s->home_directory, unit, sizeof(unit));
+        if (r < 0)
+                return verr_set(e, r, "home directory '%s' has no mount unit name", s->home_directory);
+        r = sd_bus_open_system(&bus);
+        if (r >= 0)
+                r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                       "org.freedesktop.systemd1.Manager", "StopUnit", &error, NULL, "ss", unit,
+                                       "replace");
+        if (r < 0)
+                verr_set(e, r, "asking systemd to stop '%s' failed: %s", unit, error.message ? error.message : strerror(-r));
+        sd_bus_error_free(&error);
+        sd_bus_flush_close_unref(bus);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < 200; i++) {
+                r = agent_path_is_mounted(a, s->home_directory);
+                if (r <= 0)
+                        return r < 0 ? verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory,
+                                                strerror(-r))
+                                     : 0;
+                usleep(50 * 1000);
+        }
+        return verr_set(e, -EBUSY, "systemd did not unmount '%s' (%s) within 10 s; it is still in use",
+                        s->home_directory, unit);
+}
+
+int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e) {
+        int r;
+
+        if (a->config.host_mounts) {
+                r = agent_path_is_mounted(a, s->home_directory);
+                if (r < 0)
+                        return verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory,
+                                        strerror(-r));
+                return r == 0 ? 0 : unmount_via_systemd(a, s, e);
+        }
+        r = unmount_here(s->home_directory);
+        return r < 0 ? verr_set(e, r, "unmounting '%s' failed: %s", s->home_directory, strerror(-r)) : 0;
 }
