@@ -1,0 +1,1085 @@
+/* virtiofsd.c: detecting, starting, watching and stopping virtiofsd (see virtiofsd.h).
+ *
+ * Start, without systemd: fork -> the child starts a new session and forks the supervisor, then
+ * exits (so the supervisor is nobody's child but init's and outlives us) -> the supervisor makes
+ * itself a child subreaper, points stdin at /dev/null and stdout/stderr at the log, forks and
+ * execs virtiofsd, reports "PID, exec errno" back over a pipe, and then reaps until no child is
+ * left (virtiofsd's namespace sandbox forks an inner process, which ends up with us too) ->
+ * the caller writes the pid file and polls until the socket listens or the process is gone.
+ * Everything between fork and exec is async-signal-safe, so a threaded caller is fine.
+ *
+ * Start, with systemd: StartTransientUnit with ExecStart= and sandboxing properties; the unit
+ * name goes to virtiofsd.unit; readiness is the same socket poll, liveness is ActiveState. */
+#include "virtiofsd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic-file.h"
+#include "macro.h"
+
+#define DETECT_TIMEOUT_MS 5000
+#define DETECT_OUTPUT_MAX (64u * 1024u)
+#define STOP_KILL_WAIT_MS 5000
+#define POLL_STEP_MS 20
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int ms_left(int64_t deadline) {
+        int64_t left = deadline - now_ms();
+        return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int) left;
+}
+
+static void sleep_ms(int ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+const char *virtiofsd_flavour_to_string(enum virtiofsd_flavour f) {
+        return f == VIRTIOFSD_FLAVOUR_RUST ? "rust" : "c";
+}
+
+const char *virtiofsd_supervisor_to_string(enum virtiofsd_supervisor s) {
+        switch (s) {
+        case VIRTIOFSD_SUPERVISOR_DAEMON:
+                return "daemon";
+        case VIRTIOFSD_SUPERVISOR_SYSTEMD:
+                return "systemd";
+        default:
+                return "auto";
+        }
+}
+
+const char *virtiofsd_state_to_string(enum virtiofsd_state s) {
+        switch (s) {
+        case VIRTIOFSD_STATE_RUNNING:
+                return "running";
+        case VIRTIOFSD_STATE_DEAD:
+                return "dead";
+        default:
+                return "none";
+        }
+}
+
+/* In a child between fork and exec: default signal dispositions and an empty mask, so that a
+ * caller ignoring SIGTERM or SIGPIPE does not pass that on to virtiofsd. */
+static void child_reset_signals(void) {
+        static const int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM };
+        sigset_t none;
+
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                signal(sigs[i], SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Runs path with one argument, collecting up to DETECT_OUTPUT_MAX bytes of stdout+stderr. */
+static int run_capture(const char *path, const char *arg, char **ret_out) {
+        _cleanup_close_ int rd = -1, wr = -1, null_fd = -1;
+        _cleanup_free_ char *out = NULL;
+        int64_t deadline = now_ms() + DETECT_TIMEOUT_MS;
+        size_t size = 0;
+        int p[2], status;
+        pid_t pid;
+
+        out = malloc(DETECT_OUTPUT_MAX + 1);
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (!out || null_fd < 0 || pipe2(p, O_CLOEXEC) < 0)
+                return out ? negative_errno() : -ENOMEM;
+        rd = p[0], wr = p[1];
+
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                char *argv[] = { (char *) path, (char *) arg, NULL };
+                (void) setpgid(0, 0);
+                child_reset_signals();
+                if (dup2(null_fd, 0) < 0 || dup2(wr, 1) < 0 || dup2(wr, 2) < 0)
+                        _exit(127);
+                execv(path, argv);
+                _exit(127);
+        }
+        close(TAKE_FD(wr));
+
+        for (;;) {
+                struct pollfd pfd = { .fd = rd, .events = POLLIN };
+                char sink[4096];
+                int left = ms_left(deadline);
+                ssize_t n;
+
+                int r;
+
+                if (left == 0) {
+                        /* Its own process group: whatever it started goes too. */
+                        kill(-pid, SIGKILL);
+                        break;
+                }
+                r = poll(&pfd, 1, left);
+                if (r < 0 && errno != EINTR) {
+                        kill(-pid, SIGKILL);
+                        break;
+                }
+                if (r <= 0)
+                        continue;
+                if (size < DETECT_OUTPUT_MAX)
+                        n = read(rd, out + size, DETECT_OUTPUT_MAX - size);
+                else
+                        n = read(rd, sink, sizeof(sink));
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n <= 0)
+                        break;
+                if (size < DETECT_OUTPUT_MAX)
+                        size += (size_t) n;
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        out[size] = '\0';
+        *ret_out = TAKE_PTR(out);
+        if (WIFSIGNALED(status))
+                return -ETIMEDOUT;
+        return WEXITSTATUS(status);
+}
+
+static int detect_one(const char *path, struct virtiofsd_binary *ret, struct verr *e) {
+        _cleanup_free_ char *help = NULL, *version = NULL;
+        struct virtiofsd_binary b = {};
+        int k;
+
+        if (strlen(path) >= sizeof(b.path))
+                return verr_set(e, -ENAMETOOLONG, "virtiofsd path '%s' is too long", path);
+        if (access(path, X_OK) < 0)
+                return verr_set(e, negative_errno(), "cannot execute virtiofsd '%s': %m", path);
+
+        k = run_capture(path, "--help", &help);
+        if (k < 0)
+                return verr_set(e, k, "running '%s --help' failed: %s", path, strerror(-k));
+        if (k == 127)
+                return verr_set(e, -ENOEXEC, "'%s' could not be executed", path);
+
+        if (strstr(help, "--shared-dir")) {
+                b.flavour = VIRTIOFSD_FLAVOUR_RUST;
+                b.translate_ids = strstr(help, "--translate-uid") && strstr(help, "--translate-gid");
+                b.read_only = strstr(help, "--readonly") != NULL;
+        } else if (strstr(help, "source=") && strstr(help, "--socket-path") && strstr(help, "sandbox=")) {
+                b.flavour = VIRTIOFSD_FLAVOUR_C;
+        } else
+                return verr_set(e, -ENOEXEC, "'%s' does not look like virtiofsd (no --shared-dir or -o source= in "
+                                             "its --help)",
+                                path);
+
+        if (run_capture(path, "--version", &version) >= 0) {
+                size_t n = strcspn(version, "\r\n");
+                snprintf(b.version, sizeof(b.version), "%.*s", (int) n, version);
+        }
+        memcpy(b.path, path, strlen(path) + 1);
+        *ret = b;
+        return 0;
+}
+
+int virtiofsd_detect(const char *path, struct virtiofsd_binary *ret, struct verr *e) {
+        _cleanup_free_ char *search = NULL;
+        const char *env_path;
+        char *save = NULL;
+
+        if (path)
+                return detect_one(path, ret, e);
+
+        if (detect_one("/usr/libexec/virtiofsd", ret, NULL) == 0)
+                return 0;
+        env_path = getenv("PATH");
+        search = strdup(env_path && *env_path ? env_path : "/usr/local/bin:/usr/bin:/bin");
+        if (!search)
+                return -ENOMEM;
+        for (char *dir = strtok_r(search, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                char candidate[PATH_MAX];
+                if (dir[0] != '/')
+                        continue; /* never run something relative to the current directory as root */
+                if (snprintf(candidate, sizeof(candidate), "%s/virtiofsd", dir) >= (int) sizeof(candidate))
+                        continue;
+                if (access(candidate, X_OK) == 0 && detect_one(candidate, ret, NULL) == 0)
+                        return 0;
+        }
+        if (detect_one("/usr/lib/qemu/virtiofsd", ret, NULL) == 0)
+                return 0;
+        return verr_set(e, -ENOENT, "no virtiofsd found (looked for /usr/libexec/virtiofsd, virtiofsd in PATH and "
+                                    "/usr/lib/qemu/virtiofsd; on Debian 12 it comes with qemu-system-common)");
+}
+
+void virtiofsd_argv_free(char **argv) {
+        for (char **a = argv; a && *a; a++)
+                free(*a);
+        free(argv);
+}
+
+void virtiofsd_argv_freep(char ***argv) {
+        virtiofsd_argv_free(*argv);
+}
+
+struct argv_builder {
+        char **v;
+        size_t n;
+        int error;
+};
+
+#define ARGV_MAX 24
+
+static void argv_add(struct argv_builder *a, const char *fmt, ...) _printf_(2, 3);
+static void argv_add(struct argv_builder *a, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        if (a->error)
+                return;
+        if (a->n + 1 >= ARGV_MAX) {
+                a->error = -E2BIG;
+                return;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0) {
+                a->error = -ENOMEM;
+                s = NULL;
+        }
+        va_end(ap);
+        if (s)
+                a->v[a->n++] = s;
+}
+
+static bool option_value_is_safe(const char *s) {
+        /* The C virtiofsd splits -o values at ',' and has no way to escape one. */
+        return s && s[0] == '/' && !strchr(s, ',') && !strchr(s, '\n');
+}
+
+int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofsd_config *cfg, char ***ret,
+                         struct verr *e) {
+        struct argv_builder a = {};
+
+        if (!option_value_is_safe(cfg->shared_dir))
+                return verr_set(e, -EINVAL, "shared directory '%s' must be an absolute path without ','",
+                                strempty(cfg->shared_dir));
+        if (!option_value_is_safe(cfg->socket_path))
+                return verr_set(e, -EINVAL, "socket path '%s' must be an absolute path without ','",
+                                strempty(cfg->socket_path));
+        if (cfg->translate_ids && !b->translate_ids)
+                return verr_set(e, -EOPNOTSUPP, "virtiofsd '%s' cannot translate IDs", b->path);
+
+        a.v = calloc(ARGV_MAX, sizeof(char *));
+        if (!a.v)
+                return -ENOMEM;
+        argv_add(&a, "%s", b->path);
+        argv_add(&a, "--socket-path=%s", cfg->socket_path);
+        if (b->flavour == VIRTIOFSD_FLAVOUR_C) {
+                /* Read-only comes from the staging mount: this virtiofsd has no switch for it. */
+                argv_add(&a, "-o");
+                argv_add(&a, "source=%s", cfg->shared_dir);
+                argv_add(&a, "-o");
+                argv_add(&a, "sandbox=namespace");
+                argv_add(&a, "-o");
+                argv_add(&a, "cache=auto");
+                argv_add(&a, "-o");
+                argv_add(&a, "modcaps=%s", VIRTIOFSD_MODCAPS);
+                argv_add(&a, "-o");
+                argv_add(&a, "no_xattr");
+                argv_add(&a, "-o");
+                argv_add(&a, "log_level=warn");
+        } else {
+                argv_add(&a, "--shared-dir=%s", cfg->shared_dir);
+                argv_add(&a, "--sandbox=namespace");
+                argv_add(&a, "--cache=auto");
+                argv_add(&a, "--modcaps=%s", VIRTIOFSD_MODCAPS);
+                argv_add(&a, "--log-level=warn");
+                if (cfg->read_only && b->read_only)
+                        argv_add(&a, "--readonly");
+                if (cfg->translate_ids) {
+                        argv_add(&a, "--translate-uid=map:%lu:%lu:1", (unsigned long) cfg->guest_uid,
+                                 (unsigned long) cfg->host_uid);
+                        argv_add(&a, "--translate-gid=map:%lu:%lu:1", (unsigned long) cfg->guest_gid,
+                                 (unsigned long) cfg->host_gid);
+                }
+        }
+        if (a.error) {
+                virtiofsd_argv_free(a.v);
+                return a.error;
+        }
+        *ret = a.v;
+        return 0;
+}
+
+/* ---- /proc helpers ------------------------------------------------------------------------ */
+
+/* State letter and start time (clock ticks since boot) of pid, from /proc/PID/stat. */
+static int proc_stat(pid_t pid, char *ret_state, unsigned long long *ret_starttime) {
+        char path[64], buf[1024];
+        _cleanup_close_ int fd = -1;
+        unsigned long long starttime = 0;
+        ssize_t n;
+        char *p;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return n < 0 ? negative_errno() : -ESRCH;
+        buf[n] = '\0';
+        /* "pid (comm) S ppid ...": comm may hold anything, so parse from the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p || p[1] != ' ' || !p[2])
+                return -EBADMSG;
+        *ret_state = p[2];
+        p += 3;
+        /* starttime is field 22; we are at field 4. */
+        for (int field = 4; field < 22; field++) {
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EBADMSG;
+                p++;
+        }
+        if (sscanf(p, "%llu", &starttime) != 1)
+                return -EBADMSG;
+        *ret_starttime = starttime;
+        return 0;
+}
+
+/* 1: a live process with that pid and start time; 0: gone (or a zombie, or another process). */
+static int pid_is_alive(pid_t pid, unsigned long long starttime) {
+        unsigned long long t;
+        char state;
+        int k = proc_stat(pid, &state, &t);
+
+        if (k == -ENOENT || k == -ESRCH)
+                return 0;
+        if (k < 0)
+                return k;
+        return t == starttime && state != 'Z' && state != 'X' && state != 'x';
+}
+
+/* Whether a listening UNIX socket is bound to path in our network namespace: 1 listening,
+ * 0 bound but not (yet) listening, -ENOENT not listed at all. */
+static int socket_listening(const char *path) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/net/unix", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, plen = strlen(path);
+        int found = -ENOENT;
+
+        if (!f)
+                return -ENOENT;
+        while (getline(&line, &cap, f) > 0) {
+                size_t len = strcspn(line, "\n");
+                unsigned long flags;
+                if (len < plen + 1 || memcmp(line + len - plen, path, plen) != 0 || line[len - plen - 1] != ' ')
+                        continue;
+                /* "Num: RefCount Protocol Flags Type St Inode Path"; __SO_ACCEPTCON = 1 << 16. */
+                if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1)
+                        continue;
+                if (flags & (1ul << 16))
+                        return 1;
+                found = 0;
+        }
+        return found;
+}
+
+/* The last lines of the log (at most ~300 bytes), on one line, for an error message. */
+static void log_tail(int state_fd, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(state_fd, VIRTIOFSD_LOG_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char raw[320];
+        off_t end;
+        ssize_t n;
+        size_t o = 0;
+
+        buf[0] = '\0';
+        if (fd < 0)
+                return;
+        end = lseek(fd, 0, SEEK_END);
+        if (end < 0)
+                return;
+        n = pread(fd, raw, sizeof(raw) - 1, end > (off_t) sizeof(raw) - 1 ? end - (off_t) sizeof(raw) + 1 : 0);
+        if (n <= 0)
+                return;
+        raw[n] = '\0';
+        for (char *p = raw; *p && o + 4 < size; p++) {
+                unsigned char c = (unsigned char) *p;
+                if (c == '\n') {
+                        if (o > 0 && p[1])
+                                buf[o++] = ' ', buf[o++] = '/', buf[o++] = ' ';
+                } else if (c >= 0x20 && c < 0x7f)
+                        buf[o++] = (char) c;
+        }
+        buf[o] = '\0';
+}
+
+/* ---- the supervised daemon ---------------------------------------------------------------- */
+
+struct supervisor_report {
+        pid_t supervisor;
+        pid_t pid;
+        int exec_errno;
+};
+
+/* What the pid file holds: virtiofsd and its supervisor, each with its start time. */
+struct daemon_ids {
+        pid_t pid;
+        unsigned long long starttime;
+        pid_t supervisor;
+        unsigned long long supervisor_starttime;
+};
+
+/* Async-signal-safe decimal formatting for the supervisor. */
+static size_t fmt_ulong(char *buf, unsigned long v) {
+        char tmp[24];
+        size_t n = 0, i = 0;
+        do {
+                tmp[n++] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v);
+        while (n)
+                buf[i++] = tmp[--n];
+        return i;
+}
+
+static void supervisor_note_exit(pid_t pid, int status) {
+        char msg[128];
+        size_t n = 0;
+        const char *a = "vmuser: virtiofsd (pid ";
+        const char *b = WIFSIGNALED(status) ? ") was killed by signal " : ") exited with status ";
+
+        memcpy(msg + n, a, strlen(a)), n += strlen(a);
+        n += fmt_ulong(msg + n, (unsigned long) pid);
+        memcpy(msg + n, b, strlen(b)), n += strlen(b);
+        n += fmt_ulong(msg + n, (unsigned long) (WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status)));
+        msg[n++] = '\n';
+        (void) !write(2, msg, n);
+}
+
+/* The supervisor: fds 0-2 are set, the report pipe is fd 3, nothing else is open. */
+_Noreturn static void supervisor_main(const char *path, char *const argv[]) {
+        struct supervisor_report r = {};
+        int errpipe[2], status;
+        pid_t pid;
+
+        (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
+        (void) prctl(PR_SET_NAME, "vmuser-vfs-sup");
+        if (pipe2(errpipe, O_CLOEXEC) < 0)
+                _exit(1);
+        pid = fork();
+        if (pid < 0)
+                _exit(1);
+        if (pid == 0) {
+                int err;
+                close(3);
+                execv(path, argv);
+                err = errno;
+                (void) !write(errpipe[1], &err, sizeof(err));
+                _exit(127);
+        }
+        close(errpipe[1]);
+        r.supervisor = getpid();
+        r.pid = pid;
+        if (read(errpipe[0], &r.exec_errno, sizeof(r.exec_errno)) != (ssize_t) sizeof(r.exec_errno))
+                r.exec_errno = 0;
+        close(errpipe[0]);
+        (void) !write(3, &r, sizeof(r));
+        close(3);
+
+        for (;;) {
+                pid_t w = waitpid(-1, &status, 0);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break; /* ECHILD: everybody is gone */
+                }
+                if (w == pid)
+                        supervisor_note_exit(pid, status);
+        }
+        _exit(0);
+}
+
+static int start_daemon(const char *path, char **argv, int state_fd, struct daemon_ids *ret, struct verr *e) {
+        _cleanup_close_ int log_fd = -1, null_fd = -1, rd = -1, wr = -1;
+        struct supervisor_report r = {};
+        int p[2], status;
+        pid_t pid;
+
+        log_fd = openat(state_fd, VIRTIOFSD_LOG_FILE, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+                        0600);
+        if (log_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open the virtiofsd log: %m");
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open /dev/null: %m");
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        rd = p[0], wr = p[1];
+
+        /* Move what the children need above the standard fds, so the dup2()s below cannot clobber
+         * one another even if the caller runs with stdin/stdout/stderr closed. */
+        _cleanup_close_ int hi_log = fcntl(log_fd, F_DUPFD_CLOEXEC, 10), hi_null = fcntl(null_fd, F_DUPFD_CLOEXEC, 10),
+                            hi_wr = fcntl(wr, F_DUPFD_CLOEXEC, 10);
+        if (hi_log < 0 || hi_null < 0 || hi_wr < 0)
+                return negative_errno();
+
+        pid = fork();
+        if (pid < 0)
+                return verr_set(e, negative_errno(), "cannot fork: %m");
+        if (pid == 0) {
+                /* The intermediate child: new session, fork the supervisor, go away. */
+                child_reset_signals();
+                if (setsid() < 0)
+                        _exit(1);
+                pid_t s = fork();
+                if (s != 0)
+                        _exit(s < 0 ? 1 : 0);
+                if (dup2(hi_null, 0) < 0 || dup2(hi_log, 1) < 0 || dup2(hi_log, 2) < 0 || dup2(hi_wr, 3) < 0)
+                        _exit(1);
+                close_range(4, ~0U, 0);
+                supervisor_main(path, argv);
+        }
+        close(TAKE_FD(wr));
+        close(TAKE_FD(hi_wr));
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return verr_set(e, -ECHILD, "could not start the virtiofsd supervisor");
+
+        struct pollfd pfd = { .fd = rd, .events = POLLIN };
+        if (poll(&pfd, 1, DETECT_TIMEOUT_MS) <= 0 || read(rd, &r, sizeof(r)) != (ssize_t) sizeof(r) || r.pid <= 0)
+                return verr_set(e, -ECHILD, "the virtiofsd supervisor did not report back");
+        if (r.exec_errno != 0)
+                return verr_set(e, -r.exec_errno, "cannot execute '%s': %s", path, strerror(r.exec_errno));
+
+        struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
+        char state;
+        /* Either may be gone already: wait_for_socket() then reports it, with the log. */
+        (void) proc_stat(ids.pid, &state, &ids.starttime);
+        (void) proc_stat(ids.supervisor, &state, &ids.supervisor_starttime);
+        *ret = ids;
+        return 0;
+}
+
+/* ---- systemd ------------------------------------------------------------------------------ */
+
+#define SD_DEST "org.freedesktop.systemd1"
+#define SD_PATH "/org/freedesktop/systemd1"
+#define SD_MANAGER "org.freedesktop.systemd1.Manager"
+#define SD_BUS_TIMEOUT_USEC (25ull * 1000000ull)
+
+static int bus_error(struct verr *e, int r, const sd_bus_error *error, const char *what) {
+        if (error && sd_bus_error_is_set(error))
+                return verr_set(e, r, "%s: %s", what, error->message ? error->message : error->name);
+        return verr_set(e, r, "%s: %s", what, strerror(-r));
+}
+
+/* Capabilities virtiofsd may ever need: file access on behalf of the guest, its namespace
+ * sandbox (sys_admin, sys_chroot, setpcap to drop the rest) and raising its fd limit. */
+static uint64_t virtiofsd_capability_bounding_set(void) {
+        static const int caps[] = { CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
+                                    CAP_FSETID, CAP_SETGID,       CAP_SETUID,          CAP_SETPCAP,
+                                    CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_RESOURCE };
+        uint64_t mask = 0;
+        for (size_t i = 0; i < ELEMENTSOF(caps); i++)
+                mask |= UINT64_C(1) << caps[i];
+        return mask;
+}
+
+static int systemd_start(const char *unit, char **argv, struct verr *e) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char description[256];
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot connect to the system bus");
+        r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, "StartTransientUnit");
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot build StartTransientUnit");
+        snprintf(description, sizeof(description), "vmuser virtiofsd (%s)", argv[1]);
+
+        r = sd_bus_message_append(m, "ss", unit, "fail");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sv)");
+        if (r >= 0)
+                r = sd_bus_message_append(
+                        m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)",
+                        "Description", "s", description,
+                        "Type", "s", "exec",
+                        "CollectMode", "s", "inactive-or-failed",
+                        "StandardInput", "s", "null",
+                        "StandardOutput", "s", "journal",
+                        "StandardError", "s", "journal",
+                        "UMask", "u", (uint32_t) 0077,
+                        "NoNewPrivileges", "b", 1,
+                        "PrivateNetwork", "b", 1,
+                        "PrivateDevices", "b", 1,
+                        "ProtectKernelModules", "b", 1,
+                        "ProtectKernelLogs", "b", 1,
+                        "ProtectClock", "b", 1,
+                        "ProtectHostname", "b", 1,
+                        "RestrictRealtime", "b", 1,
+                        "LockPersonality", "b", 1,
+                        "MemoryDenyWriteExecute", "b", 1,
+                        "CapabilityBoundingSet", "t", virtiofsd_capability_bounding_set());
+        if (r >= 0)
+                r = sd_bus_message_append(m, "(sv)(sv)", "RestrictAddressFamilies", "(bas)", 1, 1, "AF_UNIX",
+                                          "SystemCallArchitectures", "as", 1, "native");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "ExecStart");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "a(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'r', "sasb");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", argv[0]);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, argv);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "b", 0);
+        for (int i = 0; i < 4 && r >= 0; i++)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m); /* the a(sv) */
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a(sa(sv))", 0);
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot build StartTransientUnit");
+
+        r = sd_bus_call(bus, m, SD_BUS_TIMEOUT_USEC, &error, &reply);
+        if (r < 0)
+                return bus_error(e, r, &error, "systemd refused to start virtiofsd");
+        return 0;
+}
+
+/* The unit's ActiveState ("" when systemd does not know it) and main PID. */
+static int systemd_unit_state(const char *unit, char *state, size_t size, pid_t *ret_pid, struct verr *e) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *active = NULL;
+        const char *object;
+        uint32_t pid = 0;
+        int r;
+
+        state[0] = '\0';
+        *ret_pid = 0;
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot connect to the system bus");
+        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &error, &reply, "s", unit);
+        if (r < 0) {
+                if (sd_bus_error_has_name(&error, "org.freedesktop.systemd1.NoSuchUnit"))
+                        return 0;
+                return bus_error(e, r, &error, "cannot look up the virtiofsd unit");
+        }
+        r = sd_bus_message_read(reply, "o", &object);
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot read GetUnit's reply");
+        r = sd_bus_get_property_string(bus, SD_DEST, object, "org.freedesktop.systemd1.Unit", "ActiveState", &error,
+                                       &active);
+        if (r < 0)
+                return bus_error(e, r, &error, "cannot read the virtiofsd unit's state");
+        (void) sd_bus_get_property_trivial(bus, SD_DEST, object, "org.freedesktop.systemd1.Service", "MainPID", NULL,
+                                           'u', &pid);
+        snprintf(state, size, "%s", active);
+        *ret_pid = (pid_t) pid;
+        return 0;
+}
+
+static int systemd_stop(const char *unit, int timeout_ms, struct verr *e) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int64_t deadline = now_ms() + timeout_ms + STOP_KILL_WAIT_MS;
+        char state[32];
+        pid_t pid;
+        int r;
+
+        r = systemd_unit_state(unit, state, sizeof(state), &pid, e);
+        if (r < 0)
+                return r;
+        if (!state[0] || streq(state, "inactive") || streq(state, "failed")) {
+                if (streq(state, "failed") && sd_bus_open_system(&bus) >= 0)
+                        (void) sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", NULL, NULL, "s",
+                                                  unit);
+                return 0;
+        }
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return bus_error(e, r, NULL, "cannot connect to the system bus");
+        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "StopUnit", &error, NULL, "ss", unit, "replace");
+        if (r < 0 && !sd_bus_error_has_name(&error, "org.freedesktop.systemd1.NoSuchUnit"))
+                return bus_error(e, r, &error, "systemd refused to stop virtiofsd");
+        /* StopUnit only queues a job (TimeoutStopSec= ends in SIGKILL); wait for it to finish. */
+        for (;;) {
+                r = systemd_unit_state(unit, state, sizeof(state), &pid, e);
+                if (r < 0)
+                        return r;
+                if (!state[0] || streq(state, "inactive") || streq(state, "failed"))
+                        return 1;
+                if (ms_left(deadline) == 0)
+                        return verr_set(e, -ETIMEDOUT, "virtiofsd unit %s did not stop in time", unit);
+                sleep_ms(POLL_STEP_MS * 5);
+        }
+}
+
+/* ---- start, state, stop ------------------------------------------------------------------- */
+
+static int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        ssize_t n;
+
+        if (fd < 0)
+                return negative_errno();
+        n = read(fd, buf, size - 1);
+        if (n < 0)
+                return negative_errno();
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        return 0;
+}
+
+/* "PID STARTTIME SUPERVISOR_PID SUPERVISOR_STARTTIME" */
+static int read_pid_file(int state_fd, struct daemon_ids *ret) {
+        char buf[128];
+        long pid, sup = 0;
+        unsigned long long starttime, sup_starttime = 0;
+        int k = read_small_file_at(state_fd, VIRTIOFSD_PID_FILE, buf, sizeof(buf));
+
+        if (k < 0)
+                return k;
+        k = sscanf(buf, "%ld %llu %ld %llu", &pid, &starttime, &sup, &sup_starttime);
+        if ((k != 2 && k != 4) || pid <= 1 || pid > INT32_MAX || sup < 0 || sup > INT32_MAX || sup == 1)
+                return -EBADMSG;
+        *ret = (struct daemon_ids){ (pid_t) pid, starttime, (pid_t) sup, sup_starttime };
+        return 0;
+}
+
+static bool unit_name_is_valid(const char *unit) {
+        size_t n = strlen(unit);
+        if (n < 9 || n >= 256 || strcmp(unit + n - 8, ".service") != 0)
+                return false;
+        for (const char *p = unit; *p; p++)
+                if (!(((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')) ||
+                      strchr(":-_.", *p)))
+                        return false;
+        return true;
+}
+
+/* Polls until the socket listens, or the process is gone, or the deadline passes. */
+static int wait_for_socket(const char *socket_path, int state_fd, const struct virtiofsd_process *proc,
+                           unsigned long long starttime, int64_t deadline, struct verr *e) {
+        int64_t started = now_ms();
+
+        for (;;) {
+                struct stat st;
+                int alive;
+
+                if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) && socket_listening(socket_path) != 0)
+                        return 0;
+
+                if (proc->supervisor == VIRTIOFSD_SUPERVISOR_SYSTEMD) {
+                        char state[32];
+                        pid_t pid;
+                        int k = systemd_unit_state(proc->unit, state, sizeof(state), &pid, e);
+                        if (k < 0)
+                                return k;
+                        /* Right after StartTransientUnit the job may not have run yet: only
+                         * "failed", or "inactive"/unknown after a grace second, means it died. */
+                        alive = !(streq(state, "failed") ||
+                                  ((streq(state, "inactive") || !state[0]) && now_ms() - started > 1000));
+                        if (!alive)
+                                return verr_set(e, -ECHILD,
+                                                "virtiofsd (unit %s) stopped during start-up; see journalctl -u %s",
+                                                proc->unit, proc->unit);
+                } else {
+                        alive = pid_is_alive(proc->pid, starttime);
+                        if (alive == 0) {
+                                char tail[320];
+                                sleep_ms(POLL_STEP_MS); /* give the supervisor a moment to log the status */
+                                log_tail(state_fd, tail, sizeof(tail));
+                                return verr_set(e, -ECHILD, "virtiofsd exited during start-up: %s",
+                                                tail[0] ? tail : "(nothing in its log)");
+                        }
+                }
+                if (ms_left(deadline) == 0)
+                        return verr_set(e, -ETIMEDOUT, "virtiofsd did not create its socket '%s' in time",
+                                        socket_path);
+                sleep_ms(POLL_STEP_MS);
+        }
+}
+
+int virtiofsd_start(const struct virtiofsd_binary *b, const struct virtiofsd_config *cfg, const char *state_dir,
+                    enum virtiofsd_supervisor supervisor, const char *unit_name, int timeout_ms,
+                    struct virtiofsd_process *ret, struct verr *e) {
+        _cleanup_(virtiofsd_argv_freep) char **argv = NULL;
+        _cleanup_close_ int state_fd = -1;
+        struct virtiofsd_process proc = {};
+        int64_t deadline = now_ms() + timeout_ms;
+        unsigned long long starttime = 0;
+        char line[128];
+        int k;
+
+        k = virtiofsd_build_argv(b, cfg, &argv, e);
+        if (k < 0)
+                return k;
+        state_fd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (state_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open directory '%s': %m", state_dir);
+        /* Descriptors opened with O_PATH cannot be used for openat() writes below; reopen. */
+        close(state_fd);
+        state_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (state_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open directory '%s': %m", state_dir);
+
+        if (supervisor == VIRTIOFSD_SUPERVISOR_AUTO)
+                supervisor = sd_booted() > 0 ? VIRTIOFSD_SUPERVISOR_SYSTEMD : VIRTIOFSD_SUPERVISOR_DAEMON;
+        proc.supervisor = supervisor;
+
+        if (unlink(cfg->socket_path) < 0 && errno != ENOENT)
+                return verr_set(e, negative_errno(), "cannot remove stale socket '%s': %m", cfg->socket_path);
+
+        if (supervisor == VIRTIOFSD_SUPERVISOR_SYSTEMD) {
+                if (!unit_name || !unit_name_is_valid(unit_name))
+                        return verr_set(e, -EINVAL, "'%s' is not a valid service unit name", strempty(unit_name));
+                snprintf(proc.unit, sizeof(proc.unit), "%s", unit_name);
+                /* Written first: a stop after a crash right after the start must find the unit. */
+                k = atomic_write_at(state_fd, VIRTIOFSD_UNIT_FILE, unit_name, strlen(unit_name), 0644);
+                if (k < 0)
+                        return verr_set(e, k, "cannot write %s/%s: %s", state_dir, VIRTIOFSD_UNIT_FILE, strerror(-k));
+                k = systemd_start(unit_name, argv, e);
+                if (k < 0) {
+                        (void) unlinkat(state_fd, VIRTIOFSD_UNIT_FILE, 0);
+                        return k;
+                }
+        } else {
+                struct daemon_ids ids = {};
+                k = start_daemon(argv[0], argv, state_fd, &ids, e);
+                if (k < 0)
+                        return k;
+                proc.pid = ids.pid;
+                starttime = ids.starttime;
+                snprintf(line, sizeof(line), "%d %llu %d %llu\n", (int) ids.pid, ids.starttime, (int) ids.supervisor,
+                         ids.supervisor_starttime);
+                k = atomic_write_at(state_fd, VIRTIOFSD_PID_FILE, line, strlen(line), 0644);
+                if (k < 0) {
+                        kill(proc.pid, SIGKILL);
+                        return verr_set(e, k, "cannot write %s/%s: %s", state_dir, VIRTIOFSD_PID_FILE, strerror(-k));
+                }
+        }
+
+        k = wait_for_socket(cfg->socket_path, state_fd, &proc, starttime, deadline, e);
+        if (k < 0) {
+                (void) virtiofsd_stop(state_dir, cfg->socket_path, 1000, NULL);
+                return k;
+        }
+        if (ret)
+                *ret = proc;
+        return 0;
+}
+
+int virtiofsd_get_state(const char *state_dir, enum virtiofsd_state *ret_state, struct virtiofsd_process *ret,
+                        struct verr *e) {
+        _cleanup_close_ int state_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        struct virtiofsd_process proc = {};
+        enum virtiofsd_state state = VIRTIOFSD_STATE_NONE;
+        struct daemon_ids ids;
+        int k;
+
+        if (state_fd < 0) {
+                if (errno == ENOENT)
+                        goto done;
+                return verr_set(e, negative_errno(), "cannot open directory '%s': %m", state_dir);
+        }
+
+        k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, proc.unit, sizeof(proc.unit));
+        if (k == 0) {
+                char active[32];
+                proc.supervisor = VIRTIOFSD_SUPERVISOR_SYSTEMD;
+                k = systemd_unit_state(proc.unit, active, sizeof(active), &proc.pid, e);
+                if (k < 0)
+                        return k;
+                state = streq(active, "active") || streq(active, "activating") || streq(active, "reloading")
+                                ? VIRTIOFSD_STATE_RUNNING
+                                : VIRTIOFSD_STATE_DEAD;
+                goto done;
+        }
+        if (k != -ENOENT)
+                return verr_set(e, k, "cannot read %s/%s: %s", state_dir, VIRTIOFSD_UNIT_FILE, strerror(-k));
+
+        proc.supervisor = VIRTIOFSD_SUPERVISOR_DAEMON;
+        k = read_pid_file(state_fd, &ids);
+        if (k == -ENOENT)
+                goto done;
+        if (k < 0)
+                return verr_set(e, k, "cannot read %s/%s: %s", state_dir, VIRTIOFSD_PID_FILE, strerror(-k));
+        proc.pid = ids.pid;
+        k = pid_is_alive(ids.pid, ids.starttime);
+        if (k < 0)
+                return verr_set(e, k, "cannot check process %d: %s", (int) proc.pid, strerror(-k));
+        state = k ? VIRTIOFSD_STATE_RUNNING : VIRTIOFSD_STATE_DEAD;
+
+done:
+        if (ret_state)
+                *ret_state = state;
+        if (ret)
+                *ret = proc;
+        return 0;
+}
+
+/* Waits for a pidfd to become readable (the process exited). */
+static bool pidfd_wait(int pidfd, int timeout_ms) {
+        int64_t deadline = now_ms() + timeout_ms;
+        for (;;) {
+                struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+                int k = poll(&pfd, 1, ms_left(deadline));
+                if (k > 0)
+                        return true;
+                if (k == 0 || errno != EINTR)
+                        return false;
+        }
+}
+
+/* A pidfd for pid, if pid is still the process that started at starttime (-ESRCH if not). The
+ * pidfd is opened first and the identity checked after: if the PID was recycled in between, the
+ * start time tells, and the pidfd never points at a process we did not check. */
+static int pidfd_open_checked(pid_t pid, unsigned long long starttime, int *ret) {
+        _cleanup_close_ int fd = pidfd_open(pid, 0);
+        int k;
+
+        if (fd < 0)
+                return errno == ESRCH ? -ESRCH : negative_errno();
+        k = pid_is_alive(pid, starttime);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ESRCH;
+        *ret = TAKE_FD(fd);
+        return 0;
+}
+
+/* SIGTERM, then SIGKILL when it has not exited after timeout_ms. */
+static int terminate(int pidfd, pid_t pid, int timeout_ms, struct verr *e) {
+        if (pidfd_send_signal(pidfd, SIGTERM, NULL, 0) < 0 && errno != ESRCH)
+                return verr_set(e, negative_errno(), "cannot signal virtiofsd (pid %d): %m", (int) pid);
+        if (pidfd_wait(pidfd, timeout_ms))
+                return 0;
+        if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+                return verr_set(e, negative_errno(), "cannot kill virtiofsd (pid %d): %m", (int) pid);
+        if (pidfd_wait(pidfd, STOP_KILL_WAIT_MS))
+                return 0;
+        return verr_set(e, -ETIMEDOUT, "virtiofsd (pid %d) did not exit after SIGKILL", (int) pid);
+}
+
+/* SIGKILL to the supervisor's children: what is left of virtiofsd once its main process is gone. */
+static void kill_children(pid_t supervisor) {
+        char path[80];
+        _cleanup_fclose_ FILE *f = NULL;
+        long child;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) supervisor, (int) supervisor);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while (fscanf(f, "%ld", &child) == 1)
+                if (child > 1 && child <= INT32_MAX)
+                        (void) kill((pid_t) child, SIGKILL);
+}
+
+static int daemon_stop(int state_fd, int timeout_ms, struct verr *e) {
+        _cleanup_close_ int pidfd = -1, supervisor_fd = -1;
+        struct daemon_ids ids;
+        int k, stopped = 0;
+
+        k = read_pid_file(state_fd, &ids);
+        if (k == -ENOENT)
+                return 0;
+        if (k < 0)
+                return verr_set(e, k, "cannot read the virtiofsd pid file: %s", strerror(-k));
+        k = pidfd_open_checked(ids.pid, ids.starttime, &pidfd);
+        if (k < 0 && k != -ESRCH)
+                return verr_set(e, k, "cannot open process %d: %s", (int) ids.pid, strerror(-k));
+        if (ids.supervisor > 0) {
+                k = pidfd_open_checked(ids.supervisor, ids.supervisor_starttime, &supervisor_fd);
+                if (k < 0 && k != -ESRCH)
+                        return verr_set(e, k, "cannot open process %d: %s", (int) ids.supervisor, strerror(-k));
+        }
+
+        if (pidfd >= 0) {
+                k = terminate(pidfd, ids.pid, timeout_ms, e);
+                if (k < 0)
+                        return k;
+                stopped = 1;
+        }
+        /* In its namespace sandbox virtiofsd serves from a child process, which gets SIGTERM only
+         * when the main process is gone (PR_SET_PDEATHSIG) and may take a moment; it ends up with
+         * the supervisor, which exits once no child is left. Wait for that, so nothing outlives
+         * the stop. */
+        if (supervisor_fd >= 0 && !pidfd_wait(supervisor_fd, timeout_ms)) {
+                kill_children(ids.supervisor);
+                if (!pidfd_wait(supervisor_fd, STOP_KILL_WAIT_MS))
+                        return verr_set(e, -ETIMEDOUT, "the virtiofsd supervisor (pid %d) did not finish",
+                                        (int) ids.supervisor);
+                stopped = 1;
+        }
+        return stopped;
+}
+
+int virtiofsd_stop(const char *state_dir, const char *socket_path, int timeout_ms, struct verr *e) {
+        _cleanup_close_ int state_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        char unit[256];
+        int k, stopped;
+
+        if (state_fd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return verr_set(e, negative_errno(), "cannot open directory '%s': %m", state_dir);
+        }
+
+        k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, unit, sizeof(unit));
+        if (k == 0) {
+                stopped = systemd_stop(unit, timeout_ms, e);
+                if (stopped < 0)
+                        return stopped;
+                k = unlink_if_exists_at(state_fd, VIRTIOFSD_UNIT_FILE);
+        } else if (k == -ENOENT) {
+                stopped = daemon_stop(state_fd, timeout_ms, e);
+                if (stopped < 0)
+                        return stopped;
+                k = unlink_if_exists_at(state_fd, VIRTIOFSD_PID_FILE);
+        } else
+                return verr_set(e, k, "cannot read %s/%s: %s", state_dir, VIRTIOFSD_UNIT_FILE, strerror(-k));
+        if (k < 0)
+                return verr_set(e, k, "cannot remove virtiofsd's state file in '%s': %s", state_dir, strerror(-k));
+
+        if (socket_path && unlink(socket_path) < 0 && errno != ENOENT)
+                return verr_set(e, negative_errno(), "cannot remove socket '%s': %m", socket_path);
+        return stopped;
+}

@@ -1,0 +1,614 @@
+/* test-home-export.c: export and unexport of a home (libvmuser/home-export.c) with a real QEMU
+ * (no guest OS) and the real virtiofsd of this machine.
+ *
+ * Covered: a full export on q35 (idmapped staging mount, virtiofsd, chardev, device on a free
+ * root port), a second user on the next port, no free port, a port with hotplug=off skipped,
+ * pc (bus pci.0), a VM without shared memory, bad arguments; the state kept for `vmuser list`;
+ * virtiofsd outliving the process that exported; rollback when virtiofsd dies before chardev-add,
+ * when QEMU refuses device_add (virtiofsd died after chardev-add), when QEMU itself dies, and when
+ * the caller aborts after the staging mount; and unplug without a guest: device_del is accepted but DEVICE_DELETED never
+ * comes, so unexport times out (and changes nothing), --force cleans the host side, QEMU keeps
+ * the device, and a new export of the same user is refused until the guest lets go. After every
+ * failure, nothing may be left: no directory, mount, virtiofsd, chardev or device. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "export-test.h"
+#include "home-export.h"
+#include "idmap-mount.h"
+#include "json-util.h"
+#include "macro.h"
+#include "qmp-client.h"
+#include "test-util.h"
+#include "virtiofsd.h"
+
+struct user {
+        const char *name;
+        uid_t host_uid;
+        gid_t host_gid;
+        uid_t guest_uid;
+        gid_t guest_gid;
+        char home[128];
+};
+
+static struct user alice = { "alice", 4242, 4243, 60002, 60003, "" };
+static struct user bob = { "bob", 4244, 4245, 60004, 60005, "" };
+static struct user carol = { "carol", 4246, 4247, 60006, 60007, "" };
+
+static void make_home(struct user *u) {
+        char path[256];
+        int fd;
+
+        snprintf(u->home, sizeof(u->home), "/run/home/%s", u->name);
+        (void) mkdir("/run/home", 0755);
+        (void) mkdir(u->home, 0700);
+        assert_int_equal(chown(u->home, u->host_uid, u->host_gid), 0);
+        snprintf(path, sizeof(path), "%s/hello", u->home);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "hi\n", 3), 3);
+        assert_int_equal(fchown(fd, u->host_uid, u->host_gid), 0);
+        close(fd);
+}
+
+static struct home_export_params params_for(const struct test_qemu *q, const struct user *u) {
+        return (struct home_export_params){
+                .vm_dir = q->vm_dir,
+                .user = u->name,
+                .host_uid = u->host_uid,
+                .host_gid = u->host_gid,
+                .guest_uid = u->guest_uid,
+                .guest_gid = u->guest_gid,
+                .source_dir = u->home,
+                .supervisor = VIRTIOFSD_SUPERVISOR_DAEMON,
+                .qmp_timeout_ms = 5000,
+        };
+}
+
+static int unexport(const struct test_qemu *q, const struct user *u, unsigned flags, int unplug_ms, struct verr *e) {
+        struct home_unexport_params p = {
+                .vm_dir = q->vm_dir, .user = u->name, .flags = flags, .qmp_timeout_ms = 5000,
+                .unplug_timeout_ms = unplug_ms,
+        };
+        return home_unexport(&p, e);
+}
+
+/* What QEMU has: 1 if the device (kind "device") or chardev (kind "chardev") with id exists. */
+static int qemu_has(const struct test_qemu *q, const char *kind, const char *id) {
+        _cleanup_qmp_client_ struct qmp_client *c = NULL;
+        _cleanup_json_ json_object *list = NULL, *args = json_object_new_object();
+        const char *key = streq(kind, "device") ? "name" : "label";
+
+        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
+        if (streq(kind, "device")) {
+                json_object_object_add(args, "path", json_object_new_string("/machine/peripheral"));
+                assert_int_equal(qmp_client_execute(c, "qom-list", args, 5000, &list, NULL, NULL), 0);
+        } else
+                assert_int_equal(qmp_client_execute(c, "query-chardev", NULL, 5000, &list, NULL, NULL), 0);
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                const char *name;
+                if (json_get_string(json_object_array_get_idx(list, i), key, &name) == 0 && streq(name, id))
+                        return 1;
+        }
+        return 0;
+}
+
+static void qemu_command(const struct test_qemu *q, const char *command) {
+        _cleanup_qmp_client_ struct qmp_client *c = NULL;
+        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
+        assert_int_equal(qmp_client_execute(c, command, NULL, 5000, NULL, NULL, NULL), 0);
+}
+
+static char *parent_bus(const struct test_qemu *q, const char *id) {
+        _cleanup_qmp_client_ struct qmp_client *c = NULL;
+        _cleanup_json_ json_object *v = NULL, *args = json_object_new_object();
+        char path[128];
+
+        snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+        json_object_object_add(args, "path", json_object_new_string(path));
+        json_object_object_add(args, "property", json_object_new_string("parent_bus"));
+        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
+        assert_int_equal(qmp_client_execute(c, "qom-get", args, 5000, &v, NULL, NULL), 0);
+        return strdup(json_object_get_string(v));
+}
+
+static void socket_arg(const struct test_qemu *q, const struct user *u, char *buf, size_t size) {
+        snprintf(buf, size, "--socket-path=%s/homes/%s/virtiofsd.sock", q->vm_dir, u->name);
+}
+
+/* Nothing of u's export may be left on the host or in QEMU. */
+static void assert_nothing_left(const struct test_qemu *q, const struct user *u, bool check_qemu) {
+        char path[512], arg[512], id[64];
+        struct home_export_info info;
+
+        snprintf(path, sizeof(path), "%s/homes/%s", q->vm_dir, u->name);
+        if (access(path, F_OK) == 0)
+                fail_msg("%s is still there", path);
+        socket_arg(q, u, arg, sizeof(arg));
+        /* The supervisor may need a moment to reap a killed virtiofsd. */
+        for (int i = 0; i < 100 && test_count_processes_with_arg(arg) > 0; i++)
+                usleep(20 * 1000);
+        assert_int_equal(test_count_processes_with_arg(arg), 0);
+        assert_int_equal(home_export_get(q->vm_dir, u->name, &info, NULL), -ENOENT);
+        if (check_qemu) {
+                snprintf(id, sizeof(id), "vmuser-fs-%s", u->name);
+                assert_int_equal(qemu_has(q, "device", id), 0);
+                assert_int_equal(qemu_has(q, "chardev", id), 0);
+        }
+}
+
+static void start_vm(struct test_qemu *q, const char *name, const char *const extra[]) {
+        char dir[256];
+        test_make_vm_dir(name, dir, sizeof(dir));
+        test_qemu_start(q, dir, extra);
+}
+
+/* Declared out of order: exports take the ports in natural order of their ids all the same. */
+static const char *const q35_two_ports[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(2), TEST_ROOT_PORT(1), NULL };
+static const char *const q35_one_port[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), NULL };
+
+/* ---- the full cycle on q35 ------------------------------------------------------------------ */
+
+static void test_export_q35(void **state) {
+        struct test_qemu q;
+        struct home_export_params p;
+        struct home_export_info info, *list = NULL;
+        enum home_export_step step;
+        struct verr e = {};
+        struct stat st;
+        char path[512];
+        size_t n;
+        int k;
+
+        start_vm(&q, "q35", q35_two_ports);
+
+        p = params_for(&q, &alice);
+        k = home_export(&p, &info, &step, &e);
+        if (k < 0)
+                fail_msg("export failed: %s", e.text);
+        assert_string_equal(info.tag, "vmuser-alice");
+        assert_string_equal(info.bus, "rp1");
+        assert_string_equal(info.device_id, "vmuser-fs-alice");
+        assert_string_equal(info.phase, "exported");
+        assert_int_equal(info.flavour, VIRTIOFSD_FLAVOUR_C);
+        assert_false(info.translate_ids);
+
+        /* Live state, as `vmuser list` shows it. */
+        assert_int_equal(home_export_get(q.vm_dir, "alice", &info, &e), 0);
+        assert_int_equal(info.virtiofsd_state, VIRTIOFSD_STATE_RUNNING);
+        assert_true(info.staging_mounted);
+        assert_int_equal(info.guest_uid, 60002);
+        snprintf(path, sizeof(path), "%s/homes/alice/mnt/home/hello", q.vm_dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_uid, 60002);
+        assert_int_equal(st.st_gid, 60003);
+        snprintf(path, sizeof(path), "%s/homes/alice/mnt", q.vm_dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+
+        /* QEMU's side. */
+        assert_int_equal(qemu_has(&q, "device", "vmuser-fs-alice"), 1);
+        assert_int_equal(qemu_has(&q, "chardev", "vmuser-fs-alice"), 1);
+        _cleanup_free_ char *bus = parent_bus(&q, "vmuser-fs-alice");
+        assert_string_equal(bus, "/machine/peripheral/rp1/rp1");
+
+        /* A second user, read-only, takes the next port. */
+        p = params_for(&q, &bob);
+        p.read_only = true;
+        assert_int_equal(home_export(&p, &info, &step, &e), 0);
+        assert_string_equal(info.bus, "rp2");
+        assert_true(info.read_only);
+        struct statvfs sv;
+        snprintf(path, sizeof(path), "%s/homes/bob/mnt/home", q.vm_dir);
+        assert_int_equal(statvfs(path, &sv), 0);
+        assert_true(sv.f_flag & ST_RDONLY);
+        assert_true(sv.f_flag & ST_NOSUID);
+        assert_true(sv.f_flag & ST_NODEV);
+
+        assert_int_equal(home_export_list(q.vm_dir, &list, &n, &e), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].user, "alice");
+        assert_string_equal(list[1].user, "bob");
+        assert_int_equal(list[1].virtiofsd_state, VIRTIOFSD_STATE_RUNNING);
+        free(list);
+
+        /* No third port. */
+        p = params_for(&q, &carol);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, &info, &step, &e), -ENOSPC);
+        assert_int_equal(step, HOME_EXPORT_STEP_CHECK);
+        printf("# %s\n", e.text);
+        assert_non_null(strstr(e.text, "pcie-root-port"));
+        assert_nothing_left(&q, &carol, true);
+
+        /* Twice: refused. */
+        p = params_for(&q, &alice);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, &info, &step, &e), -EEXIST);
+        assert_non_null(strstr(e.text, "already exported"));
+
+        /* Unplug without a guest: DEVICE_DELETED never comes. Nothing else changes. */
+        memset(&e, 0, sizeof(e));
+        long long t0 = test_now_ms();
+        assert_int_equal(unexport(&q, &alice, 0, 1500, &e), -ETIMEDOUT);
+        printf("# q35, no guest: unexport after %lld ms: %s\n", test_now_ms() - t0, e.text);
+        assert_non_null(strstr(e.text, "did not release"));
+        assert_int_equal(home_export_get(q.vm_dir, "alice", &info, &e), 0);
+        assert_string_equal(info.phase, "unexporting");
+        assert_int_equal(info.virtiofsd_state, VIRTIOFSD_STATE_RUNNING);
+        assert_true(info.staging_mounted);
+        /* Asking again is fine ("already in the process of unplug"); with the firmware running
+         * (still no OS) nothing changes either. */
+        qemu_command(&q, "cont");
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(unexport(&q, &alice, 0, 2000, &e), -ETIMEDOUT);
+        printf("# q35, firmware running, no OS: %s\n", e.text);
+
+        /* --force: the host side goes, QEMU keeps the device (and its chardev) for the guest. */
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 500, &e), 1);
+        assert_nothing_left(&q, &alice, false);
+        assert_int_equal(qemu_has(&q, "device", "vmuser-fs-alice"), 1);
+
+        /* Until the guest lets go, the same user cannot be exported again. */
+        p = params_for(&q, &alice);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, &info, &step, &e), -EBUSY);
+        printf("# %s\n", e.text);
+        assert_nothing_left(&q, &alice, false);
+
+        assert_int_equal(unexport(&q, &bob, HOME_UNEXPORT_FORCE, 500, &e), 1);
+        assert_nothing_left(&q, &bob, false);
+        assert_int_equal(unexport(&q, &bob, 0, 500, &e), -ENOENT);
+        test_qemu_stop(&q);
+}
+
+/* ---- virtiofsd outlives the exporting process; the VM goes away ----------------------------- */
+
+static void test_outlives_caller_and_vm_gone(void **state) {
+        struct test_qemu q;
+        struct home_export_info info;
+        struct verr e = {};
+        int status;
+
+        start_vm(&q, "outlive", q35_one_port);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                struct home_export_params p = params_for(&q, &alice);
+                struct verr ce = {};
+                int k = home_export(&p, NULL, NULL, &ce);
+                if (k < 0)
+                        fprintf(stderr, "export in the child failed: %s\n", ce.text);
+                _exit(k < 0 ? 1 : 0);
+        }
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        assert_int_equal(home_export_get(q.vm_dir, "alice", &info, &e), 0);
+        assert_int_equal(info.virtiofsd_state, VIRTIOFSD_STATE_RUNNING);
+        assert_true(info.virtiofsd.pid > 1);
+        assert_int_equal(kill(info.virtiofsd.pid, 0), 0);
+
+        /* QEMU goes away (the VM was shut down): detach cleans up the host side by itself. */
+        test_qemu_stop(&q);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(unexport(&q, &alice, 0, 1000, &e), 0);
+        assert_nothing_left(&q, &alice, false);
+}
+
+/* ---- rollback -------------------------------------------------------------------------------- */
+
+struct kill_at {
+        struct test_qemu *q;
+        const struct user *u;
+        enum home_export_step step;
+        int signal;     /* kill virtiofsd with this at step; 0: return -EINTR instead */
+        bool kill_qemu; /* kill QEMU instead */
+        int calls;
+        bool mounted_when_called;
+};
+
+static int kill_virtiofsd_at(enum home_export_step done, void *userdata) {
+        struct kill_at *k = userdata;
+        char dir[512], staging[600], arg[512];
+        struct virtiofsd_process proc;
+        enum virtiofsd_state st;
+
+        k->calls++;
+        if (done != k->step)
+                return 0;
+        snprintf(dir, sizeof(dir), "%s/homes/%s", k->q->vm_dir, k->u->name);
+        snprintf(staging, sizeof(staging), "%s/mnt/home", dir);
+        k->mounted_when_called = idmap_mount_is_mounted(staging) == 1;
+        if (k->kill_qemu) {
+                kill(k->q->pid, SIGKILL);
+                waitpid(k->q->pid, NULL, 0);
+                k->q->pid = 0;
+                return 0;
+        }
+        if (k->signal == 0)
+                return -EINTR;
+        assert_int_equal(virtiofsd_get_state(dir, &st, &proc, NULL), 0);
+        assert_int_equal(st, VIRTIOFSD_STATE_RUNNING);
+        /* All of it: once QEMU is connected, virtiofsd serves from a sandboxed child process. */
+        socket_arg(k->q, k->u, arg, sizeof(arg));
+        assert_true(test_kill_processes_with_arg(arg, k->signal) >= 1);
+        for (int i = 0; i < 200; i++) {
+                assert_int_equal(virtiofsd_get_state(dir, &st, NULL, NULL), 0);
+                if (st != VIRTIOFSD_STATE_RUNNING && test_count_processes_with_arg(arg) == 0)
+                        return 0;
+                usleep(10 * 1000);
+        }
+        fail_msg("virtiofsd did not die");
+        return 0;
+}
+
+static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
+        struct home_export_params p;
+        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
+        struct verr e = {};
+
+        start_vm(&q, "rb1", q35_one_port);
+        p = params_for(&q, &alice);
+        p.progress = kill_virtiofsd_at;
+        p.userdata = &ka;
+        assert_true(home_export(&p, NULL, &step, &e) < 0);
+        printf("# %s\n", e.text);
+        assert_int_equal(step, HOME_EXPORT_STEP_CHARDEV);
+        assert_non_null(strstr(e.text, "chardev-add failed"));
+        assert_non_null(strstr(e.text, "rolled back"));
+        assert_nothing_left(&q, &alice, true);
+        test_qemu_stop(&q);
+}
+
+static void test_rollback_device_add_refused(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
+        struct home_export_params p;
+        struct home_export_info info;
+        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
+        struct verr e = {};
+
+        start_vm(&q, "rb2", q35_one_port);
+        p = params_for(&q, &alice);
+        p.progress = kill_virtiofsd_at;
+        p.userdata = &ka;
+        assert_true(home_export(&p, NULL, &step, &e) < 0);
+        printf("# %s\n", e.text);
+        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
+        assert_non_null(strstr(e.text, "QEMU refused device_add"));
+        assert_non_null(strstr(e.text, "rolled back"));
+        assert_nothing_left(&q, &alice, true);
+
+        /* The port is still free, and the same export now works. */
+        p.progress = NULL;
+        memset(&e, 0, sizeof(e));
+        if (home_export(&p, &info, &step, &e) < 0)
+                fail_msg("export after rollback failed: %s", e.text);
+        assert_string_equal(info.bus, "rp1");
+        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+        test_qemu_stop(&q);
+}
+
+static void test_rollback_abort_after_staging(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
+        struct home_export_params p;
+        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
+        struct verr e = {};
+
+        start_vm(&q, "rb3", q35_one_port);
+        p = params_for(&q, &alice);
+        p.progress = kill_virtiofsd_at;
+        p.userdata = &ka;
+        assert_int_equal(home_export(&p, NULL, &step, &e), -EINTR);
+        assert_true(ka.mounted_when_called);
+        assert_int_equal(step, HOME_EXPORT_STEP_STAGING);
+        assert_non_null(strstr(e.text, "interrupted by the caller"));
+        assert_nothing_left(&q, &alice, true);
+        test_qemu_stop(&q);
+}
+
+static void test_rollback_qemu_dies(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
+        struct home_export_params p;
+        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
+        struct verr e = {};
+
+        start_vm(&q, "rb4", q35_one_port);
+        p = params_for(&q, &alice);
+        p.progress = kill_virtiofsd_at;
+        p.userdata = &ka;
+        assert_true(home_export(&p, NULL, &step, &e) < 0);
+        printf("# %s\n", e.text);
+        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
+        assert_non_null(strstr(e.text, "rolled back"));
+        assert_nothing_left(&q, &alice, false);
+}
+
+/* ---- other machines, other VMs, bad arguments ----------------------------------------------- */
+
+static void test_pc(void **state) {
+        static const char *const pc[] = { TEST_PC_SHARED, NULL };
+        struct test_qemu q;
+        struct home_export_params p;
+        struct home_export_info info;
+        struct verr e = {};
+        int k;
+
+        start_vm(&q, "pc", pc);
+        p = params_for(&q, &alice);
+        if (home_export(&p, &info, NULL, &e) < 0)
+                fail_msg("export on pc failed: %s", e.text);
+        assert_string_equal(info.bus, "pci.0");
+        _cleanup_free_ char *bus = parent_bus(&q, "vmuser-fs-alice");
+        assert_string_equal(bus, "/machine/i440fx/pci.0");
+
+        /* Paused before the firmware, and then running the firmware without an OS: ACPI hot-unplug
+         * needs the guest's _EJ0, so the device stays either way. */
+        assert_int_equal(unexport(&q, &alice, 0, 1000, &e), -ETIMEDOUT);
+        qemu_command(&q, "cont");
+        memset(&e, 0, sizeof(e));
+        k = unexport(&q, &alice, 0, 3000, &e);
+        printf("# pc, firmware running, no OS: unexport -> %d (%s)\n", k, k < 0 ? e.text : "released");
+        assert_true(k == -ETIMEDOUT || k == 0);
+        if (k < 0)
+                assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+        assert_nothing_left(&q, &alice, false);
+        test_qemu_stop(&q);
+}
+
+static void test_hotplug_off_port_skipped(void **state) {
+        static const char *const ports[] = {
+                TEST_Q35_SHARED, "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,hotplug=off",
+                TEST_ROOT_PORT(2), NULL
+        };
+        static const char *const no_ports[] = {
+                TEST_Q35_SHARED, "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,hotplug=off", NULL
+        };
+        struct test_qemu q;
+        struct home_export_params p;
+        struct home_export_info info;
+        struct verr e = {};
+
+        start_vm(&q, "hotplug-off", ports);
+        p = params_for(&q, &alice);
+        if (home_export(&p, &info, NULL, &e) < 0)
+                fail_msg("export failed: %s", e.text);
+        assert_string_equal(info.bus, "rp2");
+        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+        test_qemu_stop(&q);
+
+        start_vm(&q, "no-ports", no_ports);
+        p = params_for(&q, &alice);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, &info, NULL, &e), -ENOSPC);
+        assert_nothing_left(&q, &alice, true);
+        test_qemu_stop(&q);
+}
+
+static void test_memory_not_shared(void **state) {
+        static const char *const plain[] = { "-machine", "q35", "-m", "256M", TEST_ROOT_PORT(1), NULL };
+        struct test_qemu q;
+        struct home_export_params p;
+        enum home_export_step step;
+        struct verr e = {};
+
+        start_vm(&q, "unshared", plain);
+        p = params_for(&q, &alice);
+        assert_int_equal(home_export(&p, NULL, &step, &e), -EOPNOTSUPP);
+        printf("# %s\n", e.text);
+        assert_int_equal(step, HOME_EXPORT_STEP_CHECK);
+        assert_non_null(strstr(e.text, "share=on"));
+        assert_nothing_left(&q, &alice, true);
+        test_qemu_stop(&q);
+}
+
+static void test_bad_arguments(void **state) {
+        struct test_qemu q;
+        struct home_export_params p;
+        struct verr e = {};
+        char dir[256];
+
+        start_vm(&q, "args", q35_one_port);
+
+        /* A directory of somebody else (root here). */
+        p = params_for(&q, &alice);
+        p.source_dir = "/run/home";
+        assert_int_equal(home_export(&p, NULL, NULL, &e), -EPERM);
+        assert_non_null(strstr(e.text, "belongs to UID 0"));
+        p = params_for(&q, &alice);
+        p.host_uid = 0;
+        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
+        p = params_for(&q, &alice);
+        p.guest_uid = 65534;
+        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
+        p = params_for(&q, &alice);
+        p.user = "Alice/..";
+        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
+        p = params_for(&q, &alice);
+        p.source_dir = "home/alice";
+        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
+        p = params_for(&q, &alice);
+        p.virtiofsd = "/bin/true";
+        assert_int_equal(home_export(&p, NULL, NULL, NULL), -ENOEXEC);
+        assert_nothing_left(&q, &alice, true);
+        test_qemu_stop(&q);
+
+        /* No QEMU behind the VM directory. */
+        test_make_vm_dir("no-qemu", dir, sizeof(dir));
+        snprintf(q.vm_dir, sizeof(q.vm_dir), "%s", dir);
+        p = params_for(&q, &alice);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, NULL, NULL, &e), -ENOENT);
+        assert_non_null(strstr(e.text, "is the VM running?"));
+        assert_nothing_left(&q, &alice, false);
+
+        /* A VM directory others can write to. */
+        assert_int_equal(chmod(dir, 0777), 0);
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(home_export(&p, NULL, NULL, &e), -EPERM);
+        assert_non_null(strstr(e.text, "must belong to root"));
+}
+
+static void test_tag(void **state) {
+        char tag[HOME_SPEC_TAG_MAX + 1], again[HOME_SPEC_TAG_MAX + 1];
+        const char *fits = "a2345678901234567890123456789";      /* 29: "vmuser-" + 29 = 36 */
+        const char *long_name = "a234567890123456789012345678901"; /* 31, the longest name */
+
+        assert_int_equal(home_export_tag("alice", tag, sizeof(tag)), 0);
+        assert_string_equal(tag, "vmuser-alice");
+        assert_int_equal(home_export_tag(fits, tag, sizeof(tag)), 0);
+        assert_int_equal(strlen(tag), HOME_SPEC_TAG_MAX);
+        assert_string_equal(tag + 7, fits);
+        assert_int_equal(home_export_tag(long_name, tag, sizeof(tag)), 0);
+        assert_int_equal(strlen(tag), HOME_SPEC_TAG_MAX);
+        assert_int_equal(strncmp(tag, "vmuser-a2345678901234567890-", 28), 0);
+        assert_int_equal(home_export_tag(long_name, again, sizeof(again)), 0);
+        assert_string_equal(tag, again);
+        assert_int_equal(home_export_tag("a234567890123456789012345678909", again, sizeof(again)), 0);
+        assert_string_not_equal(tag, again);
+        assert_int_equal(home_export_tag("not valid", tag, sizeof(tag)), -EINVAL);
+        assert_int_equal(home_export_tag("alice", tag, 5), -ENOBUFS);
+}
+
+int main(void) {
+        test_require_qemu();
+        test_enter_private_run();
+        /* SIGPIPE is not ignored: a QEMU that dies must not kill the caller. */
+        make_home(&alice);
+        make_home(&bob);
+        make_home(&carol);
+
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_tag),
+                cmocka_unit_test(test_export_q35),
+                cmocka_unit_test(test_outlives_caller_and_vm_gone),
+                cmocka_unit_test(test_rollback_virtiofsd_dies_before_chardev),
+                cmocka_unit_test(test_rollback_device_add_refused),
+                cmocka_unit_test(test_rollback_abort_after_staging),
+                cmocka_unit_test(test_rollback_qemu_dies),
+                cmocka_unit_test(test_pc),
+                cmocka_unit_test(test_hotplug_off_port_skipped),
+                cmocka_unit_test(test_memory_not_shared),
+                cmocka_unit_test(test_bad_arguments),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
