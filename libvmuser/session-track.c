@@ -1,0 +1,419 @@
+/* session-track.c: live login sessions of attached users, one file per session (see
+ * session-track.h and doc/PROTOCOL.txt, section 7).
+ *
+ * A request flows like this: session_lock_acquire() opens /run/vmuser/sessions/NAME/ (creating
+ * it 0700 if asked, never through a symlink), takes an exclusive flock on its "lock" file with a
+ * bounded wait, and checks that the lock it got is still linked (session_remove_all() may have
+ * removed the directory while we waited; then we start over). Under the lock the caller prunes
+ * and counts (every entry "PID-START" whose process is gone, a zombie, or has another start
+ * time is unlinked), adds or removes its own entry, and releases. Nothing here prints: errors
+ * are -errno, the caller logs them. */
+#include "session-track.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "macro.h"
+#include "names.h"
+#include "paths.h"
+
+struct session_lock {
+        int sessions_fd; /* /run/vmuser/sessions */
+        int dir_fd;      /* /run/vmuser/sessions/NAME */
+        int lock_fd;     /* .../NAME/lock, flock()ed */
+        char user_name[VMUSER_NAME_MAX + 1];
+};
+
+/* "PID-" + 20 digits + NUL */
+#define ENTRY_NAME_MAX 48
+
+static uint64_t now_msec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* Parses a decimal number without sign, spaces or leading zeros. */
+static int parse_u64(const char *s, size_t n, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                if (v > (UINT64_MAX - (uint64_t) (s[i] - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t) (s[i] - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+static int entry_name_parse(const char *name, pid_t *ret_pid, uint64_t *ret_start) {
+        const char *dash = strchr(name, '-');
+        uint64_t pid, start;
+
+        if (!dash || parse_u64(name, (size_t) (dash - name), &pid) < 0 ||
+            parse_u64(dash + 1, strlen(dash + 1), &start) < 0)
+                return -EINVAL;
+        if (pid == 0 || pid > INT_MAX)
+                return -EINVAL;
+        *ret_pid = (pid_t) pid;
+        *ret_start = start;
+        return 0;
+}
+
+/* Reads the start time (field 22 of /proc/PID/stat, in clock ticks since boot) and the state
+ * letter (field 3) of pid. -ENOENT when there is no such process, -ENOMEDIUM when /proc itself
+ * is missing (then nobody can tell dead from alive). The command name (field 2) may contain
+ * spaces and parentheses, so the fields are counted from the last ')'. */
+static int proc_stat_read(pid_t pid, uint64_t *ret_start, char *ret_state) {
+        char path[64], buf[1024];
+        _cleanup_close_ int fd = -1;
+        const char *p;
+        ssize_t n;
+        size_t done = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT || errno == ESRCH)
+                        return access("/proc/self/stat", F_OK) < 0 ? -ENOMEDIUM : -ENOENT;
+                return negative_errno();
+        }
+        while (done < sizeof(buf) - 1) {
+                n = read(fd, buf + done, sizeof(buf) - 1 - done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        /* A process that exits while we read. */
+                        return errno == ESRCH ? -ENOENT : negative_errno();
+                }
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        buf[done] = '\0';
+
+        p = strrchr(buf, ')');
+        if (!p || p[1] != ' ' || !p[2])
+                return -EBADMSG;
+        p += 2;
+        if (ret_state)
+                *ret_state = *p;
+
+        /* p is at field 3; skip to field 22. */
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EBADMSG;
+                p++;
+        }
+        const char *end = strchrnul(p, ' ');
+        if (parse_u64(p, (size_t) (end - p), ret_start) < 0)
+                return -EBADMSG;
+        return 0;
+}
+
+/* Is the process that opened entry (pid, start) still there? 1 alive, 0 dead, -errno when we
+ * cannot tell (then the entry is kept: pruning a live session would unmount a home in use). */
+static int entry_is_alive(pid_t pid, uint64_t start) {
+        uint64_t actual;
+        char state = '?';
+        int r;
+
+        r = proc_stat_read(pid, &actual, &state);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (actual != start)
+                return 0; /* the PID was reused */
+        if (state == 'Z' || state == 'X')
+                return 0; /* killed, not yet reaped: its session is over */
+        return 1;
+}
+
+/* Opens (and with create, makes) a directory below parent_fd that must be ours: owned by the
+ * effective UID, not writable by anyone else, not a symlink. */
+static int open_private_dir(int parent_fd, const char *name, bool create, mode_t mode) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        for (int attempt = 0;; attempt++) {
+                fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        break;
+                if (errno != ENOENT || !create || attempt > 0)
+                        return errno == ELOOP ? -ENOTDIR : negative_errno();
+                if (mkdirat(parent_fd, name, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+        }
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_uid != geteuid() || (st.st_mode & 0022))
+                return -EPERM;
+        return TAKE_FD(fd);
+}
+
+static int lock_file_is_current(int dir_fd, int lock_fd) {
+        struct stat dir_st, lock_st;
+
+        if (fstat(dir_fd, &dir_st) < 0 || fstat(lock_fd, &lock_st) < 0)
+                return negative_errno();
+        return dir_st.st_nlink > 0 && lock_st.st_nlink > 0;
+}
+
+int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool create, unsigned timeout_msec,
+                                 struct session_lock **ret) {
+        _cleanup_close_ int sessions_fd = -1;
+        uint64_t deadline = now_msec() + timeout_msec;
+        struct session_lock *l;
+
+        if (!name_is_valid(user_name))
+                return -EINVAL;
+
+        sessions_fd = open_private_dir(state_dir_fd, VMUSER_SESSIONS_SUBDIR, create, 0755);
+        if (sessions_fd < 0)
+                return sessions_fd;
+
+        for (;;) {
+                _cleanup_close_ int dir_fd = -1, lock_fd = -1;
+                int r;
+
+                dir_fd = open_private_dir(sessions_fd, user_name, create, 0700);
+                if (dir_fd < 0)
+                        return dir_fd;
+                lock_fd = openat(dir_fd, VMUSER_LOCK_FILE,
+                                 O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | (create ? O_CREAT : 0), 0600);
+                if (lock_fd < 0)
+                        return negative_errno();
+
+                /* Bounded: a stuck holder must not hang every login of this user. */
+                for (;;) {
+                        if (flock(lock_fd, LOCK_EX | LOCK_NB) >= 0)
+                                break;
+                        if (errno != EWOULDBLOCK && errno != EINTR)
+                                return negative_errno();
+                        if (now_msec() >= deadline)
+                                return -ETIMEDOUT;
+                        nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+                }
+
+                r = lock_file_is_current(dir_fd, lock_fd);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        /* session_remove_all() ran while we waited: start over. */
+                        if (now_msec() >= deadline)
+                                return -ETIMEDOUT;
+                        continue;
+                }
+
+                l = calloc(1, sizeof(*l));
+                if (!l)
+                        return -ENOMEM;
+                l->sessions_fd = TAKE_FD(sessions_fd);
+                l->dir_fd = TAKE_FD(dir_fd);
+                l->lock_fd = TAKE_FD(lock_fd);
+                snprintf(l->user_name, sizeof(l->user_name), "%s", user_name);
+                *ret = l;
+                return 0;
+        }
+}
+
+int session_lock_acquire(int state_dir_fd, const char *user_name, bool create, struct session_lock **ret) {
+        return session_lock_acquire_timeout(state_dir_fd, user_name, create,
+                                            SESSION_LOCK_TIMEOUT_MSEC_DEFAULT, ret);
+}
+
+struct session_lock *session_lock_release(struct session_lock *l) {
+        if (!l)
+                return NULL;
+        /* Closing the last fd of the open file description drops the flock. */
+        closep(&l->lock_fd);
+        closep(&l->dir_fd);
+        closep(&l->sessions_fd);
+        free(l);
+        return NULL;
+}
+
+void session_lock_releasep(struct session_lock **l) {
+        *l = session_lock_release(*l);
+}
+
+static void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+/* Calls visit() for every entry of the locked directory except "." , ".." and the lock file,
+ * with a fresh directory stream (dir_fd's own offset is left alone). */
+static int foreach_entry(struct session_lock *l,
+                         int (*visit)(struct session_lock *l, const char *name, void *userdata),
+                         void *userdata) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        int fd, r;
+
+        fd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d) {
+                r = negative_errno();
+                close(fd);
+                return r;
+        }
+
+        for (;;) {
+                struct dirent *de;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de)
+                        return errno > 0 ? -errno : 0;
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, VMUSER_LOCK_FILE))
+                        continue;
+                r = visit(l, de->d_name, userdata);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int prune_one(struct session_lock *l, const char *name, void *userdata) {
+        unsigned *live = userdata;
+        uint64_t start;
+        pid_t pid;
+        int r;
+
+        /* Anything that is not a well-formed entry cannot be a live session. */
+        if (entry_name_parse(name, &pid, &start) < 0) {
+                if (unlinkat(l->dir_fd, name, 0) < 0 && errno != ENOENT && errno != EISDIR)
+                        return negative_errno();
+                return 0;
+        }
+
+        r = entry_is_alive(pid, start);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                (*live)++;
+                return 0;
+        }
+        if (unlinkat(l->dir_fd, name, 0) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+int session_prune_and_count(struct session_lock *l) {
+        unsigned live = 0;
+        int r;
+
+        r = foreach_entry(l, prune_one, &live);
+        if (r < 0)
+                return r;
+        return live > INT_MAX ? INT_MAX : (int) live;
+}
+
+static int entry_name_for(pid_t pid, char name[static ENTRY_NAME_MAX]) {
+        uint64_t start;
+        char state;
+        int r;
+
+        if (pid <= 0)
+                return -EINVAL;
+        r = proc_stat_read(pid, &start, &state);
+        if (r < 0)
+                return r;
+        if (state == 'Z' || state == 'X')
+                return -ENOENT;
+        snprintf(name, ENTRY_NAME_MAX, "%d-%" PRIu64, (int) pid, start);
+        return 0;
+}
+
+int session_add(struct session_lock *l, pid_t pid) {
+        char name[ENTRY_NAME_MAX];
+        int fd, r;
+
+        r = entry_name_for(pid, name);
+        if (r < 0)
+                return r;
+        fd = openat(l->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return errno == EEXIST ? 0 : negative_errno();
+        close(fd);
+        return 1;
+}
+
+int session_remove(struct session_lock *l, pid_t pid) {
+        char name[ENTRY_NAME_MAX];
+        int r;
+
+        r = entry_name_for(pid, name);
+        if (r == -ENOENT)
+                return 0; /* gone: its entry is dead and the next prune drops it */
+        if (r < 0)
+                return r;
+        if (unlinkat(l->dir_fd, name, 0) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        return 1;
+}
+
+struct foreach_ctx {
+        int (*cb)(pid_t pid, void *userdata);
+        void *userdata;
+};
+
+static int foreach_live_one(struct session_lock *l, const char *name, void *userdata) {
+        struct foreach_ctx *ctx = userdata;
+        uint64_t start;
+        pid_t pid;
+
+        if (entry_name_parse(name, &pid, &start) < 0 || entry_is_alive(pid, start) <= 0)
+                return 0;
+        return ctx->cb(pid, ctx->userdata);
+}
+
+int session_foreach(struct session_lock *l, int (*cb)(pid_t pid, void *userdata), void *userdata) {
+        struct foreach_ctx ctx = {.cb = cb, .userdata = userdata};
+
+        return foreach_entry(l, foreach_live_one, &ctx);
+}
+
+static int remove_one(struct session_lock *l, const char *name, void *userdata) {
+        if (unlinkat(l->dir_fd, name, 0) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+int session_remove_all(int state_dir_fd, const char *user_name) {
+        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+        int r;
+
+        r = session_lock_acquire(state_dir_fd, user_name, false, &l);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+
+        r = foreach_entry(l, remove_one, NULL);
+        if (r < 0)
+                return r;
+        /* Waiters holding the old lock file notice it is unlinked and start over. */
+        if (unlinkat(l->dir_fd, VMUSER_LOCK_FILE, 0) < 0 && errno != ENOENT)
+                return negative_errno();
+        if (unlinkat(l->sessions_fd, l->user_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}

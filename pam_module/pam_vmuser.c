@@ -1,0 +1,344 @@
+/* pam_vmuser.c: the PAM session module that mounts a vmuser-attached user's home in the guest.
+ *
+ * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
+ * not, PAM_IGNORE before touching anything. Otherwise lock /run/vmuser/sessions/NAME, prune the
+ * entries of sessions whose process died without a close, mount the home unless it is mounted
+ * already, record this process's session, unlock.
+ * close_session: lock, remove this process's entry, prune, and unmount when no live session is
+ * left (lazily if the home is busy).
+ * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
+ * the module arguments, translates -errno into PAM_* codes, and logs each failure once, naming
+ * the value at fault. See man/pam_vmuser.8.scd. */
+#define PAM_SM_SESSION
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <security/pam_modutil.h>
+#include <stdarg.h>
+#include <syslog.h>
+
+#include "attach-state.h"
+#include "macro.h"
+#include "mount-home.h"
+#include "names.h"
+#include "paths.h"
+#include "session-track.h"
+#include "verr.h"
+
+#define LOCK_TIMEOUT_SEC_MAX 300u
+
+struct args {
+        bool debug;
+        bool nofail;
+        unsigned lock_timeout_msec;
+};
+
+static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *ret) {
+        struct args a = {.lock_timeout_msec = SESSION_LOCK_TIMEOUT_MSEC_DEFAULT};
+
+        for (int i = 0; i < argc; i++) {
+                const char *v;
+
+                if (streq(argv[i], "debug"))
+                        a.debug = true;
+                else if (streq(argv[i], "nofail"))
+                        a.nofail = true;
+                else if (strncmp(argv[i], "lock_timeout=", 13) == 0) {
+                        char *end;
+                        unsigned long sec;
+
+                        v = argv[i] + 13;
+                        errno = 0;
+                        sec = strtoul(v, &end, 10);
+                        if (errno != 0 || end == v || *end || *v == '-' || sec < 1 ||
+                            sec > LOCK_TIMEOUT_SEC_MAX)
+                                pam_syslog(pamh, LOG_WARNING,
+                                           "Invalid lock_timeout '%s' (1..%u seconds), ignoring.", v,
+                                           LOCK_TIMEOUT_SEC_MAX);
+                        else
+                                a.lock_timeout_msec = (unsigned) sec * 1000u;
+                } else
+                        pam_syslog(pamh, LOG_WARNING, "Unknown option '%s', ignoring.", argv[i]);
+        }
+        *ret = a;
+}
+
+static const char *errno_text(int r) {
+        return strerror(r < 0 ? -r : r);
+}
+
+/* A failure that stops the home from being there: logged, told to the user, and fatal for the
+ * session unless nofail. */
+static int open_failed(pam_handle_t *pamh, const struct args *a, int flags, const char *user,
+                       const char *fmt, ...) _printf_(5, 6);
+static int open_failed(pam_handle_t *pamh, const struct args *a, int flags, const char *user,
+                       const char *fmt, ...) {
+        char reason[768];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+
+        pam_syslog(pamh, a->nofail ? LOG_WARNING : LOG_ERR, "Cannot provide the home of %s: %s%s", user,
+                   reason, a->nofail ? " (nofail: the session goes on without it)" : "");
+        if (!(flags & PAM_SILENT))
+                pam_error(pamh, "%s: %s",
+                          a->nofail ? "Your home directory is not available"
+                                    : "Cannot mount your home directory",
+                          reason);
+        return a->nofail ? PAM_IGNORE : PAM_SESSION_ERR;
+}
+
+/* Common start of both entry points: finds the user and whether vmuser attached it.
+ * PAM_SUCCESS with *ret_state filled when it did, PAM_IGNORE when the user is none of ours
+ * (nothing touched, nothing logged but at debug level), PAM_SESSION_ERR with the reason in e
+ * (for the caller to log) when we cannot tell. *ret_user is set in every case but the first
+ * PAM_IGNORE. */
+static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const char **ret_user,
+                                int *ret_state_fd, struct attach_state *ret_state, struct verr *e) {
+        _cleanup_close_ int state_fd = -1;
+        const void *item = NULL;
+        const struct passwd *pw;
+        const char *user;
+        int r;
+
+        /* Not pam_get_user(): a session stack must not prompt. */
+        r = pam_get_item(pamh, PAM_USER, &item);
+        user = item;
+        if (r != PAM_SUCCESS || !user || !*user) {
+                pam_syslog(pamh, LOG_WARNING, "No user name set for this session; ignoring it.");
+                return PAM_IGNORE;
+        }
+        *ret_user = user;
+        if (!name_is_valid(user)) {
+                if (a->debug)
+                        pam_syslog(pamh, LOG_DEBUG, "'%s' cannot be a vmuser name; ignoring.", user);
+                return PAM_IGNORE;
+        }
+
+        state_fd = open(VMUSER_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (state_fd < 0 && errno == ENOENT) {
+                if (a->debug)
+                        pam_syslog(pamh, LOG_DEBUG, "%s does not exist: no user is attached.",
+                                   VMUSER_STATE_DIR);
+                return PAM_IGNORE;
+        }
+        if (state_fd < 0) {
+                verr_set(e, -errno, "cannot open %s: %s", VMUSER_STATE_DIR, strerror(errno));
+                return PAM_SESSION_ERR;
+        }
+
+        r = attach_state_read(state_fd, user, ret_state);
+        if (r == -ENOENT) {
+                if (a->debug)
+                        pam_syslog(pamh, LOG_DEBUG, "%s is not attached by vmuser; ignoring.", user);
+                return PAM_IGNORE;
+        }
+        if (r < 0) {
+                verr_set(e, r, "cannot read '%s/%s/%s.json': %s", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR,
+                         user, r == -EBADMSG ? "not a valid attach state" : errno_text(r));
+                return PAM_SESSION_ERR;
+        }
+
+        /* A local account of the same name shadowing the attached one must not get its home. */
+        pw = pam_modutil_getpwnam(pamh, user);
+        if (!pw) {
+                pam_syslog(pamh, LOG_WARNING,
+                           "%s is attached by vmuser but does not resolve through NSS; ignoring.", user);
+                return PAM_IGNORE;
+        }
+        if (pw->pw_uid != ret_state->uid) {
+                pam_syslog(pamh, LOG_WARNING, "%s resolves to UID %u, but vmuser attached UID %u; ignoring.", user,
+                           (unsigned) pw->pw_uid, (unsigned) ret_state->uid);
+                return PAM_IGNORE;
+        }
+
+        *ret_state_fd = TAKE_FD(state_fd);
+        return PAM_SUCCESS;
+}
+
+static const char *lock_error_text(int r) {
+        switch (r) {
+        case -ETIMEDOUT:
+                return "another login or logout of this user holds the lock for too long";
+        case -EPERM:
+                return "the directory is not root's or is writable by others";
+        case -ENOTDIR:
+                return "it is not a directory (a symlink?)";
+        default:
+                return errno_text(r);
+        }
+}
+
+static const char *count_error_text(int r) {
+        return r == -ENOMEDIUM ? "/proc is not mounted" : errno_text(r);
+}
+
+PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
+        _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
+        _cleanup_close_ int state_fd = -1;
+        struct attach_state state;
+        struct verr e = {};
+        struct args a;
+        const char *user = NULL;
+        bool mounted_now = false;
+        uid_t root_uid;
+        int r, live;
+
+        parse_args(pamh, argc, argv, &a);
+        r = lookup_attached_user(pamh, &a, &user, &state_fd, &state, &e);
+        if (r == PAM_SESSION_ERR)
+                return open_failed(pamh, &a, flags, user, "%s", verr_text(&e, -EIO));
+        if (r != PAM_SUCCESS)
+                return r;
+
+        if (geteuid() != 0) {
+                pam_syslog(pamh, LOG_WARNING,
+                           "Running as UID %u, not root: cannot mount the home of %s or track its "
+                           "session; skipping.",
+                           (unsigned) geteuid(), user);
+                return PAM_IGNORE;
+        }
+
+        r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
+        if (r < 0)
+                return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
+                                   VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+
+        /* The agent may have detached or replaced the user while we waited for the lock. */
+        r = attach_state_read(state_fd, user, &state);
+        if (r == -ENOENT)
+                return PAM_IGNORE;
+        if (r < 0)
+                return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
+                                   errno_text(r));
+
+        live = session_prune_and_count(lock);
+        if (live < 0)
+                return open_failed(pamh, &a, flags, user, "cannot count its sessions: %s",
+                                   count_error_text(live));
+
+        /* Mounted unless it is already: the first live session mounts, later ones find it there
+         * (or mount it, if an earlier nofail session could not). */
+        if (state.has_home) {
+                r = mount_home(state.home_directory, &state.home, state.uid, state.gid, &root_uid, &e);
+                if (r < 0) {
+                        r = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
+                        if (!a.nofail)
+                                return r;
+                } else {
+                        mounted_now = r == MOUNT_HOME_MOUNTED;
+                        if (mounted_now)
+                                pam_syslog(pamh, LOG_INFO, "Mounted %s '%s' on '%s' for %s.",
+                                           home_fstype_to_string(state.home.fstype), state.home.tag,
+                                           state.home_directory, user);
+                        else if (a.debug)
+                                pam_syslog(pamh, LOG_DEBUG, "'%s' is mounted already (%d live session%s).",
+                                           state.home_directory, live, live == 1 ? "" : "s");
+                        if (root_uid != state.uid)
+                                pam_syslog(pamh, LOG_WARNING,
+                                           "The root of the home '%s' belongs to UID %u, but %s has UID %u; "
+                                           "check the ID mapping of the share on the host.",
+                                           state.home_directory, (unsigned) root_uid, user,
+                                           (unsigned) state.uid);
+                }
+        }
+
+        r = session_add(lock, getpid());
+        if (r < 0) {
+                /* An untracked session would have its home unmounted under it by the next close. */
+                if (mounted_now && live == 0)
+                        (void) unmount_home(state.home_directory, &state.home, NULL);
+                return open_failed(pamh, &a, flags, user,
+                                   "cannot record the session of process %d in '%s/%s/%s': %s",
+                                   (int) getpid(), VMUSER_STATE_DIR, VMUSER_SESSIONS_SUBDIR, user,
+                                   count_error_text(r));
+        }
+        if (a.debug)
+                pam_syslog(pamh, LOG_DEBUG, "Session of %s in process %d recorded; %d live session%s.", user,
+                           (int) getpid(), live + r, live + r == 1 ? "" : "s");
+        return PAM_SUCCESS;
+}
+
+PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
+        _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
+        _cleanup_close_ int state_fd = -1;
+        struct attach_state state;
+        struct verr e = {};
+        struct args a;
+        const char *user = NULL;
+        int r, live;
+
+        parse_args(pamh, argc, argv, &a);
+        r = lookup_attached_user(pamh, &a, &user, &state_fd, &state, &e);
+        if (r == PAM_SESSION_ERR)
+                pam_syslog(pamh, LOG_ERR, "Cannot close the session of %s: %s", user, verr_text(&e, -EIO));
+        if (r != PAM_SUCCESS)
+                return r;
+
+        /* An application that dropped privileges before closing cannot change root's state; it
+         * must not try, and the process's entry is pruned once it exits. */
+        if (geteuid() != 0) {
+                pam_syslog(pamh, LOG_WARNING,
+                           "Running as UID %u, not root: leaving the session state and home of %s alone.",
+                           (unsigned) geteuid(), user);
+                return PAM_IGNORE;
+        }
+
+        /* create: an open racing with this close must wait for it, not miss it. */
+        r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "Cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
+                           VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+                return PAM_SESSION_ERR;
+        }
+
+        r = session_remove(lock, getpid());
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "Cannot remove the session of process %d of %s: %s",
+                           (int) getpid(), user, count_error_text(r));
+                return PAM_SESSION_ERR;
+        }
+        if (r == 0 && a.debug)
+                pam_syslog(pamh, LOG_DEBUG, "Process %d had no session of %s recorded.", (int) getpid(),
+                           user);
+
+        live = session_prune_and_count(lock);
+        if (live < 0) {
+                pam_syslog(pamh, LOG_ERR, "Cannot count the sessions of %s: %s", user,
+                           count_error_text(live));
+                return PAM_SESSION_ERR;
+        }
+        if (live > 0 || !state.has_home) {
+                if (a.debug)
+                        pam_syslog(pamh, LOG_DEBUG, "%d live session%s of %s left.", live,
+                                   live == 1 ? "" : "s", user);
+                return PAM_SUCCESS;
+        }
+
+        r = unmount_home(state.home_directory, &state.home, &e);
+        switch (r) {
+        case UNMOUNT_HOME_NOT_MOUNTED:
+                if (a.debug)
+                        pam_syslog(pamh, LOG_DEBUG, "Last session of %s closed; '%s' was not mounted.", user,
+                                   state.home_directory);
+                return PAM_SUCCESS;
+        case UNMOUNT_HOME_UNMOUNTED:
+                pam_syslog(pamh, LOG_INFO, "Last session of %s closed; unmounted '%s'.", user,
+                           state.home_directory);
+                return PAM_SUCCESS;
+        case UNMOUNT_HOME_DETACHED:
+                pam_syslog(pamh, LOG_WARNING,
+                           "Last session of %s closed, but '%s' was busy; detached it lazily.", user,
+                           state.home_directory);
+                return PAM_SUCCESS;
+        default:
+                pam_syslog(pamh, LOG_ERR, "Last session of %s closed, but the home stays mounted: %s", user,
+                           verr_text(&e, r));
+                return PAM_SESSION_ERR;
+        }
+}

@@ -1,0 +1,489 @@
+/* test-pam-session.c: pam_vmuser.so through a real PAM stack (pam_start_confdir() with the
+ * service files generated in the build tree), in a private mount namespace with a fresh /run.
+ *
+ * Each test attaches its own user with the real vmuser-agent, opens and closes sessions in
+ * holder processes (one process per session, as login, su and sshd do), and checks the mount
+ * table, the tracking directory /run/vmuser/sessions/NAME and the syslog lines of the module. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <security/pam_appl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "macro.h"
+#include "pam-test.h"
+#include "test-util.h"
+
+#define SERVICE "vmuser-test"
+#define SERVICE_NOFAIL "vmuser-test-nofail"
+#define SERVICE_TIMEOUT "vmuser-test-timeout"
+#define HOME_ROOT "/run/vmhost/home/"
+
+static void assert_home_mounted_once(const char *path) {
+        char opts[256] = "";
+
+        assert_int_equal(pam_test_mount_count(path, opts, sizeof(opts)), 1);
+        if (!strstr(opts, "nosuid") || !strstr(opts, "nodev"))
+                fail_msg("'%s' is mounted with '%s', without nosuid,nodev", path, opts);
+}
+
+static char *snapshot_state(void) {
+        _cleanup_free_ char *a = test_snapshot_dir("/run/vmuser"), *b = test_snapshot_dir("/run/userdb"),
+                            *c = test_snapshot_dir("/run/vmhost"), *m = NULL;
+        char *all = NULL;
+        int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+        char buf[65536];
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+        if (fd >= 0)
+                close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        assert_true(asprintf(&all, "%s--\n%s--\n%s--\n%s", a, b, c, buf) > 0);
+        return all;
+}
+
+/* A user the agent did not attach gets PAM_IGNORE, and nothing changes anywhere. */
+static void test_not_attached_ignored(void **state) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        struct pam_test_holder h;
+
+        pam_test_attach("alice", 60514, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-alice\"}");
+        before = snapshot_state();
+
+        /* The module's own answer... */
+        assert_int_equal(pam_test_module_call("bob", true, "debug", NULL, 0), PAM_IGNORE);
+        assert_int_equal(pam_test_module_call("bob", false, "debug", NULL, 0), PAM_IGNORE);
+        assert_int_equal(pam_test_module_call("root", true, "debug", NULL, 0), PAM_IGNORE);
+        assert_int_equal(pam_test_module_call("root", false, "debug", NULL, 0), PAM_IGNORE);
+        assert_int_equal(pam_test_module_call("Not.A.Vmuser.Name", true, "debug", NULL, 0), PAM_IGNORE);
+        /* ...and what the stack makes of it. */
+        assert_int_equal(pam_test_run(SERVICE, "bob", true, true, NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "root", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+
+        after = snapshot_state();
+        assert_string_equal(before, after);
+        assert_int_equal(pam_test_session_entries("bob"), -1);
+        assert_int_equal(pam_test_session_entries("root"), -1);
+}
+
+/* open -> mounted nosuid,nodev and owned by the user; second open -> still one mount; close,
+ * close -> unmounted, no entries. */
+static void test_open_open_close_close(void **state) {
+        const char *home = HOME_ROOT "alice";
+        struct pam_test_holder h1, h2;
+        struct stat st;
+
+        pam_test_attach("alice", 60514, NULL,
+                        "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-alice\",\"options\":\"size=1m\"}");
+        pam_test_log_mark();
+
+        assert_int_equal(pam_test_holder_open(&h1, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
+        assert_home_mounted_once(home);
+        assert_int_equal(stat(home, &st), 0);
+        assert_int_equal(st.st_uid, 60514);
+        assert_int_equal(st.st_gid, 60514);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(pam_test_session_entries("alice"), 1);
+        assert_logged("Mounted tmpfs 'vmuser-alice' on '/run/vmhost/home/alice' for alice.");
+
+        assert_int_equal(pam_test_holder_open(&h2, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
+        assert_home_mounted_once(home);
+        assert_int_equal(pam_test_session_entries("alice"), 2);
+
+        assert_int_equal(pam_test_holder_close(&h1), PAM_SUCCESS);
+        assert_home_mounted_once(home);
+        assert_int_equal(pam_test_session_entries("alice"), 1);
+
+        assert_int_equal(pam_test_holder_close(&h2), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_int_equal(pam_test_session_entries("alice"), 0);
+        assert_logged("Last session of alice closed; unmounted '/run/vmhost/home/alice'.");
+
+        /* The parents were created root-owned 0755. */
+        assert_int_equal(lstat("/run/vmhost/home", &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_uid, 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+}
+
+/* One process, one session entry: opening twice in the same process does not count twice. */
+static void test_same_process_twice(void **state) {
+        assert_int_equal(pam_test_run(SERVICE, "alice", true, false, NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_run(SERVICE, "alice", true, false, NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("alice"), 1);
+        assert_home_mounted_once(HOME_ROOT "alice");
+        assert_int_equal(pam_test_run(SERVICE, "alice", false, true, NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("alice"), 0);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "alice", NULL, 0), 0);
+}
+
+/* A session whose process was SIGKILLed (no close) is pruned by the next open or close. */
+static void test_killed_session_pruned(void **state) {
+        const char *home = HOME_ROOT "henry";
+        struct pam_test_holder dead, zombie, h;
+
+        pam_test_attach("henry", 60521, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-henry\"}");
+
+        /* Killed and reaped. */
+        assert_int_equal(pam_test_holder_open(&dead, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
+        pam_test_holder_kill(&dead, true);
+        assert_int_equal(pam_test_session_entries("henry"), 1);
+        assert_home_mounted_once(home);
+
+        /* Killed, not reaped yet: a zombie's session is over too. */
+        assert_int_equal(pam_test_holder_open(&zombie, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("henry"), 1);
+        pam_test_holder_kill(&zombie, false);
+        for (int i = 0; i < 200; i++) {
+                char path[64], buf[512], *p;
+                int fd;
+                ssize_t n;
+
+                snprintf(path, sizeof(path), "/proc/%d/stat", (int) zombie.pid);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                n = read(fd, buf, sizeof(buf) - 1);
+                close(fd);
+                buf[n > 0 ? n : 0] = '\0';
+                p = strrchr(buf, ')');
+                if (p && p[2] == 'Z')
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        }
+
+        /* The next open prunes both, reuses the mount, and counts one session. */
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("henry"), 1);
+        assert_home_mounted_once(home);
+        assert_int_equal(waitpid(zombie.pid, NULL, 0), zombie.pid);
+
+        /* Its close is the last one. */
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("henry"), 0);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+
+        /* A dead session alone: the next close (of a process that had none) unmounts. */
+        assert_int_equal(pam_test_holder_open(&dead, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
+        pam_test_holder_kill(&dead, true);
+        assert_home_mounted_once(home);
+        assert_int_equal(pam_test_run(SERVICE, "henry", false, true, NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("henry"), 0);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+}
+
+/* 50 processes open and close at once: zero mounts and zero entries afterwards. */
+static void test_concurrent_sessions(void **state) {
+        enum { N = 50 };
+        const char *home = HOME_ROOT "ivan";
+        pid_t pids[N];
+        int go[2], failures = 0;
+
+        pam_test_attach("ivan", 60522, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-ivan\"}");
+        assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+
+        for (int i = 0; i < N; i++) {
+                pids[i] = fork();
+                assert_true(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        char c;
+                        int r;
+
+                        close(go[1]);
+                        (void) !read(go[0], &c, 1); /* everybody starts together */
+                        r = pam_test_run(SERVICE, "ivan", true, false, NULL, 0);
+                        if (r != PAM_SUCCESS)
+                                _exit(10);
+                        nanosleep(&(struct timespec){.tv_nsec = (i % 7) * 1000 * 1000}, NULL);
+                        if (access(home, F_OK) < 0 || pam_test_mount_count(home, NULL, 0) != 1)
+                                _exit(11); /* the home must be there while the session is open */
+                        r = pam_test_run(SERVICE, "ivan", false, true, NULL, 0);
+                        _exit(r == PAM_SUCCESS ? 0 : 12);
+                }
+        }
+        close(go[0]);
+        close(go[1]);
+
+        for (int i = 0; i < N; i++) {
+                int status;
+                assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        fprintf(stderr, "session process %d: status %d\n", i, status);
+                        failures++;
+                }
+        }
+        assert_int_equal(failures, 0);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_int_equal(pam_test_session_entries("ivan"), 0);
+}
+
+/* A mount that fails fails the session, with the reason; nofail lets it go on without. */
+static void test_mount_failure(void **state) {
+        const char *home = HOME_ROOT "carol";
+        char msgs[1024];
+        struct pam_test_holder h;
+
+        pam_test_attach("carol", 60516, NULL, "{\"fstype\":\"virtiofs\",\"tag\":\"vmuser-no-such-tag\"}");
+        pam_test_log_mark();
+
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "carol", msgs, sizeof(msgs)), PAM_SESSION_ERR);
+        if (!strstr(msgs,
+                    "Cannot mount your home directory: Failed to mount virtiofs 'vmuser-no-such-tag' on "
+                    "'/run/vmhost/home/carol': "))
+                fail_msg("unexpected message: %s", msgs);
+        assert_logged("Cannot provide the home of carol: Failed to mount virtiofs "
+                      "'vmuser-no-such-tag' on '/run/vmhost/home/carol'");
+        assert_int_equal(pam_test_session_entries("carol"), 0);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+
+        pam_test_log_mark();
+        assert_int_equal(pam_test_holder_open(&h, SERVICE_NOFAIL, "carol", msgs, sizeof(msgs)), PAM_SUCCESS);
+        assert_non_null(strstr(msgs, "Your home directory is not available: Failed to mount virtiofs"));
+        assert_logged("(nofail: the session goes on without it)");
+        assert_int_equal(pam_test_session_entries("carol"), 1);
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("carol"), 0);
+}
+
+/* fstype "bind": bound and remounted with nosuid,nodev plus the spec's options. */
+static void test_bind_home(void **state) {
+        const char *home = HOME_ROOT "dave", *share = PAM_TEST_DIR "/share-dave";
+        char opts[256];
+        struct pam_test_holder h;
+        struct stat st;
+        int fd;
+
+        assert_int_equal(mkdir(share, 0700), 0);
+        assert_int_equal(chown(share, 60517, 60517), 0);
+        fd = open(PAM_TEST_DIR "/share-dave/marker", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+
+        pam_test_attach("dave", 60517, NULL,
+                        "{\"fstype\":\"bind\",\"tag\":\"" PAM_TEST_DIR
+                        "/share-dave\",\"options\":\"noexec,ro\"}");
+        pam_test_log_mark();
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "dave", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, opts, sizeof(opts)), 1);
+        if (!strstr(opts, "nosuid") || !strstr(opts, "nodev") || !strstr(opts, "noexec") ||
+            strncmp(opts, "ro,", 3) != 0)
+                fail_msg("bind mounted with '%s'", opts);
+        assert_int_equal(access(HOME_ROOT "dave/marker", F_OK), 0);
+        assert_int_equal(stat(home, &st), 0);
+        assert_int_equal(st.st_uid, 60517);
+        assert_false(pam_test_log_contains("belongs to UID"));
+
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_int_equal(access(HOME_ROOT "dave/marker", F_OK), -1);
+}
+
+/* A mounted root that is not the user's is mounted anyway, with a warning naming both UIDs. */
+static void test_owner_mismatch_warns(void **state) {
+        struct pam_test_holder h;
+
+        assert_int_equal(mkdir(PAM_TEST_DIR "/share-erin", 0755), 0);
+        pam_test_attach("erin", 60518, NULL,
+                        "{\"fstype\":\"bind\",\"tag\":\"" PAM_TEST_DIR "/share-erin\"}");
+        pam_test_log_mark();
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "erin", NULL, 0), PAM_SUCCESS);
+        assert_home_mounted_once(HOME_ROOT "erin");
+        assert_logged(
+                "The root of the home '/run/vmhost/home/erin' belongs to UID 0, but erin has UID 60518");
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "erin", NULL, 0), 0);
+}
+
+/* No symlink is followed on the way to the mount point, and no parent owned by someone else is
+ * accepted. */
+static void test_unsafe_mount_point_refused(void **state) {
+        char msgs[1024];
+        struct pam_test_holder h;
+        struct stat st;
+
+        assert_int_equal(mkdir("/run/vmhost", 0755) < 0 && errno != EEXIST, 0);
+        assert_int_equal(mkdir(PAM_TEST_DIR "/elsewhere", 0755), 0);
+        assert_int_equal(symlink(PAM_TEST_DIR "/elsewhere", "/run/vmhost/links"), 0);
+        pam_test_attach("frank", 60519, "/run/vmhost/links/frank",
+                        "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-frank\"}");
+
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "frank", msgs, sizeof(msgs)), PAM_SESSION_ERR);
+        assert_non_null(strstr(msgs, "'/run/vmhost/links' is a symbolic link"));
+        assert_int_equal(lstat(PAM_TEST_DIR "/elsewhere/frank", &st), -1);
+        assert_int_equal(pam_test_mount_count("/run/vmhost/links/frank", NULL, 0), 0);
+        assert_int_equal(pam_test_mount_count(PAM_TEST_DIR "/elsewhere/frank", NULL, 0), 0);
+
+        /* A parent the user could write to. */
+        assert_int_equal(mkdir("/run/vmhost/mia-owned", 0755), 0);
+        assert_int_equal(chown("/run/vmhost/mia-owned", 60526, 60526), 0);
+        pam_test_attach("mia", 60526, "/run/vmhost/mia-owned/mia",
+                        "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-mia\"}");
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "mia", msgs, sizeof(msgs)), PAM_SESSION_ERR);
+        assert_non_null(strstr(msgs, "'/run/vmhost/mia-owned' belongs to UID 60526, not root"));
+        assert_int_equal(lstat("/run/vmhost/mia-owned/mia", &st), -1);
+
+        /* The mount point itself a symlink. */
+        assert_int_equal(mkdir("/run/vmhost/home", 0755) < 0 && errno != EEXIST, 0);
+        assert_int_equal(symlink(PAM_TEST_DIR "/elsewhere", "/run/vmhost/home/nina"), 0);
+        pam_test_attach("nina", 60527, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-nina\"}");
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "nina", msgs, sizeof(msgs)), PAM_SESSION_ERR);
+        assert_non_null(strstr(msgs, "mount point '/run/vmhost/home/nina' is a symbolic link"));
+        assert_int_equal(pam_test_mount_count(PAM_TEST_DIR "/elsewhere", NULL, 0), 0);
+}
+
+/* A state file that does not validate fails the session (nothing is mounted on a guess). */
+static void test_invalid_state_fails(void **state) {
+        char msgs[1024];
+        int fd;
+
+        pam_test_attach("olga", 60528, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-olga\"}");
+        fd = open("/run/vmuser/users/olga.json", O_WRONLY | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "{\"userName\":\"olga\"", 19), 19);
+        close(fd);
+
+        assert_int_equal(pam_test_run(SERVICE, "olga", true, false, msgs, sizeof(msgs)), PAM_SESSION_ERR);
+        assert_non_null(strstr(msgs, "cannot read '/run/vmuser/users/olga.json': not a valid attach state"));
+        assert_int_equal(pam_test_session_entries("olga"), -1);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "olga", NULL, 0), 0);
+        assert_int_equal(pam_test_run(SERVICE_NOFAIL, "olga", true, false, msgs, sizeof(msgs)), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("olga"), -1);
+}
+
+/* Attached without a home spec: sessions are tracked, nothing is mounted. */
+static void test_no_home_tracked(void **state) {
+        struct pam_test_holder h;
+
+        pam_test_attach("gina", 60520, NULL, NULL);
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "gina", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("gina"), 1);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "gina", NULL, 0), 0);
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("gina"), 0);
+}
+
+/* The last close of a busy home detaches it lazily, logs it, and returns at once. */
+static void test_busy_home_detached(void **state) {
+        const char *home = HOME_ROOT "judy";
+        struct pam_test_holder h;
+        int fd;
+
+        pam_test_attach("judy", 60523, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-judy\"}");
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "judy", NULL, 0), PAM_SUCCESS);
+        fd = open(HOME_ROOT "judy/busy", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+
+        pam_test_log_mark();
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_logged("was busy; detached it lazily");
+        /* The open file still works on the detached tmpfs. */
+        assert_int_equal(write(fd, "x", 1), 1);
+        close(fd);
+}
+
+/* open_session or close_session running as the user (privileges dropped) changes nothing. */
+static void test_as_user_skipped(void **state) {
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        struct pam_test_holder h;
+        pid_t pid;
+        int status;
+
+        pam_test_attach("kim", 60524, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-kim\"}");
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "kim", NULL, 0), PAM_SUCCESS);
+        before = snapshot_state();
+        pam_test_log_mark();
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(60524, 60524, 60524) < 0 ||
+                    setresuid(60524, 60524, 60524) < 0)
+                        _exit(20);
+                /* Through the stack: the module's PAM_IGNORE leaves the result to pam_permit. */
+                int r = pam_test_run(SERVICE, "kim", false, true, NULL, 0);
+                _exit(r != PAM_SUCCESS ? r : pam_test_run(SERVICE, "kim", true, false, NULL, 0));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), PAM_SUCCESS);
+
+        after = snapshot_state();
+        assert_string_equal(before, after);
+        assert_logged("Running as UID 60524, not root: leaving the session state and home of kim alone.");
+        assert_logged("Running as UID 60524, not root: cannot mount the home of kim or track its session; "
+                      "skipping.");
+
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "kim", NULL, 0), 0);
+}
+
+/* A session lock held too long fails the open after lock_timeout, with the reason. */
+static void test_lock_timeout(void **state) {
+        _cleanup_close_ int fd = -1;
+        struct pam_test_holder h;
+        struct timespec t0, t1;
+        char msgs[1024];
+
+        pam_test_attach("leo", 60525, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-leo\"}");
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "leo", NULL, 0), PAM_SUCCESS);
+        fd = open("/run/vmuser/sessions/leo/lock", O_RDWR | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_EX), 0);
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(pam_test_run(SERVICE_TIMEOUT, "leo", true, false, msgs, sizeof(msgs)),
+                         PAM_SESSION_ERR);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_non_null(strstr(msgs, "cannot lock '/run/vmuser/sessions/leo': another login or logout"));
+        assert_true(t1.tv_sec - t0.tv_sec < 4);
+
+        closep(&fd);
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(HOME_ROOT "leo", NULL, 0), 0);
+}
+
+static int group_setup(void **state) {
+        pam_test_setup();
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        pam_test_teardown();
+        return 0;
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_not_attached_ignored),
+                cmocka_unit_test(test_open_open_close_close),
+                cmocka_unit_test(test_same_process_twice),
+                cmocka_unit_test(test_killed_session_pruned),
+                cmocka_unit_test(test_concurrent_sessions),
+                cmocka_unit_test(test_mount_failure),
+                cmocka_unit_test(test_bind_home),
+                cmocka_unit_test(test_owner_mismatch_warns),
+                cmocka_unit_test(test_unsafe_mount_point_refused),
+                cmocka_unit_test(test_invalid_state_fails),
+                cmocka_unit_test(test_no_home_tracked),
+                cmocka_unit_test(test_busy_home_detached),
+                cmocka_unit_test(test_as_user_skipped),
+                cmocka_unit_test(test_lock_timeout),
+        };
+
+        test_enter_private_run();
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
