@@ -106,6 +106,15 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
         const char *user;
         int r;
 
+        /* systemd's user manager opens a PAM session of its own ("systemd-user") and closes it
+         * from its (sd-pam) helper after dropping privileges, or not at all: tracking it would
+         * keep the home mounted long after the last login. It is not a login; leave it out. */
+        if (pam_get_item(pamh, PAM_SERVICE, &item) == PAM_SUCCESS && item && streq(item, "systemd-user")) {
+                if (a->debug)
+                        pam_syslog(pamh, LOG_DEBUG, "The systemd user manager is not a login; ignoring.");
+                return PAM_IGNORE;
+        }
+
         /* Not pam_get_user(): a session stack must not prompt. */
         r = pam_get_item(pamh, PAM_USER, &item);
         user = item;

@@ -46,7 +46,8 @@ void test_enter_private_run(void) {
                 die("mkstemp for nsswitch.conf");
         const char *conf = "passwd: files systemd\ngroup: files systemd\nshadow: files systemd\n"
                            "gshadow: files systemd\nhosts: files\n";
-        if (write(fd, conf, strlen(conf)) != (ssize_t) strlen(conf))
+        /* Readable by processes that dropped to a user's UID. */
+        if (fchmod(fd, 0644) < 0 || write(fd, conf, strlen(conf)) != (ssize_t) strlen(conf))
                 die("writing nsswitch.conf");
         close(fd);
         if (mount(nss, "/etc/nsswitch.conf", NULL, MS_BIND, NULL) < 0)

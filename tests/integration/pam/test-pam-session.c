@@ -120,6 +120,28 @@ static void test_open_open_close_close(void **state) {
         assert_int_equal(st.st_mode & 07777, 0755);
 }
 
+/* systemd's user manager opens a session under the service name "systemd-user": it is not a
+ * login and must neither mount nor count (found on a real guest: counted, it kept the home
+ * mounted after the last logout). */
+static void test_user_manager_ignored(void **state) {
+        const char *home = HOME_ROOT "alice";
+        struct pam_test_holder h, m;
+
+        pam_test_attach("alice", 60514, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-alice\"}");
+        assert_int_equal(pam_test_holder_open(&m, "systemd-user", "alice", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_true(pam_test_session_entries("alice") <= 0);
+
+        assert_int_equal(pam_test_holder_open(&h, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
+        assert_home_mounted_once(home);
+        assert_int_equal(pam_test_session_entries("alice"), 1);
+        /* The login ends while the user manager still runs: the home goes. */
+        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        assert_int_equal(pam_test_session_entries("alice"), 0);
+        assert_int_equal(pam_test_holder_close(&m), PAM_SUCCESS);
+}
+
 /* One process, one session entry: opening twice in the same process does not count twice. */
 static void test_same_process_twice(void **state) {
         assert_int_equal(pam_test_run(SERVICE, "alice", true, false, NULL, 0), PAM_SUCCESS);
@@ -468,6 +490,7 @@ static int group_teardown(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_user_manager_ignored),
                 cmocka_unit_test(test_not_attached_ignored),
                 cmocka_unit_test(test_open_open_close_close),
                 cmocka_unit_test(test_same_process_twice),
