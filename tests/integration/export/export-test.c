@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,7 +38,7 @@ void test_require_qemu(void) {
 void test_make_vm_dir(const char *name, char *buf, size_t size) {
         char cmd[512];
 
-        snprintf(buf, size, "/run/vmuser/vm/%s", name);
+        snprintf(buf, size, "/run/vmuser/vm/" TEST_VM_PREFIX "%s", name);
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", buf);
         if (system(cmd) != 0 || (mkdir("/run/vmuser", 0755) < 0 && errno != EEXIST) ||
             (mkdir("/run/vmuser/vm", 0755) < 0 && errno != EEXIST) || mkdir(buf, 0700) < 0) {
@@ -45,6 +46,9 @@ void test_make_vm_dir(const char *name, char *buf, size_t size) {
                 abort();
         }
 }
+
+/* Every QEMU started and not yet stopped, for test_cleanup(). */
+static pid_t started[32];
 
 void test_qemu_start(struct test_qemu *q, const char *vm_dir, const char *const extra[]) {
         char qmp_arg[400], log[300];
@@ -70,10 +74,14 @@ void test_qemu_start(struct test_qemu *q, const char *vm_dir, const char *const 
                 argv[n++] = extra[i];
         argv[n] = NULL;
 
+        pid_t parent = getpid();
         q->pid = fork();
         if (q->pid < 0)
                 abort();
         if (q->pid == 0) {
+                /* QEMU goes when the test goes, even when the test crashes. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(127);
                 int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
                 int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 dup2(null, 0);
@@ -82,6 +90,11 @@ void test_qemu_start(struct test_qemu *q, const char *vm_dir, const char *const 
                 execvp(argv[0], (char *const *) argv);
                 _exit(127);
         }
+        for (size_t i = 0; i < ELEMENTSOF(started); i++)
+                if (started[i] <= 0) {
+                        started[i] = q->pid;
+                        break;
+                }
         for (int i = 0; i < 500; i++) {
                 struct stat st;
                 int status;
@@ -100,11 +113,18 @@ void test_qemu_start(struct test_qemu *q, const char *vm_dir, const char *const 
         abort();
 }
 
+static void forget(pid_t pid) {
+        for (size_t i = 0; i < ELEMENTSOF(started); i++)
+                if (started[i] == pid)
+                        started[i] = 0;
+}
+
 void test_qemu_stop(struct test_qemu *q) {
         int status;
 
         if (q->pid <= 0)
                 return;
+        forget(q->pid);
         kill(q->pid, SIGTERM);
         for (int i = 0; i < 250; i++) {
                 if (waitpid(q->pid, &status, WNOHANG) == q->pid) {
@@ -176,7 +196,68 @@ int test_kill_processes_with_arg(const char *arg, int sig) {
         return total;
 }
 
+void test_qemu_kill(struct test_qemu *q) {
+        int status;
+
+        if (q->pid <= 0)
+                return;
+        forget(q->pid);
+        kill(q->pid, SIGKILL);
+        waitpid(q->pid, &status, 0);
+        q->pid = 0;
+}
+
 int test_count_processes_with_arg(const char *arg) {
         pid_t pids[256];
         return (int) pids_with_arg(arg, pids, ELEMENTSOF(pids));
+}
+
+/* Processes with an argument that starts with prefix (at most n). */
+static size_t pids_with_arg_prefix(const char *prefix, pid_t *pids, size_t n) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        size_t count = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)) && count < n) {
+                char path[300], buf[8192];
+                ssize_t len;
+                int fd;
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                len = read(fd, buf, sizeof(buf) - 1);
+                close(fd);
+                if (len <= 0)
+                        continue;
+                buf[len] = '\0';
+                for (char *p = buf; p < buf + len; p += strlen(p) + 1)
+                        if (strncmp(p, prefix, strlen(prefix)) == 0) {
+                                pids[count++] = (pid_t) atoi(de->d_name);
+                                break;
+                        }
+        }
+        closedir(d);
+        return count;
+}
+
+void test_cleanup(void) {
+        pid_t pids[64];
+        size_t n;
+        int status;
+
+        for (size_t i = 0; i < ELEMENTSOF(started); i++)
+                if (started[i] > 0) {
+                        kill(started[i], SIGKILL);
+                        waitpid(started[i], &status, 0);
+                        started[i] = 0;
+                }
+        /* virtiofsd outlives its starter by design; a failed test must not leave one behind. */
+        n = pids_with_arg_prefix("--socket-path=/run/vmuser/vm/" TEST_VM_PREFIX, pids, ELEMENTSOF(pids));
+        for (size_t i = 0; i < n; i++)
+                kill(pids[i], SIGKILL);
 }

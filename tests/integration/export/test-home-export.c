@@ -335,9 +335,7 @@ static int kill_virtiofsd_at(enum home_export_step done, void *userdata) {
         snprintf(staging, sizeof(staging), "%s/mnt/home", dir);
         k->mounted_when_called = idmap_mount_is_mounted(staging) == 1;
         if (k->kill_qemu) {
-                kill(k->q->pid, SIGKILL);
-                waitpid(k->q->pid, NULL, 0);
-                k->q->pid = 0;
+                test_qemu_kill(k->q);
                 return 0;
         }
         if (k->signal == 0)
@@ -589,26 +587,32 @@ static void test_tag(void **state) {
         assert_int_equal(home_export_tag("alice", tag, 5), -ENOBUFS);
 }
 
+static int teardown(void **state) {
+        test_cleanup();
+        return 0;
+}
+
 int main(void) {
         test_require_qemu();
         test_enter_private_run();
+        test_cleanup(); /* what an earlier, killed run may have left */
         /* SIGPIPE is not ignored: a QEMU that dies must not kill the caller. */
         make_home(&alice);
         make_home(&bob);
         make_home(&carol);
 
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_tag),
-                cmocka_unit_test(test_export_q35),
-                cmocka_unit_test(test_outlives_caller_and_vm_gone),
-                cmocka_unit_test(test_rollback_virtiofsd_dies_before_chardev),
-                cmocka_unit_test(test_rollback_device_add_refused),
-                cmocka_unit_test(test_rollback_abort_after_staging),
-                cmocka_unit_test(test_rollback_qemu_dies),
-                cmocka_unit_test(test_pc),
-                cmocka_unit_test(test_hotplug_off_port_skipped),
-                cmocka_unit_test(test_memory_not_shared),
-                cmocka_unit_test(test_bad_arguments),
+                cmocka_unit_test_teardown(test_tag, teardown),
+                cmocka_unit_test_teardown(test_export_q35, teardown),
+                cmocka_unit_test_teardown(test_outlives_caller_and_vm_gone, teardown),
+                cmocka_unit_test_teardown(test_rollback_virtiofsd_dies_before_chardev, teardown),
+                cmocka_unit_test_teardown(test_rollback_device_add_refused, teardown),
+                cmocka_unit_test_teardown(test_rollback_abort_after_staging, teardown),
+                cmocka_unit_test_teardown(test_rollback_qemu_dies, teardown),
+                cmocka_unit_test_teardown(test_pc, teardown),
+                cmocka_unit_test_teardown(test_hotplug_off_port_skipped, teardown),
+                cmocka_unit_test_teardown(test_memory_not_shared, teardown),
+                cmocka_unit_test_teardown(test_bad_arguments, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

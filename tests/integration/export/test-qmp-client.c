@@ -51,6 +51,7 @@ static int setup_qemu(void **state) {
 
 static int teardown_qemu(void **state) {
         test_qemu_stop(&qemu);
+        test_cleanup();
         return 0;
 }
 

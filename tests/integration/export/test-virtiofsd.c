@@ -41,6 +41,12 @@ static void write_script(const char *path, const char *body) {
         assert_int_equal(chmod(path, 0755), 0);
 }
 
+static int teardown(void **state) {
+        /* After a failed test: no virtiofsd of ours may stay behind. */
+        test_kill_processes_with_arg("--socket-path=" DIR "/state/virtiofsd.sock", SIGKILL);
+        return 0;
+}
+
 static int setup(void **state) {
         assert_int_equal(system("rm -rf " DIR " && mkdir -p " DIR "/state " DIR "/share && chmod 700 " DIR "/state"), 0);
         return 0;
@@ -254,13 +260,13 @@ int main(void) {
         test_enter_private_run();
 
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(test_detect_c, setup),
-                cmocka_unit_test_setup(test_detect_rust_like, setup),
-                cmocka_unit_test_setup(test_detect_other, setup),
-                cmocka_unit_test_setup(test_argv, setup),
-                cmocka_unit_test_setup(test_daemon_start_stop, setup),
-                cmocka_unit_test_setup(test_daemon_dead, setup),
-                cmocka_unit_test_setup(test_daemon_start_fails, setup),
+                cmocka_unit_test_setup_teardown(test_detect_c, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_detect_rust_like, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_detect_other, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_argv, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_start_stop, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_dead, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_start_fails, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
