@@ -8,18 +8,30 @@
  *
  *   1. resolve  the host user through NSS, and the policy checks (host-user.c)
  *   2. record   the minimized user record: shadow hash, SSH keys, options (host-user.c)
- *   3. home     the home spec sent with the record: --home-tag for now. The home export
- *               (idmapped mount -> virtiofsd -> QMP hot-plug) slots in here, with an undo that
- *               tears it down when the push fails.
+ *   3. home     the home spec sent with the record. By default {"tag": home_export_tag(),
+ *               "fstype": "virtiofs"[, "options": "ro"]}, for the export of step 5; the VM's
+ *               QMP socket must exist, else the user fails here, before the guest is touched.
+ *               --home-tag sends a spec without exporting anything (tests, stand-ins);
+ *               --no-home sends none.
  *   4. push     vmuser-attach over the batch's connection (qga-client.c); the reply is checked
- *               before it is believed
- *   5. report   one sentence or one JSON object per user (output.c) */
+ *               before it is believed. Undo (a later step failed): vmuser-detach, but only when
+ *               this push created the user; a re-attach of an identical record, or a --replace of
+ *               a user attached before, is left as it was.
+ *   5. export   home_export() (home-export.c: idmapped staging mount -> virtiofsd -> QMP
+ *               hot-plug) with the guest UID/GID the agent just reported. An export that already
+ *               exists for the same guest UID is an idempotent re-attach.
+ *   6. report   one sentence or one JSON object per user (output.c)
+ *
+ * The export comes after the push because the guest UID is only known from the agent's reply;
+ * the guest mounts the tag at login (pam_vmuser), so a login in between finds no tag yet. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent-conn.h"
+#include "home-export.h"
 #include "home-spec.h"
 #include "host-user.h"
 #include "json-util.h"
@@ -37,6 +49,7 @@ struct attach_batch {
         bool agent_failed;        /* connecting failed once: later users fail the same way */
         int agent_error;
         struct verr agent_verr;
+        json_object *attached_before; /* --replace: the agent's vmuser-list, NULL if unknown */
         struct report report;
 };
 
@@ -46,16 +59,23 @@ struct attach_job {
         struct host_user *host;
         json_object *record;
         json_object *home;        /* home spec, NULL: none */
+        char *source;             /* the directory to export, NULL: no export */
         /* the agent's answer */
         uint32_t uid;
         uint32_t gid;
         char home_directory[HOME_PATH_MAX + 1];
         bool changed;
+        bool created;             /* this push made the user: its undo may detach it */
+        /* the export */
+        struct home_export_info export;
+        bool exported;
+        bool export_existed;
         /* why it failed */
         enum outcome outcome;
         struct qga_error qerr;
         bool remote;
         struct verr e;
+        char note[512];           /* what the undo did, appended to the reason */
 };
 
 struct attach_step {
@@ -108,21 +128,39 @@ int template_expand(const char *tmpl, const char *name, char **ret) {
         return 0;
 }
 
+/* Whether attach exports the host home (the default), or only sends what the options say. */
+static bool attach_exports(const struct attach_options *o) {
+        return !o->no_home && !o->home_tag;
+}
+
 static int build_home_spec(const struct attach_options *o, const char *name, json_object **ret, struct verr *e) {
         _cleanup_json_ json_object *spec = NULL;
         _cleanup_free_ char *tag = NULL;
         struct home_spec parsed;
+        const char *fstype = "virtiofs";
         int r;
 
         *ret = NULL;
-        if (o->no_home || !o->home_tag)
+        if (o->no_home)
                 return 0;
-        r = template_expand(o->home_tag, name, &tag);
-        if (r < 0)
-                return r;
+        if (o->home_tag) {
+                r = template_expand(o->home_tag, name, &tag);
+                if (r < 0)
+                        return r;
+                if (o->home_fstype)
+                        fstype = o->home_fstype;
+        } else {
+                tag = malloc(HOME_SPEC_TAG_MAX + 1);
+                if (!tag)
+                        return -ENOMEM;
+                r = home_export_tag(name, tag, HOME_SPEC_TAG_MAX + 1);
+                if (r < 0)
+                        return verr_set(e, r, "cannot make the virtio-fs tag for '%s'", name);
+        }
         spec = json_object_new_object();
         if (!spec || json_object_object_add(spec, "tag", json_object_new_string(tag)) < 0 ||
-            json_object_object_add(spec, "fstype", json_object_new_string(o->home_fstype ? o->home_fstype : "virtiofs")) < 0)
+            json_object_object_add(spec, "fstype", json_object_new_string(fstype)) < 0 ||
+            (o->read_only && json_object_object_add(spec, "options", json_object_new_string("ro")) < 0))
                 return -ENOMEM;
         /* The agent checks it again; checking here turns a typo into a usage error. */
         r = home_spec_from_json(spec, &parsed, e);
@@ -144,6 +182,15 @@ int attach_check_options(const struct attach_options *o, struct verr *e) {
             (!o->home_fstype || streq(o->home_fstype, "virtiofs")))
                 return verr_set(e, -EINVAL, "--home-tag '%s' would give %zu users the same virtiofs tag; use %%u for the "
                                             "user name", o->home_tag, o->n_users);
+        if (o->no_home && (o->home_tag || o->home_source || o->read_only))
+                return verr_set(e, -EINVAL, "--no-home exports and sends no home; it cannot be combined with %s",
+                                o->home_tag ? "--home-tag" : o->home_source ? "--home-source" : "--read-only");
+        if (o->home_tag && o->home_source)
+                return verr_set(e, -EINVAL, "--home-source names what to export, --home-tag sends a tag without "
+                                            "exporting: use one of them");
+        if (o->home_source && o->n_users > 1 && !template_has_user(o->home_source))
+                return verr_set(e, -EINVAL, "--home-source '%s' would export one directory for %zu users; use %%u for "
+                                            "the user name", o->home_source, o->n_users);
         for (char **g = o->groups; g && *g; g++)
                 if (!name_is_valid(*g))
                         return verr_set(e, -EINVAL, "--group '%s' is not a valid group name", *g);
@@ -160,6 +207,15 @@ int attach_check_options(const struct attach_options *o, struct verr *e) {
                         if (!home_path_is_valid(home))
                                 return verr_set(e, -EINVAL, "--home-dir: '%s' is not a normalized absolute path under "
                                                             "/home, /run/vmhost, /var/home, /srv or /mnt", home);
+                }
+                if (o->home_source) {
+                        _cleanup_free_ char *source = NULL;
+                        r = template_expand(o->home_source, name, &source);
+                        if (r < 0)
+                                return r;
+                        if (!path_is_normalized_absolute(source))
+                                return verr_set(e, -EINVAL, "--home-source: '%s' is not a normalized absolute path",
+                                                source);
                 }
                 _cleanup_json_ json_object *spec = NULL;
                 r = build_home_spec(o, name, &spec, e);
@@ -211,10 +267,43 @@ static int step_record(struct attach_batch *b, struct attach_job *j) {
 }
 
 static int step_home(struct attach_batch *b, struct attach_job *j) {
-        int r = build_home_spec(b->o, j->name, &j->home, &j->e);
-        if (r < 0)
+        const struct attach_options *o = b->o;
+        struct stat st;
+        int r;
+
+        r = build_home_spec(o, j->name, &j->home, &j->e);
+        if (r < 0) {
                 j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
-        return r;
+                return r;
+        }
+        if (!attach_exports(o))
+                return 0;
+
+        /* Found out now, before the guest is touched: without QMP nothing can be hot-plugged. */
+        r = stat(b->vm.qmp_socket, &st) < 0 ? -errno : S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+        if (r < 0) {
+                j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_UNREACHABLE;
+                return verr_set(&j->e, r, "the VM has no QMP socket '%s' (%s), which exporting the home "
+                                                "needs: start QEMU with -qmp unix:%s,server=on,wait=off (see "
+                                                "vmuser(1), QEMU), or attach with --no-home",
+                                b->vm.qmp_socket, strerror(-r), b->vm.qmp_socket);
+        }
+        if (o->home_source)
+                r = template_expand(o->home_source, j->name, &j->source);
+        else {
+                j->source = strdup(j->host->home);
+                r = j->source ? 0 : -ENOMEM;
+        }
+        if (r < 0) {
+                j->outcome = OUTCOME_FAILED;
+                return r;
+        }
+        if (j->source[0] != '/') {
+                j->outcome = OUTCOME_HOST_USER;
+                return verr_set(&j->e, -EINVAL, "the home of '%s' on this host, '%s', is not an absolute path",
+                                j->name, j->source);
+        }
+        return 0;
 }
 
 static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
@@ -223,6 +312,18 @@ static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
         if (!b->agent_failed) {
                 b->agent_error = agent_open(&b->vm, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
                 b->agent_failed = b->agent_error < 0;
+                /* With --replace, "changed" does not tell a new user from a replaced one; the list
+                 * does. When it cannot be had, no push is undone (the safe side). */
+                if (!b->agent_failed && b->o->replace && attach_exports(b->o)) {
+                        struct qga_error qe = {};
+                        struct verr ignored = {};
+                        json_object *list = NULL;
+                        if (qga_client_call(b->agent, "vmuser-list", NULL, b->o->common.timeout_ms, &list, &qe,
+                                            &ignored) >= 0 && json_object_is_type(list, json_type_array))
+                                b->attached_before = list;
+                        else
+                                json_object_put(list);
+                }
         }
         if (b->agent_failed) {
                 verr_set(&j->e, b->agent_error, "%s", verr_text(&b->agent_verr, b->agent_error));
@@ -276,16 +377,110 @@ static int step_push(struct attach_batch *b, struct attach_job *j) {
                 return r;
         }
         r = check_reply(j, value);
-        if (r < 0)
+        if (r < 0) {
                 j->outcome = OUTCOME_UNREACHABLE;
-        return r;
+                return r;
+        }
+        j->created = j->changed && !b->o->replace;
+        if (j->changed && b->o->replace && b->attached_before) {
+                j->created = true;
+                for (size_t i = 0; i < json_object_array_length(b->attached_before); i++) {
+                        const char *s;
+                        if (json_get_string(json_object_array_get_idx(b->attached_before, i), "userName", &s) == 0 &&
+                            streq(s, j->name))
+                                j->created = false;
+                }
+        }
+        return 0;
+}
+
+/* A later step failed: take the user out again if this push put it in. The failure's reason
+ * stays the step's own; what happened to the record goes into j->note. */
+static void undo_push(struct attach_batch *b, struct attach_job *j) {
+        _cleanup_json_ json_object *args = NULL, *value = NULL;
+        struct qga_error qe = {};
+        struct verr e = {};
+        int r;
+
+        if (!j->created) {
+                snprintf(j->note, sizeof(j->note), "; the user record in the guest was attached before and is left as it is");
+                return;
+        }
+        args = json_object_new_object();
+        if (!args || json_object_object_add(args, "userName", json_object_new_string(j->name)) < 0)
+                r = -ENOMEM;
+        else
+                r = qga_client_call(b->agent, "vmuser-detach", args, b->o->common.timeout_ms, &value, &qe, &e);
+        if (r >= 0)
+                snprintf(j->note, sizeof(j->note), "; the user was detached from the guest again");
+        else
+                snprintf(j->note, sizeof(j->note), "; detaching the user from the guest again failed too (%.200s): run "
+                         "'vmuser detach %s %s'", r == -EREMOTEIO ? qe.desc : verr_text(&e, r), b->vm.label, j->name);
+}
+
+/* Which outcome an export failure is: QEMU not reachable, the host user's directory unusable,
+ * or a local failure. */
+static enum outcome export_outcome(int r, enum home_export_step step, const struct vm *vm) {
+        struct stat st;
+
+        if (r == -ENOMEM)
+                return OUTCOME_FAILED;
+        if (step == HOME_EXPORT_STEP_CHECK) {
+                if (r == -ECONNREFUSED || r == -ETIMEDOUT || r == -ECONNRESET || r == -ENOTCONN || r == -EBADMSG)
+                        return OUTCOME_UNREACHABLE;
+                if (r == -ENOENT && stat(vm->qmp_socket, &st) < 0)
+                        return OUTCOME_UNREACHABLE;
+                if (r == -EPERM || r == -ENOENT || r == -ENOTDIR)
+                        return OUTCOME_HOST_USER;
+        }
+        return OUTCOME_FAILED;
+}
+
+static int step_export(struct attach_batch *b, struct attach_job *j) {
+        struct home_export_params p = {
+                .vm_dir = b->vm.dir,
+                .qmp_socket = b->vm.qmp_socket,
+                .user = j->name,
+                .host_uid = j->host->uid,
+                .host_gid = j->host->gid,
+                .guest_uid = j->uid,
+                .guest_gid = j->gid,
+                .source_dir = j->source,
+                .read_only = b->o->read_only,
+                .qmp_timeout_ms = b->o->common.timeout_ms,
+        };
+        enum home_export_step failed = HOME_EXPORT_STEP_CHECK;
+        struct home_export_info existing;
+        struct verr ignored = {};
+        int r;
+
+        if (!j->source)
+                return 0;
+        r = home_export(&p, &j->export, &failed, &j->e);
+        if (r == -EEXIST && home_export_get(b->vm.dir, j->name, &existing, &ignored) >= 0 &&
+            streq(existing.phase, "exported") && existing.guest_uid == j->uid && existing.guest_gid == j->gid &&
+            existing.host_uid == j->host->uid && existing.read_only == b->o->read_only &&
+            streq(existing.source, j->source)) {
+                /* The same export is there already: a re-attach. */
+                j->export = existing;
+                j->exported = j->export_existed = true;
+                j->e.text[0] = '\0';
+                return 0;
+        }
+        if (r < 0) {
+                j->outcome = export_outcome(r, failed, &b->vm);
+                return r;
+        }
+        j->exported = true;
+        return 0;
 }
 
 static const struct attach_step steps[] = {
         { "resolve", step_resolve, NULL },
         { "record", step_record, NULL },
         { "home", step_home, NULL },
-        { "push", step_push, NULL },
+        { "push", step_push, undo_push },
+        { "export", step_export, NULL },
 };
 
 static void attach_job_done(struct attach_job *j) {
@@ -293,6 +488,7 @@ static void attach_job_done(struct attach_job *j) {
         host_user_record_erase(j->record);
         json_object_put(j->record);
         json_object_put(j->home);
+        free(j->source);
 }
 
 static void attach_one(struct attach_batch *b, const char *name) {
@@ -310,7 +506,9 @@ static void attach_one(struct attach_batch *b, const char *name) {
                 while (i-- > 0)
                         if (steps[i].undo)
                                 steps[i].undo(b, &j);
-                report_failure(&b->report, name, j.outcome, j.remote ? &j.qerr : NULL, verr_text(&j.e, r));
+                char reason[sizeof(j.e.text) + sizeof(j.note)];
+                snprintf(reason, sizeof(reason), "%s%s", verr_text(&j.e, r), j.note);
+                report_failure(&b->report, name, j.outcome, j.remote ? &j.qerr : NULL, reason);
         } else {
                 _cleanup_json_ json_object *fields = json_object_new_object();
                 if (fields) {
@@ -319,15 +517,27 @@ static void attach_one(struct attach_batch *b, const char *name) {
                         json_object_object_add(fields, "homeDirectory", json_object_new_string(j.home_directory));
                         json_object_object_add(fields, "changed", json_object_new_boolean(j.changed));
                         json_object_object_add(fields, "hostUid", json_object_new_int64(j.host->uid));
+                        if (j.exported) {
+                                json_object_object_add(fields, "homeTag", json_object_new_string(j.export.tag));
+                                json_object_object_add(fields, "homeSource", json_object_new_string(j.export.source));
+                                json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
+                        }
                 }
-                char home[HOME_PATH_MAX + 1];
+                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "";
                 text_sanitize(j.home_directory, home, sizeof(home));
+                if (j.exported)
+                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s",
+                                 j.export_existed ? "already exported" : "exported", j.export.source,
+                                 j.export.read_only ? " read-only" : "", j.export.tag);
                 if (j.changed)
-                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s.",
-                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home);
+                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.",
+                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export);
+                else if (j.exported && !j.export_existed)
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.", name,
+                                       b->vm.label, j.uid, export);
                 else
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u; nothing changed.",
-                                       name, b->vm.label, j.uid);
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.",
+                                       name, b->vm.label, j.uid, export);
         }
         attach_job_done(&j);
 }
@@ -363,6 +573,7 @@ enum outcome attach_run(const struct attach_options *o) {
 
 finish:
         qga_client_free(b.agent);
+        json_object_put(b.attached_before);
         host_user_keys_done(&b.extra_keys);
         vm_done(&b.vm);
         return result;

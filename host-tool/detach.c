@@ -4,11 +4,19 @@
  * -> vmuser-detach {userName, force} per user -> check the reply -> one sentence or JSON object
  * per user. The host user database is not consulted: a user deleted on the host can still be
  * detached. Without --force the agent refuses a user with sessions (UserBusy); with it, the
- * agent ends the sessions and unmounts the home first. */
+ * agent ends the sessions and unmounts the home first.
+ *
+ * Then the host side: when VMDIR/homes has an export of the user (home_export_get), it is taken
+ * away (home_unexport: device_del, wait for the guest to release the device, chardev-remove,
+ * virtiofsd stopped, staging mount and state removed). The guest has unmounted the home by then.
+ * --force becomes HOME_UNEXPORT_FORCE: the host side goes even when the guest does not let go.
+ * An export whose user the agent does not know (the guest rebooted and forgot it, `vmuser list`
+ * shows it as an orphan) is removed too, so an admin can clean it up the same way. */
 #include <errno.h>
 #include <string.h>
 
 #include "agent-conn.h"
+#include "home-export.h"
 #include "json-util.h"
 #include "macro.h"
 #include "names.h"
@@ -26,65 +34,174 @@ static int check_reply(json_object *v, const char *name, uint32_t *ret_uid, stru
         return 0;
 }
 
-enum outcome detach_run(const struct detach_options *o) {
-        _cleanup_qga_client_ struct qga_client *agent = NULL;
-        struct report rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm };
-        struct vm vm = {};
-        struct verr agent_e = {};
-        int agent_r = 0;
+/* Whether the agent lists name; -errno when the list cannot be had. */
+static int agent_knows(struct qga_client *agent, const char *name, int timeout_ms) {
+        _cleanup_json_ json_object *list = NULL;
+        struct qga_error qe = {};
+        struct verr ignored = {};
         int r;
 
-        r = vm_resolve(o->common.vm, o->common.agent_socket, o->common.qmp_socket, &vm, &agent_e);
+        r = qga_client_call(agent, "vmuser-list", NULL, timeout_ms, &list, &qe, &ignored);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(list, json_type_array))
+                return -EBADMSG;
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                const char *s;
+                if (json_get_string(json_object_array_get_idx(list, i), "userName", &s) == 0 && streq(s, name))
+                        return 1;
+        }
+        return 0;
+}
+
+struct detach_batch {
+        const struct detach_options *o;
+        struct vm vm;
+        struct qga_client *agent;
+        int agent_r;
+        struct verr agent_e;
+        struct report rep;
+};
+
+/* Takes the export of name away, if there is one. Returns 1 when one was removed, 0 when there
+ * was none, -errno with e set when it failed. *ret_qemu_keeps: QEMU still has the device. */
+static int unexport_home(struct detach_batch *b, const char *name, bool *ret_qemu_keeps, struct verr *e) {
+        struct home_unexport_params p = {
+                .vm_dir = b->vm.dir,
+                .qmp_socket = b->vm.qmp_socket,
+                .user = name,
+                .flags = b->o->force ? HOME_UNEXPORT_FORCE : 0,
+                .qmp_timeout_ms = b->o->common.timeout_ms,
+        };
+        struct home_export_info info;
+        int r;
+
+        *ret_qemu_keeps = false;
+        r = home_export_get(b->vm.dir, name, &info, e);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        r = home_unexport(&p, e);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        *ret_qemu_keeps = r == 1;
+        return 1;
+}
+
+static void report_detached(struct detach_batch *b, const char *name, bool in_guest, uint32_t uid, int unexported,
+                            bool qemu_keeps) {
+        _cleanup_json_ json_object *fields = json_object_new_object();
+        const char *home = unexported > 0 ? (qemu_keeps ? "; its home export is gone from this host, but the guest has "
+                                                          "not released the device yet (QEMU keeps it until then)"
+                                                        : "; its home export was removed")
+                                          : "";
+
+        if (fields) {
+                if (in_guest)
+                        json_object_object_add(fields, "uid", json_object_new_int64(uid));
+                json_object_object_add(fields, "homeUnexported", json_object_new_boolean(unexported > 0));
+                if (unexported > 0)
+                        json_object_object_add(fields, "deviceReleased", json_object_new_boolean(!qemu_keeps));
+                if (!in_guest)
+                        json_object_object_add(fields, "orphan", json_object_new_boolean(true));
+        }
+        if (qemu_keeps)
+                log_warning("QEMU of %s still holds the home device of '%s'; a new attach of '%s' is refused until the "
+                            "guest releases it", b->vm.label, name, name);
+        if (in_guest)
+                report_success(&b->rep, name, fields, "Detached '%s' (uid %u) from %s%s.", name, uid, b->vm.label, home);
+        else
+                report_success(&b->rep, name, fields, "'%s' was not attached in %s; removed its orphaned home export%s.",
+                               name, b->vm.label, qemu_keeps ? " (QEMU keeps the device until the guest releases it)" : "");
+}
+
+static void detach_one(struct detach_batch *b, const char *name) {
+        _cleanup_json_ json_object *args = NULL, *value = NULL;
+        const struct detach_options *o = b->o;
+        struct qga_error qe = {};
+        struct verr e = {}, ue = {};
+        bool qemu_keeps;
+        uint32_t uid;
+        int r, u;
+
+        if (!name_is_valid(name)) {
+                verr_set(&e, -EINVAL, "'%s' is not a valid user name", name);
+                report_failure(&b->rep, name, OUTCOME_USAGE, NULL, e.text);
+                return;
+        }
+        if (!b->agent && b->agent_r == 0)
+                b->agent_r = agent_open(&b->vm, o->common.timeout_ms, &b->agent, &b->agent_e);
+        if (b->agent_r < 0) {
+                report_failure(&b->rep, name, outcome_from_agent_error(b->agent_r, NULL), NULL,
+                               verr_text(&b->agent_e, b->agent_r));
+                return;
+        }
+
+        args = json_object_new_object();
+        if (!args || json_object_object_add(args, "userName", json_object_new_string(name)) < 0 ||
+            (o->force && json_object_object_add(args, "force", json_object_new_boolean(true)) < 0)) {
+                report_failure(&b->rep, name, OUTCOME_FAILED, NULL, strerror(ENOMEM));
+                return;
+        }
+        r = qga_client_call(b->agent, "vmuser-detach", args, o->common.timeout_ms, &value, &qe, &e);
+        if (r == -EREMOTEIO && !streq(qe.error_class, "UserBusy")) {
+                /* Refused: an orphaned export (the guest forgot the user) is still ours to remove. */
+                struct home_export_info info;
+                struct verr ignored = {};
+                if (home_export_get(b->vm.dir, name, &info, &ignored) >= 0 &&
+                    agent_knows(b->agent, name, o->common.timeout_ms) == 0) {
+                        u = unexport_home(b, name, &qemu_keeps, &ue);
+                        if (u < 0)
+                                report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
+                        else
+                                report_detached(b, name, false, 0, u, qemu_keeps);
+                        return;
+                }
+        }
         if (r < 0) {
-                log_error("%s", verr_text(&agent_e, r));
+                report_failure(&b->rep, name, outcome_from_agent_error(r, &qe), r == -EREMOTEIO ? &qe : NULL,
+                               verr_text(&e, r));
+                return;
+        }
+        r = check_reply(value, name, &uid, &e);
+        if (r < 0) {
+                report_failure(&b->rep, name, OUTCOME_UNREACHABLE, NULL, verr_text(&e, r));
+                return;
+        }
+
+        u = unexport_home(b, name, &qemu_keeps, &ue);
+        if (u < 0) {
+                char text[sizeof(ue.text) + 128];
+                snprintf(text, sizeof(text), "its records are gone from the guest, but its home export is not: %s",
+                         verr_text(&ue, u));
+                report_failure(&b->rep, name, OUTCOME_FAILED, NULL, text);
+                return;
+        }
+        report_detached(b, name, true, uid, u, qemu_keeps);
+}
+
+enum outcome detach_run(const struct detach_options *o) {
+        struct detach_batch b = {
+                .o = o,
+                .rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm },
+        };
+        struct verr e = {};
+        int r;
+
+        r = vm_resolve(o->common.vm, o->common.agent_socket, o->common.qmp_socket, &b.vm, &e);
+        if (r < 0) {
+                log_error("%s", verr_text(&e, r));
                 return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
         }
-        rep.vm_label = vm.label;
+        b.rep.vm_label = b.vm.label;
 
-        for (size_t i = 0; i < o->n_users; i++) {
-                _cleanup_json_ json_object *args = NULL, *value = NULL;
-                const char *name = o->users[i];
-                struct qga_error qe = {};
-                struct verr e = {};
-                uint32_t uid;
+        for (size_t i = 0; i < o->n_users; i++)
+                detach_one(&b, o->users[i]);
 
-                if (!name_is_valid(name)) {
-                        verr_set(&e, -EINVAL, "'%s' is not a valid user name", name);
-                        report_failure(&rep, name, OUTCOME_USAGE, NULL, e.text);
-                        continue;
-                }
-                if (!agent && agent_r == 0)
-                        agent_r = agent_open(&vm, o->common.timeout_ms, &agent, &agent_e);
-                if (agent_r < 0) {
-                        report_failure(&rep, name, outcome_from_agent_error(agent_r, NULL), NULL,
-                                       verr_text(&agent_e, agent_r));
-                        continue;
-                }
-
-                args = json_object_new_object();
-                if (!args || json_object_object_add(args, "userName", json_object_new_string(name)) < 0 ||
-                    (o->force && json_object_object_add(args, "force", json_object_new_boolean(true)) < 0)) {
-                        report_failure(&rep, name, OUTCOME_FAILED, NULL, strerror(ENOMEM));
-                        continue;
-                }
-                r = qga_client_call(agent, "vmuser-detach", args, o->common.timeout_ms, &value, &qe, &e);
-                if (r < 0) {
-                        report_failure(&rep, name, outcome_from_agent_error(r, &qe), r == -EREMOTEIO ? &qe : NULL,
-                                       verr_text(&e, r));
-                        continue;
-                }
-                r = check_reply(value, name, &uid, &e);
-                if (r < 0) {
-                        report_failure(&rep, name, OUTCOME_UNREACHABLE, NULL, verr_text(&e, r));
-                        continue;
-                }
-
-                _cleanup_json_ json_object *fields = json_object_new_object();
-                if (fields)
-                        json_object_object_add(fields, "uid", json_object_new_int64(uid));
-                report_success(&rep, name, fields, "Detached '%s' (uid %u) from %s.", name, uid, vm.label);
-        }
-
-        vm_done(&vm);
-        return report_outcome(&rep);
+        qga_client_free(b.agent);
+        vm_done(&b.vm);
+        return report_outcome(&b.rep);
 }

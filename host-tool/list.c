@@ -1,8 +1,12 @@
-/* list.c: `vmuser list [--json] VM`, who is attached, whether the home is mounted, sessions.
+/* list.c: `vmuser list [--json] VM`, who is attached, whether the home is exported and mounted,
+ * sessions.
  *
  * Flow: connect + sync -> vmuser-list -> every entry is checked (types, name rules, lengths)
- * before anything is printed, since the guest is not trusted -> a table, or with --json one
- * object per attached user (JSON Lines; nothing at all when nobody is attached). */
+ * before anything is printed, since the guest is not trusted -> the host's view is added:
+ * home_export_list() of the VM directory (tag, bus, virtiofsd state) per user, plus the exports
+ * whose user the agent does not list (orphans: the guest rebooted, or an attach broke half-way;
+ * `vmuser detach` removes them) -> a table, or with --json one object per user (JSON Lines;
+ * nothing at all when nobody is attached and nothing is exported). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +14,7 @@
 #include <time.h>
 
 #include "agent-conn.h"
+#include "home-export.h"
 #include "home-spec.h"
 #include "json-util.h"
 #include "macro.h"
@@ -29,6 +34,7 @@ struct listed_user {
         bool mounted;
         uint32_t sessions;
         int64_t attached_usec;
+        const struct home_export_info *export; /* host side, NULL: none */
 };
 
 static int check_entry(json_object *o, size_t i, struct listed_user *ret, struct verr *e) {
@@ -59,11 +65,33 @@ static int check_entry(json_object *o, size_t i, struct listed_user *ret, struct
         return 0;
 }
 
+static json_object *export_to_json(const struct home_export_info *x) {
+        json_object *o;
+
+        if (!x)
+                return NULL;
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "tag", json_object_new_string(x->tag));
+        json_object_object_add(o, "bus", json_object_new_string(x->bus));
+        json_object_object_add(o, "source", json_object_new_string(x->source));
+        json_object_object_add(o, "readOnly", json_object_new_boolean(x->read_only));
+        json_object_object_add(o, "phase", json_object_new_string(x->phase));
+        json_object_object_add(o, "virtiofsd", json_object_new_string(virtiofsd_state_to_string(x->virtiofsd_state)));
+        json_object_object_add(o, "virtiofsdPid", x->virtiofsd.pid > 0 ? json_object_new_int64(x->virtiofsd.pid) : NULL);
+        json_object_object_add(o, "stagingMounted", json_object_new_boolean(x->staging_mounted));
+        json_object_object_add(o, "hostUid", json_object_new_int64(x->host_uid));
+        json_object_object_add(o, "guestUid", json_object_new_int64(x->guest_uid));
+        return o;
+}
+
 static void print_json(const struct listed_user *u) {
         _cleanup_json_ json_object *o = json_object_new_object();
         if (!o)
                 return;
         json_object_object_add(o, "userName", json_object_new_string(u->name));
+        json_object_object_add(o, "attached", json_object_new_boolean(true));
         json_object_object_add(o, "uid", json_object_new_int64(u->uid));
         json_object_object_add(o, "gid", json_object_new_int64(u->gid));
         json_object_object_add(o, "homeDirectory", json_object_new_string(u->home_directory));
@@ -71,7 +99,28 @@ static void print_json(const struct listed_user *u) {
         json_object_object_add(o, "homeMounted", json_object_new_boolean(u->mounted));
         json_object_object_add(o, "sessions", json_object_new_int64(u->sessions));
         json_object_object_add(o, "attachedAt", json_object_new_int64(u->attached_usec));
+        json_object_object_add(o, "export", export_to_json(u->export));
         json_print_line(o);
+}
+
+/* An export the agent does not know of. */
+static void print_json_orphan(const struct home_export_info *x) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+        if (!o)
+                return;
+        json_object_object_add(o, "userName", json_object_new_string(x->user));
+        json_object_object_add(o, "attached", json_object_new_boolean(false));
+        json_object_object_add(o, "export", export_to_json(x));
+        json_print_line(o);
+}
+
+/* What the VIRTIOFSD column says: the virtiofsd state, or the phase of an unfinished export. */
+static const char *export_state(const struct home_export_info *x) {
+        if (!x)
+                return "-";
+        if (!streq(x->phase, "exported"))
+                return x->phase;
+        return virtiofsd_state_to_string(x->virtiofsd_state);
 }
 
 static void format_time(int64_t usec, char *buf, size_t size) {
@@ -85,6 +134,9 @@ enum outcome list_run(const struct common_options *o) {
         _cleanup_qga_client_ struct qga_client *agent = NULL;
         _cleanup_json_ json_object *value = NULL;
         _cleanup_free_ struct listed_user *users = NULL;
+        _cleanup_free_ struct home_export_info *exports = NULL;
+        _cleanup_free_ bool *claimed = NULL;
+        size_t n_exports = 0, n_orphans = 0;
         struct qga_error qe = {};
         struct verr e = {};
         struct vm vm = {};
@@ -128,30 +180,68 @@ enum outcome list_run(const struct common_options *o) {
                 }
         }
 
+        /* The host's side. Not being able to read it does not hide what the guest said. */
+        r = home_export_list(vm.dir, &exports, &n_exports, &e);
+        if (r < 0) {
+                log_warning("cannot read the home exports of VM %s: %s", vm.label, verr_text(&e, r));
+                n_exports = 0;
+        }
+        claimed = calloc(n_exports ? n_exports : 1, sizeof(bool));
+        if (!claimed) {
+                result = OUTCOME_FAILED;
+                goto finish;
+        }
+        for (size_t k = 0; k < n_exports; k++) {
+                for (size_t i = 0; i < n; i++)
+                        if (streq(users[i].name, exports[k].user)) {
+                                users[i].export = &exports[k];
+                                claimed[k] = true;
+                        }
+                n_orphans += !claimed[k];
+        }
+
         if (o->json) {
                 for (size_t i = 0; i < n; i++)
                         print_json(&users[i]);
+                for (size_t k = 0; k < n_exports; k++)
+                        if (!claimed[k])
+                                print_json_orphan(&exports[k]);
                 goto finish;
         }
-        if (n == 0) {
+        if (n == 0 && n_orphans == 0) {
                 printf("No users attached to %s.\n", vm.label);
                 goto finish;
         }
-        int name_w = 4, home_w = 4;
+        int name_w = 4, home_w = 4, tag_w = 6;
         for (size_t i = 0; i < n; i++) {
                 int a = (int) strlen(users[i].name), b = (int) strlen(users[i].home_directory);
                 name_w = a > name_w ? a : name_w;
                 home_w = b > home_w ? b : home_w;
         }
-        printf("%-*s %6s %6s %-*s %-7s %8s  %s\n", name_w, "USER", "UID", "GID", home_w, "HOME", "MOUNTED", "SESSIONS",
-               "ATTACHED");
+        if (n_orphans > 0 && home_w < (int) strlen("(not attached)"))
+                home_w = (int) strlen("(not attached)");
+        for (size_t k = 0; k < n_exports; k++) {
+                int a = (int) strlen(exports[k].user), t = (int) strlen(exports[k].tag);
+                name_w = a > name_w ? a : name_w;
+                tag_w = t > tag_w ? t : tag_w;
+        }
+        printf("%-*s %6s %6s %-*s %-7s %8s  %-19s  %-*s %s\n", name_w, "USER", "UID", "GID", home_w, "HOME", "MOUNTED",
+               "SESSIONS", "ATTACHED", tag_w, "EXPORT", "VIRTIOFSD");
         for (size_t i = 0; i < n; i++) {
                 char home[HOME_PATH_MAX + 1], when[64];
                 format_time(users[i].attached_usec, when, sizeof(when));
-                printf("%-*s %6" PRIu32 " %6" PRIu32 " %-*s %-7s %8" PRIu32 "  %s\n", name_w, users[i].name, users[i].uid,
-                       users[i].gid, home_w, text_sanitize(users[i].home_directory, home, sizeof(home)),
-                       users[i].mounted ? "yes" : "no", users[i].sessions, when);
+                printf("%-*s %6" PRIu32 " %6" PRIu32 " %-*s %-7s %8" PRIu32 "  %-19s  %-*s %s\n", name_w, users[i].name,
+                       users[i].uid, users[i].gid, home_w, text_sanitize(users[i].home_directory, home, sizeof(home)),
+                       users[i].mounted ? "yes" : "no", users[i].sessions, when, tag_w,
+                       users[i].export ? users[i].export->tag : "-", export_state(users[i].export));
         }
+        for (size_t k = 0; k < n_exports; k++)
+                if (!claimed[k])
+                        printf("%-*s %6s %6s %-*s %-7s %8s  %-19s  %-*s %s\n", name_w, exports[k].user, "-", "-", home_w,
+                               "(not attached)", "-", "-", "-", tag_w, exports[k].tag, export_state(&exports[k]));
+        if (n_orphans > 0)
+                printf("\n%zu home export%s without an attached user: 'vmuser detach %s USER' removes %s.\n", n_orphans,
+                       n_orphans == 1 ? "" : "s", vm.label, n_orphans == 1 ? "it" : "them");
 
 finish:
         vm_done(&vm);

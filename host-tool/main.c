@@ -45,10 +45,10 @@ static void help_main(void) {
         printf("Usage: vmuser [--version] COMMAND [OPTIONS] VM [USER...]\n\n"
                "Push host users into a running VM, and take them out again.\n\n"
                "Commands:\n"
-               "  attach [OPTIONS] VM USER...   push host users into the running VM\n"
-               "  detach [--force] VM USER...   remove them again\n"
-               "  list [--json] VM              who is attached, home mounted?, sessions\n"
-               "  status [--json] VM            agent reachable?, version, capabilities\n\n"
+               "  attach [OPTIONS] VM USER...   push host users and their homes into the running VM\n"
+               "  detach [--force] VM USER...   remove them and their home exports again\n"
+               "  list [--json] VM              who is attached, home exported/mounted?, sessions\n"
+               "  status [--json] VM            agent and QMP reachable?, version, capabilities\n\n"
                "VM is a directory holding agent.sock and qmp.sock, or a name looked up in\n"
                "$VMUSER_VM_DIR (default " VMUSER_VM_DIR_DEFAULT "). 'vmuser COMMAND --help' and vmuser(1) tell more.\n");
 }
@@ -56,7 +56,9 @@ static void help_main(void) {
 static void help_attach(void) {
         printf("Usage: vmuser attach [OPTIONS] VM USER...\n\n"
                "Push host users (NSS, shadow hash, ~/.ssh/authorized_keys) into the running VM as\n"
-               "transient user records. All users share one connection to the guest agent.\n\n"
+               "transient user records, and export each one's host home into the VM (virtio-fs,\n"
+               "hot-plugged through QMP, idmapped to the guest UID; the guest mounts it at login).\n"
+               "All users share one connection to the guest agent.\n\n"
                "Options:\n"
                "  --uid N            guest UID (and GID) of the one user; must lie in the agent's\n"
                "                     range (default: the agent allocates one)\n"
@@ -68,31 +70,40 @@ static void help_attach(void) {
                "  --ssh-key FILE     add the public keys in FILE (repeatable)\n"
                "  --no-authorized-keys  do not copy ~/.ssh/authorized_keys\n"
                "  --no-password      do not copy the password hash\n"
-               "  --home-tag TAG     send a home spec: mount virtiofs tag TAG (%%u: user name) at login\n"
-               "  --home-fstype TYPE the home spec's type: virtiofs (default), tmpfs, bind\n"
-               "  --no-home          send no home spec\n"
+               "  --home-source DIR  export DIR (%%u: user name; owned by the user) instead of\n"
+               "                     the host home\n"
+               "  --read-only        export the home read-only (and mount it ro in the guest)\n"
+               "  --no-home          export no home and send no home spec\n"
+               "  --home-tag TAG     export nothing, send a home spec for tag TAG (%%u: user name):\n"
+               "                     for shares set up otherwise, and tests\n"
+               "  --home-fstype TYPE the --home-tag spec's type: virtiofs (default), tmpfs, bind\n"
                "  --replace          replace a different record already attached under the name\n"
                COMMON_HELP);
 }
 
 static void help_detach(void) {
         printf("Usage: vmuser detach [OPTIONS] VM USER...\n\n"
-               "Remove attached users from the running VM. A user with sessions is refused\n"
-               "unless --force is given; then the sessions are ended and the home unmounted.\n\n"
+               "Remove attached users from the running VM, then take their home exports away\n"
+               "(hot-unplug, virtiofsd stopped). A user with sessions is refused unless --force\n"
+               "is given; then the sessions are ended and the home unmounted. A home export whose\n"
+               "user the guest no longer knows (see 'vmuser list') is removed as well.\n\n"
                "Options:\n"
-               "  --force            end the user's sessions first\n"
+               "  --force            end the user's sessions first; remove the host side of the\n"
+               "                     export even when the guest does not release the device\n"
                COMMON_HELP);
 }
 
 static void help_list(void) {
         printf("Usage: vmuser list [OPTIONS] VM\n\n"
-               "Show the users attached to the VM: UIDs, home, whether it is mounted, sessions.\n\n"
+               "Show the users attached to the VM: UIDs, home, whether it is mounted, sessions,\n"
+               "and the home exports on this host (tag, virtiofsd), also those the guest forgot.\n\n"
                "Options:\n" COMMON_HELP);
 }
 
 static void help_status(void) {
         printf("Usage: vmuser status [OPTIONS] VM\n\n"
-               "Tell whether the VM's agent answers, its version, and the commands it offers.\n\n"
+               "Tell whether the VM's agent answers, its version, the commands it offers, and\n"
+               "whether QEMU's QMP socket answers (needed for home exports).\n\n"
                "Options:\n" COMMON_HELP);
 }
 
@@ -123,6 +134,8 @@ enum {
         ARG_HOME_TAG,
         ARG_HOME_FSTYPE,
         ARG_NO_HOME,
+        ARG_HOME_SOURCE,
+        ARG_READ_ONLY,
         ARG_REPLACE,
         ARG_FORCE,
         ARG_VERSION,
@@ -198,6 +211,8 @@ static int run_attach(int argc, char *argv[]) {
                 { "home-tag", required_argument, NULL, ARG_HOME_TAG },
                 { "home-fstype", required_argument, NULL, ARG_HOME_FSTYPE },
                 { "no-home", no_argument, NULL, ARG_NO_HOME },
+                { "home-source", required_argument, NULL, ARG_HOME_SOURCE },
+                { "read-only", no_argument, NULL, ARG_READ_ONLY },
                 { "replace", no_argument, NULL, ARG_REPLACE },
                 {},
         };
@@ -261,6 +276,14 @@ static int run_attach(int argc, char *argv[]) {
                         break;
                 case ARG_NO_HOME:
                         o.no_home = true;
+                        break;
+                case ARG_HOME_SOURCE:
+                        if (optarg[0] != '/')
+                                return usage_error("attach", "--home-source '%s' is not an absolute path", optarg);
+                        o.home_source = optarg;
+                        break;
+                case ARG_READ_ONLY:
+                        o.read_only = true;
                         break;
                 case ARG_REPLACE:
                         o.replace = true;

@@ -2,8 +2,10 @@
  *
  * Flow: connect + sync (this alone tells "socket missing", "nobody listening" and "agent not
  * running in the guest" apart) -> guest-info -> the reply is checked (version string,
- * supported_commands with name and enabled) -> text, or one JSON object. The QMP socket is only
- * looked at (present or not): it is used by the home export. */
+ * supported_commands with name and enabled) -> QMP: connect and negotiate capabilities within
+ * the timeout (qmp-client.c), since the home export needs a monitor that answers, not just a
+ * socket file -> text, or one JSON object. The exit status is the agent's alone: a VM attached
+ * with --no-home needs no QMP. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "macro.h"
 #include "output.h"
 #include "qga-client.h"
+#include "qmp-client.h"
 #include "vm.h"
 #include "vmuser.h"
 
@@ -70,8 +73,11 @@ enum outcome status_run(const struct common_options *o) {
         struct vm vm = {};
         struct stat st;
         enum outcome result = OUTCOME_OK;
+        _cleanup_qmp_client_ struct qmp_client *qmp = NULL;
+        struct verr qmp_e = {};
         bool qmp_present;
-        char safe[2048];
+        int qmp_r;
+        char safe[2048], qmp_state[1024], qemu_version[64] = "";
         int r;
 
         r = vm_resolve(o->vm, o->agent_socket, o->qmp_socket, &vm, &e);
@@ -80,6 +86,17 @@ enum outcome status_run(const struct common_options *o) {
                 return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
         }
         qmp_present = stat(vm.qmp_socket, &st) == 0 && S_ISSOCK(st.st_mode);
+        qmp_r = qmp_present ? qmp_client_connect(vm.qmp_socket, o->timeout_ms, &qmp, &qmp_e) : -ENOENT;
+        if (qmp_r >= 0)
+                snprintf(qemu_version, sizeof(qemu_version), "%s", qmp_client_qemu_version(qmp));
+        if (qmp_r >= 0)
+                snprintf(qmp_state, sizeof(qmp_state), "answers (QEMU %s)", qmp_client_qemu_version(qmp));
+        else if (!qmp_present)
+                snprintf(qmp_state, sizeof(qmp_state), "missing (home exports need it; attach --no-home works without)");
+        else
+                snprintf(qmp_state, sizeof(qmp_state), "not answering: %s", text_sanitize(verr_text(&qmp_e, qmp_r), safe,
+                                                                                         sizeof(safe)));
+        qmp = qmp_client_free(qmp); /* the monitor serves one client at a time: let it go */
 
         r = agent_open(&vm, o->timeout_ms, &agent, &e);
         if (r >= 0)
@@ -102,6 +119,11 @@ enum outcome status_run(const struct common_options *o) {
                 json_object_object_add(out, "agentSocket", json_object_new_string(vm.agent_socket));
                 json_object_object_add(out, "qmpSocket", json_object_new_string(vm.qmp_socket));
                 json_object_object_add(out, "qmpSocketPresent", json_object_new_boolean(qmp_present));
+                json_object_object_add(out, "qmpReachable", json_object_new_boolean(qmp_r >= 0));
+                if (qmp_r >= 0)
+                        json_object_object_add(out, "qemuVersion", json_object_new_string(qemu_version));
+                if (qmp_present && qmp_r < 0)
+                        json_object_object_add(out, "qmpError", json_object_new_string(verr_text(&qmp_e, qmp_r)));
                 json_object_object_add(out, "reachable", json_object_new_boolean(result == OUTCOME_OK ||
                                                                                  result == OUTCOME_REFUSED));
                 json_object_object_add(out, "result", json_object_new_string(outcome_to_string(result)));
@@ -128,7 +150,7 @@ enum outcome status_run(const struct common_options *o) {
         printf("VM:       %s (%s)\n", vm.label, vm.dir);
         printf("Agent:    %s: %s\n", vm.agent_socket,
                result == OUTCOME_OK ? "reachable" : result == OUTCOME_REFUSED ? "reachable, guest-info refused" : "unreachable");
-        printf("QMP:      %s: %s\n", vm.qmp_socket, qmp_present ? "present" : "missing");
+        printf("QMP:      %s: %s\n", vm.qmp_socket, qmp_state);
         if (result != OUTCOME_OK)
                 goto finish;
         printf("Version:  %s\n", text_sanitize(version, safe, sizeof(safe)));

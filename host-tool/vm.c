@@ -1,11 +1,13 @@
 /* vm.c: VM argument -> socket paths (see vm.h). No file system access: whether the sockets
- * exist is found out when connecting, where the error can say what is missing. */
+ * exist is found out when connecting, where the error can say what is missing. A relative
+ * directory is made absolute (the home export keeps state below it and insists on that). */
 #include "vm.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "vmuser.h"
@@ -44,7 +46,15 @@ int vm_resolve(const char *spec, const char *agent_override, const char *qmp_ove
                 size_t n = strlen(spec);
                 while (n > 1 && spec[n - 1] == '/')
                         n--;
-                v.dir = strndup(spec, n);
+                if (spec[0] == '/')
+                        v.dir = strndup(spec, n);
+                else {
+                        _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                        if (!cwd)
+                                return verr_set(e, negative_errno(), "cannot resolve the VM directory '%s': %m", spec);
+                        if (asprintf(&v.dir, "%s/%.*s", streq(cwd, "/") ? "" : cwd, (int) n, spec) < 0)
+                                v.dir = NULL;
+                }
         } else {
                 const char *base = getenv("VMUSER_VM_DIR");
                 if (!base || !*base)

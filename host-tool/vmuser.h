@@ -54,9 +54,11 @@ struct attach_options {
         char **ssh_key_files;      /* NULL-terminated */
         bool no_password;
         bool no_authorized_keys;
-        const char *home_tag;      /* --home-tag, may contain %u */
+        const char *home_tag;      /* --home-tag, may contain %u: send a spec, export nothing */
         const char *home_fstype;   /* --home-fstype, default virtiofs */
-        bool no_home;
+        const char *home_source;   /* --home-source, may contain %u; default: the host home */
+        bool read_only;            /* --read-only */
+        bool no_home;              /* neither export nor spec */
         bool replace;
 };
 

@@ -7,6 +7,11 @@
  * checks run in the guest view, through real NSS: getent passwd/shadow, id, and
  * userdbctl ssh-authorized-keys, plus the modes of the files the agent wrote.
  *
+ * The VM here has no QEMU, so attaches that reach the guest say --no-home (or --home-tag, which
+ * sends a spec without exporting); the default, exporting the home, is checked for what it does
+ * without a QMP socket (exit 3, nothing sent), and for its option rules. The export itself, with
+ * a real QEMU, is tests/integration/export/test-vmuser-export.c.
+ *
  * Order matters (the tests share one agent): status -> attach vmtalice with a hash, an
  * authorized key, an extra --ssh-key file and --group -> re-attach is a no-op -> list ->
  * refusals by the guest (range, changed record without --replace, unknown group) -> refusals on
@@ -195,6 +200,7 @@ static void test_status(void **state) {
         ht_vmuser(&r, "status", "web01", NULL);
         expect(&r, 0, "reachable", NULL);
         assert_true(ht_contains(r.out, "vmuser-attach"));
+        assert_true(ht_contains(r.out, "QMP:      " HT_VM_DIR "/web01/qmp.sock: missing"));
         ht_result_done(&r);
 
         ht_vmuser(&r, "status", "--json", "web01", NULL);
@@ -204,7 +210,73 @@ static void test_status(void **state) {
         assert_true(jbool(o, "reachable"));
         assert_string_equal(jstr(o, "version"), "0.1");
         assert_string_equal(jstr(o, "agentSocket"), HT_VM_DIR "/web01/agent.sock");
+        assert_false(jbool(o, "qmpSocketPresent"));
+        assert_false(jbool(o, "qmpReachable"));
         json_object_put(o);
+        ht_result_done(&r);
+}
+
+static void test_export_needs_qmp(void **state) {
+        struct ht_result r = {};
+
+        /* The default exports the home: without a QMP socket that is impossible, and the user
+         * fails before anything is sent to the guest. */
+        ht_vmuser(&r, "attach", "web01", "vmtbob", NULL);
+        expect(&r, 3, NULL, "the VM has no QMP socket '" HT_VM_DIR "/web01/qmp.sock'");
+        assert_true(ht_contains(r.err, "--no-home"));
+        ht_result_done(&r);
+        free(guest(2, "getent", "passwd", "vmtbob", NULL));
+
+        ht_vmuser(&r, "attach", "--json", "--read-only", "web01", "vmtbob", "vmtdave", NULL);
+        expect(&r, 3, NULL, NULL);
+        assert_int_equal(ht_count_lines(r.out), 2);
+        for (size_t i = 0; i < 2; i++) {
+                json_object *o = json_line(r.out, i);
+                assert_string_equal(jstr(o, "result"), "unreachable");
+                assert_true(ht_contains(jstr(o, "error"), "QMP socket"));
+                json_object_put(o);
+        }
+        ht_result_done(&r);
+        free(guest(2, "getent", "passwd", "vmtdave", NULL));
+        assert_absent(HT_VM_DIR "/web01/homes");
+}
+
+static void test_export_options(void **state) {
+        static const struct {
+                const char *args[6];
+                const char *reason;
+        } cases[] = {
+                { { "--no-home", "--read-only" }, "--no-home exports and sends no home" },
+                { { "--no-home", "--home-source", "/srv/x" }, "cannot be combined with --home-source" },
+                { { "--no-home", "--home-tag", "t" }, "--no-home and --home-tag exclude each other" },
+                { { "--home-tag", "t-%u", "--home-source", "/srv/%u" }, "use one of them" },
+                { { "--home-source", "srv/x" }, "--home-source 'srv/x' is not an absolute path" },
+                { { "--home-source", "/srv/../x" }, "not a normalized absolute path" },
+                { { "--home-source", "/srv/same", "web01", "vmtbob" }, "one directory for 2 users" },
+        };
+        struct ht_result r = {};
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *args[12] = { (char *) "attach" };
+                size_t n = 1;
+                bool has_vm = false;
+                for (size_t k = 0; k < ELEMENTSOF(cases[i].args) && cases[i].args[k]; k++) {
+                        args[n++] = (char *) cases[i].args[k];
+                        has_vm = has_vm || streq(cases[i].args[k], "web01");
+                }
+                if (!has_vm)
+                        args[n++] = (char *) "web01";
+                args[n++] = (char *) "vmtdave";
+                ht_vmuserv(&r, args);
+                expect(&r, 2, NULL, cases[i].reason);
+                ht_result_done(&r);
+        }
+        free(guest(2, "getent", "passwd", "vmtdave", NULL));
+
+        /* The option exists under the name the VM suite looks for. */
+        ht_vmuser(&r, "attach", "--help", NULL);
+        expect(&r, 0, "--home-source DIR", NULL);
+        assert_true(ht_contains(r.out, "--read-only"));
         ht_result_done(&r);
 }
 
@@ -214,7 +286,8 @@ static void test_attach(void **state) {
         char expected[256], *out;
 
         assert_int_equal(ht_host_ids("vmtalice", &host_uid, NULL), 0);
-        ht_vmuser(&r, "attach", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01", "vmtalice", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01",
+                  "vmtalice", NULL);
         expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 1);
         json_object *o = json_line(r.out, 0);
@@ -267,7 +340,8 @@ static void test_attach(void **state) {
 static void test_reattach_is_noop(void **state) {
         struct ht_result r = {};
 
-        ht_vmuser(&r, "attach", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01", "vmtalice", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01",
+                  "vmtalice", NULL);
         expect(&r, 0, NULL, NULL);
         json_object *o = json_line(r.out, 0);
         assert_false(jbool(o, "changed"));
@@ -275,7 +349,8 @@ static void test_reattach_is_noop(void **state) {
         json_object_put(o);
         ht_result_done(&r);
 
-        ht_vmuser(&r, "attach", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01", "vmtalice", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01", "vmtalice",
+                  NULL);
         expect(&r, 0, "nothing changed", NULL);
         ht_result_done(&r);
 }
@@ -289,6 +364,8 @@ static void test_list(void **state) {
         expect(&r, 0, "vmtalice", NULL);
         assert_true(ht_contains(r.out, uid));
         assert_true(ht_contains(r.out, "MOUNTED"));
+        assert_true(ht_contains(r.out, "EXPORT"));
+        assert_true(ht_contains(r.out, "VIRTIOFSD"));
         ht_result_done(&r);
 
         /* The same VM by directory, and by socket override with a name that has no directory. */
@@ -305,7 +382,9 @@ static void test_list(void **state) {
                 assert_int_equal(jint(o, "uid"), alice_uid);
                 assert_int_equal(jint(o, "sessions"), 0);
                 assert_false(jbool(o, "homeMounted"));
+                assert_true(jbool(o, "attached"));
                 assert_true(json_object_object_get_ex(o, "home", &home) && home == NULL);
+                assert_true(json_object_object_get_ex(o, "export", &home) && home == NULL);
                 json_object_put(o);
                 ht_result_done(&r);
         }
@@ -316,21 +395,21 @@ static void test_refused_by_guest(void **state) {
         _cleanup_free_ char *out = NULL;
 
         /* The agent's reason is shown as it sent it. */
-        ht_vmuser(&r, "attach", "--uid", "5", "web01", "vmtbob", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--uid", "5", "web01", "vmtbob", NULL);
         expect(&r, 4, NULL, "refused by the guest (GenericError): user uid 5 is outside the agent's range 60514-60577");
         ht_result_done(&r);
 
-        ht_vmuser(&r, "attach", "--shell", "/bin/sh", "web01", "vmtalice", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--shell", "/bin/sh", "web01", "vmtalice", NULL);
         expect(&r, 4, NULL, "pass replace to overwrite it");
         ht_result_done(&r);
-        ht_vmuser(&r, "attach", "--replace", "--shell", "/bin/sh", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE,
-                  "web01", "vmtalice", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--replace", "--shell", "/bin/sh", "--group", "vmtgrp", "--ssh-key",
+                  EXTRA_KEY_FILE, "web01", "vmtalice", NULL);
         expect(&r, 0, "Attached 'vmtalice'", NULL);
         ht_result_done(&r);
         out = guest(0, "getent", "passwd", "vmtalice", NULL);
         assert_true(ht_contains(out, ":/bin/sh\n"));
 
-        ht_vmuser(&r, "attach", "--group", "vmtnosuch", "web01", "vmtbob", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--group", "vmtnosuch", "web01", "vmtbob", NULL);
         expect(&r, 4, NULL, "group 'vmtnosuch' (memberOf) does not exist in the guest");
         ht_result_done(&r);
         free(guest(2, "getent", "passwd", "vmtbob", NULL));
@@ -339,10 +418,10 @@ static void test_refused_by_guest(void **state) {
         ht_vmuser(&r, "attach", "--home-tag", "bad/tag", "web01", "vmtbob", NULL);
         expect(&r, 2, NULL, "bad/tag");
         ht_result_done(&r);
-        ht_vmuser(&r, "attach", "--uid", "60530", "web01", "vmtbob", "vmtdave", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--uid", "60530", "web01", "vmtbob", "vmtdave", NULL);
         expect(&r, 2, NULL, "--uid");
         ht_result_done(&r);
-        ht_vmuser(&r, "attach", "web01", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "web01", NULL);
         expect(&r, 2, NULL, NULL);
         ht_result_done(&r);
 }
@@ -361,12 +440,12 @@ static void test_refused_on_host(void **state) {
         struct ht_result r = {};
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                ht_vmuser(&r, "attach", "web01", cases[i].user, NULL);
+                ht_vmuser(&r, "attach", "--no-home", "web01", cases[i].user, NULL);
                 expect(&r, 7, NULL, cases[i].reason);
                 ht_result_done(&r);
         }
 
-        ht_vmuser(&r, "attach", "--json", "web01", "root", "vmtsys", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--json", "web01", "root", "vmtsys", NULL);
         expect(&r, 7, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
         for (size_t i = 0; i < 2; i++) {
@@ -381,7 +460,7 @@ static void test_partial_batch(void **state) {
         struct ht_result r = {};
         char expected[64];
 
-        ht_vmuser(&r, "attach", "--json", "web01", "vmtbob", "vmtclash", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "--json", "web01", "vmtbob", "vmtclash", NULL);
         expect(&r, 6, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
         json_object *bob = json_line(r.out, 0), *clash = json_line(r.out, 1);
@@ -407,7 +486,7 @@ static void test_warnings_and_options(void **state) {
         struct ht_result r = {};
         _cleanup_free_ char *shadow = NULL, *keys = NULL, *dave_shadow = NULL;
 
-        ht_vmuser(&r, "attach", "web01", "vmtcarol", NULL);
+        ht_vmuser(&r, "attach", "--no-home", "web01", "vmtcarol", NULL);
         expect(&r, 0, NULL, "md5-crypt, weaker than yescrypt or sha512-crypt");
         assert_true(ht_contains(r.err, "leads outside the home of 'vmtcarol'"));
         ht_result_done(&r);
@@ -416,9 +495,9 @@ static void test_warnings_and_options(void **state) {
         keys = guest(0, "userdbctl", "ssh-authorized-keys", "vmtcarol", NULL);
         assert_false(ht_contains(keys, "outside"));
 
-        /* No secret at all: no privileged file. A home spec per user with %u. */
-        ht_vmuser(&r, "attach", "--no-password", "--home-tag", "vmuser-%u", "--home-dir", "/home/%u", "web01", "vmtdave",
-                  NULL);
+        /* No secret at all: no privileged file. A home spec per user with %u, read-only. */
+        ht_vmuser(&r, "attach", "--no-password", "--read-only", "--home-tag", "vmuser-%u", "--home-dir", "/home/%u",
+                  "web01", "vmtdave", NULL);
         expect(&r, 0, "home /home/vmtdave", NULL);
         ht_result_done(&r);
         dave_shadow = guest(0, "getent", "shadow", "vmtdave", NULL);
@@ -427,7 +506,11 @@ static void test_warnings_and_options(void **state) {
 
         ht_vmuser(&r, "list", "--json", "web01", NULL);
         expect(&r, 0, "\"home\":{\"tag\":\"vmuser-vmtdave\",\"fstype\":\"virtiofs\"", NULL);
+        assert_true(ht_contains(r.out, "\"options\":\"ro\""));
+        /* --home-tag exports nothing. */
+        assert_true(ht_contains(r.out, "\"export\":null"));
         ht_result_done(&r);
+        assert_absent(HT_VM_DIR "/web01/homes");
 }
 
 static void test_detach_busy_then_force(void **state) {
@@ -490,9 +573,12 @@ static void test_detach_batch(void **state) {
         for (size_t i = 0; i < 3; i++) {
                 json_object *o = json_line(r.out, i);
                 assert_string_equal(jstr(o, "result"), "ok");
+                /* Nothing was exported, so nothing is taken away on the host. */
+                assert_false(jbool(o, "homeUnexported"));
                 json_object_put(o);
         }
         ht_result_done(&r);
+        assert_absent(HT_VM_DIR "/web01/homes");
 
         ht_vmuser(&r, "detach", "web01", "vmtbob", NULL);
         expect(&r, 4, NULL, "user 'vmtbob' is not attached");
@@ -512,6 +598,8 @@ static void test_detach_batch(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status),
+                cmocka_unit_test(test_export_needs_qmp),
+                cmocka_unit_test(test_export_options),
                 cmocka_unit_test(test_attach),
                 cmocka_unit_test(test_reattach_is_noop),
                 cmocka_unit_test(test_list),

@@ -63,6 +63,8 @@ static int run_batch(const char *verb, struct ht_result *r) {
         args[n++] = (char *) "--json";
         args[n++] = (char *) "--timeout";
         args[n++] = (char *) "30";
+        if (strcmp(verb, "attach") == 0)
+                args[n++] = (char *) "--no-home"; /* the records alone: no QEMU here */
         args[n++] = (char *) "bulk";
         for (size_t i = 0; i < N_USERS; i++)
                 args[n++] = names[i];

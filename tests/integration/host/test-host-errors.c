@@ -301,7 +301,7 @@ static void test_stale_bytes_before_sync(void **state) {
         json_object *uid;
 
         /* Stale replies and a half frame towards vmuser, a half request towards the agent. */
-        ht_vmuser(&r, "attach", "--json", "stale", "vmtstale", NULL);
+        ht_vmuser(&r, "attach", "--json", "--no-home", "stale", "vmtstale", NULL);
         expect(&r, 0, NULL, NULL);
         json_object *o = json_line(r.out, 0);
         assert_true(json_object_object_get_ex(o, "uid", &uid));

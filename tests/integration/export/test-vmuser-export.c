@@ -1,0 +1,374 @@
+/* test-vmuser-export.c: `vmuser attach` exporting a home for real, and `vmuser detach` and
+ * `vmuser list` around it: the built vmuser against the built vmuser-agent (--listen, the two
+ * views of tests/integration/host, see host-test.h) and a real QEMU q35 without a guest OS
+ * (export-test.h) with QMP in the VM directory, and this machine's virtiofsd.
+ *
+ * What a guest OS would do is missing: nothing mounts the tag, and nothing releases a device on
+ * unplug. So a detach without --force times out on the host side after the agent has already
+ * removed the user: the export becomes an orphan, which `vmuser list` shows and
+ * `vmuser detach --force` removes (host side only; QEMU keeps the device, as documented in
+ * home-export.h). A new attach of that user is then refused by the export, and the push of its
+ * record is undone.
+ *
+ * vmuser runs in its own mount namespace (the host view), and so does the virtiofsd it starts.
+ * The VM directory is a shared bind mount, so the staging mount made there shows up in the
+ * test's namespace too (and its unmount by a later vmuser propagates back): the test checks the
+ * ID mapping through it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "export-test.h"
+#include "host-test.h"
+#include "json-util.h"
+#include "macro.h"
+#include "qmp-client.h"
+#include "test-util.h"
+#include "virtiofsd.h"
+
+#define VM "qvm"
+#define VM_DIR HT_VM_DIR "/" VM
+#define ALICE "vmtxalice"
+#define BOB "vmtxbob"
+#define SOCKET_ARG(user) "--socket-path=" VM_DIR "/homes/" user "/virtiofsd.sock"
+
+static struct test_qemu qemu;
+static pid_t agent_pid;
+static uint32_t alice_guest_uid;
+
+static void expect(const struct ht_result *r, int status, const char *in_out, const char *in_err) {
+        if (r->status != status)
+                fail_msg("vmuser exited %d, wanted %d\nstdout: %s\nstderr: %s", r->status, status, r->out, r->err);
+        if (in_out && !ht_contains(r->out, in_out))
+                fail_msg("stdout lacks '%s':\n%s", in_out, r->out);
+        if (in_err && !ht_contains(r->err, in_err))
+                fail_msg("stderr lacks '%s':\n%s", in_err, r->err);
+}
+
+static json_object *json_line(const char *out, size_t i) {
+        const char *p = out;
+        for (size_t k = 0; k < i && p; k++) {
+                p = strchr(p, '\n');
+                if (p)
+                        p++;
+        }
+        if (!p || !*p)
+                fail_msg("no JSON line %zu in:\n%s", i, out);
+        const char *end = strchr(p, '\n');
+        _cleanup_free_ char *line = strndup(p, end ? (size_t) (end - p) : strlen(p));
+        json_object *o = json_tokener_parse(line);
+        if (!o)
+                fail_msg("not JSON: %s", line);
+        return o;
+}
+
+static json_object *jget(json_object *o, const char *key) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v))
+                fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
+        return v;
+}
+
+static const char *jstr(json_object *o, const char *key) {
+        json_object *v = jget(o, key);
+        if (!json_object_is_type(v, json_type_string))
+                fail_msg("'%s' is not a string in %s", key, json_object_to_json_string(o));
+        return json_object_get_string(v);
+}
+
+static bool jbool(json_object *o, const char *key) {
+        json_object *v = jget(o, key);
+        if (!json_object_is_type(v, json_type_boolean))
+                fail_msg("'%s' is not a boolean in %s", key, json_object_to_json_string(o));
+        return json_object_get_boolean(v);
+}
+
+/* Exit status of a command run in the guest view. */
+static int guest_status(const char *arg, ...) __attribute__((sentinel));
+static int guest_status(const char *arg, ...) {
+        char *argv[8];
+        size_t n = 0;
+        struct ht_result r = {};
+        va_list ap;
+
+        va_start(ap, arg);
+        for (const char *a = arg; a && n < 7; a = va_arg(ap, const char *))
+                argv[n++] = (char *) a;
+        va_end(ap);
+        argv[n] = NULL;
+        assert_int_equal(ht_run_guest(argv, &r), 0);
+        int status = r.status;
+        ht_result_done(&r);
+        return status;
+}
+
+static bool exists(const char *path) {
+        struct stat st;
+        return lstat(path, &st) == 0;
+}
+
+static bool mounted(const char *path) {
+        _cleanup_free_ char *info = NULL;
+        char *argv[] = { (char *) "cat", (char *) "/proc/self/mountinfo", NULL };
+        assert_true(test_run(argv, NULL, &info) == 0);
+        char needle[512];
+        snprintf(needle, sizeof(needle), " %s ", path);
+        return ht_contains(info, needle);
+}
+
+/* 1 if QEMU has a device with id under /machine/peripheral. */
+static int qemu_has_device(const char *id) {
+        _cleanup_qmp_client_ struct qmp_client *c = NULL;
+        _cleanup_json_ json_object *list = NULL, *args = json_object_new_object();
+
+        assert_int_equal(qmp_client_connect(qemu.qmp, 5000, &c, NULL), 0);
+        json_object_object_add(args, "path", json_object_new_string("/machine/peripheral"));
+        assert_int_equal(qmp_client_execute(c, "qom-list", args, 5000, &list, NULL, NULL), 0);
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                const char *name;
+                if (json_get_string(json_object_array_get_idx(list, i), "name", &name) == 0 && streq(name, id))
+                        return 1;
+        }
+        return 0;
+}
+
+static void kill_leftovers(void) {
+        (void) test_kill_processes_with_arg(SOCKET_ARG(ALICE), SIGKILL);
+        (void) test_kill_processes_with_arg(SOCKET_ARG(BOB), SIGKILL);
+}
+
+static int group_setup(void **state) {
+        struct virtiofsd_binary b;
+        struct verr e = {};
+
+        test_require_qemu();
+        if (virtiofsd_detect(NULL, &b, &e) < 0) {
+                fprintf(stderr, "no virtiofsd: %s; skipping\n", e.text);
+                exit(77);
+        }
+        ht_setup();
+        kill_leftovers();
+        /* Shared, so the staging mounts vmuser makes in its namespace are seen here. */
+        if (mount(HT_VM_DIR, HT_VM_DIR, NULL, MS_BIND, NULL) < 0 || mount(NULL, HT_VM_DIR, NULL, MS_SHARED, NULL) < 0 ||
+            mkdir(VM_DIR, 0755) < 0)
+                return -1;
+
+        char *plain[] = { (char *) "-p", (char *) "!", NULL };
+        if (ht_useradd(ALICE, plain) != 0 || ht_useradd(BOB, plain) != 0)
+                return -1;
+        ht_make_home(ALICE, NULL);
+        ht_make_home(BOB, NULL);
+
+        const char *const extra[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), TEST_ROOT_PORT(2), NULL };
+        test_qemu_start(&qemu, VM_DIR, extra);
+        agent_pid = ht_agent_start(VM, NULL);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        ht_stop(agent_pid);
+        test_qemu_stop(&qemu);
+        kill_leftovers();
+        return 0;
+}
+
+static void test_status_sees_qmp(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "status", VM, NULL);
+        expect(&r, 0, "QMP:      " VM_DIR "/qmp.sock: answers (QEMU ", NULL);
+        ht_result_done(&r);
+        ht_vmuser(&r, "status", "--json", VM, NULL);
+        expect(&r, 0, "\"qmpReachable\":true", NULL);
+        ht_result_done(&r);
+}
+
+static void test_attach_exports(void **state) {
+        struct ht_result r = {};
+        uid_t host_uid;
+        gid_t host_gid;
+        struct stat st;
+
+        assert_int_equal(ht_host_ids(ALICE, &host_uid, &host_gid), 0);
+        ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
+        expect(&r, 0, NULL, NULL);
+        json_object *o = json_line(r.out, 0);
+        assert_string_equal(jstr(o, "result"), "ok");
+        assert_true(jbool(o, "changed"));
+        assert_string_equal(jstr(o, "homeTag"), "vmuser-" ALICE);
+        assert_string_equal(jstr(o, "homeSource"), HT_HOMES "/" ALICE);
+        assert_false(jbool(o, "readOnly"));
+        alice_guest_uid = (uint32_t) json_object_get_int64(jget(o, "uid"));
+        json_object_put(o);
+        ht_result_done(&r);
+
+        /* QEMU has the device, virtiofsd serves, the state is kept. */
+        assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
+        assert_true(test_count_processes_with_arg(SOCKET_ARG(ALICE)) >= 1);
+        assert_true(exists(VM_DIR "/homes/" ALICE "/state.json"));
+        /* Through the staging mount the host user's home belongs to the guest UID. */
+        assert_true(mounted(VM_DIR "/homes/" ALICE "/mnt/home"));
+        assert_int_equal(stat(VM_DIR "/homes/" ALICE "/mnt/home", &st), 0);
+        assert_int_equal(st.st_uid, alice_guest_uid);
+        assert_int_equal(stat(HT_HOMES "/" ALICE, &st), 0);
+        assert_int_equal(st.st_uid, host_uid);
+
+        /* The guest got the record with the home spec for that tag. */
+        assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 0);
+        ht_vmuser(&r, "list", "--json", VM, NULL);
+        expect(&r, 0, "\"home\":{\"tag\":\"vmuser-" ALICE "\",\"fstype\":\"virtiofs\"", NULL);
+        o = json_line(r.out, 0);
+        json_object *x = jget(o, "export");
+        assert_string_equal(jstr(x, "tag"), "vmuser-" ALICE);
+        assert_string_equal(jstr(x, "virtiofsd"), "running");
+        assert_string_equal(jstr(x, "bus"), "rp1");
+        assert_string_equal(jstr(x, "phase"), "exported");
+        assert_true(jbool(x, "stagingMounted"));
+        json_object_put(o);
+        ht_result_done(&r);
+
+        ht_vmuser(&r, "list", VM, NULL);
+        expect(&r, 0, "vmuser-" ALICE " running", NULL);
+        ht_result_done(&r);
+}
+
+static void test_reattach_is_idempotent(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
+        expect(&r, 0, NULL, NULL);
+        json_object *o = json_line(r.out, 0);
+        assert_false(jbool(o, "changed"));
+        assert_string_equal(jstr(o, "homeTag"), "vmuser-" ALICE);
+        json_object_put(o);
+        ht_result_done(&r);
+
+        ht_vmuser(&r, "attach", VM, ALICE, NULL);
+        expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
+        ht_result_done(&r);
+        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(ALICE)) >= 1, 1);
+}
+
+static void test_failed_export_undoes_push(void **state) {
+        struct ht_result r = {};
+
+        /* alice's home does not belong to bob: the export refuses, after the record was pushed;
+         * the record goes again. */
+        ht_vmuser(&r, "attach", "--home-source", HT_HOMES "/" ALICE, VM, BOB, NULL);
+        expect(&r, 7, NULL, "Cannot export the home of " BOB ": ");
+        assert_true(ht_contains(r.err, "belongs to UID"));
+        assert_true(ht_contains(r.err, "the user was detached from the guest again"));
+        ht_result_done(&r);
+        assert_int_equal(guest_status("getent", "passwd", BOB, NULL), 2);
+        assert_false(exists(VM_DIR "/homes/" BOB));
+}
+
+static void test_read_only_export(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "attach", "--json", "--read-only", VM, BOB, NULL);
+        expect(&r, 0, NULL, NULL);
+        json_object *o = json_line(r.out, 0);
+        assert_true(jbool(o, "readOnly"));
+        assert_string_equal(jstr(o, "homeTag"), "vmuser-" BOB);
+        json_object_put(o);
+        ht_result_done(&r);
+        assert_int_equal(qemu_has_device("vmuser-fs-" BOB), 1);
+
+        ht_vmuser(&r, "list", "--json", VM, NULL);
+        expect(&r, 0, "\"options\":\"ro\"", NULL);
+        assert_true(ht_contains(r.out, "\"bus\":\"rp2\""));
+        ht_result_done(&r);
+
+        /* Without a guest OS the device is never released: --force takes the host side away. */
+        ht_vmuser(&r, "detach", "--json", "--force", VM, BOB, NULL);
+        expect(&r, 0, "\"homeUnexported\":true", NULL);
+        assert_true(ht_contains(r.out, "\"deviceReleased\":false"));
+        assert_true(ht_contains(r.err, "still holds the home device"));
+        ht_result_done(&r);
+        assert_false(exists(VM_DIR "/homes/" BOB));
+        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(BOB)), 0);
+        assert_int_equal(guest_status("getent", "passwd", BOB, NULL), 2);
+}
+
+static void test_detach_timeout_leaves_orphan(void **state) {
+        struct ht_result r = {};
+
+        /* The agent removes the user; the unplug then times out, and the export stays. */
+        ht_vmuser(&r, "detach", VM, ALICE, NULL);
+        expect(&r, 1, NULL, "its records are gone from the guest, but its home export is not");
+        assert_true(ht_contains(r.err, "did not release device vmuser-fs-" ALICE));
+        ht_result_done(&r);
+        assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 2);
+        assert_true(exists(VM_DIR "/homes/" ALICE "/state.json"));
+
+        ht_vmuser(&r, "list", VM, NULL);
+        expect(&r, 0, "(not attached)", NULL);
+        assert_true(ht_contains(r.out, "1 home export without an attached user"));
+        ht_result_done(&r);
+        ht_vmuser(&r, "list", "--json", VM, NULL);
+        expect(&r, 0, NULL, NULL);
+        assert_int_equal(ht_count_lines(r.out), 1);
+        json_object *o = json_line(r.out, 0);
+        assert_string_equal(jstr(o, "userName"), ALICE);
+        assert_false(jbool(o, "attached"));
+        assert_string_equal(jstr(jget(o, "export"), "phase"), "unexporting");
+        json_object_put(o);
+        ht_result_done(&r);
+}
+
+static void test_detach_orphan_force(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "detach", "--json", "--force", VM, ALICE, NULL);
+        expect(&r, 0, "\"orphan\":true", NULL);
+        assert_true(ht_contains(r.out, "\"homeUnexported\":true"));
+        ht_result_done(&r);
+
+        /* Nothing left on the host; QEMU keeps the device until a guest lets go of it. */
+        assert_false(exists(VM_DIR "/homes/" ALICE));
+        assert_false(mounted(VM_DIR "/homes/" ALICE "/mnt/home"));
+        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(ALICE)), 0);
+        assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
+
+        ht_vmuser(&r, "list", VM, NULL);
+        expect(&r, 0, "No users attached", NULL);
+        ht_result_done(&r);
+}
+
+static void test_attach_refused_while_qemu_holds_device(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "attach", VM, ALICE, NULL);
+        expect(&r, 1, NULL, "QEMU still has device vmuser-fs-" ALICE);
+        assert_true(ht_contains(r.err, "the user was detached from the guest again"));
+        ht_result_done(&r);
+        assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 2);
+        assert_false(exists(VM_DIR "/homes/" ALICE));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_status_sees_qmp),
+                cmocka_unit_test(test_attach_exports),
+                cmocka_unit_test(test_reattach_is_idempotent),
+                cmocka_unit_test(test_failed_export_undoes_push),
+                cmocka_unit_test(test_read_only_export),
+                cmocka_unit_test(test_detach_timeout_leaves_orphan),
+                cmocka_unit_test(test_detach_orphan_force),
+                cmocka_unit_test(test_attach_refused_while_qemu_holds_device),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
