@@ -1,8 +1,9 @@
 /* home-export.h: making a host user's home available in a running VM, and taking it away again.
  *
- * `vmuser attach` calls home_export() before it sends the user record to the agent (the record's
- * home spec carries the tag returned here); `vmuser detach` calls home_unexport() after the agent
- * has removed the user and the guest has unmounted the home; `vmuser list` calls
+ * `vmuser attach` sends the user record (its home spec names the tag home_export_tag() gives)
+ * and, with the guest UID from the agent's reply, calls home_export(); a failed export detaches
+ * the user again. `vmuser detach` calls home_unexport() after the agent has removed the user and
+ * the guest has unmounted the home; `vmuser list` calls
  * home_export_list(). The VM needs nothing at boot beyond shared guest memory and, on q35, spare
  * pcie-root-ports (doc/HOME-EXPORT.txt has the QEMU options).
  *
