@@ -253,6 +253,45 @@ static void test_concurrent_sessions(void **state) {
 }
 
 /* A mount that fails fails the session, with the reason; nofail lets it go on without. */
+/* Fault test: 100 logins whose processes are SIGKILLed at random points (before, during or
+ * after open, or during close). Once all are gone and one more login has come and gone, no
+ * tracking entry and no mount may be left. */
+static void test_random_kills(void **state) {
+        enum { N = 100 };
+        const char *home = HOME_ROOT "kara";
+        pid_t pids[N];
+        unsigned seed = (unsigned) time(NULL);
+        int killed = 0;
+
+        pam_test_attach("kara", 60560, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-kara\"}");
+        srand(seed);
+        for (int i = 0; i < N; i++) {
+                pids[i] = fork();
+                assert_true(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        if (pam_test_run(SERVICE, "kara", true, false, NULL, 0) != PAM_SUCCESS)
+                                _exit(10);
+                        nanosleep(&(struct timespec){.tv_nsec = (rand() % 5) * 1000 * 1000}, NULL);
+                        _exit(pam_test_run(SERVICE, "kara", false, true, NULL, 0) == PAM_SUCCESS ? 0 : 12);
+                }
+                /* Some get killed at once, some a little later, some not at all. */
+                if (rand() % 3 == 0) {
+                        nanosleep(&(struct timespec){.tv_nsec = (rand() % 4000) * 1000}, NULL);
+                        if (kill(pids[i], SIGKILL) == 0)
+                                killed++;
+                }
+        }
+        for (int i = 0; i < N; i++)
+                assert_int_equal(waitpid(pids[i], NULL, 0), pids[i]);
+
+        /* One more login reconciles whatever the killed ones left. */
+        assert_int_equal(pam_test_run(SERVICE, "kara", true, true, NULL, 0), PAM_SUCCESS);
+        printf("seed %u: %d of %d logins SIGKILLed; afterwards %d entries, %d mounts\n", seed, killed, N,
+               pam_test_session_entries("kara"), pam_test_mount_count(home, NULL, 0));
+        assert_int_equal(pam_test_session_entries("kara"), 0);
+        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+}
+
 static void test_mount_failure(void **state) {
         const char *home = HOME_ROOT "carol";
         char msgs[1024];
@@ -491,6 +530,7 @@ static int group_teardown(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_manager_ignored),
+                cmocka_unit_test(test_random_kills),
                 cmocka_unit_test(test_not_attached_ignored),
                 cmocka_unit_test(test_open_open_close_close),
                 cmocka_unit_test(test_same_process_twice),
