@@ -9,17 +9,20 @@
  *   1. resolve  the host user through NSS, and the policy checks (host-user.c)
  *   2. record   the minimized user record: shadow hash, SSH keys, options (host-user.c)
  *   3. home     the home spec sent with the record. By default {"tag": home_export_tag(),
- *               "fstype": "virtiofs"[, "options": "ro"]}, for the export of step 5; the VM's
- *               QMP socket must exist, else the user fails here, before the guest is touched.
+ *               "fstype": "virtiofs"[, "options": "ro"]}, for the export of step 5; a bare
+ *               QEMU's QMP socket must exist, else the user fails here, before the guest is
+ *               touched (libvirt checks the domain in step 5).
  *               --home-tag sends a spec without exporting anything (tests, stand-ins);
  *               --no-home sends none.
- *   4. push     vmuser-attach over the batch's connection (qga-client.c); the reply is checked
+ *   4. push     vmuser-attach over the batch's connection (qga-client.c; for a libvirt domain
+ *               without the vmuser channel the backend hot-plugs one); the reply is checked
  *               before it is believed. Undo (a later step failed): vmuser-detach, but only when
  *               this push created the user; a re-attach of an identical record, or a --replace of
  *               a user attached before, is left as it was.
- *   5. export   home_export() (home-export.c: idmapped staging mount -> virtiofsd -> QMP
- *               hot-plug) with the guest UID/GID the agent just reported. An export that already
- *               exists for the same guest UID is an idempotent re-attach.
+ *   5. export   vm_backend_export_home() with the guest UID/GID the agent just reported (bare
+ *               QEMU: home-export.c, idmapped staging mount -> virtiofsd -> QMP hot-plug;
+ *               libvirt: staging mount -> libvirt's <filesystem> live attach). An export that
+ *               already exists for the same guest UID is an idempotent re-attach.
  *   6. report   one sentence or one JSON object per user (output.c)
  *
  * The export comes after the push because the guest UID is only known from the agent's reply;
@@ -38,6 +41,7 @@
 #include "macro.h"
 #include "output.h"
 #include "qga-client.h"
+#include "vm-backend.h"
 #include "vm.h"
 #include "vmuser.h"
 
@@ -75,7 +79,7 @@ struct attach_job {
         struct qga_error qerr;
         bool remote;
         struct verr e;
-        char note[512];           /* what the undo did, appended to the reason */
+        char note[1024];          /* what the undo did, appended to the reason */
 };
 
 struct attach_step {
@@ -280,13 +284,16 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                 return 0;
 
         /* Found out now, before the guest is touched: without QMP nothing can be hot-plugged. */
-        r = stat(b->vm.qmp_socket, &st) < 0 ? -errno : S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+        r = !b->vm.monitor_socket[0]          ? 0 :
+            stat(b->vm.monitor_socket, &st) < 0 ? -errno :
+            S_ISSOCK(st.st_mode)                ? 0 :
+                                                  -ENOTSOCK;
         if (r < 0) {
                 j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_UNREACHABLE;
                 return verr_set(&j->e, r, "the VM has no QMP socket '%s' (%s), which exporting the home "
                                                 "needs: start QEMU with -qmp unix:%s,server=on,wait=off (see "
                                                 "vmuser(1), QEMU), or attach with --no-home",
-                                b->vm.qmp_socket, strerror(-r), b->vm.qmp_socket);
+                                b->vm.monitor_socket, strerror(-r), b->vm.monitor_socket);
         }
         if (o->home_source)
                 r = template_expand(o->home_source, j->name, &j->source);
@@ -310,7 +317,8 @@ static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
         if (b->agent)
                 return 0;
         if (!b->agent_failed) {
-                b->agent_error = agent_open(&b->vm, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
+                unsigned flags = VM_BACKEND_AGENT_HOTPLUG | (b->o->persistent ? VM_BACKEND_AGENT_PERSISTENT : 0);
+                b->agent_error = agent_open(&b->vm, flags, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
                 b->agent_failed = b->agent_error < 0;
                 /* With --replace, "changed" does not tell a new user from a replaced one; the list
                  * does. When it cannot be had, no push is undone (the safe side). */
@@ -415,31 +423,60 @@ static void undo_push(struct attach_batch *b, struct attach_job *j) {
                 snprintf(j->note, sizeof(j->note), "; the user was detached from the guest again");
         else
                 snprintf(j->note, sizeof(j->note), "; detaching the user from the guest again failed too (%.200s): run "
-                         "'vmuser detach %s %s'", r == -EREMOTEIO ? qe.desc : verr_text(&e, r), b->vm.label, j->name);
+                         "'vmuser detach %s%s%s%s %s'", r == -EREMOTEIO ? qe.desc : verr_text(&e, r),
+                         b->o->common.connect_uri ? "--connect " : "", strempty(b->o->common.connect_uri),
+                         b->o->common.connect_uri ? " " : "", b->vm.label, j->name);
 }
 
-/* Which outcome an export failure is: QEMU not reachable, the host user's directory unusable,
- * or a local failure. */
-static enum outcome export_outcome(int r, enum home_export_step step, const struct vm *vm) {
+/* Which outcome an export failure is: the VM (QEMU, libvirt) not reachable or not able to take
+ * the share, the host user's directory unusable, or a local failure. */
+static enum outcome export_outcome(int r, const struct vm *vm, const char *source) {
         struct stat st;
 
-        if (r == -ENOMEM)
+        switch (r) {
+        case -ENOMEM:
                 return OUTCOME_FAILED;
-        if (step == HOME_EXPORT_STEP_CHECK) {
-                if (r == -ECONNREFUSED || r == -ETIMEDOUT || r == -ECONNRESET || r == -ENOTCONN || r == -EBADMSG)
+        case -ECONNREFUSED:
+        case -ETIMEDOUT:
+        case -ECONNRESET:
+        case -ENOTCONN:
+        case -EBADMSG:
+        case -ESRCH:      /* libvirt: the domain is not running */
+        case -EOPNOTSUPP: /* libvirt: no shared memory */
+        case -ENOSPC:     /* libvirt: no free root port */
+                return OUTCOME_UNREACHABLE;
+        case -ENOENT:
+                if (vm->monitor_socket[0] && stat(vm->monitor_socket, &st) < 0)
                         return OUTCOME_UNREACHABLE;
-                if (r == -ENOENT && stat(vm->qmp_socket, &st) < 0)
-                        return OUTCOME_UNREACHABLE;
-                if (r == -EPERM || r == -ENOENT || r == -ENOTDIR)
-                        return OUTCOME_HOST_USER;
+                return stat(source, &st) < 0 ? OUTCOME_HOST_USER : OUTCOME_FAILED;
+        case -EPERM:
+        case -ENOTDIR:
+                return OUTCOME_HOST_USER;
+        default:
+                return OUTCOME_FAILED;
         }
-        return OUTCOME_FAILED;
+}
+
+/* The export of the user on this VM, if there is one. */
+static int find_export(struct vm *vm, const char *user, struct home_export_info *ret) {
+        _cleanup_free_ struct home_export_info *list = NULL;
+        struct verr ignored = {};
+        size_t n = 0;
+        int r;
+
+        r = vm_backend_list_exports(vm->backend, &list, &n, &ignored);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (streq(list[i].user, user)) {
+                        *ret = list[i];
+                        return 0;
+                }
+        return -ENOENT;
 }
 
 static int step_export(struct attach_batch *b, struct attach_job *j) {
-        struct home_export_params p = {
-                .vm_dir = b->vm.dir,
-                .qmp_socket = b->vm.qmp_socket,
+        struct vm_home_params p = {
                 .user = j->name,
                 .host_uid = j->host->uid,
                 .host_gid = j->host->gid,
@@ -447,20 +484,16 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
                 .guest_gid = j->gid,
                 .source_dir = j->source,
                 .read_only = b->o->read_only,
-                .qmp_timeout_ms = b->o->common.timeout_ms,
         };
-        enum home_export_step failed = HOME_EXPORT_STEP_CHECK;
         struct home_export_info existing;
-        struct verr ignored = {};
         int r;
 
         if (!j->source)
                 return 0;
-        r = home_export(&p, &j->export, &failed, &j->e);
-        if (r == -EEXIST && home_export_get(b->vm.dir, j->name, &existing, &ignored) >= 0 &&
-            streq(existing.phase, "exported") && existing.guest_uid == j->uid && existing.guest_gid == j->gid &&
-            existing.host_uid == j->host->uid && existing.read_only == b->o->read_only &&
-            streq(existing.source, j->source)) {
+        r = vm_backend_export_home(b->vm.backend, &p, &j->export, &j->e);
+        if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
+            existing.guest_uid == j->uid && existing.guest_gid == j->gid && existing.host_uid == j->host->uid &&
+            existing.read_only == b->o->read_only && streq(existing.source, j->source)) {
                 /* The same export is there already: a re-attach. */
                 j->export = existing;
                 j->exported = j->export_existed = true;
@@ -468,7 +501,7 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
                 return 0;
         }
         if (r < 0) {
-                j->outcome = export_outcome(r, failed, &b->vm);
+                j->outcome = export_outcome(r, &b->vm, j->source);
                 return r;
         }
         j->exported = true;
@@ -551,10 +584,10 @@ enum outcome attach_run(const struct attach_options *o) {
         struct verr e = {};
         int r;
 
-        r = vm_resolve(o->common.vm, o->common.agent_socket, o->common.qmp_socket, &b.vm, &e);
+        r = vm_open(&o->common, &b.vm, &e);
         if (r < 0) {
                 log_error("%s", verr_text(&e, r));
-                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+                return vm_open_outcome(r);
         }
         b.report.vm_label = b.vm.label;
 
@@ -575,6 +608,6 @@ finish:
         qga_client_free(b.agent);
         json_object_put(b.attached_before);
         host_user_keys_done(&b.extra_keys);
-        vm_done(&b.vm);
+        vm_close(&b.vm);
         return result;
 }

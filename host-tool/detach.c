@@ -6,10 +6,13 @@
  * detached. Without --force the agent refuses a user with sessions (UserBusy); with it, the
  * agent ends the sessions and unmounts the home first.
  *
- * Then the host side: when VMDIR/homes has an export of the user (home_export_get), it is taken
- * away (home_unexport: device_del, wait for the guest to release the device, chardev-remove,
- * virtiofsd stopped, staging mount and state removed). The guest has unmounted the home by then.
- * --force becomes HOME_UNEXPORT_FORCE: the host side goes even when the guest does not let go.
+ * Then the host side: when the backend lists an export of the user, it is taken away
+ * (vm_backend_unexport_home; bare QEMU: device_del, wait for the guest to release the device,
+ * chardev-remove, virtiofsd stopped, staging mount and state removed; libvirt: detach of the
+ * <filesystem> alias, libvirt's virtiofsd gone, staging mount and state removed). The guest has
+ * unmounted the home by then. --force becomes VM_BACKEND_UNEXPORT_FORCE: the host side goes even
+ * when the guest does not let go. A libvirt domain without the vmuser channel has no agent to
+ * ask: the channel is not hot-plugged for a detach.
  * An export whose user the agent does not know (the guest rebooted and forgot it, `vmuser list`
  * shows it as an orphan) is removed too, so an admin can clean it up the same way. */
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include "names.h"
 #include "output.h"
 #include "qga-client.h"
+#include "vm-backend.h"
 #include "vm.h"
 #include "vmuser.h"
 
@@ -63,26 +67,31 @@ struct detach_batch {
         struct report rep;
 };
 
+/* Whether the backend lists an export of name: 1 yes, 0 no, -errno with e set. */
+static int has_export(struct detach_batch *b, const char *name, struct verr *e) {
+        _cleanup_free_ struct home_export_info *list = NULL;
+        size_t n = 0;
+        int r;
+
+        r = vm_backend_list_exports(b->vm.backend, &list, &n, e);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (streq(list[i].user, name))
+                        return 1;
+        return 0;
+}
+
 /* Takes the export of name away, if there is one. Returns 1 when one was removed, 0 when there
  * was none, -errno with e set when it failed. *ret_qemu_keeps: QEMU still has the device. */
 static int unexport_home(struct detach_batch *b, const char *name, bool *ret_qemu_keeps, struct verr *e) {
-        struct home_unexport_params p = {
-                .vm_dir = b->vm.dir,
-                .qmp_socket = b->vm.qmp_socket,
-                .user = name,
-                .flags = b->o->force ? HOME_UNEXPORT_FORCE : 0,
-                .qmp_timeout_ms = b->o->common.timeout_ms,
-        };
-        struct home_export_info info;
         int r;
 
         *ret_qemu_keeps = false;
-        r = home_export_get(b->vm.dir, name, &info, e);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        r = has_export(b, name, e);
+        if (r <= 0)
                 return r;
-        r = home_unexport(&p, e);
+        r = vm_backend_unexport_home(b->vm.backend, name, b->o->force ? VM_BACKEND_UNEXPORT_FORCE : 0, 0, e);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
@@ -133,7 +142,18 @@ static void detach_one(struct detach_batch *b, const char *name) {
                 return;
         }
         if (!b->agent && b->agent_r == 0)
-                b->agent_r = agent_open(&b->vm, o->common.timeout_ms, &b->agent, &b->agent_e);
+                b->agent_r = agent_open(&b->vm, 0, o->common.timeout_ms, &b->agent, &b->agent_e);
+        if (b->agent_r == -ENOLINK) {
+                /* No channel, so nobody attached since the domain started: an export is an orphan. */
+                if (has_export(b, name, &ue) > 0) {
+                        u = unexport_home(b, name, &qemu_keeps, &ue);
+                        if (u < 0)
+                                report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
+                        else
+                                report_detached(b, name, false, 0, u, qemu_keeps);
+                        return;
+                }
+        }
         if (b->agent_r < 0) {
                 report_failure(&b->rep, name, outcome_from_agent_error(b->agent_r, NULL), NULL,
                                verr_text(&b->agent_e, b->agent_r));
@@ -149,10 +169,8 @@ static void detach_one(struct detach_batch *b, const char *name) {
         r = qga_client_call(b->agent, "vmuser-detach", args, o->common.timeout_ms, &value, &qe, &e);
         if (r == -EREMOTEIO && !streq(qe.error_class, "UserBusy")) {
                 /* Refused: an orphaned export (the guest forgot the user) is still ours to remove. */
-                struct home_export_info info;
                 struct verr ignored = {};
-                if (home_export_get(b->vm.dir, name, &info, &ignored) >= 0 &&
-                    agent_knows(b->agent, name, o->common.timeout_ms) == 0) {
+                if (has_export(b, name, &ignored) > 0 && agent_knows(b->agent, name, o->common.timeout_ms) == 0) {
                         u = unexport_home(b, name, &qemu_keeps, &ue);
                         if (u < 0)
                                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
@@ -191,10 +209,10 @@ enum outcome detach_run(const struct detach_options *o) {
         struct verr e = {};
         int r;
 
-        r = vm_resolve(o->common.vm, o->common.agent_socket, o->common.qmp_socket, &b.vm, &e);
+        r = vm_open(&o->common, &b.vm, &e);
         if (r < 0) {
                 log_error("%s", verr_text(&e, r));
-                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+                return vm_open_outcome(r);
         }
         b.rep.vm_label = b.vm.label;
 
@@ -202,6 +220,6 @@ enum outcome detach_run(const struct detach_options *o) {
                 detach_one(&b, o->users[i]);
 
         qga_client_free(b.agent);
-        vm_done(&b.vm);
+        vm_close(&b.vm);
         return report_outcome(&b.rep);
 }

@@ -3,10 +3,11 @@
  *
  * Flow: connect + sync -> vmuser-list -> every entry is checked (types, name rules, lengths)
  * before anything is printed, since the guest is not trusted -> the host's view is added:
- * home_export_list() of the VM directory (tag, bus, virtiofsd state) per user, plus the exports
+ * vm_backend_list_exports() (tag, bus, virtiofsd state) per user, plus the exports
  * whose user the agent does not list (orphans: the guest rebooted, or an attach broke half-way;
  * `vmuser detach` removes them) -> a table, or with --json one object per user (JSON Lines;
- * nothing at all when nobody is attached and nothing is exported). */
+ * nothing at all when nobody is attached and nothing is exported). A libvirt domain without the
+ * vmuser channel has had nobody attached since it started: list says so and plugs nothing in. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "names.h"
 #include "output.h"
 #include "qga-client.h"
+#include "vm-backend.h"
 #include "vm.h"
 #include "vmuser.h"
 
@@ -144,14 +146,22 @@ enum outcome list_run(const struct common_options *o) {
         size_t n;
         int r;
 
-        r = vm_resolve(o->vm, o->agent_socket, o->qmp_socket, &vm, &e);
+        r = vm_open(o, &vm, &e);
         if (r < 0) {
                 log_error("%s", verr_text(&e, r));
-                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+                return vm_open_outcome(r);
         }
 
-        r = agent_open(&vm, o->timeout_ms, &agent, &e);
-        if (r >= 0)
+        r = agent_open(&vm, 0, o->timeout_ms, &agent, &e);
+        if (r == -ENOLINK) {
+                /* No channel, no agent: nobody was attached; exports (if any) are orphans. */
+                value = json_object_new_array();
+                if (!value) {
+                        result = OUTCOME_FAILED;
+                        goto finish;
+                }
+                r = 0;
+        } else if (r >= 0)
                 r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &value, &qe, &e);
         if (r < 0) {
                 char safe[2048];
@@ -181,7 +191,7 @@ enum outcome list_run(const struct common_options *o) {
         }
 
         /* The host's side. Not being able to read it does not hide what the guest said. */
-        r = home_export_list(vm.dir, &exports, &n_exports, &e);
+        r = vm_backend_list_exports(vm.backend, &exports, &n_exports, &e);
         if (r < 0) {
                 log_warning("cannot read the home exports of VM %s: %s", vm.label, verr_text(&e, r));
                 n_exports = 0;
@@ -244,6 +254,6 @@ enum outcome list_run(const struct common_options *o) {
                        n_orphans == 1 ? "" : "s", vm.label, n_orphans == 1 ? "it" : "them");
 
 finish:
-        vm_done(&vm);
+        vm_close(&vm);
         return result;
 }

@@ -17,6 +17,7 @@
 #include "macro.h"
 #include "names.h"
 #include "output.h"
+#include "vm-backend.h"
 #include "vmuser.h"
 
 /* The documented exit statuses (vmuser(1), EXIT STATUS). Never renumber. */
@@ -35,8 +36,10 @@ static int exit_code(enum outcome o) {
 }
 
 #define COMMON_HELP                                                                                     \
-        "  --agent SOCKET     the agent socket (default: VM/agent.sock)\n"                              \
-        "  --qmp SOCKET       the QMP socket (default: VM/qmp.sock)\n"                                  \
+        "  --connect URI      VM is a domain of the libvirt at URI (libvirt:DOMAIN uses\n"              \
+        "                     " VM_BACKEND_LIBVIRT_DEFAULT_URI ")\n"                                      \
+        "  --agent SOCKET     bare QEMU: the agent socket (default: VM/agent.sock)\n"                   \
+        "  --qmp SOCKET       bare QEMU: the QMP socket (default: VM/qmp.sock)\n"                       \
         "  --timeout SECONDS  per-request timeout (default 5)\n"                                        \
         "  --json             machine-readable output, one JSON object per line\n"                      \
         "  -h --help          show this help\n"
@@ -50,7 +53,9 @@ static void help_main(void) {
                "  list [--json] VM              who is attached, home exported/mounted?, sessions\n"
                "  status [--json] VM            agent and QMP reachable?, version, capabilities\n\n"
                "VM is a directory holding agent.sock and qmp.sock, or a name looked up in\n"
-               "$VMUSER_VM_DIR (default " VMUSER_VM_DIR_DEFAULT "). 'vmuser COMMAND --help' and vmuser(1) tell more.\n");
+               "$VMUSER_VM_DIR (default " VMUSER_VM_DIR_DEFAULT "), or libvirt:DOMAIN, a libvirt domain\n"
+               "(" VM_BACKEND_LIBVIRT_DEFAULT_URI ", or --connect URI DOMAIN). 'vmuser COMMAND --help' and\n"
+               "vmuser(1) tell more.\n");
 }
 
 static void help_attach(void) {
@@ -78,6 +83,8 @@ static void help_attach(void) {
                "                     for shares set up otherwise, and tests\n"
                "  --home-fstype TYPE the --home-tag spec's type: virtiofs (default), tmpfs, bind\n"
                "  --replace          replace a different record already attached under the name\n"
+               "  --persistent       libvirt: also add the vmuser channel to the stored domain\n"
+               "                     definition (it is hot-plugged into the running domain anyway)\n"
                COMMON_HELP);
 }
 
@@ -103,7 +110,8 @@ static void help_list(void) {
 static void help_status(void) {
         printf("Usage: vmuser status [OPTIONS] VM\n\n"
                "Tell whether the VM's agent answers, its version, the commands it offers, and\n"
-               "whether QEMU's QMP socket answers (needed for home exports).\n\n"
+               "whether QEMU's QMP socket answers (needed for home exports); for a libvirt domain\n"
+               "also whether it runs, has shared memory and free PCIe root ports.\n\n"
                "Options:\n" COMMON_HELP);
 }
 
@@ -139,9 +147,12 @@ enum {
         ARG_REPLACE,
         ARG_FORCE,
         ARG_VERSION,
+        ARG_CONNECT,
+        ARG_PERSISTENT,
 };
 
 #define COMMON_OPTIONS                                             \
+        { "connect", required_argument, NULL, ARG_CONNECT },       \
         { "agent", required_argument, NULL, ARG_AGENT },           \
         { "qmp", required_argument, NULL, ARG_QMP },               \
         { "timeout", required_argument, NULL, ARG_TIMEOUT },       \
@@ -151,6 +162,12 @@ enum {
 /* Handles an option every subcommand has: 1 handled, 0 not one of them, <0 invalid. */
 static int parse_common(int c, const char *arg, struct common_options *o, const char *verb) {
         switch (c) {
+        case ARG_CONNECT:
+                if (!*arg)
+                        return usage_error(verb, "--connect needs a libvirt URI, e.g. " VM_BACKEND_LIBVIRT_DEFAULT_URI),
+                               -EINVAL;
+                o->connect_uri = arg;
+                return 1;
         case ARG_AGENT:
                 o->agent_socket = arg;
                 return 1;
@@ -214,6 +231,7 @@ static int run_attach(int argc, char *argv[]) {
                 { "home-source", required_argument, NULL, ARG_HOME_SOURCE },
                 { "read-only", no_argument, NULL, ARG_READ_ONLY },
                 { "replace", no_argument, NULL, ARG_REPLACE },
+                { "persistent", no_argument, NULL, ARG_PERSISTENT },
                 {},
         };
         struct attach_options o = { .common.timeout_ms = VMUSER_TIMEOUT_MS_DEFAULT };
@@ -287,6 +305,9 @@ static int run_attach(int argc, char *argv[]) {
                         break;
                 case ARG_REPLACE:
                         o.replace = true;
+                        break;
+                case ARG_PERSISTENT:
+                        o.persistent = true;
                         break;
                 default:
                         return exit_code(OUTCOME_USAGE);

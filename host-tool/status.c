@@ -1,11 +1,14 @@
 /* status.c: `vmuser status [--json] VM`, is the agent reachable, which version, what can it do.
  *
- * Flow: connect + sync (this alone tells "socket missing", "nobody listening" and "agent not
- * running in the guest" apart) -> guest-info -> the reply is checked (version string,
- * supported_commands with name and enabled) -> QMP: connect and negotiate capabilities within
- * the timeout (qmp-client.c), since the home export needs a monitor that answers, not just a
- * socket file -> text, or one JSON object. The exit status is the agent's alone: a VM attached
- * with --no-home needs no QMP. */
+ * Flow: the backend's description of the VM (vm_backend_describe: for a libvirt domain its
+ * name, URI, whether it runs, shared memory, free root ports, the vmuser channel) -> a bare
+ * QEMU's QMP: connect and negotiate capabilities within the timeout (qmp-client.c), since the
+ * home export needs a monitor that answers, not just a socket file (libvirt owns its monitor) ->
+ * connect + sync (this alone tells "socket missing", "nobody listening" and "agent not running
+ * in the guest" apart; a libvirt domain without the channel gets none plugged in) -> guest-info
+ * -> the reply is checked (version string, supported_commands with name and enabled) -> text, or
+ * one JSON object. The exit status is the agent's alone: a VM attached with --no-home needs no
+ * QMP. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #include "output.h"
 #include "qga-client.h"
 #include "qmp-client.h"
+#include "vm-backend.h"
 #include "vm.h"
 #include "vmuser.h"
 
@@ -72,6 +76,7 @@ enum outcome status_run(const struct common_options *o) {
         struct verr e = {};
         struct vm vm = {};
         struct stat st;
+        bool no_channel = false;
         enum outcome result = OUTCOME_OK;
         _cleanup_qmp_client_ struct qmp_client *qmp = NULL;
         struct verr qmp_e = {};
@@ -80,13 +85,13 @@ enum outcome status_run(const struct common_options *o) {
         char safe[2048], qmp_state[1024], qemu_version[64] = "";
         int r;
 
-        r = vm_resolve(o->vm, o->agent_socket, o->qmp_socket, &vm, &e);
+        r = vm_open(o, &vm, &e);
         if (r < 0) {
                 log_error("%s", verr_text(&e, r));
-                return r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
+                return vm_open_outcome(r);
         }
-        qmp_present = stat(vm.qmp_socket, &st) == 0 && S_ISSOCK(st.st_mode);
-        qmp_r = qmp_present ? qmp_client_connect(vm.qmp_socket, o->timeout_ms, &qmp, &qmp_e) : -ENOENT;
+        qmp_present = vm.monitor_socket[0] && stat(vm.monitor_socket, &st) == 0 && S_ISSOCK(st.st_mode);
+        qmp_r = qmp_present ? qmp_client_connect(vm.monitor_socket, o->timeout_ms, &qmp, &qmp_e) : -ENOENT;
         if (qmp_r >= 0)
                 snprintf(qemu_version, sizeof(qemu_version), "%s", qmp_client_qemu_version(qmp));
         if (qmp_r >= 0)
@@ -98,7 +103,8 @@ enum outcome status_run(const struct common_options *o) {
                                                                                          sizeof(safe)));
         qmp = qmp_client_free(qmp); /* the monitor serves one client at a time: let it go */
 
-        r = agent_open(&vm, o->timeout_ms, &agent, &e);
+        r = agent_open(&vm, 0, o->timeout_ms, &agent, &e);
+        no_channel = r == -ENOLINK;
         if (r >= 0)
                 r = qga_client_call(agent, "guest-info", NULL, o->timeout_ms, &info, &qe, &e);
         if (r >= 0)
@@ -115,11 +121,29 @@ enum outcome status_run(const struct common_options *o) {
                         goto finish;
                 }
                 json_object_object_add(out, "vm", json_object_new_string(vm.label));
-                json_object_object_add(out, "directory", json_object_new_string(vm.dir));
-                json_object_object_add(out, "agentSocket", json_object_new_string(vm.agent_socket));
-                json_object_object_add(out, "qmpSocket", json_object_new_string(vm.qmp_socket));
-                json_object_object_add(out, "qmpSocketPresent", json_object_new_boolean(qmp_present));
-                json_object_object_add(out, "qmpReachable", json_object_new_boolean(qmp_r >= 0));
+                json_object_object_add(out, "backend", json_object_new_string(vm_backend_kind_to_string(vm.info.kind)));
+                if (vm.dir[0])
+                        json_object_object_add(out, "directory", json_object_new_string(vm.dir));
+                if (vm.info.uri[0]) {
+                        json_object_object_add(out, "domain", json_object_new_string(vm.info.name));
+                        json_object_object_add(out, "uri", json_object_new_string(vm.info.uri));
+                        json_object_object_add(out, "uuid", json_object_new_string(vm.info.uuid));
+                        json_object_object_add(out, "running", json_object_new_boolean(vm.info.running));
+                        if (vm.info.machine[0])
+                                json_object_object_add(out, "machine", json_object_new_string(vm.info.machine));
+                        if (vm.info.shared_memory >= 0)
+                                json_object_object_add(out, "sharedMemory", json_object_new_boolean(vm.info.shared_memory));
+                        if (vm.info.free_ports >= 0)
+                                json_object_object_add(out, "freeRootPorts", json_object_new_int(vm.info.free_ports));
+                        json_object_object_add(out, "agentChannel", json_object_new_boolean(!no_channel));
+                }
+                json_object_object_add(out, "agentSocket", vm.info.agent_socket[0] ?
+                                                                   json_object_new_string(vm.info.agent_socket) : NULL);
+                if (vm.monitor_socket[0]) {
+                        json_object_object_add(out, "qmpSocket", json_object_new_string(vm.monitor_socket));
+                        json_object_object_add(out, "qmpSocketPresent", json_object_new_boolean(qmp_present));
+                        json_object_object_add(out, "qmpReachable", json_object_new_boolean(qmp_r >= 0));
+                }
                 if (qmp_r >= 0)
                         json_object_object_add(out, "qemuVersion", json_object_new_string(qemu_version));
                 if (qmp_present && qmp_r < 0)
@@ -147,10 +171,28 @@ enum outcome status_run(const struct common_options *o) {
                 goto finish;
         }
 
-        printf("VM:       %s (%s)\n", vm.label, vm.dir);
-        printf("Agent:    %s: %s\n", vm.agent_socket,
-               result == OUTCOME_OK ? "reachable" : result == OUTCOME_REFUSED ? "reachable, guest-info refused" : "unreachable");
-        printf("QMP:      %s: %s\n", vm.qmp_socket, qmp_state);
+        if (vm.dir[0])
+                printf("VM:       %s (%s)\n", vm.label, vm.dir);
+        else
+                printf("VM:       %s (%s domain %s at %s, UUID %s)\n", vm.label, vm_backend_kind_to_string(vm.info.kind),
+                       vm.info.name, vm.info.uri, vm.info.uuid);
+        if (vm.info.uri[0]) {
+                char ports[32] = "unknown";
+                if (vm.info.free_ports >= 0)
+                        snprintf(ports, sizeof(ports), "%d", vm.info.free_ports);
+                printf("Domain:   %s, machine %s, shared memory %s, free PCIe root ports %s\n",
+                       vm.info.running ? "running" : "not running", vm.info.machine[0] ? vm.info.machine : "unknown",
+                       vm.info.shared_memory < 0 ? "unknown" : vm.info.shared_memory ? "yes" : "no (virtiofs needs it)",
+                       ports);
+        }
+        if (no_channel)
+                printf("Agent:    no vmuser channel (vmuser attach hot-plugs one): unreachable\n");
+        else
+                printf("Agent:    %s: %s\n", vm.info.agent_socket,
+                       result == OUTCOME_OK ? "reachable" : result == OUTCOME_REFUSED ? "reachable, guest-info refused" :
+                                                                                        "unreachable");
+        if (vm.monitor_socket[0])
+                printf("QMP:      %s: %s\n", vm.monitor_socket, qmp_state);
         if (result != OUTCOME_OK)
                 goto finish;
         printf("Version:  %s\n", text_sanitize(version, safe, sizeof(safe)));
@@ -173,6 +215,6 @@ finish:
                                 log_warning("the agent in VM %s %s '%s'", vm.label, s == 0 ? "has disabled" : "does not offer",
                                             needed[i]);
                 }
-        vm_done(&vm);
+        vm_close(&vm);
         return result;
 }

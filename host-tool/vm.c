@@ -1,6 +1,9 @@
-/* vm.c: VM argument -> socket paths (see vm.h). No file system access: whether the sockets
- * exist is found out when connecting, where the error can say what is missing. A relative
- * directory is made absolute (the home export keeps state below it and insists on that). */
+/* vm.c: VM argument -> backend (see vm.h).
+ *
+ * Flow: a relative directory of a bare QEMU is made absolute -> vm_backend_open() picks and
+ * opens the backend (libvirt: connects and looks the domain up; qemu: no file system access, a
+ * missing socket is found out when connecting, where the error can say what is missing) ->
+ * vm_backend_describe() once, for the facts messages and status need. */
 #include "vm.h"
 
 #include <errno.h>
@@ -9,83 +12,78 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "home-export.h"
 #include "macro.h"
-#include "vmuser.h"
 
-#define VM_NAME_MAX 128
-
-static bool vm_name_is_valid(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > VM_NAME_MAX || s[0] == '.' || s[0] == '-')
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      *p == '_' || *p == '-' || *p == '.'))
-                        return false;
-        return true;
+static bool spec_is_libvirt(const char *spec, const struct common_options *o) {
+        return o->connect_uri || strncmp(spec, VM_BACKEND_LIBVIRT_PREFIX, strlen(VM_BACKEND_LIBVIRT_PREFIX)) == 0;
 }
 
-void vm_done(struct vm *v) {
-        free(v->label);
-        free(v->dir);
-        free(v->agent_socket);
-        free(v->qmp_socket);
-        *v = (struct vm) {};
+void vm_close(struct vm *v) {
+        v->backend = vm_backend_free(v->backend);
 }
 
-int vm_resolve(const char *spec, const char *agent_override, const char *qmp_override, struct vm *ret,
-               struct verr *e) {
+enum outcome vm_open_outcome(int r) {
+        switch (r) {
+        case -ENOMEM:
+                return OUTCOME_FAILED;
+        case -EINVAL:
+        case -ENAMETOOLONG:
+                return OUTCOME_USAGE;
+        default:
+                return OUTCOME_UNREACHABLE;
+        }
+}
+
+int vm_open(const struct common_options *o, struct vm *ret, struct verr *e) {
+        struct vm_backend_options bo = {
+                .connect_uri = o->connect_uri,
+                .agent_socket = o->agent_socket,
+                .qmp_socket = o->qmp_socket,
+                .timeout_ms = o->timeout_ms,
+        };
+        _cleanup_free_ char *absolute = NULL;
+        const char *spec = o->vm;
         struct vm v = {};
-        int r = -ENOMEM;
+        int r;
 
         if (!spec || !*spec)
                 return verr_set(e, -EINVAL, "the VM argument is empty");
+        if (strlen(spec) >= sizeof(v.label))
+                return verr_set(e, -ENAMETOOLONG, "VM argument '%.64s...' is too long", spec);
+        strcpy(v.label, spec);
 
-        if (strchr(spec, '/') || streq(spec, ".") || streq(spec, "..")) {
-                size_t n = strlen(spec);
-                while (n > 1 && spec[n - 1] == '/')
-                        n--;
-                if (spec[0] == '/')
-                        v.dir = strndup(spec, n);
-                else {
-                        _cleanup_free_ char *cwd = getcwd(NULL, 0);
-                        if (!cwd)
-                                return verr_set(e, negative_errno(), "cannot resolve the VM directory '%s': %m", spec);
-                        if (asprintf(&v.dir, "%s/%.*s", streq(cwd, "/") ? "" : cwd, (int) n, spec) < 0)
-                                v.dir = NULL;
-                }
-        } else {
-                const char *base = getenv("VMUSER_VM_DIR");
-                if (!base || !*base)
-                        base = VMUSER_VM_DIR_DEFAULT;
-                if (!vm_name_is_valid(spec))
-                        return verr_set(e, -EINVAL, "'%s' is neither a directory (it has no '/') nor a valid VM name "
-                                                    "([A-Za-z0-9._-], at most %d characters, not starting with '.' or '-')",
-                                        spec, VM_NAME_MAX);
-                if (asprintf(&v.dir, "%s/%s", base, spec) < 0)
-                        v.dir = NULL;
+        if (spec_is_libvirt(spec, o) && (o->agent_socket || o->qmp_socket))
+                return verr_set(e, -EINVAL, "%s applies to a bare QEMU only: libvirt knows the sockets of domain '%s'",
+                                o->agent_socket ? "--agent" : "--qmp", v.label);
+        if (!spec_is_libvirt(spec, o) && spec[0] != '/' && (strchr(spec, '/') || streq(spec, ".") || streq(spec, ".."))) {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                if (!cwd)
+                        return verr_set(e, negative_errno(), "cannot resolve the VM directory '%s': %m", spec);
+                if (asprintf(&absolute, "%s/%s", streq(cwd, "/") ? "" : cwd, spec) < 0)
+                        return -ENOMEM;
+                spec = absolute;
         }
-        if (!v.dir)
-                goto fail;
-
-        v.label = strdup(spec);
-        if (!v.label)
-                goto fail;
-        if (agent_override)
-                v.agent_socket = strdup(agent_override);
-        else if (asprintf(&v.agent_socket, "%s/agent.sock", streq(v.dir, "/") ? "" : v.dir) < 0)
-                v.agent_socket = NULL;
-        if (qmp_override)
-                v.qmp_socket = strdup(qmp_override);
-        else if (asprintf(&v.qmp_socket, "%s/qmp.sock", streq(v.dir, "/") ? "" : v.dir) < 0)
-                v.qmp_socket = NULL;
-        if (!v.agent_socket || !v.qmp_socket)
-                goto fail;
-
+        r = vm_backend_open(spec, &bo, &v.backend, e);
+        if (r < 0)
+                return r;
+        r = vm_backend_describe(v.backend, &v.info, e);
+        if (r < 0) {
+                vm_close(&v);
+                return r;
+        }
+        if (vm_backend_kind(v.backend) == VM_BACKEND_QEMU) {
+                const char *d = streq(v.info.name, "/") ? "" : v.info.name;
+                snprintf(v.dir, sizeof(v.dir), "%s", v.info.name);
+                if ((size_t) snprintf(v.monitor_socket, sizeof(v.monitor_socket), "%s",
+                                      o->qmp_socket ? o->qmp_socket : "") >= sizeof(v.monitor_socket) ||
+                    (!o->qmp_socket && (size_t) snprintf(v.monitor_socket, sizeof(v.monitor_socket),
+                                                         "%s/" HOME_EXPORT_DEFAULT_QMP_SOCKET, d) >=
+                                               sizeof(v.monitor_socket))) {
+                        vm_close(&v);
+                        return verr_set(e, -ENAMETOOLONG, "the socket paths of VM '%s' are too long", v.label);
+                }
+        }
         *ret = v;
         return 0;
-fail:
-        vm_done(&v);
-        return r;
 }

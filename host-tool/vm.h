@@ -1,20 +1,35 @@
-/* vm.h: finding a VM's sockets from the VM argument of the command line.
+/* vm.h: the VM argument of the command line -> an open VM backend (libvmuser/vm-backend.h).
  *
- * VM is a directory holding agent.sock (the host end of the virtio-serial port
- * org.vmuser.agent.0) and qmp.sock (the QMP monitor), or a bare name looked up as
- * $VMUSER_VM_DIR/NAME (default /run/vmuser/vm/NAME). An argument containing '/' (and "." and
- * "..") is a directory; anything else is a name. --agent and --qmp override either socket. */
+ * VM is a libvirt domain ("libvirt:DOMAIN", or any VM argument with --connect URI), or a bare
+ * QEMU: a directory holding agent.sock and qmp.sock (an argument containing '/', and "." and
+ * "..") or a bare name looked up as $VMUSER_VM_DIR/NAME (default /run/vmuser/vm/NAME); --agent
+ * and --qmp override either socket of a bare QEMU. Which backend it is stays in here and in the
+ * backend: the subcommands see the generic facts below and call vm_backend_*(). */
 #pragma once
 
+#include <limits.h>
+
 #include "verr.h"
+#include "vm-backend.h"
+#include "vmuser.h"
 
 struct vm {
-        char *label;        /* what messages call the VM: the argument as given */
-        char *dir;
-        char *agent_socket;
-        char *qmp_socket;
+        char label[256];        /* what messages call the VM: the argument as given */
+        struct vm_backend *backend;
+        struct vm_backend_info info; /* as found when opening */
+        /* A directory that exists while the VM does (a bare QEMU's runtime directory), so that a
+         * missing one can be told apart from a missing socket; "" when there is none. */
+        char dir[PATH_MAX];
+        /* The QEMU monitor this tool may talk to itself (a bare QEMU's QMP socket); "" when the
+         * backend owns the monitor (libvirt). */
+        char monitor_socket[PATH_MAX];
 };
 
-int vm_resolve(const char *spec, const char *agent_override, const char *qmp_override, struct vm *ret,
-               struct verr *e);
-void vm_done(struct vm *v);
+/* Opens the VM of o->vm. A relative directory is made absolute (the home export keeps state
+ * below it and insists on that). On failure e says why. */
+int vm_open(const struct common_options *o, struct vm *ret, struct verr *e);
+void vm_close(struct vm *v);
+
+/* The outcome of a failed vm_open(): usage for a malformed argument, unreachable for a VM (or
+ * libvirt) that cannot be found or reached. */
+enum outcome vm_open_outcome(int r);

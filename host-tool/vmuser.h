@@ -18,6 +18,10 @@
 /* Where a bare VM name is looked up; $VMUSER_VM_DIR overrides it. */
 #define VMUSER_VM_DIR_DEFAULT "/run/vmuser/vm"
 
+/* How long attach waits for the agent behind a channel it has just hot-plugged (the port shows
+ * up in the guest, udev starts vmuser-agent). */
+#define VMUSER_HOTPLUG_AGENT_WAIT_MS 60000
+
 enum outcome {
         OUTCOME_OK,
         OUTCOME_FAILED,      /* a local error on the host (out of memory, I/O) */
@@ -34,7 +38,8 @@ enum outcome {
 const char *outcome_to_string(enum outcome o);
 
 struct common_options {
-        const char *vm;           /* directory or bare name */
+        const char *vm;           /* directory, bare name, or libvirt:DOMAIN (vm.h) */
+        const char *connect_uri;  /* --connect: libvirt URI; VM is then a domain name */
         const char *agent_socket; /* --agent, overrides VM/agent.sock */
         const char *qmp_socket;   /* --qmp, overrides VM/qmp.sock */
         int timeout_ms;
@@ -60,6 +65,7 @@ struct attach_options {
         bool read_only;            /* --read-only */
         bool no_home;              /* neither export nor spec */
         bool replace;
+        bool persistent;           /* --persistent: libvirt: also add the channel to the stored XML */
 };
 
 struct detach_options {
