@@ -8,6 +8,7 @@
 
 #include "json-util.h"
 
+static void log_line(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void log_line(const char *prefix, const char *fmt, va_list ap) {
         char text[4096];
 

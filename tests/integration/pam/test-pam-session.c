@@ -42,7 +42,7 @@ static void assert_home_mounted_once(const char *path) {
 
 static char *snapshot_state(void) {
         _cleanup_free_ char *a = test_snapshot_dir("/run/vmuser"), *b = test_snapshot_dir("/run/userdb"),
-                            *c = test_snapshot_dir("/run/vmhost"), *m = NULL;
+                            *c = test_snapshot_dir("/run/vmhost");
         char *all = NULL;
         int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
         char buf[65536];
