@@ -14,7 +14,8 @@
  * when the guest does not let go. A libvirt domain without the vmuser channel has no agent to
  * ask: the channel is not hot-plugged for a detach.
  * An export whose user the agent does not know (the guest rebooted and forgot it, `vmuser list`
- * shows it as an orphan) is removed too, so an admin can clean it up the same way. */
+ * shows it as an orphan) is removed too, so an admin can clean it up the same way; so is the
+ * export of a VM that is not running any more (QEMU died or was stopped with users attached). */
 #include <errno.h>
 #include <string.h>
 
@@ -100,8 +101,16 @@ static int unexport_home(struct detach_batch *b, const char *name, bool *ret_qem
         return 1;
 }
 
-static void report_detached(struct detach_batch *b, const char *name, bool in_guest, uint32_t uid, int unexported,
+/* How the user was found: attached in the guest, or only as a home export on this host. */
+enum found {
+        FOUND_IN_GUEST,
+        FOUND_ORPHAN,         /* the agent does not know the user (the guest rebooted, say) */
+        FOUND_VM_NOT_RUNNING, /* the VM is gone, and every user with it */
+};
+
+static void report_detached(struct detach_batch *b, const char *name, enum found found, uint32_t uid, int unexported,
                             bool qemu_keeps) {
+        bool in_guest = found == FOUND_IN_GUEST;
         _cleanup_json_ json_object *fields = json_object_new_object();
         const char *home = unexported > 0 ? (qemu_keeps ? "; its home export is gone from this host, but the guest has "
                                                           "not released the device yet (QEMU keeps it until then)"
@@ -116,12 +125,17 @@ static void report_detached(struct detach_batch *b, const char *name, bool in_gu
                         json_object_object_add(fields, "deviceReleased", json_object_new_boolean(!qemu_keeps));
                 if (!in_guest)
                         json_object_object_add(fields, "orphan", json_object_new_boolean(true));
+                if (found == FOUND_VM_NOT_RUNNING)
+                        json_object_object_add(fields, "vmRunning", json_object_new_boolean(false));
         }
         if (qemu_keeps)
                 log_warning("QEMU of %s still holds the home device of '%s'; a new attach of '%s' is refused until the "
                             "guest releases it", b->vm.label, name, name);
         if (in_guest)
                 report_success(&b->rep, name, fields, "Detached '%s' (uid %u) from %s%s.", name, uid, b->vm.label, home);
+        else if (found == FOUND_VM_NOT_RUNNING)
+                report_success(&b->rep, name, fields, "%s is not running; removed the home export of '%s' it left behind.",
+                               b->vm.label, name);
         else
                 report_success(&b->rep, name, fields, "'%s' was not attached in %s; removed its orphaned home export%s.",
                                name, b->vm.label, qemu_keeps ? " (QEMU keeps the device until the guest releases it)" : "");
@@ -150,9 +164,19 @@ static void detach_one(struct detach_batch *b, const char *name) {
                         if (u < 0)
                                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
                         else
-                                report_detached(b, name, false, 0, u, qemu_keeps);
+                                report_detached(b, name, FOUND_ORPHAN, 0, u, qemu_keeps);
                         return;
                 }
+        }
+        if (b->agent_r < 0 && !b->vm.info.running && has_export(b, name, &ue) > 0) {
+                /* No agent because there is no VM: the guest went with every user in it, and what
+                 * is left is on this host (a staging mount, maybe a virtiofsd). */
+                u = unexport_home(b, name, &qemu_keeps, &ue);
+                if (u < 0)
+                        report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
+                else
+                        report_detached(b, name, FOUND_VM_NOT_RUNNING, 0, u, qemu_keeps);
+                return;
         }
         if (b->agent_r < 0) {
                 report_failure(&b->rep, name, outcome_from_agent_error(b->agent_r, NULL), NULL,
@@ -175,7 +199,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
                         if (u < 0)
                                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
                         else
-                                report_detached(b, name, false, 0, u, qemu_keeps);
+                                report_detached(b, name, FOUND_ORPHAN, 0, u, qemu_keeps);
                         return;
                 }
         }
@@ -198,7 +222,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, text);
                 return;
         }
-        report_detached(b, name, true, uid, u, qemu_keeps);
+        report_detached(b, name, FOUND_IN_GUEST, uid, u, qemu_keeps);
 }
 
 enum outcome detach_run(const struct detach_options *o) {

@@ -132,6 +132,20 @@ static void format_time(int64_t usec, char *buf, size_t size) {
                 snprintf(buf, size, "-");
 }
 
+/* A VM that is not running cannot list users, but the home exports it left on this host are
+ * worth a line: detach removes them. */
+static void hint_left_behind(struct vm *vm) {
+        _cleanup_free_ struct home_export_info *exports = NULL;
+        struct verr ignored = {};
+        size_t n = 0;
+
+        if (vm_backend_list_exports(vm->backend, &exports, &n, &ignored) < 0 || n == 0)
+                return;
+        log_warning("%s is not running, but %zu home export%s of it %s left on this host (%s%s): 'vmuser detach %s USER' "
+                    "removes %s", vm->label, n, n == 1 ? "" : "s", n == 1 ? "is" : "are", exports[0].user,
+                    n > 1 ? ", ..." : "", vm->label, n == 1 ? "it" : "them");
+}
+
 enum outcome list_run(const struct common_options *o) {
         _cleanup_qga_client_ struct qga_client *agent = NULL;
         _cleanup_json_ json_object *value = NULL;
@@ -167,6 +181,8 @@ enum outcome list_run(const struct common_options *o) {
                 char safe[2048];
                 log_error("Failed to list the users of VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
                 result = outcome_from_agent_error(r, &qe);
+                if (!vm.info.running)
+                        hint_left_behind(&vm);
                 goto finish;
         }
         if (!json_object_is_type(value, json_type_array)) {

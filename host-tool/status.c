@@ -124,11 +124,11 @@ enum outcome status_run(const struct common_options *o) {
                 json_object_object_add(out, "backend", json_object_new_string(vm_backend_kind_to_string(vm.info.kind)));
                 if (vm.dir[0])
                         json_object_object_add(out, "directory", json_object_new_string(vm.dir));
+                json_object_object_add(out, "running", json_object_new_boolean(vm.info.running));
                 if (vm.info.uri[0]) {
                         json_object_object_add(out, "domain", json_object_new_string(vm.info.name));
                         json_object_object_add(out, "uri", json_object_new_string(vm.info.uri));
                         json_object_object_add(out, "uuid", json_object_new_string(vm.info.uuid));
-                        json_object_object_add(out, "running", json_object_new_boolean(vm.info.running));
                         if (vm.info.machine[0])
                                 json_object_object_add(out, "machine", json_object_new_string(vm.info.machine));
                         if (vm.info.shared_memory >= 0)

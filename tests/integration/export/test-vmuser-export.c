@@ -42,6 +42,7 @@
 #define VM_DIR HT_VM_DIR "/" VM
 #define ALICE "vmtxalice"
 #define BOB "vmtxbob"
+#define CAROL "vmtxcarol"
 #define SOCKET_ARG(user) "--socket-path=" VM_DIR "/homes/" user "/virtiofsd.sock"
 
 static struct test_qemu qemu;
@@ -147,6 +148,7 @@ static int qemu_has_device(const char *id) {
 static void kill_leftovers(void) {
         (void) test_kill_processes_with_arg(SOCKET_ARG(ALICE), SIGKILL);
         (void) test_kill_processes_with_arg(SOCKET_ARG(BOB), SIGKILL);
+        (void) test_kill_processes_with_arg(SOCKET_ARG(CAROL), SIGKILL);
 }
 
 static int group_setup(void **state) {
@@ -166,12 +168,13 @@ static int group_setup(void **state) {
                 return -1;
 
         char *plain[] = { (char *) "-p", (char *) "!", NULL };
-        if (ht_useradd(ALICE, plain) != 0 || ht_useradd(BOB, plain) != 0)
+        if (ht_useradd(ALICE, plain) != 0 || ht_useradd(BOB, plain) != 0 || ht_useradd(CAROL, plain) != 0)
                 return -1;
         ht_make_home(ALICE, NULL);
         ht_make_home(BOB, NULL);
+        ht_make_home(CAROL, NULL);
 
-        const char *const extra[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), TEST_ROOT_PORT(2), NULL };
+        const char *const extra[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), TEST_ROOT_PORT(2), TEST_ROOT_PORT(3), NULL };
         test_qemu_start(&qemu, VM_DIR, extra);
         agent_pid = ht_agent_start(VM, NULL);
         return 0;
@@ -359,6 +362,42 @@ static void test_attach_refused_while_qemu_holds_device(void **state) {
         assert_false(exists(VM_DIR "/homes/" ALICE));
 }
 
+/* QEMU dies with a user attached (and its agent with it): detach cleans up what is left on the
+ * host, without --force, and says why. */
+static void test_detach_after_vm_died(void **state) {
+        struct ht_result r = {};
+
+        ht_vmuser(&r, "attach", VM, CAROL, NULL);
+        expect(&r, 0, NULL, NULL);
+        ht_result_done(&r);
+        assert_true(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
+
+        ht_stop(agent_pid);
+        agent_pid = 0;
+        test_qemu_kill(&qemu);
+        assert_true(exists(qemu.qmp)); /* the stale socket stays */
+
+        ht_vmuser(&r, "status", "--json", VM, NULL);
+        expect(&r, 3, "\"running\":false", NULL);
+        ht_result_done(&r);
+        ht_vmuser(&r, "list", VM, NULL);
+        expect(&r, 3, NULL, "is not running, but 1 home export of it is left on this host (" CAROL ")");
+        ht_result_done(&r);
+
+        ht_vmuser(&r, "detach", "--json", VM, CAROL, NULL);
+        expect(&r, 0, "\"vmRunning\":false", NULL);
+        assert_true(ht_contains(r.out, "\"homeUnexported\":true"));
+        ht_result_done(&r);
+        assert_false(exists(VM_DIR "/homes/" CAROL));
+        assert_false(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
+        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(CAROL)), 0);
+
+        /* Nothing left: the same command is now a plain failure to reach the agent. */
+        ht_vmuser(&r, "detach", VM, CAROL, NULL);
+        expect(&r, 3, NULL, "the VM is not running");
+        ht_result_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status_sees_qmp),
@@ -369,6 +408,7 @@ int main(void) {
                 cmocka_unit_test(test_detach_timeout_leaves_orphan),
                 cmocka_unit_test(test_detach_orphan_force),
                 cmocka_unit_test(test_attach_refused_while_qemu_holds_device),
+                cmocka_unit_test(test_detach_after_vm_died),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
