@@ -261,8 +261,6 @@ static const char *mount_error_hint(const struct home_spec *spec, int err) {
                 return "";
         if (err == ENODEV)
                 return " (this kernel has no virtiofs: is the virtiofs module loaded?)";
-        if (err == EINVAL)
-                return " (is a virtiofs device with this tag attached to the VM?)";
         return "";
 }
 
@@ -284,6 +282,12 @@ static int do_mount(int parent_fd, const char *leaf, int leaf_fd, const char *pa
                         return verr_set(e, -E2BIG, "home options '%s' are too long", spec->options);
                 if (mount(source, target, fstype, flags, data) < 0) {
                         r = negative_errno();
+                        /* virtio-fs answers EINVAL for a tag no device has (kernel 6.1 lists tags
+                         * nowhere else): the host has not plugged the share in, or not yet. */
+                        if (r == -EINVAL && spec->fstype == HOME_FSTYPE_VIRTIOFS)
+                                return verr_set(e, -ENXIO, "Failed to mount virtiofs '%s' on '%s': the VM has no "
+                                                           "virtio-fs device with that tag (not exported by the host, "
+                                                           "or not yet)", source, path);
                         return verr_set(e, r, "Failed to mount %s '%s' on '%s': %s%s", fstype, source, path,
                                         strerror(-r), mount_error_hint(spec, -r));
                 }

@@ -3,7 +3,9 @@
  * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
  * not, PAM_IGNORE before touching anything. Otherwise lock /run/vmuser/sessions/NAME, prune the
  * entries of sessions whose process died without a close, mount the home unless it is mounted
- * already, record this process's session, unlock.
+ * already (a virtio-fs tag that is not there yet is waited for, up to tag_wait: vmuser attach
+ * plugs the share in a second or two after it pushed the record), record this process's session,
+ * unlock.
  * close_session: lock, remove this process's entry, prune, and unmount when no live session is
  * left (lazily if the home is busy).
  * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
@@ -18,7 +20,10 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "attach-state.h"
 #include "macro.h"
@@ -29,38 +34,52 @@
 #include "verr.h"
 
 #define LOCK_TIMEOUT_SEC_MAX 300u
+#define TAG_WAIT_SEC_MAX 300u
+/* vmuser attach pushes the record, then plugs the share in: the tag shows up 1-3 s later. */
+#define TAG_WAIT_MSEC_DEFAULT 20000u
+#define TAG_WAIT_POLL_MSEC 250u
 
 struct args {
         bool debug;
         bool nofail;
         unsigned lock_timeout_msec;
+        unsigned tag_wait_msec;
 };
 
+/* "NAME=SECONDS" with SECONDS in min..max: *ret_msec set, true. Otherwise false (logged). */
+static bool parse_seconds(pam_handle_t *pamh, const char *arg, size_t prefix_len, unsigned min, unsigned max,
+                          unsigned *ret_msec) {
+        const char *v = arg + prefix_len;
+        unsigned long sec;
+        char *end;
+
+        errno = 0;
+        sec = strtoul(v, &end, 10);
+        if (errno != 0 || end == v || *end || *v == '-' || sec < min || sec > max) {
+                pam_syslog(pamh, LOG_WARNING, "Invalid %.*s '%s' (%u..%u seconds), ignoring.", (int) prefix_len - 1, arg,
+                           v, min, max);
+                return false;
+        }
+        *ret_msec = (unsigned) sec * 1000u;
+        return true;
+}
+
 static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *ret) {
-        struct args a = {.lock_timeout_msec = SESSION_LOCK_TIMEOUT_MSEC_DEFAULT};
+        struct args a = {
+                .lock_timeout_msec = SESSION_LOCK_TIMEOUT_MSEC_DEFAULT,
+                .tag_wait_msec = TAG_WAIT_MSEC_DEFAULT,
+        };
 
         for (int i = 0; i < argc; i++) {
-                const char *v;
-
                 if (streq(argv[i], "debug"))
                         a.debug = true;
                 else if (streq(argv[i], "nofail"))
                         a.nofail = true;
-                else if (strncmp(argv[i], "lock_timeout=", 13) == 0) {
-                        char *end;
-                        unsigned long sec;
-
-                        v = argv[i] + 13;
-                        errno = 0;
-                        sec = strtoul(v, &end, 10);
-                        if (errno != 0 || end == v || *end || *v == '-' || sec < 1 ||
-                            sec > LOCK_TIMEOUT_SEC_MAX)
-                                pam_syslog(pamh, LOG_WARNING,
-                                           "Invalid lock_timeout '%s' (1..%u seconds), ignoring.", v,
-                                           LOCK_TIMEOUT_SEC_MAX);
-                        else
-                                a.lock_timeout_msec = (unsigned) sec * 1000u;
-                } else
+                else if (strncmp(argv[i], "lock_timeout=", 13) == 0)
+                        (void) parse_seconds(pamh, argv[i], 13, 1, LOCK_TIMEOUT_SEC_MAX, &a.lock_timeout_msec);
+                else if (strncmp(argv[i], "tag_wait=", 9) == 0)
+                        (void) parse_seconds(pamh, argv[i], 9, 0, TAG_WAIT_SEC_MAX, &a.tag_wait_msec);
+                else
                         pam_syslog(pamh, LOG_WARNING, "Unknown option '%s', ignoring.", argv[i]);
         }
         *ret = a;
@@ -170,6 +189,48 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
         return PAM_SUCCESS;
 }
 
+static uint64_t now_msec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* mount_home(), and while the virtio-fs tag is not there yet (-ENXIO: the host is still plugging
+ * the share in), again every TAG_WAIT_POLL_MSEC until tag_wait runs out. The user is told once
+ * that the login waits. */
+static int mount_home_waiting(pam_handle_t *pamh, const struct args *a, int flags, const char *user,
+                              const struct attach_state *state, uid_t *ret_root_uid, struct verr *e) {
+        uint64_t start = now_msec();
+        bool told = false;
+
+        for (;;) {
+                int r = mount_home(state->home_directory, &state->home, state->uid, state->gid, ret_root_uid, e);
+                uint64_t waited = now_msec() - start;
+
+                if (r != -ENXIO || waited >= a->tag_wait_msec) {
+                        if (told && r >= 0)
+                                pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",
+                                           state->home.tag, user, waited / 1000.0);
+                        else if (told && r == -ENXIO) {
+                                size_t n = strlen(e->text);
+                                snprintf(e->text + n, sizeof(e->text) - n, "; waited %.1f s", waited / 1000.0);
+                        }
+                        return r;
+                }
+                if (!told) {
+                        if (!(flags & PAM_SILENT))
+                                pam_info(pamh, "Waiting up to %u s for your home directory to be shared by the host...",
+                                         a->tag_wait_msec / 1000u);
+                        pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
+                                   state->home.tag, user, a->tag_wait_msec / 1000u);
+                        told = true;
+                }
+                struct timespec ts = { .tv_nsec = TAG_WAIT_POLL_MSEC * 1000000L };
+                nanosleep(&ts, NULL);
+                e->text[0] = '\0'; /* the next try says what it finds */
+        }
+}
+
 static const char *lock_error_text(int r) {
         switch (r) {
         case -ETIMEDOUT:
@@ -234,7 +295,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         /* Mounted unless it is already: the first live session mounts, later ones find it there
          * (or mount it, if an earlier nofail session could not). */
         if (state.has_home) {
-                r = mount_home(state.home_directory, &state.home, state.uid, state.gid, &root_uid, &e);
+                r = mount_home_waiting(pamh, &a, flags, user, &state, &root_uid, &e);
                 if (r < 0) {
                         r = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
                         if (!a.nofail)
