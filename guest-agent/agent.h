@@ -21,6 +21,7 @@ struct agent_config {
         char **allow_rpcs; /* NULL: all allowed */
         char **block_rpcs; /* NULL: none blocked */
         bool host_mounts;  /* unmount and inspect mounts in PID 1's mount namespace */
+        unsigned reserve_percent; /* see userdb_set_reserve() */
 };
 
 struct agent {

@@ -355,6 +355,7 @@ int agent_init(struct agent *a, const struct agent_config *config) {
         r = userdb_open(config->userdb_dir, config->state_dir, &config->range, &a->db);
         if (r < 0)
                 return r;
+        userdb_set_reserve(a->db, config->reserve_percent);
         r = proto_reader_new(PROTO_MAX_REQUEST_SIZE, &a->reader);
         if (r < 0)
                 return r;

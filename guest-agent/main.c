@@ -31,13 +31,16 @@ static void help(void) {
                "  --uid-max N          highest UID/GID (default %u)\n"
                "  --allow-rpcs LIST    comma-separated commands to allow (all others disabled)\n"
                "  --block-rpcs LIST    comma-separated commands to disable\n"
+               "  --run-reserve PCT    refuse a new user that would leave less than PCT%% of the\n"
+               "                       records' file system (blocks or inodes) free (default %u, 0-%u)\n"
                "  --host-mounts        homes are in PID 1's mount namespace: read its mountinfo,\n"
                "                       unmount through systemd\n"
                "  --userdb-dir PATH    where records go (default " VMUSER_USERDB_DIR ")\n"
                "  --state-dir PATH     agent state (default " VMUSER_STATE_DIR ")\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n",
-               VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT);
+               VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT, USERDB_RESERVE_PERCENT_DEFAULT,
+               USERDB_RESERVE_PERCENT_MAX);
 }
 
 static char **split_commas(const char *s) {
@@ -66,7 +69,7 @@ static void strv_freep(char ***v) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_DEVICE = 0x100, ARG_LISTEN, ARG_STDIO, ARG_UID_MIN, ARG_UID_MAX, ARG_ALLOW, ARG_BLOCK,
-               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION };
+               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION, ARG_RUN_RESERVE };
         static const struct option options[] = {
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -76,6 +79,7 @@ int main(int argc, char *argv[]) {
                 { "allow-rpcs", required_argument, NULL, ARG_ALLOW },
                 { "block-rpcs", required_argument, NULL, ARG_BLOCK },
                 { "host-mounts", no_argument, NULL, ARG_HOST_MOUNTS },
+                { "run-reserve", required_argument, NULL, ARG_RUN_RESERVE },
                 { "userdb-dir", required_argument, NULL, ARG_USERDB_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "help", no_argument, NULL, 'h' },
@@ -86,6 +90,7 @@ int main(int argc, char *argv[]) {
                 .userdb_dir = VMUSER_USERDB_DIR,
                 .state_dir = VMUSER_STATE_DIR,
                 .range = { VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT },
+                .reserve_percent = USERDB_RESERVE_PERCENT_DEFAULT,
         };
         _cleanup_(strv_freep) char **allow = NULL, **block = NULL;
         _cleanup_(transport_freep) struct transport *transport = NULL;
@@ -134,6 +139,19 @@ int main(int argc, char *argv[]) {
                         block = split_commas(optarg);
                         config.block_rpcs = block;
                         break;
+                case ARG_RUN_RESERVE: {
+                        char *end;
+                        unsigned long v;
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno || end == optarg || *end || *optarg == '-' || v > USERDB_RESERVE_PERCENT_MAX) {
+                                fprintf(stderr, "vmuser-agent: invalid --run-reserve '%s' (a percentage, 0-%u)\n", optarg,
+                                        USERDB_RESERVE_PERCENT_MAX);
+                                return 2;
+                        }
+                        config.reserve_percent = (unsigned) v;
+                        break;
+                }
                 case ARG_HOST_MOUNTS:
                         config.host_mounts = true;
                         break;

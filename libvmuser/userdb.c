@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +59,9 @@ struct userdb {
         int pending_fd;
         struct id_range range;
         uint32_t alloc_hint;
+        unsigned reserve_percent;
+        char userdb_path[PATH_MAX]; /* for messages */
+        char state_path[PATH_MAX];
 };
 
 static void plan_done(struct plan *p) {
@@ -346,6 +351,9 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = -1;
         db->range = *range;
         db->alloc_hint = range->min;
+        if (snprintf(db->userdb_path, sizeof(db->userdb_path), "%s", userdb_dir) >= (int) sizeof(db->userdb_path) ||
+            snprintf(db->state_path, sizeof(db->state_path), "%s", state_dir) >= (int) sizeof(db->state_path))
+                return -ENAMETOOLONG;
 
         r = open_private_dir_at(AT_FDCWD, userdb_dir, 0755, &db->userdb_fd);
         if (r < 0)
@@ -641,6 +649,57 @@ static int build_attach_plan(const struct attach_request *req, uint32_t uid, uin
         return 0;
 }
 
+void userdb_set_reserve(struct userdb *db, unsigned percent) {
+        db->reserve_percent = percent > USERDB_RESERVE_PERCENT_MAX ? USERDB_RESERVE_PERCENT_MAX : percent;
+}
+
+/* Whether the files of a plan fit on the file system of dir_fd and leave the reserve free, in
+ * blocks and in inodes (tmpfs limits both). The estimate counts one block per started block of
+ * each file and one inode per file or symlink; the journal and temporaries come on top, which
+ * the reserve covers. */
+static int check_space_at(struct userdb *db, int dir_fd, const char *dir, const struct plan *p, enum plan_dir which,
+                          const char *user_name, struct verr *e) {
+        unsigned long long need_blocks = 0, need_inodes = 0, reserve;
+        struct statvfs sv;
+
+        if (db->reserve_percent == 0)
+                return 0;
+        if (fstatvfs(dir_fd, &sv) < 0)
+                return verr_set(e, negative_errno(), "cannot stat the file system of '%s': %m", dir);
+        for (size_t i = 0; i < p->n_steps; i++) {
+                const struct plan_step *st = &p->steps[i];
+                if (st->dir != which || st->kind == PLAN_REMOVE)
+                        continue;
+                need_inodes++;
+                if (st->kind == PLAN_WRITE && sv.f_frsize > 0)
+                        need_blocks += (strlen(st->content) + sv.f_frsize - 1) / sv.f_frsize;
+        }
+        reserve = (unsigned long long) sv.f_blocks * db->reserve_percent / 100;
+        if (sv.f_blocks > 0 && (sv.f_bavail < need_blocks || sv.f_bavail - need_blocks < reserve))
+                return verr_set(e, -ENOSPC,
+                                "the guest's '%s' is nearly full (%llu KiB free of %llu KiB): attaching '%s' would "
+                                "leave less than the %u%% the agent keeps free for the rest of the system "
+                                "(vmuser-agent --run-reserve)",
+                                dir, (unsigned long long) sv.f_bavail * sv.f_frsize / 1024,
+                                (unsigned long long) sv.f_blocks * sv.f_frsize / 1024, user_name, db->reserve_percent);
+        reserve = (unsigned long long) sv.f_files * db->reserve_percent / 100;
+        if (sv.f_files > 0 && (sv.f_favail < need_inodes || sv.f_favail - need_inodes < reserve))
+                return verr_set(e, -ENOSPC,
+                                "the guest's '%s' is nearly out of inodes (%llu free of %llu): attaching '%s' would "
+                                "leave less than the %u%% the agent keeps free for the rest of the system "
+                                "(vmuser-agent --run-reserve)",
+                                dir, (unsigned long long) sv.f_favail, (unsigned long long) sv.f_files, user_name,
+                                db->reserve_percent);
+        return 0;
+}
+
+static int check_space(struct userdb *db, const struct plan *p, const char *user_name, struct verr *e) {
+        int r = check_space_at(db, db->userdb_fd, db->userdb_path, p, PLAN_DIR_USERDB, user_name, e);
+        if (r < 0)
+                return r;
+        return check_space_at(db, db->users_fd, db->state_path, p, PLAN_DIR_USERS, user_name, e);
+}
+
 static int plan_is_noop(struct userdb *db, const struct plan *p) {
         for (size_t i = 0; i < p->n_steps; i++) {
                 int r = plan_step_is_noop(db, &p->steps[i]);
@@ -707,6 +766,14 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                 /* A replace: the state file's timestamp follows the new record. */
                 plan_done(&p);
                 r = build_attach_plan(req, uid, gid, now_usec(), &old, old_member_of, &p);
+                if (r < 0)
+                        goto finish;
+        }
+
+        /* A new user must leave room for the rest of the guest: /run also holds utmp, logind's
+         * sessions and every service's runtime files. A replace changes little and may fix things. */
+        if (!ours) {
+                r = check_space(db, &p, req->user_name, e);
                 if (r < 0)
                         goto finish;
         }

@@ -23,6 +23,13 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
 struct userdb *userdb_close(struct userdb *db);
 void userdb_closep(struct userdb **db);
 
+/* A first attach is refused (-ENOSPC, nothing written) when it would leave less than percent of
+ * the blocks or inodes of either root's file system free. 0 turns the check off (the default of
+ * userdb_open); the agent sets USERDB_RESERVE_PERCENT_DEFAULT unless told otherwise. */
+#define USERDB_RESERVE_PERCENT_DEFAULT 5u
+#define USERDB_RESERVE_PERCENT_MAX 50u
+void userdb_set_reserve(struct userdb *db, unsigned percent);
+
 int userdb_state_fd(const struct userdb *db);
 const struct id_range *userdb_range(const struct userdb *db);
 
@@ -42,7 +49,8 @@ struct attach_result {
 };
 
 /* Takes the lock itself. -EEXIST: name/ID taken by someone else or a different record is
- * attached (without replace); -ENOSPC: no free ID; -ENOENT: a memberOf group is missing. */
+ * attached (without replace); -ENOSPC: no free ID, or not enough room left (see
+ * userdb_set_reserve); -ENOENT: a memberOf group is missing. */
 int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e);
 
 /* Removes every record of an attached user (the caller has dealt with sessions and the home

@@ -5,7 +5,9 @@
  * /run/userdb must be consistent: every user complete (record, UID link, group, GID link,
  * privileged part, state file), nothing dangling, no journal or temporary file left.
  * ENOSPC: /run/userdb on a tiny tmpfs; an attach that does not fit fails with the reason and
- * leaves /run byte-for-byte as it was, and the agent goes on serving. */
+ * leaves /run byte-for-byte as it was, and the agent goes on serving.
+ * Reserve: a bulk attach stops while 5% of the blocks (or inodes) of /run are still free, with
+ * the numbers in the reason, and the refused attach writes nothing. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,9 +215,11 @@ static void test_enospc_leaves_nothing(void **state) {
         struct test_agent a;
         _cleanup_free_ char *r1 = NULL, *r2 = NULL, *r3 = NULL;
 
-        /* Two pages for records: a group and a user fit, a privileged part does not. */
+        /* Two pages for records: a group and a user fit, a privileged part does not. No reserve:
+         * the write itself must fail, and be undone. */
+        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=8k,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
+        assert_int_equal(test_agent_start(&a, no_reserve), 0);
         assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &r3), 0);
         free(TAKE_PTR(r3));
         _cleanup_free_ char *userdb_before = test_snapshot_dir("/run/userdb");
@@ -241,10 +246,88 @@ static void test_enospc_leaves_nothing(void **state) {
         assert_int_equal(umount("/run/userdb"), 0);
 }
 
+/* Attaches v0, v1, ... until the agent refuses one; returns how many it took. The refused
+ * reply goes to *ret_refusal. */
+static int attach_until_refused(struct test_agent *a, int max, char **ret_refusal) {
+        for (int u = 0; u < max; u++) {
+                _cleanup_free_ char *reply = NULL;
+                char req[256];
+                snprintf(req, sizeof(req),
+                         "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"v%d\"}}}", u);
+                assert_int_equal(test_agent_call(a, req, &reply), 0);
+                if (!strstr(reply, "\"return\"")) {
+                        *ret_refusal = TAKE_PTR(reply);
+                        return u;
+                }
+        }
+        fail_msg("%d attaches, none refused", max);
+        return -1;
+}
+
+static void detach_all(struct test_agent *a, int n) {
+        for (int u = 0; u < n; u++) {
+                _cleanup_free_ char *reply = NULL;
+                char req[256];
+                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
+                assert_int_equal(test_agent_call(a, req, &reply), 0);
+                assert_non_null(strstr(reply, "\"return\""));
+        }
+}
+
+/* The agent keeps 5% of /run's blocks and inodes free by default: a bulk attach must not fill
+ * the file system utmp, logind and every service also need. */
+static void test_reserve_keeps_run_usable(void **state) {
+        struct test_agent a;
+        struct statvfs sv;
+        _cleanup_free_ char *refusal = NULL, *ping = NULL;
+        int n;
+
+        /* Blocks: 256 KiB, 64 pages; each user takes two (user and group records). */
+        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0755"), 0);
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        n = attach_until_refused(&a, 200, &refusal);
+        printf("size=256k: %d users attached, then: %s\n", n, refusal);
+        if (!strstr(refusal, "the guest's '/run/userdb' is nearly full (") ||
+            !strstr(refusal, "attaching 'v") || !strstr(refusal, "less than the 5% the agent keeps free"))
+                fail_msg("unexpected refusal: %s", refusal);
+        assert_int_equal(statvfs("/run/userdb", &sv), 0);
+        assert_true(sv.f_bavail >= sv.f_blocks * 5 / 100);
+        assert_true(n > 0);
+        /* The refused attach wrote nothing: asking again changes nothing either. */
+        _cleanup_free_ char *before = test_snapshot_dir("/run/userdb"), *again = NULL;
+        char req[256];
+        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"v%d\"}}}", n);
+        assert_int_equal(test_agent_call(&a, req, &again), 0);
+        assert_non_null(strstr(again, "is nearly full"));
+        _cleanup_free_ char *after = test_snapshot_dir("/run/userdb");
+        assert_string_equal(before, after);
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
+        assert_string_equal(ping, "{\"return\":{}}");
+        detach_all(&a, n);
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(umount("/run/userdb"), 0);
+
+        /* Inodes: 60 on a roomy tmpfs; each user takes four (two records, two ID links). */
+        free(TAKE_PTR(refusal));
+        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=60,mode=0755"), 0);
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        n = attach_until_refused(&a, 200, &refusal);
+        printf("nr_inodes=60: %d users attached, then: %s\n", n, refusal);
+        if (!strstr(refusal, "the guest's '/run/userdb' is nearly out of inodes ("))
+                fail_msg("unexpected refusal: %s", refusal);
+        assert_int_equal(statvfs("/run/userdb", &sv), 0);
+        assert_true(sv.f_favail >= sv.f_files * 5 / 100);
+        assert_true(n > 0);
+        detach_all(&a, n);
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(umount("/run/userdb"), 0);
+}
+
 int main(void) {
         test_enter_private_run();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_enospc_leaves_nothing),
+                cmocka_unit_test(test_reserve_keeps_run_usable),
                 cmocka_unit_test(test_sigkill_during_attaches),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
