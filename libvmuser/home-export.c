@@ -1,4 +1,4 @@
-/* home-export.c: the export steps, their rollback, and the per-user state (see home-export.h).
+/* home-export.c: the export steps, their rollback, and the state queries (see home-export.h).
  *
  * home_export() runs the step table in order on one struct export_ctx, which remembers what has
  * been done (directory made, state written, mounted, virtiofsd started, chardev added, device
@@ -9,7 +9,10 @@
  *
  * home_unexport() works from the state file but trusts only what it finds: it asks QEMU whether
  * the device and chardev exist, asks virtiofsd.c whether virtiofsd runs, and looks whether the
- * staging mount is there. The QMP side is skipped when the VM is gone. */
+ * staging mount is there. The QMP side is skipped when the VM is gone.
+ *
+ * The state directory VM_DIR/homes/NAME (its lock, state.json, removal) is export-state.c's,
+ * shared with the libvirt backend; this file adds virtiofsd's files and the QMP objects. */
 #include "home-export.h"
 
 #include <dirent.h>
@@ -19,24 +22,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "atomic-file.h"
+#include "export-state.h"
 #include "idmap-mount.h"
 #include "json-util.h"
 #include "macro.h"
 #include "names.h"
-#include "paths.h"
 #include "qmp-client.h"
 
-#define LOCK_FILE ".lock"
 #define VIRTIOFSD_STOP_TIMEOUT_MS 5000
-#define MNT_SUBDIR "mnt"
-#define STAGING_NAME "home"
 
 const char *home_export_step_to_string(enum home_export_step step) {
         static const char *const names[_HOME_EXPORT_STEP_MAX] = {
@@ -88,10 +85,8 @@ int home_export_tag(const char *user, char *buf, size_t size) {
 /* ---- paths and directories ----------------------------------------------------------------- */
 
 struct export_paths {
-        char homes[PATH_MAX];   /* VM_DIR/homes */
-        char user_dir[PATH_MAX];/* VM_DIR/homes/NAME */
-        char socket[PATH_MAX];  /* VM_DIR/homes/NAME/virtiofsd.sock */
-        char staging[PATH_MAX]; /* VM_DIR/homes/NAME/mnt/home */
+        struct export_state_paths dirs; /* VM_DIR/homes, VM_DIR/homes/NAME, .../NAME/mnt/home */
+        char socket[PATH_MAX];          /* VM_DIR/homes/NAME/virtiofsd.sock */
         char qmp[PATH_MAX];
 };
 
@@ -107,11 +102,9 @@ static int make_paths(const char *vm_dir, const char *qmp_socket, const char *us
         if (qmp_socket && qmp_socket[0] != '/')
                 return verr_set(e, -EINVAL, "QMP socket '%s' is not an absolute path", qmp_socket);
 
-        k |= snprintf(p.homes, sizeof(p.homes), "%s/" HOME_EXPORT_SUBDIR, vm_dir) >= (int) sizeof(p.homes);
-        k |= snprintf(p.user_dir, sizeof(p.user_dir), "%s/%s", p.homes, user) >= (int) sizeof(p.user_dir);
-        k |= snprintf(p.socket, sizeof(p.socket), "%s/" HOME_EXPORT_SOCKET, p.user_dir) >= (int) sizeof(p.socket);
-        k |= snprintf(p.staging, sizeof(p.staging), "%s/" MNT_SUBDIR "/" STAGING_NAME, p.user_dir) >=
-             (int) sizeof(p.staging);
+        k |= export_state_paths_make(vm_dir, user, &p.dirs) < 0;
+        k |= snprintf(p.socket, sizeof(p.socket), "%s/" HOME_EXPORT_SOCKET, p.dirs.user_dir) >=
+             (int) sizeof(p.socket);
         if (qmp_socket)
                 k |= snprintf(p.qmp, sizeof(p.qmp), "%s", qmp_socket) >= (int) sizeof(p.qmp);
         else
@@ -120,27 +113,6 @@ static int make_paths(const char *vm_dir, const char *qmp_socket, const char *us
         if (k)
                 return verr_set(e, -ENAMETOOLONG, "VM directory '%s' is too long", vm_dir);
         *ret = p;
-        return 0;
-}
-
-/* Creates (if missing) and opens a directory below dir_fd without following symlinks; it must
- * belong to root, and gets exactly mode. */
-static int ensure_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != 0)
-                return -EPERM;
-        if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
-                return negative_errno();
-        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -158,154 +130,6 @@ static int open_vm_dir(const char *vm_dir, int *ret_fd, struct verr *e) {
                 return verr_set(e, -EPERM, "VM directory '%s' must belong to root and not be writable by others",
                                 vm_dir);
         *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* flock() on VM_DIR/homes/.lock, waiting up to timeout_ms. The fd is the lock. */
-static int take_lock(int homes_fd, int timeout_ms, int *ret_fd, struct verr *e) {
-        _cleanup_close_ int fd = openat(homes_fd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        int64_t deadline = now_ms() + timeout_ms;
-
-        if (fd < 0)
-                return verr_set(e, negative_errno(), "cannot open the lock file: %m");
-        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno != EWOULDBLOCK && errno != EINTR)
-                        return verr_set(e, negative_errno(), "cannot lock the VM's home exports: %m");
-                if (now_ms() >= deadline)
-                        return verr_set(e, -EBUSY, "another vmuser is attaching or detaching on this VM");
-                struct timespec ts = { .tv_nsec = 50 * 1000 * 1000 };
-                nanosleep(&ts, NULL);
-        }
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-/* ---- the state file ------------------------------------------------------------------------ */
-
-static int info_to_json(const struct home_export_info *i, char **ret) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-        const char *s;
-
-        if (!o)
-                return -ENOMEM;
-        json_object_object_add(o, "user", json_object_new_string(i->user));
-        json_object_object_add(o, "tag", json_object_new_string(i->tag));
-        json_object_object_add(o, "deviceId", json_object_new_string(i->device_id));
-        json_object_object_add(o, "chardevId", json_object_new_string(i->chardev_id));
-        json_object_object_add(o, "bus", json_object_new_string(i->bus));
-        json_object_object_add(o, "source", json_object_new_string(i->source));
-        json_object_object_add(o, "readOnly", json_object_new_boolean(i->read_only));
-        json_object_object_add(o, "hostUid", json_object_new_int64(i->host_uid));
-        json_object_object_add(o, "hostGid", json_object_new_int64(i->host_gid));
-        json_object_object_add(o, "guestUid", json_object_new_int64(i->guest_uid));
-        json_object_object_add(o, "guestGid", json_object_new_int64(i->guest_gid));
-        json_object_object_add(o, "virtiofsd", json_object_new_string(i->virtiofsd_path));
-        json_object_object_add(o, "flavour", json_object_new_string(virtiofsd_flavour_to_string(i->flavour)));
-        json_object_object_add(o, "translateIds", json_object_new_boolean(i->translate_ids));
-        json_object_object_add(o, "phase", json_object_new_string(i->phase));
-        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!s || asprintf(ret, "%s\n", s) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int write_state(int user_fd, struct home_export_info *i, const char *phase) {
-        _cleanup_free_ char *text = NULL;
-        int k;
-
-        snprintf(i->phase, sizeof(i->phase), "%s", phase);
-        k = info_to_json(i, &text);
-        if (k < 0)
-                return k;
-        return atomic_write_at(user_fd, HOME_EXPORT_STATE_FILE, text, strlen(text), 0600);
-}
-
-static int copy_string(json_object *o, const char *key, char *buf, size_t size) {
-        const char *s;
-        int k = json_get_string(o, key, &s);
-        if (k < 0)
-                return k;
-        if (strlen(s) >= size)
-                return -ERANGE;
-        memcpy(buf, s, strlen(s) + 1);
-        return 0;
-}
-
-static int info_from_json(json_object *o, struct home_export_info *ret) {
-        struct home_export_info i = {};
-        const char *flavour;
-        uint32_t hu, hg, gu, gg;
-        int k = 0;
-
-        k = k < 0 ? k : copy_string(o, "user", i.user, sizeof(i.user));
-        k = k < 0 ? k : copy_string(o, "tag", i.tag, sizeof(i.tag));
-        k = k < 0 ? k : copy_string(o, "deviceId", i.device_id, sizeof(i.device_id));
-        k = k < 0 ? k : copy_string(o, "chardevId", i.chardev_id, sizeof(i.chardev_id));
-        k = k < 0 ? k : copy_string(o, "bus", i.bus, sizeof(i.bus));
-        k = k < 0 ? k : copy_string(o, "source", i.source, sizeof(i.source));
-        k = k < 0 ? k : copy_string(o, "virtiofsd", i.virtiofsd_path, sizeof(i.virtiofsd_path));
-        k = k < 0 ? k : copy_string(o, "phase", i.phase, sizeof(i.phase));
-        k = k < 0 ? k : json_get_bool(o, "readOnly", &i.read_only);
-        k = k < 0 ? k : json_get_bool(o, "translateIds", &i.translate_ids);
-        k = k < 0 ? k : json_get_uint32(o, "hostUid", &hu);
-        k = k < 0 ? k : json_get_uint32(o, "hostGid", &hg);
-        k = k < 0 ? k : json_get_uint32(o, "guestUid", &gu);
-        k = k < 0 ? k : json_get_uint32(o, "guestGid", &gg);
-        k = k < 0 ? k : json_get_string(o, "flavour", &flavour);
-        if (k < 0)
-                return -EBADMSG;
-        i.host_uid = hu, i.host_gid = hg, i.guest_uid = gu, i.guest_gid = gg;
-        i.flavour = streq(flavour, "rust") ? VIRTIOFSD_FLAVOUR_RUST : VIRTIOFSD_FLAVOUR_C;
-        *ret = i;
-        return 0;
-}
-
-static int read_state(int user_fd, struct home_export_info *ret) {
-        _cleanup_json_ json_object *o = NULL;
-        int k = json_read_file_at(user_fd, HOME_EXPORT_STATE_FILE, VMUSER_STATE_FILE_MAX, &o);
-
-        if (k < 0)
-                return k;
-        return info_from_json(o, ret);
-}
-
-/* Removes what the export keeps in the user's directory, then the directory. Refuses while the
- * staging mount is still there (rmdir would fail anyway, and we must not delete through it). */
-static int remove_user_dir(int homes_fd, const char *user, const struct export_paths *paths, struct verr *e) {
-        static const char *const files[] = { HOME_EXPORT_STATE_FILE, HOME_EXPORT_SOCKET, VIRTIOFSD_LOG_FILE,
-                                             VIRTIOFSD_PID_FILE, VIRTIOFSD_UNIT_FILE };
-        _cleanup_close_ int user_fd = openat(homes_fd, user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_close_ int mnt_fd = -1;
-        int k;
-
-        if (user_fd < 0)
-                return errno == ENOENT ? 0 : verr_set(e, negative_errno(), "cannot open '%s': %m", paths->user_dir);
-        k = idmap_mount_is_mounted(paths->staging);
-        if (k != 0)
-                return verr_set(e, k < 0 ? k : -EBUSY, "'%s' is still mounted", paths->staging);
-
-        mnt_fd = openat(user_fd, MNT_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (mnt_fd >= 0) {
-                if (unlinkat(mnt_fd, STAGING_NAME, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                        return verr_set(e, negative_errno(), "cannot remove '%s': %m", paths->staging);
-                if (unlinkat(user_fd, MNT_SUBDIR, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                        return verr_set(e, negative_errno(), "cannot remove '%s/" MNT_SUBDIR "': %m", paths->user_dir);
-        }
-        (void) atomic_clean_temporaries(user_fd);
-        /* The state file goes last but one: as long as anything else is left, it says what. */
-        for (size_t i = ELEMENTSOF(files); i > 0; i--) {
-                k = unlink_if_exists_at(user_fd, files[i - 1]);
-                if (k < 0)
-                        return verr_set(e, k, "cannot remove '%s/%s': %s", paths->user_dir, files[i - 1], strerror(-k));
-        }
-        if (unlinkat(homes_fd, user, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                return verr_set(e, negative_errno(), "cannot remove '%s': %m", paths->user_dir);
         return 0;
 }
 
@@ -546,10 +370,10 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         k = open_vm_dir(p->vm_dir, &x->vm_fd, e);
         if (k < 0)
                 return k;
-        k = ensure_dir_at(x->vm_fd, HOME_EXPORT_SUBDIR, 0711, &x->homes_fd);
+        k = export_state_ensure_dir_at(x->vm_fd, HOME_EXPORT_SUBDIR, 0711, &x->homes_fd);
         if (k < 0)
-                return verr_set(e, k, "cannot create '%s': %s", x->paths.homes, strerror(-k));
-        k = take_lock(x->homes_fd, x->qmp_timeout, &x->lock_fd, e);
+                return verr_set(e, k, "cannot create '%s': %s", x->paths.dirs.homes, strerror(-k));
+        k = export_state_lock(x->homes_fd, "VM", x->qmp_timeout, &x->lock_fd, e);
         if (k < 0)
                 return k;
 
@@ -558,7 +382,7 @@ static int export_check(struct export_ctx *x, struct verr *e) {
                 _cleanup_close_ int fd = openat(x->homes_fd, p->user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd >= 0) {
                         struct home_export_info old;
-                        k = read_state(fd, &old);
+                        k = export_state_read(fd, NULL, &old);
                         if (k == 0 && streq(old.phase, "exported"))
                                 return verr_set(e, -EEXIST, "the home of %s is already exported to this VM (tag %s)",
                                                 p->user, old.tag);
@@ -568,7 +392,7 @@ static int export_check(struct export_ctx *x, struct verr *e) {
                                                 "detach %s to clean up",
                                                 p->user, k == 0 ? old.phase : "unknown", p->user);
                         /* No state file: nothing ever reached QEMU or started; tidy up. */
-                        k = remove_user_dir(x->homes_fd, p->user, &x->paths, e);
+                        k = export_state_remove_user_dir(x->homes_fd, p->user, &x->paths.dirs, e);
                         if (k < 0)
                                 return k;
                 }
@@ -625,13 +449,13 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         i->translate_ids = x->binary.translate_ids && (p->host_uid != p->guest_uid || p->host_gid != p->guest_gid);
 
         /* The user's directory, and the state file before anything else happens. */
-        k = ensure_dir_at(x->homes_fd, p->user, 0711, &x->user_fd);
+        k = export_state_ensure_dir_at(x->homes_fd, p->user, 0711, &x->user_fd);
         if (k < 0)
-                return verr_set(e, k, "cannot create '%s': %s", x->paths.user_dir, strerror(-k));
+                return verr_set(e, k, "cannot create '%s': %s", x->paths.dirs.user_dir, strerror(-k));
         x->dir_made = true;
-        k = write_state(x->user_fd, i, "exporting");
+        k = export_state_write(x->user_fd, i, "exporting", 0);
         if (k < 0)
-                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", x->paths.user_dir,
+                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", x->paths.dirs.user_dir,
                                 strerror(-k));
         return 0;
 }
@@ -651,13 +475,14 @@ static int export_staging(struct export_ctx *x, struct verr *e) {
 
         /* mnt/ is root's only: through the mount the files look like the guest UID's, which may
          * be an unrelated host user. */
-        k = ensure_dir_at(x->user_fd, MNT_SUBDIR, 0700, &mnt_fd);
+        k = export_state_ensure_dir_at(x->user_fd, EXPORT_STATE_MNT_SUBDIR, 0700, &mnt_fd);
         if (k < 0)
-                return verr_set(e, k, "cannot create '%s/" MNT_SUBDIR "': %s", x->paths.user_dir, strerror(-k));
-        k = ensure_dir_at(mnt_fd, STAGING_NAME, 0700, &staging_fd);
+                return verr_set(e, k, "cannot create '%s/" EXPORT_STATE_MNT_SUBDIR "': %s", x->paths.dirs.user_dir,
+                                strerror(-k));
+        k = export_state_ensure_dir_at(mnt_fd, EXPORT_STATE_STAGING_NAME, 0700, &staging_fd);
         if (k < 0)
-                return verr_set(e, k, "cannot create '%s': %s", x->paths.staging, strerror(-k));
-        k = idmap_mount_make(x->source_fd, x->paths.staging, &map, p->read_only ? IDMAP_MOUNT_READ_ONLY : 0, e);
+                return verr_set(e, k, "cannot create '%s': %s", x->paths.dirs.staging, strerror(-k));
+        k = idmap_mount_make(x->source_fd, x->paths.dirs.staging, &map, p->read_only ? IDMAP_MOUNT_READ_ONLY : 0, e);
         if (k < 0)
                 return k;
         x->mounted = true;
@@ -671,7 +496,7 @@ static void unit_name_for(const struct export_ctx *x, char *buf, size_t size) {
 static int export_virtiofsd(struct export_ctx *x, struct verr *e) {
         const struct home_export_params *p = x->p;
         struct virtiofsd_config cfg = {
-                .shared_dir = x->paths.staging,
+                .shared_dir = x->paths.dirs.staging,
                 .socket_path = x->paths.socket,
                 .read_only = p->read_only,
                 .translate_ids = x->info.translate_ids,
@@ -685,7 +510,8 @@ static int export_virtiofsd(struct export_ctx *x, struct verr *e) {
 
         unit_name_for(x, x->unit, sizeof(x->unit));
         x->virtiofsd_started = true; /* from here on, rollback asks virtiofsd.c to stop whatever started */
-        k = virtiofsd_start(&x->binary, &cfg, x->paths.user_dir, p->supervisor, x->unit, x->start_timeout, NULL, e);
+        k = virtiofsd_start(&x->binary, &cfg, x->paths.dirs.user_dir, p->supervisor, x->unit, x->start_timeout, NULL,
+                            e);
         if (k < 0)
                 return k;
         /* QEMU has to connect to the socket; virtiofsd makes it root's, 0600. */
@@ -732,9 +558,9 @@ static int export_device(struct export_ctx *x, struct verr *e) {
 }
 
 static int export_record(struct export_ctx *x, struct verr *e) {
-        int k = write_state(x->user_fd, &x->info, "exported");
+        int k = export_state_write(x->user_fd, &x->info, "exported", 0);
         if (k < 0)
-                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", x->paths.user_dir,
+                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", x->paths.dirs.user_dir,
                                 strerror(-k));
         return 0;
 }
@@ -823,22 +649,22 @@ static void export_rollback(struct export_ctx *x, struct verr *e) {
                         keep_state = true;
         }
         if (x->virtiofsd_started && !keep_state) {
-                k = virtiofsd_stop(x->paths.user_dir, x->paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, e);
+                k = virtiofsd_stop(x->paths.dirs.user_dir, x->paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, e);
                 if (k < 0)
                         keep_state = true;
         }
         if (x->mounted && !keep_state) {
-                k = idmap_mount_remove(x->paths.staging, e);
+                k = idmap_mount_remove(x->paths.dirs.staging, e);
                 if (k < 0)
                         keep_state = true;
         }
         if (x->dir_made && !keep_state) {
-                k = remove_user_dir(x->homes_fd, x->p->user, &x->paths, e);
+                k = export_state_remove_user_dir(x->homes_fd, x->p->user, &x->paths.dirs, e);
                 if (k < 0)
                         keep_state = true;
         }
         if (keep_state && x->user_fd >= 0)
-                (void) write_state(x->user_fd, &x->info, "exporting");
+                (void) export_state_write(x->user_fd, &x->info, "exporting", 0);
 }
 
 static void export_ctx_done(struct export_ctx *x) {
@@ -926,35 +752,37 @@ int home_unexport(const struct home_unexport_params *p, struct verr *e) {
         if (homes_fd < 0) {
                 if (errno == ENOENT)
                         return verr_set(e, -ENOENT, "no home of %s is exported to this VM", p->user);
-                return verr_set(e, negative_errno(), "cannot open '%s': %m", paths.homes);
+                return verr_set(e, negative_errno(), "cannot open '%s': %m", paths.dirs.homes);
         }
-        k = take_lock(homes_fd, qmp_timeout, &lock_fd, e);
+        k = export_state_lock(homes_fd, "VM", qmp_timeout, &lock_fd, e);
         if (k < 0)
                 return k;
         user_fd = openat(homes_fd, p->user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (user_fd < 0) {
                 if (errno == ENOENT)
                         return verr_set(e, -ENOENT, "no home of %s is exported to this VM", p->user);
-                return verr_set(e, negative_errno(), "cannot open '%s': %m", paths.user_dir);
+                return verr_set(e, negative_errno(), "cannot open '%s': %m", paths.dirs.user_dir);
         }
-        k = read_state(user_fd, &info);
+        k = export_state_read(user_fd, NULL, &info);
         if (k == -ENOENT) {
                 /* Only an early part of an export was made: no QEMU object can exist. */
-                k = virtiofsd_stop(paths.user_dir, paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, e);
+                k = virtiofsd_stop(paths.dirs.user_dir, paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, e);
                 if (k >= 0)
-                        k = idmap_mount_remove(paths.staging, e);
+                        k = idmap_mount_remove(paths.dirs.staging, e);
                 if (k >= 0)
-                        k = remove_user_dir(homes_fd, p->user, &paths, e);
+                        k = export_state_remove_user_dir(homes_fd, p->user, &paths.dirs, e);
                 return k < 0 ? k : 0;
         }
         if (k < 0)
-                return verr_set(e, k, "cannot read '%s/" HOME_EXPORT_STATE_FILE "': %s", paths.user_dir, strerror(-k));
+                return verr_set(e, k, "cannot read '%s/" HOME_EXPORT_STATE_FILE "': %s", paths.dirs.user_dir,
+                                strerror(-k));
         if (!streq(info.user, p->user))
-                return verr_set(e, -EBADMSG, "'%s/" HOME_EXPORT_STATE_FILE "' is about user '%s'", paths.user_dir,
+                return verr_set(e, -EBADMSG, "'%s/" HOME_EXPORT_STATE_FILE "' is about user '%s'", paths.dirs.user_dir,
                                 info.user);
-        k = write_state(user_fd, &info, "unexporting");
+        k = export_state_write(user_fd, &info, "unexporting", 0);
         if (k < 0)
-                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", paths.user_dir, strerror(-k));
+                return verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", paths.dirs.user_dir,
+                                strerror(-k));
 
         /* QEMU's side: device, then chardev. */
         k = qmp_client_connect(paths.qmp, qmp_timeout, &qmp, &why);
@@ -1002,17 +830,17 @@ int home_unexport(const struct home_unexport_params *p, struct verr *e) {
 
         /* The host's side. */
         why.text[0] = '\0';
-        k = virtiofsd_stop(paths.user_dir, paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, &why);
+        k = virtiofsd_stop(paths.dirs.user_dir, paths.socket, VIRTIOFSD_STOP_TIMEOUT_MS, &why);
         if (k < 0)
                 return verr_set(e, k, "Cannot detach the home of %s: stopping virtiofsd failed: %s", p->user,
                                 verr_text(&why, k));
         why.text[0] = '\0';
-        k = idmap_mount_remove(paths.staging, &why);
+        k = idmap_mount_remove(paths.dirs.staging, &why);
         if (k < 0)
                 return verr_set(e, k, "Cannot detach the home of %s: %s", p->user, verr_text(&why, k));
         close(TAKE_FD(user_fd));
         why.text[0] = '\0';
-        k = remove_user_dir(homes_fd, p->user, &paths, &why);
+        k = export_state_remove_user_dir(homes_fd, p->user, &paths.dirs, &why);
         if (k < 0)
                 return verr_set(e, k, "Cannot detach the home of %s: %s", p->user, verr_text(&why, k));
         return qemu_keeps ? 1 : 0;
@@ -1031,15 +859,15 @@ static int get_one(int homes_fd, const char *vm_dir, const char *user, struct ho
         k = make_paths(vm_dir, NULL, user, &paths, e);
         if (k < 0)
                 return k;
-        k = read_state(user_fd, &info);
+        k = export_state_read(user_fd, NULL, &info);
         if (k < 0)
                 return k == -ENOENT ? -ENOENT
-                                    : verr_set(e, k, "cannot read '%s/" HOME_EXPORT_STATE_FILE "': %s", paths.user_dir,
-                                               strerror(-k));
-        k = virtiofsd_get_state(paths.user_dir, &info.virtiofsd_state, &info.virtiofsd, e);
+                                    : verr_set(e, k, "cannot read '%s/" HOME_EXPORT_STATE_FILE "': %s",
+                                               paths.dirs.user_dir, strerror(-k));
+        k = virtiofsd_get_state(paths.dirs.user_dir, &info.virtiofsd_state, &info.virtiofsd, e);
         if (k < 0)
                 return k;
-        k = idmap_mount_is_mounted(paths.staging);
+        k = idmap_mount_is_mounted(paths.dirs.staging);
         info.staging_mounted = k > 0;
         *ret = info;
         return 0;

@@ -20,6 +20,8 @@
  *                 libvirt's virtiofsd of that share to exit -> unmount staging -> remove the
  *                 user's state directory.
  *   list          the state directories, with live facts (virtiofsd running, staging mounted).
+ * The state directory STATE/homes/USER (lock, state.json without the fields about a virtiofsd
+ * of vmuser's own, removal) is export-state.c's, shared with the bare-QEMU export.
  * virDomainQemuMonitorCommand (libvirt-qemu) is the fallback for what the API cannot do.
  *
  * libvirt's default error handler prints to stderr; the backend installs a silent one and puts
@@ -30,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -43,20 +44,16 @@
 #include <libxml/xpath.h>
 
 #include "atomic-file.h"
+#include "export-state.h"
 #include "idmap-mount.h"
-#include "json-util.h"
 #include "macro.h"
 #include "names.h"
-#include "paths.h"
 #include "vm-backend.h"
 
 #define AGENT_PORT_NAME "org.vmuser.agent.0"
 #define AGENT_SOCKET_NAME "agent.sock"
 #define AGENT_ALIAS "ua-vmuser-agent"
 #define FS_ALIAS_PREFIX "ua-" HOME_EXPORT_ID_PREFIX /* ua-vmuser-fs-USER: a libvirt user alias */
-#define LOCK_FILE ".lock"
-#define MNT_SUBDIR "mnt"
-#define STAGING_NAME "home"
 #define DEFAULT_TIMEOUT_MS 10000
 #define VIRTIOFSD_EXIT_TIMEOUT_MS 5000
 #define POLL_MS 100
@@ -241,27 +238,6 @@ static int require_running(struct libvirt_backend *l, struct verr *e) {
 
 /* ---- directories ----------------------------------------------------------------------------- */
 
-/* mkdir (if missing) + open without following symlinks; must be root's and not writable by
- * others, since paths below it are handed to libvirt, virtiofsd and umount. */
-static int ensure_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
-                return -EPERM;
-        if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
-                return negative_errno();
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
 /* Opens (creating as needed) /run/vmuser/libvirt/UUID and, when homes, its homes/ below. */
 static int open_state_dir(struct libvirt_backend *l, bool create, bool homes, int *ret_fd, struct verr *e) {
         static const char *const parts[] = { "run", "vmuser", "libvirt" };
@@ -276,7 +252,7 @@ static int open_state_dir(struct libvirt_backend *l, bool create, bool homes, in
                 mode_t mode = i == ELEMENTSOF(parts) + 1 ? 0711 : 0755;
 
                 if (create && i > 0)
-                        k = ensure_dir_at(fd, name, mode, &next);
+                        k = export_state_ensure_dir_at(fd, name, mode, &next);
                 else {
                         next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                         k = next < 0 ? negative_errno() : 0;
@@ -295,27 +271,9 @@ static int open_state_dir(struct libvirt_backend *l, bool create, bool homes, in
         return 0;
 }
 
-static int take_lock(int homes_fd, int timeout_ms, int *ret_fd, struct verr *e) {
-        _cleanup_close_ int fd = openat(homes_fd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        int64_t deadline = now_ms() + timeout_ms;
-
-        if (fd < 0)
-                return verr_set(e, negative_errno(), "cannot open the lock file: %m");
-        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno != EWOULDBLOCK && errno != EINTR)
-                        return verr_set(e, negative_errno(), "cannot lock the domain's home exports: %m");
-                if (now_ms() >= deadline)
-                        return verr_set(e, -EBUSY, "another vmuser is attaching or detaching on this domain");
-                sleep_ms(50);
-        }
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
 struct user_paths {
-        char user_dir[PATH_MAX]; /* STATE/homes/USER */
-        char staging[PATH_MAX];  /* STATE/homes/USER/mnt/home */
-        char alias[64];          /* ua-vmuser-fs-USER */
+        struct export_state_paths dirs; /* STATE/homes, STATE/homes/USER, .../USER/mnt/home */
+        char alias[64];                 /* ua-vmuser-fs-USER */
         char tag[HOME_SPEC_TAG_MAX + 1];
 };
 
@@ -325,10 +283,7 @@ static int make_user_paths(struct libvirt_backend *l, const char *user, struct u
 
         if (!user || !name_is_valid(user))
                 return verr_set(e, -EINVAL, "user name '%s' is not valid", strempty(user));
-        k |= snprintf(p.user_dir, sizeof(p.user_dir), "%s/" HOME_EXPORT_SUBDIR "/%s", l->state_dir, user) >=
-             (int) sizeof(p.user_dir);
-        k |= snprintf(p.staging, sizeof(p.staging), "%s/" MNT_SUBDIR "/" STAGING_NAME, p.user_dir) >=
-             (int) sizeof(p.staging);
+        k |= export_state_paths_make(l->state_dir, user, &p.dirs) < 0;
         k |= snprintf(p.alias, sizeof(p.alias), FS_ALIAS_PREFIX "%s", user) >= (int) sizeof(p.alias);
         if (k)
                 return verr_set(e, -ENAMETOOLONG, "user name '%s' is too long for a libvirt device alias", user);
@@ -339,99 +294,12 @@ static int make_user_paths(struct libvirt_backend *l, const char *user, struct u
         return 0;
 }
 
-/* ---- the state file -------------------------------------------------------------------------- */
-
-static int write_state(int user_fd, struct home_export_info *i, const char *phase) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-        _cleanup_free_ char *text = NULL;
-        const char *s;
-
-        snprintf(i->phase, sizeof(i->phase), "%s", phase);
-        if (!o)
-                return -ENOMEM;
-        json_object_object_add(o, "user", json_object_new_string(i->user));
-        json_object_object_add(o, "tag", json_object_new_string(i->tag));
-        json_object_object_add(o, "deviceId", json_object_new_string(i->device_id));
-        json_object_object_add(o, "bus", json_object_new_string(i->bus));
-        json_object_object_add(o, "source", json_object_new_string(i->source));
-        json_object_object_add(o, "readOnly", json_object_new_boolean(i->read_only));
-        json_object_object_add(o, "hostUid", json_object_new_int64(i->host_uid));
-        json_object_object_add(o, "hostGid", json_object_new_int64(i->host_gid));
-        json_object_object_add(o, "guestUid", json_object_new_int64(i->guest_uid));
-        json_object_object_add(o, "guestGid", json_object_new_int64(i->guest_gid));
-        json_object_object_add(o, "phase", json_object_new_string(i->phase));
-        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!s || asprintf(&text, "%s\n", s) < 0)
-                return -ENOMEM;
-        return atomic_write_at(user_fd, HOME_EXPORT_STATE_FILE, text, strlen(text), 0600);
-}
-
-static int copy_string(json_object *o, const char *key, char *buf, size_t size) {
-        const char *s;
-        int k = json_get_string(o, key, &s);
-
-        if (k < 0)
-                return k;
-        if (strlen(s) >= size)
-                return -ERANGE;
-        strcpy(buf, s);
-        return 0;
-}
-
-static int read_state(int user_fd, struct home_export_info *ret) {
-        _cleanup_json_ json_object *o = NULL;
-        struct home_export_info i = {};
-        uint32_t hu, hg, gu, gg;
-        int k = json_read_file_at(user_fd, HOME_EXPORT_STATE_FILE, VMUSER_STATE_FILE_MAX, &o);
-
-        if (k < 0)
-                return k;
-        k = k < 0 ? k : copy_string(o, "user", i.user, sizeof(i.user));
-        k = k < 0 ? k : copy_string(o, "tag", i.tag, sizeof(i.tag));
-        k = k < 0 ? k : copy_string(o, "deviceId", i.device_id, sizeof(i.device_id));
-        k = k < 0 ? k : copy_string(o, "bus", i.bus, sizeof(i.bus));
-        k = k < 0 ? k : copy_string(o, "source", i.source, sizeof(i.source));
-        k = k < 0 ? k : copy_string(o, "phase", i.phase, sizeof(i.phase));
-        k = k < 0 ? k : json_get_bool(o, "readOnly", &i.read_only);
-        k = k < 0 ? k : json_get_uint32(o, "hostUid", &hu);
-        k = k < 0 ? k : json_get_uint32(o, "hostGid", &hg);
-        k = k < 0 ? k : json_get_uint32(o, "guestUid", &gu);
-        k = k < 0 ? k : json_get_uint32(o, "guestGid", &gg);
-        if (k < 0)
-                return -EBADMSG;
-        i.host_uid = hu, i.host_gid = hg, i.guest_uid = gu, i.guest_gid = gg;
-        i.flavour = VIRTIOFSD_FLAVOUR_C;
-        snprintf(i.virtiofsd_path, sizeof(i.virtiofsd_path), "(libvirt)");
-        *ret = i;
-        return 0;
-}
-
-/* Removes the user's state directory (refused while the staging mount is still there). */
-static int remove_user_dir(int homes_fd, const char *user, const struct user_paths *p, struct verr *e) {
-        _cleanup_close_ int user_fd = openat(homes_fd, user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_close_ int mnt_fd = -1;
-        int k;
-
-        if (user_fd < 0)
-                return errno == ENOENT ? 0 : verr_set(e, negative_errno(), "cannot open '%s': %m", p->user_dir);
-        k = idmap_mount_is_mounted(p->staging);
-        if (k != 0)
-                return verr_set(e, k < 0 ? k : -EBUSY, "'%s' is still mounted", p->staging);
-        mnt_fd = openat(user_fd, MNT_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (mnt_fd >= 0) {
-                if (unlinkat(mnt_fd, STAGING_NAME, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                        return verr_set(e, negative_errno(), "cannot remove '%s': %m", p->staging);
-                if (unlinkat(user_fd, MNT_SUBDIR, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                        return verr_set(e, negative_errno(), "cannot remove '%s/" MNT_SUBDIR "': %m", p->user_dir);
-        }
-        (void) atomic_clean_temporaries(user_fd);
-        k = unlink_if_exists_at(user_fd, HOME_EXPORT_STATE_FILE);
-        if (k < 0)
-                return verr_set(e, k, "cannot remove '%s/" HOME_EXPORT_STATE_FILE "': %s", p->user_dir, strerror(-k));
-        if (unlinkat(homes_fd, user, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                return verr_set(e, negative_errno(), "cannot remove '%s': %m", p->user_dir);
-        return 0;
-}
+/* What state.json leaves out for libvirt's exports (EXPORT_STATE_NO_VIRTIOFSD): libvirt runs
+ * virtiofsd and the chardev. */
+static const struct home_export_info libvirt_state_defaults = {
+        .virtiofsd_path = "(libvirt)",
+        .flavour = VIRTIOFSD_FLAVOUR_C,
+};
 
 /* The PID of a virtiofsd serving dir ("source=DIR" on its command line), 0 when none. libvirt
  * starts it and keeps no file of ours, so /proc is the only place to look. */
@@ -665,13 +533,13 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
         k = open_state_dir(l, true, true, &homes_fd, e);
         if (k < 0)
                 return k;
-        k = take_lock(homes_fd, l->timeout_ms, &lock_fd, e);
+        k = export_state_lock(homes_fd, "domain", l->timeout_ms, &lock_fd, e);
         if (k < 0)
                 return k;
         user_fd = openat(homes_fd, p->user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (user_fd >= 0) {
                 struct home_export_info old;
-                k = read_state(user_fd, &old);
+                k = export_state_read(user_fd, &libvirt_state_defaults, &old);
                 if (k == 0 && streq(old.phase, "exported"))
                         return verr_set(e, -EEXIST, "the home of %s is already exported to this domain (tag %s)", p->user,
                                         old.tag);
@@ -692,21 +560,21 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
         i.host_uid = p->host_uid, i.host_gid = p->host_gid;
         i.guest_uid = p->guest_uid, i.guest_gid = p->guest_gid;
 
-        k = ensure_dir_at(homes_fd, p->user, 0711, &user_fd);
+        k = export_state_ensure_dir_at(homes_fd, p->user, 0711, &user_fd);
         if (k < 0)
-                return verr_set(e, k, "cannot create '%s': %s", up.user_dir, strerror(-k));
-        k = write_state(user_fd, &i, "exporting");
+                return verr_set(e, k, "cannot create '%s': %s", up.dirs.user_dir, strerror(-k));
+        k = export_state_write(user_fd, &i, "exporting", EXPORT_STATE_NO_VIRTIOFSD);
         if (k < 0) {
-                verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", up.user_dir, strerror(-k));
+                verr_set(e, k, "cannot write '%s/" HOME_EXPORT_STATE_FILE "': %s", up.dirs.user_dir, strerror(-k));
                 goto undo_dir;
         }
 
         /* The staging mount: root's only below mnt/ (the files look like the guest UID's there). */
-        k = ensure_dir_at(user_fd, MNT_SUBDIR, 0700, &mnt_fd);
+        k = export_state_ensure_dir_at(user_fd, EXPORT_STATE_MNT_SUBDIR, 0700, &mnt_fd);
         if (k >= 0)
-                k = ensure_dir_at(mnt_fd, STAGING_NAME, 0700, &staging_fd);
+                k = export_state_ensure_dir_at(mnt_fd, EXPORT_STATE_STAGING_NAME, 0700, &staging_fd);
         if (k < 0) {
-                verr_set(e, k, "cannot create '%s': %s", up.staging, strerror(-k));
+                verr_set(e, k, "cannot create '%s': %s", up.dirs.staging, strerror(-k));
                 goto undo_dir;
         }
         {
@@ -716,7 +584,7 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
                         .mount_uid = p->guest_uid,
                         .mount_gid = p->guest_gid,
                 };
-                k = idmap_mount_make(source_fd, up.staging, &map, p->read_only ? IDMAP_MOUNT_READ_ONLY : 0, e);
+                k = idmap_mount_make(source_fd, up.dirs.staging, &map, p->read_only ? IDMAP_MOUNT_READ_ONLY : 0, e);
                 if (k < 0)
                         goto undo_dir;
         }
@@ -729,7 +597,7 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
                      "<target dir='%s'/>"
                      "<alias name='%s'/>"
                      "</filesystem>",
-                     up.staging, up.tag, up.alias) < 0) {
+                     up.dirs.staging, up.tag, up.alias) < 0) {
                 k = -ENOMEM;
                 goto undo_mount;
         }
@@ -744,14 +612,15 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
                 if (domain_xml(l, 0, &after, &ignore) == 0)
                         filesystem_bus(after, &up, i.bus, sizeof(i.bus));
         }
-        k = write_state(user_fd, &i, "exported");
+        k = export_state_write(user_fd, &i, "exported", EXPORT_STATE_NO_VIRTIOFSD);
         if (k < 0) {
                 /* The device is in; leave the state saying "exporting" so detach cleans up. */
                 return verr_set(e, k, "the home of %s is plugged in, but '%s/" HOME_EXPORT_STATE_FILE "' could not be "
-                                      "written (%s): detach %s to clean up", p->user, up.user_dir, strerror(-k), p->user);
+                                      "written (%s): detach %s to clean up",
+                                p->user, up.dirs.user_dir, strerror(-k), p->user);
         }
         i.staging_mounted = true;
-        i.virtiofsd.pid = find_virtiofsd(up.staging);
+        i.virtiofsd.pid = find_virtiofsd(up.dirs.staging);
         i.virtiofsd_state = i.virtiofsd.pid > 0 ? VIRTIOFSD_STATE_RUNNING : VIRTIOFSD_STATE_DEAD;
         if (ret)
                 *ret = i;
@@ -759,11 +628,11 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
 
 undo_mount: {
         struct verr ignore = {};
-        (void) idmap_mount_remove(up.staging, &ignore);
+        (void) idmap_mount_remove(up.dirs.staging, &ignore);
 }
 undo_dir: {
         struct verr ignore = {};
-        (void) remove_user_dir(homes_fd, p->user, &up, &ignore);
+        (void) export_state_remove_user_dir(homes_fd, p->user, &up.dirs, &ignore);
 }
         return k;
 }
@@ -789,15 +658,15 @@ static int lv_unexport_home(struct vm_backend *b, const char *user, unsigned fla
         if (k < 0 && k != -ENOENT)
                 return k;
         if (homes_fd >= 0) {
-                k = take_lock(homes_fd, l->timeout_ms, &lock_fd, e);
+                k = export_state_lock(homes_fd, "domain", l->timeout_ms, &lock_fd, e);
                 if (k < 0)
                         return k;
                 user_fd = openat(homes_fd, user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         }
         have_state = user_fd >= 0;
-        if (have_state && read_state(user_fd, &st) == 0) {
+        if (have_state && export_state_read(user_fd, &libvirt_state_defaults, &st) == 0) {
                 snprintf(st.phase, sizeof(st.phase), "unexporting");
-                (void) write_state(user_fd, &st, "unexporting");
+                (void) export_state_write(user_fd, &st, "unexporting", EXPORT_STATE_NO_VIRTIOFSD);
         }
 
         /* The device: ask libvirt to unplug it, then wait for the guest to let go. */
@@ -841,14 +710,14 @@ static int lv_unexport_home(struct vm_backend *b, const char *user, unsigned fla
 
         /* libvirt stops its virtiofsd when the device is gone; wait for it to let go of the mount. */
         deadline = now_ms() + VIRTIOFSD_EXIT_TIMEOUT_MS;
-        while (!device_left && (pid = find_virtiofsd(up.staging)) > 0 && now_ms() < deadline)
+        while (!device_left && (pid = find_virtiofsd(up.dirs.staging)) > 0 && now_ms() < deadline)
                 sleep_ms(POLL_MS);
 
         if (have_state) {
-                k = idmap_mount_remove(up.staging, e);
+                k = idmap_mount_remove(up.dirs.staging, e);
                 if (k < 0)
                         return k;
-                k = remove_user_dir(homes_fd, user, &up, e);
+                k = export_state_remove_user_dir(homes_fd, user, &up.dirs, e);
                 if (k < 0)
                         return k;
         }
@@ -861,9 +730,9 @@ static int fill_live(struct libvirt_backend *l, struct home_export_info *i) {
 
         if (make_user_paths(l, i->user, &up, &ignore) < 0)
                 return 0;
-        i->staging_mounted = idmap_mount_is_mounted(up.staging) > 0;
+        i->staging_mounted = idmap_mount_is_mounted(up.dirs.staging) > 0;
         i->virtiofsd.supervisor = VIRTIOFSD_SUPERVISOR_DAEMON;
-        i->virtiofsd.pid = find_virtiofsd(up.staging);
+        i->virtiofsd.pid = find_virtiofsd(up.dirs.staging);
         i->virtiofsd_state = i->virtiofsd.pid > 0         ? VIRTIOFSD_STATE_RUNNING :
                              streq(i->phase, "exported") ? VIRTIOFSD_STATE_DEAD :
                                                            VIRTIOFSD_STATE_NONE;
@@ -902,7 +771,7 @@ static int lv_list_exports(struct vm_backend *b, struct home_export_info **ret, 
                 if (!name_is_valid(de->d_name))
                         continue;
                 fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd < 0 || read_state(fd, &i) < 0)
+                if (fd < 0 || export_state_read(fd, &libvirt_state_defaults, &i) < 0)
                         continue;
                 fill_live(l, &i);
                 if (n == cap) {
