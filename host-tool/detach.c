@@ -157,25 +157,16 @@ static void detach_one(struct detach_batch *b, const char *name) {
         }
         if (!b->agent && b->agent_r == 0)
                 b->agent_r = agent_open(&b->vm, 0, o->common.timeout_ms, &b->agent, &b->agent_e);
-        if (b->agent_r == -ENOLINK) {
-                /* No channel, so nobody attached since the domain started: an export is an orphan. */
-                if (has_export(b, name, &ue) > 0) {
-                        u = unexport_home(b, name, &qemu_keeps, &ue);
-                        if (u < 0)
-                                report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
-                        else
-                                report_detached(b, name, FOUND_ORPHAN, 0, u, qemu_keeps);
-                        return;
-                }
-        }
-        if (b->agent_r < 0 && !b->vm.info.running && has_export(b, name, &ue) > 0) {
-                /* No agent because there is no VM: the guest went with every user in it, and what
-                 * is left is on this host (a staging mount, maybe a virtiofsd). */
+        /* No channel: nobody attached since the domain started. No agent because there is no VM:
+         * the guest went with every user in it. Either way an export of the name is all that is
+         * left (a staging mount, maybe a virtiofsd), and it goes. */
+        if (b->agent_r < 0 && (b->agent_r == -ENOLINK || !b->vm.info.running) && has_export(b, name, &ue) > 0) {
                 u = unexport_home(b, name, &qemu_keeps, &ue);
                 if (u < 0)
                         report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
                 else
-                        report_detached(b, name, FOUND_VM_NOT_RUNNING, 0, u, qemu_keeps);
+                        report_detached(b, name, b->agent_r == -ENOLINK ? FOUND_ORPHAN : FOUND_VM_NOT_RUNNING, 0, u,
+                                        qemu_keeps);
                 return;
         }
         if (b->agent_r < 0) {

@@ -659,7 +659,7 @@ void userdb_set_reserve(struct userdb *db, unsigned percent) {
  * the reserve covers. */
 static int check_space_at(struct userdb *db, int dir_fd, const char *dir, const struct plan *p, enum plan_dir which,
                           const char *user_name, struct verr *e) {
-        unsigned long long need_blocks = 0, need_inodes = 0, reserve;
+        unsigned long long need_blocks = 0, need_inodes = 0;
         struct statvfs sv;
 
         if (db->reserve_percent == 0)
@@ -674,22 +674,25 @@ static int check_space_at(struct userdb *db, int dir_fd, const char *dir, const 
                 if (st->kind == PLAN_WRITE && sv.f_frsize > 0)
                         need_blocks += (strlen(st->content) + sv.f_frsize - 1) / sv.f_frsize;
         }
-        reserve = (unsigned long long) sv.f_blocks * db->reserve_percent / 100;
-        if (sv.f_blocks > 0 && (sv.f_bavail < need_blocks || sv.f_bavail - need_blocks < reserve))
+        /* Blocks are shown in KiB, inodes as they are. */
+        const struct {
+                const char *what, *unit;
+                unsigned long long total, avail, need, shown_per_unit_x1024;
+        } limits[] = {
+                { "full", " KiB", sv.f_blocks, sv.f_bavail, need_blocks, sv.f_frsize },
+                { "out of inodes", "", sv.f_files, sv.f_favail, need_inodes, 1024 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
+                unsigned long long reserve = limits[i].total * db->reserve_percent / 100;
+                unsigned long long per = limits[i].shown_per_unit_x1024;
+                if (limits[i].total == 0 || (limits[i].avail >= limits[i].need && limits[i].avail - limits[i].need >= reserve))
+                        continue;
                 return verr_set(e, -ENOSPC,
-                                "the guest's '%s' is nearly full (%llu KiB free of %llu KiB): attaching '%s' would "
-                                "leave less than the %u%% the agent keeps free for the rest of the system "
-                                "(vmuser-agent --run-reserve)",
-                                dir, (unsigned long long) sv.f_bavail * sv.f_frsize / 1024,
-                                (unsigned long long) sv.f_blocks * sv.f_frsize / 1024, user_name, db->reserve_percent);
-        reserve = (unsigned long long) sv.f_files * db->reserve_percent / 100;
-        if (sv.f_files > 0 && (sv.f_favail < need_inodes || sv.f_favail - need_inodes < reserve))
-                return verr_set(e, -ENOSPC,
-                                "the guest's '%s' is nearly out of inodes (%llu free of %llu): attaching '%s' would "
-                                "leave less than the %u%% the agent keeps free for the rest of the system "
-                                "(vmuser-agent --run-reserve)",
-                                dir, (unsigned long long) sv.f_favail, (unsigned long long) sv.f_files, user_name,
-                                db->reserve_percent);
+                                "the guest's '%s' is nearly %s (%llu%s free of %llu%s): attaching '%s' would leave less "
+                                "than the %u%% the agent keeps free for the rest of the system (vmuser-agent --run-reserve)",
+                                dir, limits[i].what, limits[i].avail * per / 1024, limits[i].unit,
+                                limits[i].total * per / 1024, limits[i].unit, user_name, db->reserve_percent);
+        }
         return 0;
 }
 

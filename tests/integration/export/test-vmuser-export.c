@@ -49,53 +49,6 @@ static struct test_qemu qemu;
 static pid_t agent_pid;
 static uint32_t alice_guest_uid;
 
-static void expect(const struct ht_result *r, int status, const char *in_out, const char *in_err) {
-        if (r->status != status)
-                fail_msg("vmuser exited %d, wanted %d\nstdout: %s\nstderr: %s", r->status, status, r->out, r->err);
-        if (in_out && !ht_contains(r->out, in_out))
-                fail_msg("stdout lacks '%s':\n%s", in_out, r->out);
-        if (in_err && !ht_contains(r->err, in_err))
-                fail_msg("stderr lacks '%s':\n%s", in_err, r->err);
-}
-
-static json_object *json_line(const char *out, size_t i) {
-        const char *p = out;
-        for (size_t k = 0; k < i && p; k++) {
-                p = strchr(p, '\n');
-                if (p)
-                        p++;
-        }
-        if (!p || !*p)
-                fail_msg("no JSON line %zu in:\n%s", i, out);
-        const char *end = strchr(p, '\n');
-        _cleanup_free_ char *line = strndup(p, end ? (size_t) (end - p) : strlen(p));
-        json_object *o = json_tokener_parse(line);
-        if (!o)
-                fail_msg("not JSON: %s", line);
-        return o;
-}
-
-static json_object *jget(json_object *o, const char *key) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v))
-                fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
-        return v;
-}
-
-static const char *jstr(json_object *o, const char *key) {
-        json_object *v = jget(o, key);
-        if (!json_object_is_type(v, json_type_string))
-                fail_msg("'%s' is not a string in %s", key, json_object_to_json_string(o));
-        return json_object_get_string(v);
-}
-
-static bool jbool(json_object *o, const char *key) {
-        json_object *v = jget(o, key);
-        if (!json_object_is_type(v, json_type_boolean))
-                fail_msg("'%s' is not a boolean in %s", key, json_object_to_json_string(o));
-        return json_object_get_boolean(v);
-}
-
 /* Exit status of a command run in the guest view. */
 static int guest_status(const char *arg, ...) __attribute__((sentinel));
 static int guest_status(const char *arg, ...) {
@@ -191,10 +144,10 @@ static void test_status_sees_qmp(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "status", VM, NULL);
-        expect(&r, 0, "QMP:      " VM_DIR "/qmp.sock: answers (QEMU ", NULL);
+        ht_expect(&r, 0, "QMP:      " VM_DIR "/qmp.sock: answers (QEMU ", NULL);
         ht_result_done(&r);
         ht_vmuser(&r, "status", "--json", VM, NULL);
-        expect(&r, 0, "\"qmpReachable\":true", NULL);
+        ht_expect(&r, 0, "\"qmpReachable\":true", NULL);
         ht_result_done(&r);
 }
 
@@ -206,14 +159,14 @@ static void test_attach_exports(void **state) {
 
         assert_int_equal(ht_host_ids(ALICE, &host_uid, &host_gid), 0);
         ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
-        expect(&r, 0, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
-        assert_string_equal(jstr(o, "result"), "ok");
-        assert_true(jbool(o, "changed"));
-        assert_string_equal(jstr(o, "homeTag"), "vmuser-" ALICE);
-        assert_string_equal(jstr(o, "homeSource"), HT_HOMES "/" ALICE);
-        assert_false(jbool(o, "readOnly"));
-        alice_guest_uid = (uint32_t) json_object_get_int64(jget(o, "uid"));
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        assert_string_equal(ht_jstr(o, "result"), "ok");
+        assert_true(ht_jbool(o, "changed"));
+        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" ALICE);
+        assert_string_equal(ht_jstr(o, "homeSource"), HT_HOMES "/" ALICE);
+        assert_false(ht_jbool(o, "readOnly"));
+        alice_guest_uid = (uint32_t) json_object_get_int64(ht_jget(o, "uid"));
         json_object_put(o);
         ht_result_done(&r);
 
@@ -231,19 +184,19 @@ static void test_attach_exports(void **state) {
         /* The guest got the record with the home spec for that tag. */
         assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 0);
         ht_vmuser(&r, "list", "--json", VM, NULL);
-        expect(&r, 0, "\"home\":{\"tag\":\"vmuser-" ALICE "\",\"fstype\":\"virtiofs\"", NULL);
-        o = json_line(r.out, 0);
-        json_object *x = jget(o, "export");
-        assert_string_equal(jstr(x, "tag"), "vmuser-" ALICE);
-        assert_string_equal(jstr(x, "virtiofsd"), "running");
-        assert_string_equal(jstr(x, "bus"), "rp1");
-        assert_string_equal(jstr(x, "phase"), "exported");
-        assert_true(jbool(x, "stagingMounted"));
+        ht_expect(&r, 0, "\"home\":{\"tag\":\"vmuser-" ALICE "\",\"fstype\":\"virtiofs\"", NULL);
+        o = ht_json_line(r.out, 0);
+        json_object *x = ht_jget(o, "export");
+        assert_string_equal(ht_jstr(x, "tag"), "vmuser-" ALICE);
+        assert_string_equal(ht_jstr(x, "virtiofsd"), "running");
+        assert_string_equal(ht_jstr(x, "bus"), "rp1");
+        assert_string_equal(ht_jstr(x, "phase"), "exported");
+        assert_true(ht_jbool(x, "stagingMounted"));
         json_object_put(o);
         ht_result_done(&r);
 
         ht_vmuser(&r, "list", VM, NULL);
-        expect(&r, 0, "vmuser-" ALICE " running", NULL);
+        ht_expect(&r, 0, "vmuser-" ALICE " running", NULL);
         ht_result_done(&r);
 }
 
@@ -251,15 +204,15 @@ static void test_reattach_is_idempotent(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
-        expect(&r, 0, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
-        assert_false(jbool(o, "changed"));
-        assert_string_equal(jstr(o, "homeTag"), "vmuser-" ALICE);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        assert_false(ht_jbool(o, "changed"));
+        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" ALICE);
         json_object_put(o);
         ht_result_done(&r);
 
         ht_vmuser(&r, "attach", VM, ALICE, NULL);
-        expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
+        ht_expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
         ht_result_done(&r);
         assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(ALICE)) >= 1, 1);
 }
@@ -270,7 +223,7 @@ static void test_failed_export_undoes_push(void **state) {
         /* alice's home does not belong to bob: the export refuses, after the record was pushed;
          * the record goes again. */
         ht_vmuser(&r, "attach", "--home-source", HT_HOMES "/" ALICE, VM, BOB, NULL);
-        expect(&r, 7, NULL, "Cannot export the home of " BOB ": ");
+        ht_expect(&r, 7, NULL, "Cannot export the home of " BOB ": ");
         assert_true(ht_contains(r.err, "belongs to UID"));
         assert_true(ht_contains(r.err, "the user was detached from the guest again"));
         ht_result_done(&r);
@@ -282,22 +235,22 @@ static void test_read_only_export(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "attach", "--json", "--read-only", VM, BOB, NULL);
-        expect(&r, 0, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
-        assert_true(jbool(o, "readOnly"));
-        assert_string_equal(jstr(o, "homeTag"), "vmuser-" BOB);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        assert_true(ht_jbool(o, "readOnly"));
+        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" BOB);
         json_object_put(o);
         ht_result_done(&r);
         assert_int_equal(qemu_has_device("vmuser-fs-" BOB), 1);
 
         ht_vmuser(&r, "list", "--json", VM, NULL);
-        expect(&r, 0, "\"options\":\"ro\"", NULL);
+        ht_expect(&r, 0, "\"options\":\"ro\"", NULL);
         assert_true(ht_contains(r.out, "\"bus\":\"rp2\""));
         ht_result_done(&r);
 
         /* Without a guest OS the device is never released: --force takes the host side away. */
         ht_vmuser(&r, "detach", "--json", "--force", VM, BOB, NULL);
-        expect(&r, 0, "\"homeUnexported\":true", NULL);
+        ht_expect(&r, 0, "\"homeUnexported\":true", NULL);
         assert_true(ht_contains(r.out, "\"deviceReleased\":false"));
         assert_true(ht_contains(r.err, "still holds the home device"));
         ht_result_done(&r);
@@ -311,23 +264,23 @@ static void test_detach_timeout_leaves_orphan(void **state) {
 
         /* The agent removes the user; the unplug then times out, and the export stays. */
         ht_vmuser(&r, "detach", VM, ALICE, NULL);
-        expect(&r, 1, NULL, "its records are gone from the guest, but its home export is not");
+        ht_expect(&r, 1, NULL, "its records are gone from the guest, but its home export is not");
         assert_true(ht_contains(r.err, "did not release device vmuser-fs-" ALICE));
         ht_result_done(&r);
         assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 2);
         assert_true(exists(VM_DIR "/homes/" ALICE "/state.json"));
 
         ht_vmuser(&r, "list", VM, NULL);
-        expect(&r, 0, "(not attached)", NULL);
+        ht_expect(&r, 0, "(not attached)", NULL);
         assert_true(ht_contains(r.out, "1 home export without an attached user"));
         ht_result_done(&r);
         ht_vmuser(&r, "list", "--json", VM, NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 1);
-        json_object *o = json_line(r.out, 0);
-        assert_string_equal(jstr(o, "userName"), ALICE);
-        assert_false(jbool(o, "attached"));
-        assert_string_equal(jstr(jget(o, "export"), "phase"), "unexporting");
+        json_object *o = ht_json_line(r.out, 0);
+        assert_string_equal(ht_jstr(o, "userName"), ALICE);
+        assert_false(ht_jbool(o, "attached"));
+        assert_string_equal(ht_jstr(ht_jget(o, "export"), "phase"), "unexporting");
         json_object_put(o);
         ht_result_done(&r);
 }
@@ -336,7 +289,7 @@ static void test_detach_orphan_force(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "detach", "--json", "--force", VM, ALICE, NULL);
-        expect(&r, 0, "\"orphan\":true", NULL);
+        ht_expect(&r, 0, "\"orphan\":true", NULL);
         assert_true(ht_contains(r.out, "\"homeUnexported\":true"));
         ht_result_done(&r);
 
@@ -347,7 +300,7 @@ static void test_detach_orphan_force(void **state) {
         assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
 
         ht_vmuser(&r, "list", VM, NULL);
-        expect(&r, 0, "No users attached", NULL);
+        ht_expect(&r, 0, "No users attached", NULL);
         ht_result_done(&r);
 }
 
@@ -355,7 +308,7 @@ static void test_attach_refused_while_qemu_holds_device(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "attach", VM, ALICE, NULL);
-        expect(&r, 1, NULL, "QEMU still has device vmuser-fs-" ALICE);
+        ht_expect(&r, 1, NULL, "QEMU still has device vmuser-fs-" ALICE);
         assert_true(ht_contains(r.err, "the user was detached from the guest again"));
         ht_result_done(&r);
         assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 2);
@@ -368,7 +321,7 @@ static void test_detach_after_vm_died(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "attach", VM, CAROL, NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         ht_result_done(&r);
         assert_true(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
 
@@ -378,14 +331,14 @@ static void test_detach_after_vm_died(void **state) {
         assert_true(exists(qemu.qmp)); /* the stale socket stays */
 
         ht_vmuser(&r, "status", "--json", VM, NULL);
-        expect(&r, 3, "\"running\":false", NULL);
+        ht_expect(&r, 3, "\"running\":false", NULL);
         ht_result_done(&r);
         ht_vmuser(&r, "list", VM, NULL);
-        expect(&r, 3, NULL, "is not running, but 1 home export of it is left on this host (" CAROL ")");
+        ht_expect(&r, 3, NULL, "is not running, but 1 home export of it is left on this host (" CAROL ")");
         ht_result_done(&r);
 
         ht_vmuser(&r, "detach", "--json", VM, CAROL, NULL);
-        expect(&r, 0, "\"vmRunning\":false", NULL);
+        ht_expect(&r, 0, "\"vmRunning\":false", NULL);
         assert_true(ht_contains(r.out, "\"homeUnexported\":true"));
         ht_result_done(&r);
         assert_false(exists(VM_DIR "/homes/" CAROL));
@@ -394,7 +347,7 @@ static void test_detach_after_vm_died(void **state) {
 
         /* Nothing left: the same command is now a plain failure to reach the agent. */
         ht_vmuser(&r, "detach", VM, CAROL, NULL);
-        expect(&r, 3, NULL, "the VM is not running");
+        ht_expect(&r, 3, NULL, "the VM is not running");
         ht_result_done(&r);
 }
 

@@ -7,7 +7,10 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "macro.h"
 #include "test-util.h"
@@ -445,4 +449,56 @@ size_t ht_count_lines(const char *s) {
 
 bool ht_contains(const char *haystack, const char *needle) {
         return haystack && strstr(haystack, needle);
+}
+
+void ht_expect(const struct ht_result *r, int status, const char *in_out, const char *in_err) {
+        if (r->status != status)
+                fail_msg("vmuser exited %d, wanted %d\nstdout: %s\nstderr: %s", r->status, status, r->out, r->err);
+        if (in_out && !ht_contains(r->out, in_out))
+                fail_msg("stdout lacks '%s':\n%s", in_out, r->out);
+        if (in_err && !ht_contains(r->err, in_err))
+                fail_msg("stderr lacks '%s':\n%s", in_err, r->err);
+}
+
+json_object *ht_json_line(const char *out, size_t i) {
+        const char *p = out;
+        for (size_t k = 0; k < i && p; k++) {
+                p = strchr(p, '\n');
+                if (p)
+                        p++;
+        }
+        if (!p || !*p)
+                fail_msg("no JSON line %zu in:\n%s", i, out);
+        const char *end = strchr(p, '\n');
+        _cleanup_free_ char *line = strndup(p, end ? (size_t) (end - p) : strlen(p));
+        json_object *o = json_tokener_parse(line);
+        if (!o)
+                fail_msg("not JSON: %s", line);
+        return o;
+}
+
+json_object *ht_jget(json_object *o, const char *key) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v))
+                fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
+        return v;
+}
+
+static json_object *jget_type(json_object *o, const char *key, json_type type) {
+        json_object *v = ht_jget(o, key);
+        if (!json_object_is_type(v, type))
+                fail_msg("'%s' is not a %s in %s", key, json_type_to_name(type), json_object_to_json_string(o));
+        return v;
+}
+
+const char *ht_jstr(json_object *o, const char *key) {
+        return json_object_get_string(jget_type(o, key, json_type_string));
+}
+
+int64_t ht_jint(json_object *o, const char *key) {
+        return json_object_get_int64(jget_type(o, key, json_type_int));
+}
+
+bool ht_jbool(json_object *o, const char *key) {
+        return json_object_get_boolean(jget_type(o, key, json_type_boolean));
 }

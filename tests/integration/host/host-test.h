@@ -27,7 +27,9 @@
  * Everything lives under the private /run and disappears with the test's namespace. */
 #pragma once
 
+#include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -81,3 +83,16 @@ void ht_stop(pid_t pid);
 /* Counts lines; finds a line containing needle (NULL if none). */
 size_t ht_count_lines(const char *s);
 bool ht_contains(const char *haystack, const char *needle);
+
+/* cmocka checks on a vmuser run: the exit status, and text that stdout and stderr must contain
+ * (NULL: no check). A mismatch fails the test with both outputs. */
+void ht_expect(const struct ht_result *r, int status, const char *in_out, const char *in_err);
+
+/* Line i (0-based) of --json output, parsed (json_object_put() it); fails the test if there is
+ * no such line or it is not JSON. */
+json_object *ht_json_line(const char *out, size_t i);
+/* Member key of o, of the right type; fails the test otherwise. */
+json_object *ht_jget(json_object *o, const char *key);
+const char *ht_jstr(json_object *o, const char *key);
+int64_t ht_jint(json_object *o, const char *key);
+bool ht_jbool(json_object *o, const char *key);

@@ -59,45 +59,6 @@ static void write_text(const char *path, const char *text, mode_t mode) {
         assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
 }
 
-/* Line i (0-based) of out, parsed. */
-static json_object *json_line(const char *out, size_t i) {
-        const char *p = out;
-        for (size_t k = 0; k < i && p; k++) {
-                p = strchr(p, '\n');
-                if (p)
-                        p++;
-        }
-        if (!p || !*p)
-                fail_msg("no JSON line %zu in:\n%s", i, out);
-        const char *end = strchr(p, '\n');
-        _cleanup_free_ char *line = strndup(p, end ? (size_t) (end - p) : strlen(p));
-        json_object *o = json_tokener_parse(line);
-        if (!o)
-                fail_msg("not JSON: %s", line);
-        return o;
-}
-
-static const char *jstr(json_object *o, const char *key) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                fail_msg("no string '%s' in %s", key, json_object_to_json_string(o));
-        return json_object_get_string(v);
-}
-
-static int64_t jint(json_object *o, const char *key) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                fail_msg("no integer '%s' in %s", key, json_object_to_json_string(o));
-        return json_object_get_int64(v);
-}
-
-static bool jbool(json_object *o, const char *key) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
-                fail_msg("no boolean '%s' in %s", key, json_object_to_json_string(o));
-        return json_object_get_boolean(v);
-}
-
 /* Runs a command in the guest view; returns its stdout (caller frees) and checks the status. */
 static char *guest(int expect_status, const char *arg, ...) __attribute__((sentinel));
 static char *guest(int expect_status, const char *arg, ...) {
@@ -118,15 +79,6 @@ static char *guest(int expect_status, const char *arg, ...) {
         char *out = TAKE_PTR(r.out);
         ht_result_done(&r);
         return out;
-}
-
-static void expect(const struct ht_result *r, int status, const char *in_out, const char *in_err) {
-        if (r->status != status)
-                fail_msg("vmuser exited %d, wanted %d\nstdout: %s\nstderr: %s", r->status, status, r->out, r->err);
-        if (in_out && !ht_contains(r->out, in_out))
-                fail_msg("stdout lacks '%s':\n%s", in_out, r->out);
-        if (in_err && !ht_contains(r->err, in_err))
-                fail_msg("stderr lacks '%s':\n%s", in_err, r->err);
 }
 
 static void assert_file_mode(const char *path, mode_t mode) {
@@ -198,20 +150,20 @@ static void test_status(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "status", "web01", NULL);
-        expect(&r, 0, "reachable", NULL);
+        ht_expect(&r, 0, "reachable", NULL);
         assert_true(ht_contains(r.out, "vmuser-attach"));
         assert_true(ht_contains(r.out, "QMP:      " HT_VM_DIR "/web01/qmp.sock: missing"));
         ht_result_done(&r);
 
         ht_vmuser(&r, "status", "--json", "web01", NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 1);
-        json_object *o = json_line(r.out, 0);
-        assert_true(jbool(o, "reachable"));
-        assert_string_equal(jstr(o, "version"), "0.1");
-        assert_string_equal(jstr(o, "agentSocket"), HT_VM_DIR "/web01/agent.sock");
-        assert_false(jbool(o, "qmpSocketPresent"));
-        assert_false(jbool(o, "qmpReachable"));
+        json_object *o = ht_json_line(r.out, 0);
+        assert_true(ht_jbool(o, "reachable"));
+        assert_string_equal(ht_jstr(o, "version"), "0.1");
+        assert_string_equal(ht_jstr(o, "agentSocket"), HT_VM_DIR "/web01/agent.sock");
+        assert_false(ht_jbool(o, "qmpSocketPresent"));
+        assert_false(ht_jbool(o, "qmpReachable"));
         json_object_put(o);
         ht_result_done(&r);
 }
@@ -222,18 +174,18 @@ static void test_export_needs_qmp(void **state) {
         /* The default exports the home: without a QMP socket that is impossible, and the user
          * fails before anything is sent to the guest. */
         ht_vmuser(&r, "attach", "web01", "vmtbob", NULL);
-        expect(&r, 3, NULL, "the VM has no QMP socket '" HT_VM_DIR "/web01/qmp.sock'");
+        ht_expect(&r, 3, NULL, "the VM has no QMP socket '" HT_VM_DIR "/web01/qmp.sock'");
         assert_true(ht_contains(r.err, "--no-home"));
         ht_result_done(&r);
         free(guest(2, "getent", "passwd", "vmtbob", NULL));
 
         ht_vmuser(&r, "attach", "--json", "--read-only", "web01", "vmtbob", "vmtdave", NULL);
-        expect(&r, 3, NULL, NULL);
+        ht_expect(&r, 3, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
         for (size_t i = 0; i < 2; i++) {
-                json_object *o = json_line(r.out, i);
-                assert_string_equal(jstr(o, "result"), "unreachable");
-                assert_true(ht_contains(jstr(o, "error"), "QMP socket"));
+                json_object *o = ht_json_line(r.out, i);
+                assert_string_equal(ht_jstr(o, "result"), "unreachable");
+                assert_true(ht_contains(ht_jstr(o, "error"), "QMP socket"));
                 json_object_put(o);
         }
         ht_result_done(&r);
@@ -268,14 +220,14 @@ static void test_export_options(void **state) {
                         args[n++] = (char *) "web01";
                 args[n++] = (char *) "vmtdave";
                 ht_vmuserv(&r, args);
-                expect(&r, 2, NULL, cases[i].reason);
+                ht_expect(&r, 2, NULL, cases[i].reason);
                 ht_result_done(&r);
         }
         free(guest(2, "getent", "passwd", "vmtdave", NULL));
 
         /* The option exists under the name the VM suite looks for. */
         ht_vmuser(&r, "attach", "--help", NULL);
-        expect(&r, 0, "--home-source DIR", NULL);
+        ht_expect(&r, 0, "--home-source DIR", NULL);
         assert_true(ht_contains(r.out, "--read-only"));
         ht_result_done(&r);
 }
@@ -288,16 +240,16 @@ static void test_attach(void **state) {
         assert_int_equal(ht_host_ids("vmtalice", &host_uid, NULL), 0);
         ht_vmuser(&r, "attach", "--no-home", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01",
                   "vmtalice", NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 1);
-        json_object *o = json_line(r.out, 0);
-        assert_string_equal(jstr(o, "userName"), "vmtalice");
-        assert_string_equal(jstr(o, "result"), "ok");
-        assert_true(jbool(o, "changed"));
-        alice_uid = (uint32_t) jint(o, "uid");
-        assert_int_equal(jint(o, "gid"), alice_uid);
-        assert_int_equal(jint(o, "hostUid"), host_uid);
-        assert_string_equal(jstr(o, "homeDirectory"), "/run/vmhost/home/vmtalice");
+        json_object *o = ht_json_line(r.out, 0);
+        assert_string_equal(ht_jstr(o, "userName"), "vmtalice");
+        assert_string_equal(ht_jstr(o, "result"), "ok");
+        assert_true(ht_jbool(o, "changed"));
+        alice_uid = (uint32_t) ht_jint(o, "uid");
+        assert_int_equal(ht_jint(o, "gid"), alice_uid);
+        assert_int_equal(ht_jint(o, "hostUid"), host_uid);
+        assert_string_equal(ht_jstr(o, "homeDirectory"), "/run/vmhost/home/vmtalice");
         json_object_put(o);
         ht_result_done(&r);
         /* Allocated by the agent from its default range; not the host UID. */
@@ -342,16 +294,16 @@ static void test_reattach_is_noop(void **state) {
 
         ht_vmuser(&r, "attach", "--no-home", "--json", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01",
                   "vmtalice", NULL);
-        expect(&r, 0, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
-        assert_false(jbool(o, "changed"));
-        assert_int_equal(jint(o, "uid"), alice_uid);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        assert_false(ht_jbool(o, "changed"));
+        assert_int_equal(ht_jint(o, "uid"), alice_uid);
         json_object_put(o);
         ht_result_done(&r);
 
         ht_vmuser(&r, "attach", "--no-home", "--group", "vmtgrp", "--ssh-key", EXTRA_KEY_FILE, "web01", "vmtalice",
                   NULL);
-        expect(&r, 0, "nothing changed", NULL);
+        ht_expect(&r, 0, "nothing changed", NULL);
         ht_result_done(&r);
 }
 
@@ -361,7 +313,7 @@ static void test_list(void **state) {
 
         snprintf(uid, sizeof(uid), " %u ", alice_uid);
         ht_vmuser(&r, "list", "web01", NULL);
-        expect(&r, 0, "vmtalice", NULL);
+        ht_expect(&r, 0, "vmtalice", NULL);
         assert_true(ht_contains(r.out, uid));
         assert_true(ht_contains(r.out, "MOUNTED"));
         assert_true(ht_contains(r.out, "EXPORT"));
@@ -375,14 +327,14 @@ static void test_list(void **state) {
         char *const *variants[] = { by_dir, by_sock };
         for (size_t i = 0; i < ELEMENTSOF(variants); i++) {
                 ht_vmuserv(&r, variants[i]);
-                expect(&r, 0, NULL, NULL);
+                ht_expect(&r, 0, NULL, NULL);
                 assert_int_equal(ht_count_lines(r.out), 1);
-                json_object *o = json_line(r.out, 0), *home;
-                assert_string_equal(jstr(o, "userName"), "vmtalice");
-                assert_int_equal(jint(o, "uid"), alice_uid);
-                assert_int_equal(jint(o, "sessions"), 0);
-                assert_false(jbool(o, "homeMounted"));
-                assert_true(jbool(o, "attached"));
+                json_object *o = ht_json_line(r.out, 0), *home;
+                assert_string_equal(ht_jstr(o, "userName"), "vmtalice");
+                assert_int_equal(ht_jint(o, "uid"), alice_uid);
+                assert_int_equal(ht_jint(o, "sessions"), 0);
+                assert_false(ht_jbool(o, "homeMounted"));
+                assert_true(ht_jbool(o, "attached"));
                 assert_true(json_object_object_get_ex(o, "home", &home) && home == NULL);
                 assert_true(json_object_object_get_ex(o, "export", &home) && home == NULL);
                 json_object_put(o);
@@ -396,33 +348,33 @@ static void test_refused_by_guest(void **state) {
 
         /* The agent's reason is shown as it sent it. */
         ht_vmuser(&r, "attach", "--no-home", "--uid", "5", "web01", "vmtbob", NULL);
-        expect(&r, 4, NULL, "refused by the guest (GenericError): user uid 5 is outside the agent's range 60514-60577");
+        ht_expect(&r, 4, NULL, "refused by the guest (GenericError): user uid 5 is outside the agent's range 60514-60577");
         ht_result_done(&r);
 
         ht_vmuser(&r, "attach", "--no-home", "--shell", "/bin/sh", "web01", "vmtalice", NULL);
-        expect(&r, 4, NULL, "pass replace to overwrite it");
+        ht_expect(&r, 4, NULL, "pass replace to overwrite it");
         ht_result_done(&r);
         ht_vmuser(&r, "attach", "--no-home", "--replace", "--shell", "/bin/sh", "--group", "vmtgrp", "--ssh-key",
                   EXTRA_KEY_FILE, "web01", "vmtalice", NULL);
-        expect(&r, 0, "Attached 'vmtalice'", NULL);
+        ht_expect(&r, 0, "Attached 'vmtalice'", NULL);
         ht_result_done(&r);
         out = guest(0, "getent", "passwd", "vmtalice", NULL);
         assert_true(ht_contains(out, ":/bin/sh\n"));
 
         ht_vmuser(&r, "attach", "--no-home", "--group", "vmtnosuch", "web01", "vmtbob", NULL);
-        expect(&r, 4, NULL, "group 'vmtnosuch' (memberOf) does not exist in the guest");
+        ht_expect(&r, 4, NULL, "group 'vmtnosuch' (memberOf) does not exist in the guest");
         ht_result_done(&r);
         free(guest(2, "getent", "passwd", "vmtbob", NULL));
 
         /* Caught on the host before anything is sent. */
         ht_vmuser(&r, "attach", "--home-tag", "bad/tag", "web01", "vmtbob", NULL);
-        expect(&r, 2, NULL, "bad/tag");
+        ht_expect(&r, 2, NULL, "bad/tag");
         ht_result_done(&r);
         ht_vmuser(&r, "attach", "--no-home", "--uid", "60530", "web01", "vmtbob", "vmtdave", NULL);
-        expect(&r, 2, NULL, "--uid");
+        ht_expect(&r, 2, NULL, "--uid");
         ht_result_done(&r);
         ht_vmuser(&r, "attach", "--no-home", "web01", NULL);
-        expect(&r, 2, NULL, NULL);
+        ht_expect(&r, 2, NULL, NULL);
         ht_result_done(&r);
 }
 
@@ -441,16 +393,16 @@ static void test_refused_on_host(void **state) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 ht_vmuser(&r, "attach", "--no-home", "web01", cases[i].user, NULL);
-                expect(&r, 7, NULL, cases[i].reason);
+                ht_expect(&r, 7, NULL, cases[i].reason);
                 ht_result_done(&r);
         }
 
         ht_vmuser(&r, "attach", "--no-home", "--json", "web01", "root", "vmtsys", NULL);
-        expect(&r, 7, NULL, NULL);
+        ht_expect(&r, 7, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
         for (size_t i = 0; i < 2; i++) {
-                json_object *o = json_line(r.out, i);
-                assert_string_equal(jstr(o, "result"), "host-user");
+                json_object *o = ht_json_line(r.out, i);
+                assert_string_equal(ht_jstr(o, "result"), "host-user");
                 json_object_put(o);
         }
         ht_result_done(&r);
@@ -461,16 +413,16 @@ static void test_partial_batch(void **state) {
         char expected[64];
 
         ht_vmuser(&r, "attach", "--no-home", "--json", "web01", "vmtbob", "vmtclash", NULL);
-        expect(&r, 6, NULL, NULL);
+        ht_expect(&r, 6, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
-        json_object *bob = json_line(r.out, 0), *clash = json_line(r.out, 1);
-        assert_string_equal(jstr(bob, "userName"), "vmtbob");
-        assert_string_equal(jstr(bob, "result"), "ok");
-        assert_string_equal(jstr(clash, "userName"), "vmtclash");
-        assert_string_equal(jstr(clash, "result"), "refused");
-        assert_string_equal(jstr(clash, "errorClass"), "GenericError");
-        assert_true(ht_contains(jstr(clash, "error"), "already exists in the guest"));
-        snprintf(expected, sizeof(expected), "vmtbob:x:%u:", (unsigned) jint(bob, "uid"));
+        json_object *bob = ht_json_line(r.out, 0), *clash = ht_json_line(r.out, 1);
+        assert_string_equal(ht_jstr(bob, "userName"), "vmtbob");
+        assert_string_equal(ht_jstr(bob, "result"), "ok");
+        assert_string_equal(ht_jstr(clash, "userName"), "vmtclash");
+        assert_string_equal(ht_jstr(clash, "result"), "refused");
+        assert_string_equal(ht_jstr(clash, "errorClass"), "GenericError");
+        assert_true(ht_contains(ht_jstr(clash, "error"), "already exists in the guest"));
+        snprintf(expected, sizeof(expected), "vmtbob:x:%u:", (unsigned) ht_jint(bob, "uid"));
         json_object_put(bob);
         json_object_put(clash);
         ht_result_done(&r);
@@ -487,7 +439,7 @@ static void test_warnings_and_options(void **state) {
         _cleanup_free_ char *shadow = NULL, *keys = NULL, *dave_shadow = NULL;
 
         ht_vmuser(&r, "attach", "--no-home", "web01", "vmtcarol", NULL);
-        expect(&r, 0, NULL, "md5-crypt, weaker than yescrypt or sha512-crypt");
+        ht_expect(&r, 0, NULL, "md5-crypt, weaker than yescrypt or sha512-crypt");
         assert_true(ht_contains(r.err, "leads outside the home of 'vmtcarol'"));
         ht_result_done(&r);
         shadow = guest(0, "getent", "shadow", "vmtcarol", NULL);
@@ -498,14 +450,14 @@ static void test_warnings_and_options(void **state) {
         /* No secret at all: no privileged file. A home spec per user with %u, read-only. */
         ht_vmuser(&r, "attach", "--no-password", "--read-only", "--home-tag", "vmuser-%u", "--home-dir", "/home/%u",
                   "web01", "vmtdave", NULL);
-        expect(&r, 0, "home /home/vmtdave", NULL);
+        ht_expect(&r, 0, "home /home/vmtdave", NULL);
         ht_result_done(&r);
         dave_shadow = guest(0, "getent", "shadow", "vmtdave", NULL);
         assert_false(ht_contains(dave_shadow, "$y$"));
         assert_absent("/run/userdb/vmtdave.user-privileged");
 
         ht_vmuser(&r, "list", "--json", "web01", NULL);
-        expect(&r, 0, "\"home\":{\"tag\":\"vmuser-vmtdave\",\"fstype\":\"virtiofs\"", NULL);
+        ht_expect(&r, 0, "\"home\":{\"tag\":\"vmuser-vmtdave\",\"fstype\":\"virtiofs\"", NULL);
         assert_true(ht_contains(r.out, "\"options\":\"ro\""));
         /* --home-tag exports nothing. */
         assert_true(ht_contains(r.out, "\"export\":null"));
@@ -533,15 +485,15 @@ static void test_detach_busy_then_force(void **state) {
         l = session_lock_release(l);
 
         ht_vmuser(&r, "detach", "web01", "vmtalice", NULL);
-        expect(&r, 5, NULL, "refused by the guest (UserBusy)");
+        ht_expect(&r, 5, NULL, "refused by the guest (UserBusy)");
         ht_result_done(&r);
         ht_vmuser(&r, "detach", "--json", "web01", "vmtalice", NULL);
-        expect(&r, 5, "\"result\":\"busy\"", NULL);
+        ht_expect(&r, 5, "\"result\":\"busy\"", NULL);
         ht_result_done(&r);
         free(guest(0, "getent", "passwd", "vmtalice", NULL));
 
         ht_vmuser(&r, "detach", "--force", "--timeout", "20", "web01", "vmtalice", NULL);
-        expect(&r, 0, "Detached 'vmtalice'", NULL);
+        ht_expect(&r, 0, "Detached 'vmtalice'", NULL);
         ht_result_done(&r);
         assert_int_equal(waitpid(session, &status, 0), session);
         assert_true(WIFSIGNALED(status));
@@ -568,24 +520,24 @@ static void test_detach_batch(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "detach", "--json", "web01", "vmtbob", "vmtcarol", "vmtdave", NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 3);
         for (size_t i = 0; i < 3; i++) {
-                json_object *o = json_line(r.out, i);
-                assert_string_equal(jstr(o, "result"), "ok");
+                json_object *o = ht_json_line(r.out, i);
+                assert_string_equal(ht_jstr(o, "result"), "ok");
                 /* Nothing was exported, so nothing is taken away on the host. */
-                assert_false(jbool(o, "homeUnexported"));
+                assert_false(ht_jbool(o, "homeUnexported"));
                 json_object_put(o);
         }
         ht_result_done(&r);
         assert_absent(HT_VM_DIR "/web01/homes");
 
         ht_vmuser(&r, "detach", "web01", "vmtbob", NULL);
-        expect(&r, 4, NULL, "user 'vmtbob' is not attached");
+        ht_expect(&r, 4, NULL, "user 'vmtbob' is not attached");
         ht_result_done(&r);
 
         ht_vmuser(&r, "list", "web01", NULL);
-        expect(&r, 0, "No users attached", NULL);
+        ht_expect(&r, 0, "No users attached", NULL);
         ht_result_done(&r);
 
         /* Back to what the guest had before the first attach. */

@@ -25,42 +25,9 @@
 #include "macro.h"
 #include "test-util.h"
 
-static void expect(const struct ht_result *r, int status, const char *in_out, const char *in_err) {
-        if (r->status != status)
-                fail_msg("vmuser exited %d, wanted %d\nstdout: %s\nstderr: %s", r->status, status, r->out, r->err);
-        if (in_out && !ht_contains(r->out, in_out))
-                fail_msg("stdout lacks '%s':\n%s", in_out, r->out);
-        if (in_err && !ht_contains(r->err, in_err))
-                fail_msg("stderr lacks '%s':\n%s", in_err, r->err);
-}
-
 static void expect_seconds(const struct ht_result *r, double min, double max) {
         if (r->seconds < min || r->seconds > max)
                 fail_msg("vmuser took %.2f s, wanted %.1f..%.1f s", r->seconds, min, max);
-}
-
-static json_object *json_line(const char *out, size_t i) {
-        const char *p = out;
-        for (size_t k = 0; k < i && p; k++) {
-                p = strchr(p, '\n');
-                if (p)
-                        p++;
-        }
-        if (!p || !*p)
-                fail_msg("no JSON line %zu in:\n%s", i, out);
-        const char *end = strchr(p, '\n');
-        _cleanup_free_ char *line = strndup(p, end ? (size_t) (end - p) : strlen(p));
-        json_object *o = json_tokener_parse(line);
-        if (!o)
-                fail_msg("not JSON: %s", line);
-        return o;
-}
-
-static const char *jstr(json_object *o, const char *key) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                fail_msg("no string '%s' in %s", key, json_object_to_json_string(o));
-        return json_object_get_string(v);
 }
 
 static int group_setup(void **state) {
@@ -77,17 +44,17 @@ static void test_missing_socket(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "status", "nowhere", NULL);
-        expect(&r, 3, NULL, "the VM directory '" HT_VM_DIR "/nowhere' does not exist");
+        ht_expect(&r, 3, NULL, "the VM directory '" HT_VM_DIR "/nowhere' does not exist");
         ht_result_done(&r);
 
         assert_int_equal(mkdir(HT_VM_DIR "/empty", 0755), 0);
         ht_vmuser(&r, "list", "empty", NULL);
-        expect(&r, 3, NULL, "the agent socket '" HT_VM_DIR "/empty/agent.sock' does not exist");
+        ht_expect(&r, 3, NULL, "the agent socket '" HT_VM_DIR "/empty/agent.sock' does not exist");
         ht_result_done(&r);
 
         /* A batch fails as a whole with the same reason, and never hangs. */
         ht_vmuser(&r, "detach", "--json", "empty", "vmta", "vmtb", NULL);
-        expect(&r, 3, "\"result\":\"unreachable\"", NULL);
+        ht_expect(&r, 3, "\"result\":\"unreachable\"", NULL);
         assert_int_equal(ht_count_lines(r.out), 2);
         ht_result_done(&r);
 }
@@ -105,11 +72,11 @@ static void test_dead_socket(void **state) {
         close(fd);
 
         ht_vmuser(&r, "status", "dead", NULL);
-        expect(&r, 3, "unreachable", "nobody is listening on '" HT_VM_DIR "/dead/agent.sock'");
+        ht_expect(&r, 3, "unreachable", "nobody is listening on '" HT_VM_DIR "/dead/agent.sock'");
         ht_result_done(&r);
 
         ht_vmuser(&r, "status", "--json", "dead", NULL);
-        expect(&r, 3, "\"reachable\":false", NULL);
+        ht_expect(&r, 3, "\"reachable\":false", NULL);
         ht_result_done(&r);
 }
 
@@ -118,13 +85,13 @@ static void test_silent_agent(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "status", "--timeout", "1", "silent", NULL);
-        expect(&r, 3, NULL, "no reply to guest-sync-delimited within 1 s: is vmuser-agent running in the guest");
+        ht_expect(&r, 3, NULL, "no reply to guest-sync-delimited within 1 s: is vmuser-agent running in the guest");
         expect_seconds(&r, 0.9, 2.5);
         ht_result_done(&r);
 
         /* One timeout for the whole batch, not one per user. */
         ht_vmuser(&r, "detach", "--json", "--timeout", "1", "silent", "vmta", "vmtb", "vmtc", NULL);
-        expect(&r, 3, NULL, "no reply to guest-sync-delimited within 1 s");
+        ht_expect(&r, 3, NULL, "no reply to guest-sync-delimited within 1 s");
         assert_int_equal(ht_count_lines(r.out), 3);
         expect_seconds(&r, 0.9, 2.5);
         ht_result_done(&r);
@@ -138,7 +105,7 @@ static void test_agent_goes_mute(void **state) {
         /* The first request times out, the re-sync before the second times out too: the client
          * gives up, and the third user fails at once instead of after a third timeout. */
         ht_vmuser(&r, "detach", "--json", "--timeout", "1", "mute", "vmta", "vmtb", "vmtc", NULL);
-        expect(&r, 3, NULL, "no reply to 'vmuser-detach' within 1 s");
+        ht_expect(&r, 3, NULL, "no reply to 'vmuser-detach' within 1 s");
         assert_true(ht_contains(r.err, "'vmtb' from mute: no reply to guest-sync-delimited within 1 s"));
         assert_true(ht_contains(r.err, "'vmtc' from mute: the agent did not answer guest-sync-delimited earlier; "
                                        "no further requests are sent"));
@@ -154,7 +121,7 @@ static void test_sync_without_delimiter(void **state) {
 
         /* {"return": id} without the 0xFF in front is not a sync reply. */
         ht_vmuser(&r, "status", "--timeout", "0.5", "nodelim", NULL);
-        expect(&r, 3, NULL, "no reply to guest-sync-delimited within 500 ms");
+        ht_expect(&r, 3, NULL, "no reply to guest-sync-delimited within 500 ms");
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -164,7 +131,7 @@ static void test_garbage_reply(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "list", "garbage", NULL);
-        expect(&r, 3, NULL, "the reply to 'vmuser-list' is not valid JSON");
+        ht_expect(&r, 3, NULL, "the reply to 'vmuser-list' is not valid JSON");
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -174,7 +141,7 @@ static void test_huge_reply(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "list", "--timeout", "30", "huge", NULL);
-        expect(&r, 3, NULL, "the reply to 'vmuser-list' exceeds the limit of 16777216 bytes");
+        ht_expect(&r, 3, NULL, "the reply to 'vmuser-list' exceeds the limit of 16777216 bytes");
         expect_seconds(&r, 0, 15);
         ht_result_done(&r);
         ht_stop(fake);
@@ -185,7 +152,7 @@ static void test_deep_reply(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "list", "deep", NULL);
-        expect(&r, 3, NULL, "nests deeper than 16 levels");
+        ht_expect(&r, 3, NULL, "nests deeper than 16 levels");
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -195,11 +162,11 @@ static void test_agent_closes(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "detach", "--json", "close", "vmta", "vmtb", NULL);
-        expect(&r, 3, NULL, "the agent channel was closed before the reply to 'vmuser-detach'");
+        ht_expect(&r, 3, NULL, "the agent channel was closed before the reply to 'vmuser-detach'");
         assert_int_equal(ht_count_lines(r.out), 2);
-        json_object *second = json_line(r.out, 1);
-        assert_string_equal(jstr(second, "result"), "unreachable");
-        assert_true(ht_contains(jstr(second, "error"), "was closed earlier"));
+        json_object *second = ht_json_line(r.out, 1);
+        assert_string_equal(ht_jstr(second, "result"), "unreachable");
+        assert_true(ht_contains(ht_jstr(second, "error"), "was closed earlier"));
         json_object_put(second);
         ht_result_done(&r);
         ht_stop(fake);
@@ -211,15 +178,15 @@ static void test_refusal_shown_verbatim(void **state) {
 
         ht_vmuser(&r, "detach", "refuse", "vmta", NULL);
         /* The desc as sent, except that terminal escapes are defused. */
-        expect(&r, 4, NULL, "refused by the guest (GenericError): fake refusal ?[31mred?[0m of 'vmuser-detach'");
+        ht_expect(&r, 4, NULL, "refused by the guest (GenericError): fake refusal ?[31mred?[0m of 'vmuser-detach'");
         assert_null(strchr(r.err, '\x1b'));
         ht_result_done(&r);
 
         ht_vmuser(&r, "detach", "--json", "refuse", "vmta", NULL);
-        expect(&r, 4, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
-        assert_string_equal(jstr(o, "result"), "refused");
-        assert_string_equal(jstr(o, "error"), "fake refusal \x1b[31mred\x1b[0m of 'vmuser-detach'");
+        ht_expect(&r, 4, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        assert_string_equal(ht_jstr(o, "result"), "refused");
+        assert_string_equal(ht_jstr(o, "error"), "fake refusal \x1b[31mred\x1b[0m of 'vmuser-detach'");
         json_object_put(o);
         ht_result_done(&r);
         ht_stop(fake);
@@ -230,7 +197,7 @@ static void test_answer_for_someone_else(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "detach", "wrong", "vmta", NULL);
-        expect(&r, 3, NULL, "lacks userName 'vmta'");
+        ht_expect(&r, 3, NULL, "lacks userName 'vmta'");
         assert_false(ht_contains(r.out, "Detached"));
         ht_result_done(&r);
         ht_stop(fake);
@@ -242,12 +209,12 @@ static void test_one_connection_per_batch(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "detach", "--json", "single", "vmta", "vmtb", "vmtc", "vmtd", NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), 4);
         ht_result_done(&r);
         /* And the fake really refuses a second connection. */
         ht_vmuser(&r, "status", "single", NULL);
-        expect(&r, 3, NULL, NULL);
+        ht_expect(&r, 3, NULL, NULL);
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -259,9 +226,9 @@ static void test_reply_ids_checked(void **state) {
 
         /* Frames with another id are stale answers and skipped; only ours counts. */
         ht_vmuser(&r, "detach", "--json", "foreign", "vmta", "vmtb", NULL);
-        expect(&r, 0, NULL, NULL);
+        ht_expect(&r, 0, NULL, NULL);
         for (size_t i = 0; i < 2; i++) {
-                json_object *o = json_line(r.out, i);
+                json_object *o = ht_json_line(r.out, i);
                 assert_true(json_object_object_get_ex(o, "uid", &uid));
                 assert_int_equal(json_object_get_int64(uid), 2222);
                 json_object_put(o);
@@ -278,12 +245,12 @@ static void test_late_reply_and_resync(void **state) {
         /* The first request times out; its reply arrives during the re-sync for the second and
          * must be discarded there, not taken for the second user's answer. */
         ht_vmuser(&r, "detach", "--json", "--timeout", "1", "late", "vmtfirst", "vmtsecond", NULL);
-        expect(&r, 6, NULL, "no reply to 'vmuser-detach' within 1 s; whether it took effect is unknown");
+        ht_expect(&r, 6, NULL, "no reply to 'vmuser-detach' within 1 s; whether it took effect is unknown");
         assert_int_equal(ht_count_lines(r.out), 2);
-        json_object *first = json_line(r.out, 0), *second = json_line(r.out, 1), *uid;
-        assert_string_equal(jstr(first, "result"), "unreachable");
-        assert_string_equal(jstr(second, "userName"), "vmtsecond");
-        assert_string_equal(jstr(second, "result"), "ok");
+        json_object *first = ht_json_line(r.out, 0), *second = ht_json_line(r.out, 1), *uid;
+        assert_string_equal(ht_jstr(first, "result"), "unreachable");
+        assert_string_equal(ht_jstr(second, "userName"), "vmtsecond");
+        assert_string_equal(ht_jstr(second, "result"), "ok");
         assert_true(json_object_object_get_ex(second, "uid", &uid));
         assert_int_equal(json_object_get_int64(uid), 2222);
         json_object_put(first);
@@ -302,8 +269,8 @@ static void test_stale_bytes_before_sync(void **state) {
 
         /* Stale replies and a half frame towards vmuser, a half request towards the agent. */
         ht_vmuser(&r, "attach", "--json", "--no-home", "stale", "vmtstale", NULL);
-        expect(&r, 0, NULL, NULL);
-        json_object *o = json_line(r.out, 0);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
         assert_true(json_object_object_get_ex(o, "uid", &uid));
         int64_t guest_uid = json_object_get_int64(uid);
         json_object_put(o);
@@ -314,14 +281,14 @@ static void test_stale_bytes_before_sync(void **state) {
         char *getent[] = { (char *) "getent", (char *) "passwd", (char *) "vmtstale", NULL };
         ht_run_guest(getent, &r);
         snprintf(expected, sizeof(expected), "vmtstale:x:%u:%u:", (unsigned) guest_uid, (unsigned) guest_uid);
-        expect(&r, 0, expected, NULL);
+        ht_expect(&r, 0, expected, NULL);
         ht_result_done(&r);
 
         ht_vmuser(&r, "detach", "stale", "vmtstale", NULL);
-        expect(&r, 0, "Detached 'vmtstale'", NULL);
+        ht_expect(&r, 0, "Detached 'vmtstale'", NULL);
         ht_result_done(&r);
         ht_run_guest(getent, &r);
-        expect(&r, 2, NULL, NULL);
+        ht_expect(&r, 2, NULL, NULL);
         ht_result_done(&r);
 
         ht_stop(proxy);
@@ -333,14 +300,14 @@ static void test_usage(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "--version", NULL);
-        expect(&r, 0, "vmuser 0.1", NULL);
+        ht_expect(&r, 0, "vmuser 0.1", NULL);
         ht_result_done(&r);
         ht_vmuser(&r, "--help", NULL);
-        expect(&r, 0, "attach", NULL);
+        ht_expect(&r, 0, "attach", NULL);
         ht_result_done(&r);
         for (size_t i = 0; i < ELEMENTSOF(helps); i++) {
                 ht_vmuser(&r, helps[i], "--help", NULL);
-                expect(&r, 0, "Usage: vmuser", NULL);
+                ht_expect(&r, 0, "Usage: vmuser", NULL);
                 ht_result_done(&r);
         }
 
