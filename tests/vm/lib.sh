@@ -188,6 +188,18 @@ _vm_kill_virtiofsd() {
     return 0
 }
 
+# The idmapped staging mounts of home exports live in VM_DIR/homes/NAME/mnt/home: a run that
+# ends with a user still exported (a failed test, say) must not leave them mounted on the host.
+_vm_unmount_staging() {
+    local target
+    [[ -n ${VM_DIR:-} ]] || return 0
+    findmnt -rn -o TARGET | grep -F -- "$VM_DIR/" | sort -r | while read -r target; do
+        vm_log "unmounting $target"
+        umount -l -- "$target" 2>/dev/null || true
+    done
+    return 0
+}
+
 # vm_stop: power the guest off over ssh, wait, then kill QEMU after a timeout. Returns 1
 # when QEMU had to be killed (a unit hanging at shutdown is worth a look), else 0.
 vm_stop() {
@@ -234,5 +246,6 @@ _vm_cleanup() {
         fi
     fi
     _vm_kill_virtiofsd
+    _vm_unmount_staging
     [[ -z ${VM_DIR:-} ]] || rm -f -- "$VM_DIR/qemu.pid" "$VM_DIR/root.qcow2"
 }
