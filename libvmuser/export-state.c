@@ -26,6 +26,30 @@
 #include "paths.h"
 #include "virtiofsd.h"
 
+int export_source_open(const char *user, uid_t host_uid, gid_t host_gid, uid_t guest_uid, gid_t guest_gid,
+                       const char *source_dir, int *ret_fd, struct verr *e) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        if (host_uid == 0 || guest_uid == 0 || id_is_special(host_uid) || id_is_special(guest_uid) ||
+            id_is_special(host_gid) || id_is_special(guest_gid))
+                return verr_set(e, -EINVAL, "refusing to export with host UID/GID %u/%u and guest UID/GID %u/%u "
+                                            "(root, nobody and -1 are not allowed)",
+                                (unsigned) host_uid, (unsigned) host_gid, (unsigned) guest_uid, (unsigned) guest_gid);
+        if (!source_dir || source_dir[0] != '/')
+                return verr_set(e, -EINVAL, "source directory '%s' is not an absolute path", strempty(source_dir));
+        fd = open(source_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return verr_set(e, negative_errno(), "cannot open source directory '%s': %m", source_dir);
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_uid != host_uid)
+                return verr_set(e, -EPERM, "source directory '%s' belongs to UID %u, not to %s (UID %u)", source_dir,
+                                (unsigned) st.st_uid, user, (unsigned) host_uid);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 int export_state_paths_make(const char *dir, const char *user, struct export_state_paths *ret) {
         struct export_state_paths p = {};
         int k = 0;

@@ -6,8 +6,8 @@
  *   DIR/homes/NAME/            0711 root
  *       state.json             0600, what is exported and the phase (see export_state_write())
  *       mnt/home               0700 root, the idmapped staging mount
- * The callers run their own steps (QMP or libvirt); this file only makes, locks, records and
- * removes that tree. */
+ * The callers run their own steps (QMP or libvirt); this file only checks what is to be
+ * exported (export_source_open()) and makes, locks, records and removes that tree. */
 #pragma once
 
 #include <limits.h>
@@ -15,6 +15,13 @@
 
 #include "home-export.h"
 #include "verr.h"
+
+/* The checks both backends make before exporting: the IDs on both sides are neither root,
+ * nobody nor -1, source_dir is absolute, is a directory (symlinks on the way are fine: an admin
+ * may point at one) and belongs to host_uid. *ret_fd is an O_PATH fd of it, for the idmapped
+ * mount. -EINVAL or -EPERM with the value at fault in e; -errno from open. */
+int export_source_open(const char *user, uid_t host_uid, gid_t host_gid, uid_t guest_uid, gid_t guest_gid,
+                       const char *source_dir, int *ret_fd, struct verr *e);
 
 #define EXPORT_STATE_LOCK_FILE ".lock"
 #define EXPORT_STATE_MNT_SUBDIR "mnt"

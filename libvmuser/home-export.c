@@ -339,7 +339,6 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         const struct home_export_params *p = x->p;
         struct home_export_info *i = &x->info;
         struct sockaddr_un sa;
-        struct stat st;
         int k;
 
         k = make_paths(p->vm_dir, p->qmp_socket, p->user, &x->paths, e);
@@ -348,24 +347,11 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         if (strlen(x->paths.socket) >= sizeof(sa.sun_path))
                 return verr_set(e, -ENAMETOOLONG, "socket path '%s' is too long for QEMU (at most %zu bytes)",
                                 x->paths.socket, sizeof(sa.sun_path) - 1);
-        if (p->host_uid == 0 || p->guest_uid == 0 || id_is_special(p->host_uid) || id_is_special(p->guest_uid) ||
-            id_is_special(p->host_gid) || id_is_special(p->guest_gid))
-                return verr_set(e, -EINVAL, "refusing to export with host UID/GID %u/%u and guest UID/GID %u/%u "
-                                            "(root, nobody and -1 are not allowed)",
-                                (unsigned) p->host_uid, (unsigned) p->host_gid, (unsigned) p->guest_uid,
-                                (unsigned) p->guest_gid);
-        if (!p->source_dir || p->source_dir[0] != '/')
-                return verr_set(e, -EINVAL, "source directory '%s' is not an absolute path", strempty(p->source_dir));
-
         /* The source: must be a directory of the host user, whatever symlinks led there. */
-        x->source_fd = open(p->source_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (x->source_fd < 0)
-                return verr_set(e, negative_errno(), "cannot open source directory '%s': %m", p->source_dir);
-        if (fstat(x->source_fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != p->host_uid)
-                return verr_set(e, -EPERM, "source directory '%s' belongs to UID %u, not to %s (UID %u)",
-                                p->source_dir, (unsigned) st.st_uid, p->user, (unsigned) p->host_uid);
+        k = export_source_open(p->user, p->host_uid, p->host_gid, p->guest_uid, p->guest_gid, p->source_dir,
+                               &x->source_fd, e);
+        if (k < 0)
+                return k;
 
         k = open_vm_dir(p->vm_dir, &x->vm_fd, e);
         if (k < 0)

@@ -490,28 +490,15 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
         struct home_export_info i = {};
         struct user_paths up;
         char machine[64], port[64];
-        struct stat st;
         int k;
 
         k = make_user_paths(l, p->user, &up, e);
         if (k < 0)
                 return k;
-        if (p->host_uid == 0 || p->guest_uid == 0 || id_is_special(p->host_uid) || id_is_special(p->guest_uid) ||
-            id_is_special(p->host_gid) || id_is_special(p->guest_gid))
-                return verr_set(e, -EINVAL, "refusing to export with host UID/GID %u/%u and guest UID/GID %u/%u "
-                                            "(root, nobody and -1 are not allowed)",
-                                (unsigned) p->host_uid, (unsigned) p->host_gid, (unsigned) p->guest_uid,
-                                (unsigned) p->guest_gid);
-        if (!p->source_dir || p->source_dir[0] != '/')
-                return verr_set(e, -EINVAL, "source directory '%s' is not an absolute path", strempty(p->source_dir));
-        source_fd = open(p->source_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (source_fd < 0)
-                return verr_set(e, negative_errno(), "cannot open source directory '%s': %m", p->source_dir);
-        if (fstat(source_fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != p->host_uid)
-                return verr_set(e, -EPERM, "source directory '%s' belongs to UID %u, not to %s (UID %u)", p->source_dir,
-                                (unsigned) st.st_uid, p->user, (unsigned) p->host_uid);
+        k = export_source_open(p->user, p->host_uid, p->host_gid, p->guest_uid, p->guest_gid, p->source_dir,
+                               &source_fd, e);
+        if (k < 0)
+                return k;
 
         /* The domain: running, shared memory, a free port, nothing of ours plugged. */
         k = require_running(l, e);
