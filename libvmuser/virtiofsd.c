@@ -475,14 +475,67 @@ static void supervisor_note_exit(pid_t pid, int status) {
         (void) !write(2, msg, n);
 }
 
-/* The supervisor: fds 0-2 are set, the report pipe is fd 3, nothing else is open. */
-_Noreturn static void supervisor_main(const char *path, char *const argv[]) {
+/* What ps shows as a process's command line: the bytes from arg_start to arg_end of its memory
+ * (fields 48 and 49 of /proc/PID/stat), where the kernel put argv. */
+struct command_line {
+        const char *title; /* NUL-separated, like argv */
+        size_t title_size;
+        char *args;        /* our own argv area, or NULL when unknown */
+        size_t args_size;
+};
+
+/* Reads where this process's argv area is. Runs before the fork: it may allocate. */
+static void command_line_find(struct command_line *c) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/stat", "re");
+        char buf[2048], *p;
+        unsigned long long start = 0, end = 0;
+        int field = 2;
+
+        c->args = NULL;
+        c->args_size = 0;
+        if (!f || !fgets(buf, sizeof(buf), f) || !(p = strrchr(buf, ')')))
+                return;
+        /* Field 2 (comm) ends at the last ')'; count the fields after it. */
+        for (char *save = NULL, *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+                field++;
+                if (field == 48)
+                        start = strtoull(tok, NULL, 10);
+                else if (field == 49) {
+                        end = strtoull(tok, NULL, 10);
+                        break;
+                }
+        }
+        if (start == 0 || end <= start)
+                return;
+        c->args = (char *) (uintptr_t) start;
+        c->args_size = (size_t) (end - start);
+}
+
+/* Makes ps show the title instead of the command line of the vmuser that forked us ("vmuser
+ * attach web01 alice bob", for as long as the export lasts). With CAP_SYS_RESOURCE the kernel
+ * is pointed at the title itself (its start is below the stack, so ARG_START goes first to keep
+ * start < end); without it (containers often drop it) the title is written over our own argv
+ * area, cut to its size, which is what setproctitle() does. Only memcpy/memset after the fork. */
+static void command_line_set(const struct command_line *c) {
+        if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, (unsigned long) c->title, 0, 0) == 0 &&
+            prctl(PR_SET_MM, PR_SET_MM_ARG_END, (unsigned long) c->title + c->title_size, 0, 0) == 0)
+                return;
+        if (!c->args || c->args_size < 2)
+                return;
+        memset(c->args, 0, c->args_size);
+        memcpy(c->args, c->title, c->title_size < c->args_size - 1 ? c->title_size : c->args_size - 1);
+}
+
+/* The supervisor: fds 0-2 are set, the report pipe is fd 3, nothing else is open. cl is what ps
+ * is to show for it (see command_line_set()). */
+_Noreturn static void supervisor_main(const char *path, char *const argv[], const struct command_line *cl) {
         struct supervisor_report r = {};
         int errpipe[2], status;
         pid_t pid;
 
         (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
         (void) prctl(PR_SET_NAME, "vmuser-vfs-sup");
+        command_line_set(cl);
         if (pipe2(errpipe, O_CLOEXEC) < 0)
                 _exit(1);
         pid = fork();
@@ -518,11 +571,20 @@ _Noreturn static void supervisor_main(const char *path, char *const argv[]) {
         _exit(0);
 }
 
-static int start_daemon(const char *path, char **argv, int state_fd, struct daemon_ids *ret, struct verr *e) {
+static int start_daemon(const char *path, char **argv, const char *socket_path, int state_fd, struct daemon_ids *ret,
+                        struct verr *e) {
         _cleanup_close_ int log_fd = -1, null_fd = -1, rd = -1, wr = -1;
+        _cleanup_free_ char *title = NULL;
         struct supervisor_report r = {};
-        int p[2], status;
+        int p[2], status, title_len;
         pid_t pid;
+
+        /* Made before the fork: the children may not allocate. "NAME\0SOCKET\0", as an argv. */
+        title_len = asprintf(&title, VIRTIOFSD_SUPERVISOR_TITLE "%c%s", '\0', socket_path);
+        if (title_len < 0)
+                return -ENOMEM;
+        struct command_line cl = { .title = title, .title_size = (size_t) title_len + 1 };
+        command_line_find(&cl);
 
         log_fd = openat(state_fd, VIRTIOFSD_LOG_FILE, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
                         0600);
@@ -556,7 +618,7 @@ static int start_daemon(const char *path, char **argv, int state_fd, struct daem
                 if (dup2(hi_null, 0) < 0 || dup2(hi_log, 1) < 0 || dup2(hi_log, 2) < 0 || dup2(hi_wr, 3) < 0)
                         _exit(1);
                 close_range(4, ~0U, 0);
-                supervisor_main(path, argv);
+                supervisor_main(path, argv, &cl);
         }
         close(TAKE_FD(wr));
         close(TAKE_FD(hi_wr));
@@ -881,7 +943,7 @@ int virtiofsd_start(const struct virtiofsd_binary *b, const struct virtiofsd_con
                 }
         } else {
                 struct daemon_ids ids = {};
-                k = start_daemon(argv[0], argv, state_fd, &ids, e);
+                k = start_daemon(argv[0], argv, cfg->socket_path, state_fd, &ids, e);
                 if (k < 0)
                         return k;
                 proc.pid = ids.pid;

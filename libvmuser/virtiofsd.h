@@ -73,6 +73,9 @@ int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofs
 void virtiofsd_argv_free(char **argv);
 void virtiofsd_argv_freep(char ***argv);
 
+/* What ps shows for the daemon supervisor: "vmuser-virtiofsd-supervisor SOCKET". */
+#define VIRTIOFSD_SUPERVISOR_TITLE "vmuser-virtiofsd-supervisor"
+
 enum virtiofsd_supervisor {
         VIRTIOFSD_SUPERVISOR_AUTO,    /* systemd when booted with it, else daemon */
         VIRTIOFSD_SUPERVISOR_DAEMON,

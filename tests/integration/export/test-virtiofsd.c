@@ -187,6 +187,23 @@ static void test_daemon_start_stop(void **state) {
         assert_true(proc.pid > 1);
         assert_int_equal(kill(proc.pid, 0), 0);
         assert_int_equal(test_count_processes_with_arg("--socket-path=" DIR "/state/virtiofsd.sock"), 1);
+        /* ps shows the supervisor (third number in the pid file) for what it is, not as the
+         * command that started it (without CAP_SYS_RESOURCE, the title is cut to the size of
+         * this test's own command line, which is longer than the name). */
+        {
+                _cleanup_fclose_ FILE *f = fopen(DIR "/state/" VIRTIOFSD_PID_FILE, "re");
+                int vpid = 0, spid = 0;
+                unsigned long long t1, t2;
+                char path[64], cmdline[256] = "";
+                assert_non_null(f);
+                assert_int_equal(fscanf(f, "%d %llu %d %llu", &vpid, &t1, &spid, &t2), 4);
+                snprintf(path, sizeof(path), "/proc/%d/cmdline", spid);
+                _cleanup_fclose_ FILE *c = fopen(path, "re");
+                assert_non_null(c);
+                assert_true(fread(cmdline, 1, sizeof(cmdline) - 1, c) > 0);
+                if (strncmp(cmdline, VIRTIOFSD_SUPERVISOR_TITLE, strlen(VIRTIOFSD_SUPERVISOR_TITLE)) != 0)
+                        fail_msg("supervisor %d shows '%s'", spid, cmdline);
+        }
         struct stat sst;
         assert_int_equal(stat(share_cfg.socket_path, &sst), 0);
         assert_true(S_ISSOCK(sst.st_mode));
@@ -197,6 +214,7 @@ static void test_daemon_start_stop(void **state) {
         assert_int_equal(virtiofsd_get_state(DIR "/state", &st, NULL, &e), 0);
         assert_int_equal(st, VIRTIOFSD_STATE_NONE);
         assert_int_equal(test_count_processes_with_arg("--socket-path=" DIR "/state/virtiofsd.sock"), 0);
+        assert_int_equal(test_count_processes_with_arg(DIR "/state/virtiofsd.sock"), 0);
         assert_int_equal(access(share_cfg.socket_path, F_OK), -1);
         assert_int_equal(access(DIR "/state/" VIRTIOFSD_PID_FILE, F_OK), -1);
         /* The supervisor noted how it ended. */
