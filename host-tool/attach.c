@@ -7,7 +7,9 @@
  * the client after any timeout.
  *
  *   1. resolve  the host user through NSS, and the policy checks (host-user.c)
- *   2. record   the minimized user record: shadow hash, SSH keys, options (host-user.c)
+ *   2. record   the minimized user record: shadow hash, SSH keys, options (host-user.c); the
+ *               guest UID of a home export left from before a guest reboot, if there is one
+ *               (--uid otherwise, or the agent allocates)
  *   3. home     the home spec sent with the record. By default {"tag": home_export_tag(),
  *               "fstype": "virtiofs"[, "options": "ro"]}, for the export of step 5; a bare
  *               QEMU's QMP socket must exist, else the user fails here, before the guest is
@@ -26,7 +28,7 @@
  *   6. report   one sentence or one JSON object per user (output.c)
  *
  * The export comes after the push because the guest UID is only known from the agent's reply;
- * the guest mounts the tag at login (pam_vmuser), so a login in between finds no tag yet. */
+ * the guest mounts the tag at login (pam_vmuser), so a login in between waits for the tag. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,11 @@ struct attach_batch {
         int agent_error;
         struct verr agent_verr;
         json_object *attached_before; /* --replace: the agent's vmuser-list, NULL if unknown */
+        /* The VM's home exports when the batch started (read at the first user that exports):
+         * one left from before a guest reboot fixes the guest UID to ask for. */
+        struct home_export_info *exports_before;
+        size_t n_exports_before;
+        bool exports_listed;
         struct report report;
 };
 
@@ -242,6 +249,27 @@ static int step_resolve(struct attach_batch *b, struct attach_job *j) {
         return r;
 }
 
+/* The guest UID of an export of name that is still there from an earlier attach, when the guest
+ * has forgotten the user (it rebooted) or a re-attach is under way: 1 with *ret_uid set, 0 when
+ * there is none. Asking the agent for that UID keeps the export (virtiofsd, QEMU's device, the
+ * ID mapping) valid, so a reboot costs the user nothing but a new `vmuser attach`. */
+static int leftover_export_uid(struct attach_batch *b, const char *name, uint32_t *ret_uid) {
+        if (!b->exports_listed) {
+                struct verr ignored = {};
+                b->exports_listed = true;
+                if (vm_backend_list_exports(b->vm.backend, &b->exports_before, &b->n_exports_before, &ignored) < 0)
+                        b->n_exports_before = 0;
+        }
+        for (size_t i = 0; i < b->n_exports_before; i++) {
+                const struct home_export_info *x = &b->exports_before[i];
+                if (streq(x->user, name) && streq(x->phase, "exported") && x->guest_uid == x->guest_gid) {
+                        *ret_uid = x->guest_uid;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 static int step_record(struct attach_batch *b, struct attach_job *j) {
         const struct attach_options *o = b->o;
         _cleanup_free_ char *home = NULL;
@@ -258,6 +286,8 @@ static int step_record(struct attach_batch *b, struct attach_job *j) {
         };
         int r;
 
+        if (!o->has_uid && attach_exports(o) && leftover_export_uid(b, j->name, &uo.uid) > 0)
+                uo.has_uid = true;
         if (o->home_dir) {
                 r = template_expand(o->home_dir, j->name, &home);
                 if (r < 0)
@@ -607,6 +637,7 @@ enum outcome attach_run(const struct attach_options *o) {
 finish:
         qga_client_free(b.agent);
         json_object_put(b.attached_before);
+        free(b.exports_before);
         host_user_keys_done(&b.extra_keys);
         vm_close(&b.vm);
         return result;
