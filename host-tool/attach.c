@@ -262,7 +262,10 @@ static int leftover_export_uid(struct attach_batch *b, const char *name, uint32_
         }
         for (size_t i = 0; i < b->n_exports_before; i++) {
                 const struct home_export_info *x = &b->exports_before[i];
-                if (streq(x->user, name) && streq(x->phase, "exported") && x->guest_uid == x->guest_gid) {
+                /* Only a live export is worth keeping: with virtiofsd gone (QEMU restarted, say)
+                 * there is no share, and the attach must fail on it rather than fit it. */
+                if (streq(x->user, name) && streq(x->phase, "exported") && x->guest_uid == x->guest_gid &&
+                    x->virtiofsd_state == VIRTIOFSD_STATE_RUNNING) {
                         *ret_uid = x->guest_uid;
                         return 1;
                 }
@@ -524,6 +527,16 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
         if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
             existing.guest_uid == j->uid && existing.guest_gid == j->gid && existing.host_uid == j->host->uid &&
             existing.read_only == b->o->read_only && streq(existing.source, j->source)) {
+                if (existing.virtiofsd_state != VIRTIOFSD_STATE_RUNNING) {
+                        /* Recorded as exported, but nothing serves it: not a share to re-use. */
+                        j->e.text[0] = '\0';
+                        j->outcome = OUTCOME_FAILED;
+                        return verr_set(&j->e, -ESTALE,
+                                        "the earlier export of %s's home (tag %s) is stale: its virtiofsd is %s (QEMU "
+                                        "restarted?); 'vmuser detach --force %s %s' removes it, then attach again",
+                                        j->name, existing.tag, virtiofsd_state_to_string(existing.virtiofsd_state),
+                                        b->vm.label, j->name);
+                }
                 /* The same export is there already: a re-attach. */
                 j->export = existing;
                 j->exported = j->export_existed = true;

@@ -141,6 +141,15 @@ static void report_detached(struct detach_batch *b, const char *name, enum found
                                name, b->vm.label, qemu_keeps ? " (QEMU keeps the device until the guest releases it)" : "");
 }
 
+/* The VM is gone, with every user of its guest, when its agent cannot be reached because nothing
+ * listens (QEMU owns the agent socket: a timeout or a garbled reply prove it alive) and the
+ * backend says it does not run either: a bare QEMU's QMP socket is missing or refuses, a libvirt
+ * domain is shut off (-ESRCH) and has no managed save that would bring our share back. */
+static bool vm_is_gone(const struct vm *vm, int agent_r) {
+        return (agent_r == -ENOENT || agent_r == -ECONNREFUSED || agent_r == -ESRCH) && !vm->info.running &&
+               !vm->info.saved;
+}
+
 static void detach_one(struct detach_batch *b, const char *name) {
         _cleanup_json_ json_object *args = NULL, *value = NULL;
         const struct detach_options *o = b->o;
@@ -160,7 +169,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
         /* No channel: nobody attached since the domain started. No agent because there is no VM:
          * the guest went with every user in it. Either way an export of the name is all that is
          * left (a staging mount, maybe a virtiofsd), and it goes. */
-        if (b->agent_r < 0 && (b->agent_r == -ENOLINK || !b->vm.info.running) && has_export(b, name, &ue) > 0) {
+        if ((b->agent_r == -ENOLINK || vm_is_gone(&b->vm, b->agent_r)) && has_export(b, name, &ue) > 0) {
                 u = unexport_home(b, name, &qemu_keeps, &ue);
                 if (u < 0)
                         report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));

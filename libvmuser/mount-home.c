@@ -261,6 +261,8 @@ static const char *mount_error_hint(const struct home_spec *spec, int err) {
                 return "";
         if (err == ENODEV)
                 return " (this kernel has no virtiofs: is the virtiofs module loaded?)";
+        if (err == EINVAL)
+                return " (no virtio-fs device has this tag, or the options are not valid for virtiofs)";
         return "";
 }
 
@@ -283,8 +285,10 @@ static int do_mount(int parent_fd, const char *leaf, int leaf_fd, const char *pa
                 if (mount(source, target, fstype, flags, data) < 0) {
                         r = negative_errno();
                         /* virtio-fs answers EINVAL for a tag no device has (kernel 6.1 lists tags
-                         * nowhere else): the host has not plugged the share in, or not yet. */
-                        if (r == -EINVAL && spec->fstype == HOME_FSTYPE_VIRTIOFS)
+                         * nowhere else): the host has not plugged the share in, or not yet. It also
+                         * does for options it rejects, so only a mount without options says
+                         * which. */
+                        if (r == -EINVAL && spec->fstype == HOME_FSTYPE_VIRTIOFS && data[0] == '\0')
                                 return verr_set(e, -ENXIO, "Failed to mount virtiofs '%s' on '%s': the VM has no "
                                                            "virtio-fs device with that tag (not exported by the host, "
                                                            "or not yet)", source, path);

@@ -25,7 +25,7 @@ enum {
  * *ret_root_uid (if not NULL) receives the owner of the mounted root, which the caller should
  * compare with uid. Returns MOUNT_HOME_MOUNTED or MOUNT_HOME_ALREADY; -EEXIST when something else
  * is mounted on path; -ELOOP, -ENOTDIR, -EPERM when the way to path is unsafe; -ENXIO when a
- * virtiofs tag is not (yet) there: the host plugs the share in after pushing the record, so a
+ * virtiofs tag (mounted without options) is not (yet) there: the host plugs the share in after pushing the record, so a
  * caller may retry for a while. */
 int mount_home(const char *path, const struct home_spec *spec, uid_t uid, gid_t gid, uid_t *ret_root_uid,
                struct verr *e);

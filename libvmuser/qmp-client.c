@@ -322,6 +322,17 @@ static int connect_unix(const char *path, int64_t deadline, int *ret_fd, struct 
         return 0;
 }
 
+int qmp_socket_probe(const char *path) {
+        _cleanup_close_ int fd = -1;
+        int k = connect_unix(path, now_ms(), &fd, NULL);
+
+        if (k == 0 || k == -ETIMEDOUT) /* accepted, or a full backlog: someone listens */
+                return 1;
+        if (k == -ECONNREFUSED || k == -ENOENT)
+                return 0;
+        return k;
+}
+
 static void parse_greeting(struct qmp_client *c) {
         json_object *qmp, *version, *qemu;
         uint32_t major, minor, micro;

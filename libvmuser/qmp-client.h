@@ -46,6 +46,11 @@ struct qmp_client;
 /* Connects to the QMP socket at path and negotiates capabilities, all within timeout_ms.
  * Paths longer than sun_path are reached through /proc/self/fd. */
 int qmp_client_connect(const char *path, int timeout_ms, struct qmp_client **ret, struct verr *e);
+
+/* Whether a QEMU listens on the QMP socket at path, without talking to it and without waiting:
+ * 1 something accepts (or its backlog is full: it is busy, not gone), 0 nobody (no socket file,
+ * or a stale one: the QEMU that made it has exited), -errno when it cannot tell. */
+int qmp_socket_probe(const char *path);
 struct qmp_client *qmp_client_free(struct qmp_client *c);
 void qmp_client_freep(struct qmp_client **c);
 #define _cleanup_qmp_client_ __attribute__((cleanup(qmp_client_freep)))

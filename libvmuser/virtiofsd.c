@@ -517,9 +517,13 @@ static void command_line_find(struct command_line *c) {
  * start < end); without it (containers often drop it) the title is written over our own argv
  * area, cut to its size, which is what setproctitle() does. Only memcpy/memset after the fork. */
 static void command_line_set(const struct command_line *c) {
-        if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, (unsigned long) c->title, 0, 0) == 0 &&
-            prctl(PR_SET_MM, PR_SET_MM_ARG_END, (unsigned long) c->title + c->title_size, 0, 0) == 0)
-                return;
+        if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, (unsigned long) c->title, 0, 0) == 0) {
+                if (prctl(PR_SET_MM, PR_SET_MM_ARG_END, (unsigned long) c->title + c->title_size, 0, 0) == 0)
+                        return;
+                /* Half moved, the command line would span from the title to the stack: undo. */
+                if (!c->args || prctl(PR_SET_MM, PR_SET_MM_ARG_START, (unsigned long) c->args, 0, 0) < 0)
+                        return;
+        }
         if (!c->args || c->args_size < 2)
                 return;
         memset(c->args, 0, c->args_size);

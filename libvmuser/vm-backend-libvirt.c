@@ -795,6 +795,8 @@ static int lv_describe(struct vm_backend *b, struct vm_backend_info *ret, struct
         if (k < 0)
                 return lv_fail(e, -EIO, "cannot ask libvirt whether the domain runs");
         i.running = k == 1;
+        /* A managed save (virsh managedsave) comes back with its devices, our share included. */
+        i.saved = !i.running && virDomainHasManagedSaveImage(l->dom, 0) == 1;
         k = domain_xml(l, 0, &doc, e);
         if (k < 0)
                 return k;

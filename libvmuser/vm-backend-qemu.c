@@ -10,11 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "macro.h"
+#include "qmp-client.h"
 #include "vm-backend.h"
 
 #define VM_NAME_MAX 128
@@ -87,20 +85,6 @@ static int qemu_list_exports(struct vm_backend *b, struct home_export_info **ret
         return home_export_list(to_qemu(b)->dir, ret, ret_n, e);
 }
 
-/* QEMU runs when something accepts on its QMP socket: a QEMU that died (or was killed) leaves
- * the socket file behind, so its existence says nothing. connect() alone does not disturb the
- * monitor; the connection is closed before QEMU reads from it. */
-static bool qmp_socket_accepts(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return false;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        return fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
-}
-
 static int qemu_describe(struct vm_backend *b, struct vm_backend_info *ret, struct verr *e) {
         struct qemu_backend *q = to_qemu(b);
         struct vm_backend_info i = {
@@ -112,7 +96,9 @@ static int qemu_describe(struct vm_backend *b, struct vm_backend_info *ret, stru
             snprintf(i.agent_socket, sizeof(i.agent_socket), "%s", q->agent_socket) >= (int) sizeof(i.agent_socket) ||
             snprintf(i.state_dir, sizeof(i.state_dir), "%s/" HOME_EXPORT_SUBDIR, q->dir) >= (int) sizeof(i.state_dir))
                 return verr_set(e, -ENAMETOOLONG, "the paths of VM '%s' are too long", q->dir);
-        i.running = qmp_socket_accepts(q->qmp_socket);
+        /* Only a QMP socket that is missing or refuses says QEMU is gone; a busy or unreadable one
+         * counts as running. */
+        i.running = qmp_socket_probe(q->qmp_socket) != 0;
         *ret = i;
         return 0;
 }

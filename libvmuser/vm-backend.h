@@ -80,7 +80,8 @@ struct vm_backend_info {
         char name[PATH_MAX];         /* qemu: the VM directory; libvirt: the domain name */
         char uri[256];               /* libvirt connection URI, "" for qemu */
         char uuid[40];               /* libvirt domain UUID, "" for qemu */
-        bool running;                /* qemu: something accepts on the QMP socket */
+        bool running;                /* qemu: false only when the QMP socket is missing or refuses */
+        bool saved;                  /* libvirt: not running, but a managed save will restore it */
         char machine[64];            /* libvirt: e.g. "pc-q35-7.2"; "" when unknown */
         char agent_socket[PATH_MAX]; /* "" when the libvirt domain has no vmuser channel yet */
         char state_dir[PATH_MAX];    /* where exports are recorded */

@@ -3,9 +3,9 @@
  * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
  * not, PAM_IGNORE before touching anything. Otherwise lock /run/vmuser/sessions/NAME, prune the
  * entries of sessions whose process died without a close, mount the home unless it is mounted
- * already (a virtio-fs tag that is not there yet is waited for, up to tag_wait: vmuser attach
- * plugs the share in a second or two after it pushed the record), record this process's session,
- * unlock.
+ * already (a virtio-fs tag that is not there yet is waited for, up to tag_wait, with the lock
+ * dropped between tries: vmuser attach plugs the share in a second or two after it pushed the
+ * record), record this process's session, unlock.
  * close_session: lock, remove this process's entry, prune, and unmount when no live session is
  * left (lazily if the home is busy).
  * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
@@ -195,42 +195,6 @@ static uint64_t now_msec(void) {
         return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
-/* mount_home(), and while the virtio-fs tag is not there yet (-ENXIO: the host is still plugging
- * the share in), again every TAG_WAIT_POLL_MSEC until tag_wait runs out. The user is told once
- * that the login waits. */
-static int mount_home_waiting(pam_handle_t *pamh, const struct args *a, int flags, const char *user,
-                              const struct attach_state *state, uid_t *ret_root_uid, struct verr *e) {
-        uint64_t start = now_msec();
-        bool told = false;
-
-        for (;;) {
-                int r = mount_home(state->home_directory, &state->home, state->uid, state->gid, ret_root_uid, e);
-                uint64_t waited = now_msec() - start;
-
-                if (r != -ENXIO || waited >= a->tag_wait_msec) {
-                        if (told && r >= 0)
-                                pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",
-                                           state->home.tag, user, waited / 1000.0);
-                        else if (told && r == -ENXIO) {
-                                size_t n = strlen(e->text);
-                                snprintf(e->text + n, sizeof(e->text) - n, "; waited %.1f s", waited / 1000.0);
-                        }
-                        return r;
-                }
-                if (!told) {
-                        if (!(flags & PAM_SILENT))
-                                pam_info(pamh, "Waiting up to %u s for your home directory to be shared by the host...",
-                                         a->tag_wait_msec / 1000u);
-                        pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
-                                   state->home.tag, user, a->tag_wait_msec / 1000u);
-                        told = true;
-                }
-                struct timespec ts = { .tv_nsec = TAG_WAIT_POLL_MSEC * 1000000L };
-                nanosleep(&ts, NULL);
-                e->text[0] = '\0'; /* the next try says what it finds */
-        }
-}
-
 static const char *lock_error_text(int r) {
         switch (r) {
         case -ETIMEDOUT:
@@ -274,28 +238,58 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                 return PAM_IGNORE;
         }
 
-        r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
-        if (r < 0)
-                return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
-                                   VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+        /* Under the lock: read the attach state again (the agent may have detached or replaced the
+         * user meanwhile), prune, and mount the home unless it is mounted already (the first live
+         * session mounts, later ones find it there, or mount it if an earlier nofail session
+         * could not). A virtio-fs tag that is not there yet (-ENXIO: vmuser attach plugs the
+         * share in after pushing the record) is waited for, up to tag_wait, WITHOUT the lock:
+         * other logins and logouts of the user, and the agent, must not wait behind us. */
+        uint64_t start = now_msec();
+        bool told = false;
+        for (;;) {
+                r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
+                if (r < 0)
+                        return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
+                                           VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+                r = attach_state_read(state_fd, user, &state);
+                if (r == -ENOENT)
+                        return PAM_IGNORE;
+                if (r < 0)
+                        return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
+                                           errno_text(r));
+                live = session_prune_and_count(lock);
+                if (live < 0)
+                        return open_failed(pamh, &a, flags, user, "cannot count its sessions: %s",
+                                           count_error_text(live));
+                if (!state.has_home)
+                        break;
+                e.text[0] = '\0';
+                r = mount_home(state.home_directory, &state.home, state.uid, state.gid, &root_uid, &e);
+                uint64_t waited = now_msec() - start;
+                if (r != -ENXIO || waited >= a.tag_wait_msec) {
+                        if (told && r >= 0)
+                                pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",
+                                           state.home.tag, user, waited / 1000.0);
+                        else if (told) {
+                                size_t n = strlen(e.text);
+                                snprintf(e.text + n, sizeof(e.text) - n, "; waited %.1f s", waited / 1000.0);
+                        }
+                        break;
+                }
+                lock = session_lock_release(lock);
+                if (!told) {
+                        pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
+                                   state.home.tag, user, a.tag_wait_msec / 1000u);
+                        if (!(flags & PAM_SILENT))
+                                pam_info(pamh, "Waiting up to %u s for your home directory to be shared by the host...",
+                                         a.tag_wait_msec / 1000u);
+                        told = true;
+                }
+                struct timespec ts = { .tv_nsec = TAG_WAIT_POLL_MSEC * 1000000L };
+                nanosleep(&ts, NULL);
+        }
 
-        /* The agent may have detached or replaced the user while we waited for the lock. */
-        r = attach_state_read(state_fd, user, &state);
-        if (r == -ENOENT)
-                return PAM_IGNORE;
-        if (r < 0)
-                return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
-                                   errno_text(r));
-
-        live = session_prune_and_count(lock);
-        if (live < 0)
-                return open_failed(pamh, &a, flags, user, "cannot count its sessions: %s",
-                                   count_error_text(live));
-
-        /* Mounted unless it is already: the first live session mounts, later ones find it there
-         * (or mount it, if an earlier nofail session could not). */
         if (state.has_home) {
-                r = mount_home_waiting(pamh, &a, flags, user, &state, &root_uid, &e);
                 if (r < 0) {
                         r = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
                         if (!a.nofail)

@@ -325,8 +325,17 @@ static void test_detach_after_vm_died(void **state) {
         ht_result_done(&r);
         assert_true(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
 
+        /* The agent gone but QEMU alive: nothing says the guest forgot the user, so the export
+         * stays. */
         ht_stop(agent_pid);
         agent_pid = 0;
+        ht_vmuser(&r, "detach", VM, CAROL, NULL);
+        ht_expect(&r, 3, NULL, "the agent socket");
+        ht_result_done(&r);
+        assert_true(exists(VM_DIR "/homes/" CAROL "/state.json"));
+        assert_true(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
+        assert_true(test_count_processes_with_arg(SOCKET_ARG(CAROL)) >= 1);
+
         test_qemu_kill(&qemu);
         assert_true(exists(qemu.qmp)); /* the stale socket stays */
 
