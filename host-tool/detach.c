@@ -141,15 +141,6 @@ static void report_detached(struct detach_batch *b, const char *name, enum found
                                name, b->vm.label, qemu_keeps ? " (QEMU keeps the device until the guest releases it)" : "");
 }
 
-/* The VM is gone, with every user of its guest, when its agent cannot be reached because nothing
- * listens (QEMU owns the agent socket: a timeout or a garbled reply prove it alive) and the
- * backend says it does not run either: a bare QEMU's QMP socket is missing or refuses, a libvirt
- * domain is shut off (-ESRCH) and has no managed save that would bring our share back. */
-static bool vm_is_gone(const struct vm *vm, int agent_r) {
-        return (agent_r == -ENOENT || agent_r == -ECONNREFUSED || agent_r == -ESRCH) && !vm->info.running &&
-               !vm->info.saved;
-}
-
 static void detach_one(struct detach_batch *b, const char *name) {
         _cleanup_json_ json_object *args = NULL, *value = NULL;
         const struct detach_options *o = b->o;

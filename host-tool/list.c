@@ -181,7 +181,7 @@ enum outcome list_run(const struct common_options *o) {
                 char safe[2048];
                 log_error("Failed to list the users of VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
                 result = outcome_from_agent_error(r, &qe);
-                if (!vm.info.running && !vm.info.saved && (r == -ENOENT || r == -ECONNREFUSED || r == -ESRCH))
+                if (vm_is_gone(&vm, r))
                         hint_left_behind(&vm);
                 goto finish;
         }

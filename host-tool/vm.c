@@ -87,3 +87,12 @@ int vm_open(const struct common_options *o, struct vm *ret, struct verr *e) {
         *ret = v;
         return 0;
 }
+
+/* The VM is gone, with every user of its guest, when its agent cannot be reached because nothing
+ * listens (QEMU owns the agent socket: a timeout or a garbled reply prove it alive) and the
+ * backend says it does not run either: a bare QEMU's QMP socket is missing or refuses, a libvirt
+ * domain is shut off (-ESRCH) and has no managed save that would bring our share back. */
+bool vm_is_gone(const struct vm *vm, int agent_r) {
+        return (agent_r == -ENOENT || agent_r == -ECONNREFUSED || agent_r == -ESRCH) && !vm->info.running &&
+               !vm->info.saved;
+}

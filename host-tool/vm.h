@@ -8,6 +8,7 @@
 #pragma once
 
 #include <limits.h>
+#include <stdbool.h>
 
 #include "verr.h"
 #include "vm-backend.h"
@@ -33,3 +34,7 @@ void vm_close(struct vm *v);
 /* The outcome of a failed vm_open(): usage for a malformed argument, unreachable for a VM (or
  * libvirt) that cannot be found or reached. */
 enum outcome vm_open_outcome(int r);
+
+/* Whether agent_r (agent_open()'s failure) and the backend's facts prove the VM gone, with every
+ * user of its guest: what is left of its users is on this host only (see vm.c). */
+bool vm_is_gone(const struct vm *vm, int agent_r);
