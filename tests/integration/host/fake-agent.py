@@ -9,7 +9,7 @@ request per line); replies depend on --mode:
   mute         answers the first sync of a connection, then nothing any more (a hung agent)
   nodelim      answers guest-sync-delimited without the 0xFF in front (not a valid sync)
   garbage      syncs correctly, then answers every request with a line that is not JSON
-  huge         syncs correctly, then answers with a 17 MiB reply (limit: 16 MiB)
+  huge         syncs correctly, then answers with a 17 MiB string (limits: 6 MiB, strings 4 KiB)
   deep         syncs correctly, then answers with a reply nested 40 levels deep
   late         syncs correctly; the first request is answered only after --delay seconds
                (naming user "first", uid 1111), later ones at once (uid 2222)
