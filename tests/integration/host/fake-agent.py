@@ -20,6 +20,21 @@ request per line); replies depend on --mode:
                another request's id and one with the id as a string (both uid 1111)
   ok           a well-behaved agent for detach/list/guest-info (uid 2222)
 
+Hostile modes (test-host-hostile.c): the sync is answered after the payload, so the payload
+is what the client reads while it waits for its sync reply; every request then gets the payload
+with the request's id (about 15 MiB each, unless said otherwise):
+  hostile-huge     a vmuser-list of plausible entries with long home directories
+  hostile-objects  {"return": [{},{},{},...]}
+  hostile-values   {"return": [0,0,0,...]}
+  hostile-deep     {"return": [[[[... (no end)
+  hostile-endless  sync answered; then a reply that never ends and has no newline, sent until
+                   the client goes away
+  hostile-drip     sync answered; then a reply trickling in at one byte per second
+
+With --qmp, the socket speaks QMP instead (a hostile QEMU): the same payloads replace the
+greeting (qmp-objects, qmp-values, qmp-deep, qmp-endless, qmp-drip), or qmp-events sends a
+good greeting and answers every command only after 20000 events of 1 KiB.
+
 With --one-connection the socket is closed after the first client that sent anything (the test
 harness's readiness probe sends nothing): a second connection is refused, so a batch only
 succeeds if it uses one connection for all its users.
@@ -57,6 +72,68 @@ def normal_return(req, uid):
     return {}
 
 
+MIB15 = 15 * 1024 * 1024
+
+
+def payload(mode, rid):
+    """The hostile reply of a mode, as bytes (rid None: without an id)."""
+    tail = b"]" + (b', "id": %d' % rid if rid is not None else b"") + b"}\n"
+    if mode.endswith("huge"):
+        entry = (b'{"userName": "vmtx", "uid": 60514, "gid": 60514, "homeDirectory": "/run/vmhost/home/'
+                 + b"d" * 200 + b'", "home": null, "homeMounted": false, "sessions": 0, "attachedAt": 1},')
+        return b'{"return": [' + entry * (MIB15 // len(entry)) + b"1" + tail
+    if mode.endswith("objects"):
+        return b'{"return": [' + b"{}," * (MIB15 // 3) + b"{}" + tail
+    if mode.endswith("values"):
+        return b'{"return": [' + b"0," * (MIB15 // 2) + b"0" + tail
+    if mode.endswith("deep"):
+        return b'{"return": ' + b"[" * MIB15
+    raise ValueError(mode)
+
+
+def endless(conn, head):
+    conn.sendall(head)
+    chunk = b'{"a": 1}, ' * 6000
+    while True:
+        conn.sendall(chunk)
+
+
+def drip(conn, head):
+    for b in head:
+        conn.sendall(bytes([b]))
+        time.sleep(1)
+    while True:
+        conn.sendall(b" ")
+        time.sleep(1)
+
+
+def serve_qmp(conn, mode):
+    greeting = b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\n'
+    if mode == "qmp-endless":
+        endless(conn, b'{"QMP": {"version": [')
+    if mode == "qmp-drip":
+        drip(conn, b'{"QMP": {"version": [')
+    if mode != "qmp-events":
+        conn.sendall(payload(mode, None).replace(b'{"return"', b'{"QMP"', 1))
+        while conn.recv(65536):
+            pass
+        return
+    conn.sendall(greeting)
+    buf = b""
+    event = (b'{"event": "VSERPORT_CHANGE", "data": {"id": "' + b"e" * 900
+             + b'", "open": true}, "timestamp": {"seconds": 1, "microseconds": 2}}\n')
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            req = json.loads(line)
+            conn.sendall(event * 20000)
+            conn.sendall(json.dumps({"return": {}, "id": req.get("id")}).encode() + b"\n")
+
+
 class Session:
     def __init__(self, conn, opts):
         self.conn = conn
@@ -73,6 +150,18 @@ class Session:
         verb = req.get("execute")
         rid = req.get("id")
         mode = self.opts.mode
+        if mode.startswith("hostile-"):
+            if verb in ("guest-sync-delimited", "guest-sync"):
+                if mode not in ("hostile-endless", "hostile-drip"):
+                    self.conn.sendall(payload(mode, None))
+                reply(self.conn, {"return": req["arguments"]["id"]}, delimited=True)
+            elif mode == "hostile-endless":
+                endless(self.conn, b'{"id": %d, "return": [' % rid)
+            elif mode == "hostile-drip":
+                drip(self.conn, b'{"id": %d, "return": [' % rid)
+            else:
+                self.conn.sendall(payload(mode, rid))
+            return
         if verb in ("guest-sync-delimited", "guest-sync"):
             self.syncs += 1
             if mode == "silent" or (mode == "mute" and self.syncs > 1):
@@ -172,6 +261,7 @@ def main():
     p.add_argument("--delay", type=float, default=1.5)
     p.add_argument("--upstream")
     p.add_argument("--one-connection", action="store_true")
+    p.add_argument("--qmp", action="store_true")
     opts = p.parse_args()
 
     try:
@@ -185,7 +275,9 @@ def main():
         conn, _ = srv.accept()
         session = None
         try:
-            if opts.mode == "stale-proxy":
+            if opts.qmp:
+                serve_qmp(conn, opts.mode)
+            elif opts.mode == "stale-proxy":
                 proxy(conn, opts.upstream)
             else:
                 session = Session(conn, opts)
