@@ -27,6 +27,9 @@ with the request's id (about 15 MiB each, unless said otherwise):
   hostile-objects  {"return": [{},{},{},...]}
   hostile-values   {"return": [0,0,0,...]}
   hostile-deep     {"return": [[[[... (no end)
+  hostile-max      a vmuser-list reply just inside every limit of doc/PROTOCOL.txt, shaped for
+                   the most json-c memory: 8702 empty objects, 83000 doubles, long strings
+                   (6.2 MiB); vmuser parses it and must still stay below the RSS bound
   hostile-endless  sync answered; then a reply that never ends and has no newline, sent until
                    the client goes away
   hostile-drip     sync answered; then a reply trickling in at one byte per second
@@ -86,6 +89,15 @@ def payload(mode, rid):
         return b'{"return": [' + b"{}," * (MIB15 // 3) + b"{}" + tail
     if mode.endswith("values"):
         return b'{"return": [' + b"0," * (MIB15 // 2) + b"0" + tail
+    if mode.endswith("max"):
+        # Limits of vmuser-list: 6356992 bytes, 102400 values, 8704 objects/arrays, tokens of
+        # 4096 bytes. The envelope {"return": [..], "id": N} takes 2 containers and 6 values.
+        objects = b"{}," * 8702                       # 8702 containers, 17404 values
+        doubles = b"1.5," * 83000                     # 83000 values
+        string = b'"' + b"s" * 4000 + b'",'
+        room = 6356992 - len(objects) - len(doubles) - 64
+        strings = string * (room // len(string))      # about 1500 values
+        return b'{"return": [' + objects + doubles + strings + b"1" + tail
     if mode.endswith("deep"):
         return b'{"return": ' + b"[" * MIB15
     raise ValueError(mode)
