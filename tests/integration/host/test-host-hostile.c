@@ -8,7 +8,7 @@
  * RSS_LIMIT_KIB of peak RSS, measured by wait4() of the vmuser process (ru_maxrss). The hostile
  * QEMU cases put fake-agent.py --qmp on the QMP socket next to a well-behaved agent: status and
  * attach (whose home export talks to QMP) must report it and stay bounded the same way. The
- * figures are printed, one line per run ("RSS ...").
+ * figures are printed, one line per run ("RSS ..."). HT_ONLY=test_name runs one case.
  *
  * Without the limits of proto.c the flood cases take gigabytes (json-c builds ~260 bytes of
  * tree per byte of "{}," input) and fail here. */
