@@ -27,7 +27,9 @@
 #include "proto.h"
 
 #define QMP_READ_CHUNK (64u * 1024u)
+#define QMP_ID_PREFIX "vmuser-"
 
+/* doc/PROTOCOL.txt section 8 (the counts of qmp-client.h's QMP_MAX_LIST_ENTRIES entries). */
 static const struct proto_limits qmp_limits = {
         .max_bytes = QMP_MAX_FRAME_SIZE,
         .max_values = 4096 + QMP_MAX_LIST_ENTRIES * 8,
@@ -35,7 +37,6 @@ static const struct proto_limits qmp_limits = {
         .max_token = 8192, /* a path (PATH_MAX) in a chardev's filename, or a desc */
         .max_depth = VMUSER_JSON_MAX_DEPTH,
 };
-#define QMP_ID_PREFIX "vmuser-"
 
 struct qmp_client {
         int fd;
