@@ -5,7 +5,13 @@
  * frame callback then acts on what the client is waiting for: during a sync only a delimited
  * {"return": <sync id>} counts and everything else is stale; during a request the frame with
  * the request's id is the reply, frames with other ids are stale, and a malformed frame ends the
- * request (the channel is re-synced before the next one). */
+ * request (the channel is re-synced before the next one).
+ *
+ * What a frame may hold is set on the reader for what the client waits for (see the limits
+ * below, derived in doc/PROTOCOL.txt): while it waits for a sync reply only a frame the size of
+ * {"return": ID} is parsed and everything larger is skipped unparsed; a reply gets the limits
+ * of its command. A frame over a limit never reaches json-c, and it, or a reply still unfinished
+ * when the call's deadline passes, ends the connection: such an agent is broken or hostile. */
 #include "qga-client.h"
 
 #include <errno.h>
@@ -28,6 +34,38 @@
 
 /* Ids stay below 2^53 so any JSON implementation on the other side represents them exactly. */
 #define QGA_ID_MASK ((UINT64_C(1) << 53) - 1)
+
+/* While waiting for a sync reply: 0xFF {"return": 9007199254740991} and some whitespace. */
+static const struct proto_limits sync_limits = {
+        .max_bytes = 64,
+        .max_values = 4,
+        .max_containers = 1,
+        .max_token = 24,
+        .max_depth = 1,
+};
+
+/* Any reply other than vmuser-list (guest-info of up to 256 commands, the attach and detach
+ * replies, error objects with a desc of up to 4 KiB). */
+static const struct proto_limits small_reply_limits = {
+        .max_bytes = PROTO_SMALL_REPLY_SIZE,
+        .max_values = 4096,
+        .max_containers = 512,
+        .max_token = 4096,
+        .max_depth = VMUSER_JSON_MAX_DEPTH,
+};
+
+/* vmuser-list of PROTO_LIST_MAX_USERS users (doc/PROTOCOL.txt, "Reply limits"). */
+static const struct proto_limits list_reply_limits = {
+        .max_bytes = PROTO_MAX_REPLY_SIZE,
+        .max_values = 4096 + PROTO_LIST_MAX_USERS * PROTO_LIST_ENTRY_VALUES,
+        .max_containers = 512 + PROTO_LIST_MAX_USERS * PROTO_LIST_ENTRY_CONTAINERS,
+        .max_token = 4096,
+        .max_depth = VMUSER_JSON_MAX_DEPTH,
+};
+
+static const struct proto_limits *reply_limits(const char *command) {
+        return streq(command, "vmuser-list") ? &list_reply_limits : &small_reply_limits;
+}
 
 enum qga_wait {
         QGA_WAIT_NOTHING,
@@ -309,7 +347,9 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
         return 0;
 }
 
-static void client_begin_wait(struct qga_client *c, enum qga_wait what, int64_t id) {
+static void client_begin_wait(struct qga_client *c, enum qga_wait what, int64_t id, const struct proto_limits *limits) {
+        /* Constant, valid limits: this cannot fail. */
+        (void) proto_reader_set_limits(c->reader, limits);
         c->wait = what;
         c->wait_id = id;
         c->done = false;
@@ -351,7 +391,7 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
         if (r < 0)
                 return verr_set(e, r, "sending guest-sync-delimited failed: %s", strerror(-r));
 
-        client_begin_wait(c, QGA_WAIT_SYNC, id);
+        client_begin_wait(c, QGA_WAIT_SYNC, id, &sync_limits);
         r = client_wait(c, deadline);
         c->wait = QGA_WAIT_NOTHING;
         if (r == -ETIMEDOUT) {
@@ -452,9 +492,17 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
         if (r < 0)
                 return verr_set(e, r, "sending '%s' failed: %s", command, strerror(-r));
 
-        client_begin_wait(c, QGA_WAIT_REPLY, id);
+        client_begin_wait(c, QGA_WAIT_REPLY, id, reply_limits(command));
         r = client_wait(c, deadline);
         c->wait = QGA_WAIT_NOTHING;
+        if (r == -ETIMEDOUT && proto_reader_in_frame(c->reader)) {
+                /* Bytes came, but no end of the frame: a trickle that would hold every later
+                 * request up just as long. */
+                c->dead = true;
+                c->dead_reason = "the agent sent a reply that did not end in time";
+                return verr_set(e, r, "the reply to '%s' did not end within %s; whether it took effect is unknown",
+                                command, format_timeout(timeout_ms, t, sizeof(t)));
+        }
         if (r == -ETIMEDOUT) {
                 c->synced = false;
                 return verr_set(e, r, "no reply to '%s' within %s; whether it took effect is unknown", command,
@@ -470,11 +518,19 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
                 c->synced = false;
                 switch (c->frame_error) {
                 case -EMSGSIZE:
-                        return verr_set(e, -EMSGSIZE, "the reply to '%s' exceeds the limit of %u bytes", command,
-                                        PROTO_MAX_REPLY_SIZE);
-                case -ELOOP:
-                        return verr_set(e, -EBADMSG, "the reply to '%s' nests deeper than %d levels", command,
-                                        VMUSER_JSON_MAX_DEPTH);
+                case -E2BIG:
+                case -EOVERFLOW:
+                case -ERANGE:
+                case -ELOOP: {
+                        char why[128], what[64] = "this reply";
+                        if (streq(command, "vmuser-list"))
+                                snprintf(what, sizeof(what), "a list of %u users", PROTO_LIST_MAX_USERS);
+                        c->dead = true;
+                        c->dead_reason = "the agent sent a reply over the limits";
+                        return verr_set(e, -EMSGSIZE, "the reply to '%s' %s (the limit for %s): not parsed, and no "
+                                        "further requests are sent", command,
+                                        proto_limit_describe(c->frame_error, reply_limits(command), why, sizeof(why)), what);
+                }
                 case -EPROTO:
                         return verr_set(e, -EBADMSG, "the reply to '%s' does not carry the request id", command);
                 default:

@@ -1,9 +1,11 @@
 /* qga-client.h: the host end of the agent protocol (doc/PROTOCOL.txt, sections 1-3).
  *
  * The guest is not trusted by the host, so everything that comes back is bounded and
- * time-limited: replies go through the shared frame reader (proto.h) with PROTO_MAX_REPLY_SIZE,
- * every phase (connect, sync, request) has its own deadline on the monotonic clock, and a
- * reply is only accepted when it carries the id of the request it answers.
+ * time-limited: replies go through the shared frame reader (proto.h) with the limits of their
+ * command (bytes, values, objects and arrays, token length, depth: doc/PROTOCOL.txt section 8;
+ * while waiting for a sync reply nothing larger than {"return": ID} is parsed), every phase
+ * (connect, sync, request) has its own deadline on the monotonic clock that arriving bytes do
+ * not extend, and a reply is only accepted when it carries the id of the request it answers.
  *
  * Flow: qga_client_connect() opens the socket (non-blocking, with a timeout) ->
  * qga_client_call() syncs first when the channel state is unknown (just connected, or the last
@@ -15,9 +17,10 @@
  * Errors (negative errno, with a sentence in the verr):
  *   -ENOENT, -ECONNREFUSED, -EACCES, ...  connecting failed (socket missing, nobody listening)
  *   -ETIMEDOUT   no sync reply, or no reply to the request, in time; the channel is re-synced
- *                before the next request (a request that timed out may or may not have run)
+ *                before the next request (a request that timed out may or may not have run),
+ *                unless part of a reply had come: then the connection is dead
  *   -EBADMSG     a reply that is not valid JSON or not a valid reply envelope
- *   -EMSGSIZE    a reply larger than PROTO_MAX_REPLY_SIZE
+ *   -EMSGSIZE    a reply over a limit (the verr names it); not parsed, the connection is dead
  *   -ECONNRESET  the agent side closed the connection
  *   -ENOTCONN    an earlier call found the connection closed or broken, or a sync timed out:
  *                the client gives up rather than wait out the timeout again for every request

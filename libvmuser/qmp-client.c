@@ -29,6 +29,15 @@
 #define QMP_READ_CHUNK (64u * 1024u)
 #define QMP_ID_PREFIX "vmuser-"
 
+/* doc/PROTOCOL.txt section 8 (the counts of qmp-client.h's QMP_MAX_LIST_ENTRIES entries). */
+static const struct proto_limits qmp_limits = {
+        .max_bytes = QMP_MAX_FRAME_SIZE,
+        .max_values = 4096 + QMP_MAX_LIST_ENTRIES * 8,
+        .max_containers = 512 + QMP_MAX_LIST_ENTRIES,
+        .max_token = 8192, /* a path (PATH_MAX) in a chardev's filename, or a desc */
+        .max_depth = VMUSER_JSON_MAX_DEPTH,
+};
+
 struct qmp_client {
         int fd;
         struct proto_reader *reader;
@@ -45,13 +54,19 @@ struct qmp_client {
         char buf[QMP_READ_CHUNK];
 
         json_object *events[QMP_MAX_QUEUED_EVENTS];
+        size_t event_cost[QMP_MAX_QUEUED_EVENTS];
         size_t n_events;
+        size_t queued_cost;
         unsigned dropped_events;
 
         char version[32];
         uid_t peer_uid;
         gid_t peer_gid;
 };
+
+const struct proto_limits *qmp_client_limits(void) {
+        return &qmp_limits;
+}
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -110,21 +125,33 @@ gid_t qmp_client_peer_gid(const struct qmp_client *c) {
         return c->peer_gid;
 }
 
-static void queue_event(struct qmp_client *c, json_object *event) {
-        if (c->n_events == QMP_MAX_QUEUED_EVENTS) {
-                json_object_put(c->events[0]);
-                memmove(c->events, c->events + 1, (c->n_events - 1) * sizeof(c->events[0]));
-                c->n_events--;
-                c->dropped_events++;
-        }
-        c->events[c->n_events++] = json_object_get(event);
-}
-
 static json_object *unqueue_event(struct qmp_client *c, size_t i) {
         json_object *event = c->events[i];
+        c->queued_cost -= c->event_cost[i];
         memmove(c->events + i, c->events + i + 1, (c->n_events - i - 1) * sizeof(c->events[0]));
+        memmove(c->event_cost + i, c->event_cost + i + 1, (c->n_events - i - 1) * sizeof(c->event_cost[0]));
         c->n_events--;
         return event;
+}
+
+/* Keeps an event aside; an oversized one is dropped at once, and the oldest go when the queue
+ * is full in number or in memory. */
+static void queue_event(struct qmp_client *c, json_object *event) {
+        const struct proto_frame_counts *n = proto_reader_frame_counts(c->reader);
+        size_t cost = proto_frame_cost(n);
+
+        if (n->bytes > QMP_MAX_EVENT_SIZE || n->values > QMP_MAX_EVENT_VALUES ||
+            n->containers > QMP_MAX_EVENT_CONTAINERS) {
+                c->dropped_events++;
+                return;
+        }
+        while (c->n_events > 0 && (c->n_events == QMP_MAX_QUEUED_EVENTS || c->queued_cost + cost > QMP_MAX_QUEUED_COST)) {
+                json_object_put(unqueue_event(c, 0));
+                c->dropped_events++;
+        }
+        c->event_cost[c->n_events] = cost;
+        c->queued_cost += cost;
+        c->events[c->n_events++] = json_object_get(event);
 }
 
 static bool reply_id_matches(const struct qmp_client *c, json_object *frame) {
@@ -230,12 +257,15 @@ static int client_fill(struct qmp_client *c, int64_t deadline, const char *waiti
         if (k == -ENOMEM)
                 return k;
         if (c->frame_error < 0 || k < 0) {
+                char why[128];
                 k = c->frame_error < 0 ? c->frame_error : k;
                 c->dead = true;
-                return verr_set(e, k, "QEMU sent a malformed QMP frame while we waited for %s (%s)", waiting_for,
-                                k == -EMSGSIZE ? "frame too large"
-                                : k == -ELOOP  ? "nested too deeply"
-                                               : "not a QMP message");
+                if (k == -EBADMSG)
+                        return verr_set(e, k, "QEMU sent a malformed QMP frame while we waited for %s (not a QMP "
+                                              "message)", waiting_for);
+                return verr_set(e, -EMSGSIZE, "QEMU sent a QMP frame that %s (the limit for QMP) while we waited for "
+                                              "%s: not parsed, connection closed",
+                                proto_limit_describe(k, &qmp_limits, why, sizeof(why)), waiting_for);
         }
         return 0;
 }
@@ -355,7 +385,10 @@ int qmp_client_connect(const char *path, int timeout_ms, struct qmp_client **ret
                 return -ENOMEM;
         c->fd = -1;
         c->next_id = 1;
-        k = proto_reader_new(PROTO_MAX_REPLY_SIZE, &c->reader);
+        k = proto_reader_new(QMP_MAX_FRAME_SIZE, &c->reader);
+        if (k < 0)
+                return k;
+        k = proto_reader_set_limits(c->reader, &qmp_limits);
         if (k < 0)
                 return k;
 

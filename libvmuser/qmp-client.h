@@ -3,9 +3,10 @@
  * The host tool talks to the QEMU of a running VM to hot-plug a user's home (chardev-add,
  * device_add, device_del, chardev-remove). QEMU runs the guest, and parts of what it reports
  * (device state, events) are driven by the guest, so everything read is bounded and time-limited
- * like the agent channel: frames go through the shared frame reader (proto.h) with
- * PROTO_MAX_REPLY_SIZE and VMUSER_JSON_MAX_DEPTH, every call has a deadline on the monotonic
- * clock, and the queue of events kept aside is capped.
+ * like the agent channel: frames go through the shared frame reader (proto.h) with the QMP
+ * limits below (bytes, values, objects and arrays, token length, depth; checked before json-c
+ * builds anything), every call has a deadline on the monotonic clock, and the queue of events
+ * kept aside is capped in number and in memory.
  *
  * Flow: qmp_client_connect() opens the UNIX socket (non-blocking, with a timeout), reads the
  * greeting {"QMP": {"version", "capabilities"}} and negotiates with "qmp_capabilities" (no
@@ -21,7 +22,8 @@
  *                so a missing greeting usually means another client holds it. A request that
  *                timed out may still run; its late reply is recognised by its id and dropped.
  *   -EBADMSG     QEMU sent something that is not a QMP frame (the connection is then dead)
- *   -EMSGSIZE    a frame larger than PROTO_MAX_REPLY_SIZE (-ELOOP: nested too deeply)
+ *   -EMSGSIZE    a frame over the limits (QMP_MAX_FRAME_SIZE and the counts of
+ *                doc/PROTOCOL.txt), checked before it is parsed; the connection is then dead
  *   -ECONNRESET  QEMU closed the connection (every later call fails with -ENOTCONN)
  *   -EREMOTEIO   QEMU answered with an error; class and desc are in the struct qmp_error */
 #pragma once
@@ -30,10 +32,24 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "proto.h"
 #include "verr.h"
 
-/* Events kept aside while waiting for something else; the oldest is dropped beyond this. */
+/* Events kept aside while waiting for something else; the oldest is dropped beyond this many, or
+ * beyond QMP_MAX_QUEUED_COST of estimated memory (proto_frame_cost()). */
 #define QMP_MAX_QUEUED_EVENTS 256
+#define QMP_MAX_QUEUED_COST (4u * 1024u * 1024u)
+
+/* What a QMP frame may hold (doc/PROTOCOL.txt, "Reply limits"): the greeting and the replies
+ * vmuser asks for (qom-list of /machine/peripheral, query-chardev: QMP_MAX_LIST_ENTRIES entries
+ * of at most 256 bytes, 8 values and one object each) */
+#define QMP_MAX_LIST_ENTRIES 4096u
+#define QMP_MAX_FRAME_SIZE (64u * 1024u + QMP_MAX_LIST_ENTRIES * 256u)
+/* An event larger than this (bytes, values, objects and arrays) is dropped unqueued and counted
+ * as dropped: the events vmuser waits for (DEVICE_DELETED) are a few hundred bytes. */
+#define QMP_MAX_EVENT_SIZE (16u * 1024u)
+#define QMP_MAX_EVENT_VALUES 512u
+#define QMP_MAX_EVENT_CONTAINERS 64u
 
 /* An error reply from QEMU, as sent (cut to the size of the buffers). */
 struct qmp_error {
@@ -42,6 +58,9 @@ struct qmp_error {
 };
 
 struct qmp_client;
+
+/* The limits every QMP frame is held to (also for QMP replies that libvirt hands over). */
+const struct proto_limits *qmp_client_limits(void);
 
 /* Connects to the QMP socket at path and negotiates capabilities, all within timeout_ms.
  * Paths longer than sun_path are reached through /proc/self/fd. */

@@ -48,6 +48,8 @@
 #include "idmap-mount.h"
 #include "macro.h"
 #include "names.h"
+#include "proto.h"
+#include "qmp-client.h"
 #include "vm-backend.h"
 
 #define AGENT_PORT_NAME "org.vmuser.agent.0"
@@ -57,6 +59,8 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define VIRTIOFSD_EXIT_TIMEOUT_MS 5000
 #define POLL_MS 100
+/* The live XML of a domain with a few hundred devices is some 100 KiB. */
+#define LIBVIRT_MAX_XML_SIZE (2u * 1024u * 1024u)
 
 #define SHARED_MEMORY_XML "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
 #define ROOT_PORT_XML "<controller type='pci' model='pcie-root-port'/>"
@@ -122,11 +126,16 @@ static void xpath_context_freep(xmlXPathContextPtr *c) {
 static int domain_xml(struct libvirt_backend *l, unsigned flags, xmlDocPtr *ret, struct verr *e) {
         _cleanup_free_ char *text = virDomainGetXMLDesc(l->dom, flags);
         xmlDocPtr doc;
+        size_t n;
 
         if (!text)
                 return lv_fail(e, -EIO, "cannot read the domain XML");
-        doc = xmlReadMemory(text, (int) strlen(text), "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
-                                                                           XML_PARSE_NOWARNING);
+        /* Bounded before libxml2 builds a tree of it (doc/PROTOCOL.txt, "Reply limits"). */
+        n = strnlen(text, LIBVIRT_MAX_XML_SIZE + 1);
+        if (n > LIBVIRT_MAX_XML_SIZE)
+                return verr_set(e, -EMSGSIZE, "libvirt returned a domain XML larger than %u bytes: not parsed",
+                                LIBVIRT_MAX_XML_SIZE);
+        doc = xmlReadMemory(text, (int) n, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
         if (!doc)
                 return verr_set(e, -EBADMSG, "libvirt returned domain XML that does not parse");
         *ret = doc;
@@ -837,8 +846,23 @@ int vm_backend_libvirt_monitor_command(struct vm_backend *b, const char *command
         struct libvirt_backend *l = to_libvirt(b);
         char *result = NULL;
 
+        int k;
+
         if (virDomainQemuMonitorCommand(l->dom, command, &result, hmp ? VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP : 0) < 0)
                 return lv_fail(e, -EREMOTEIO, "the monitor command failed");
+        /* QEMU's reply, relayed: held to the limits of our own QMP client before anyone parses
+         * it (HMP text only to the size). */
+        size_t n = strnlen(result, QMP_MAX_FRAME_SIZE + 1);
+        if (n > QMP_MAX_FRAME_SIZE)
+                k = -EMSGSIZE;
+        else
+                k = hmp ? 0 : proto_scan(result, n, qmp_client_limits(), NULL);
+        if (k < 0) {
+                char why[128];
+                free(result);
+                return verr_set(e, -EMSGSIZE, "the reply of QEMU to the monitor command %s (the limit for QMP): not "
+                                              "parsed", proto_limit_describe(k, qmp_client_limits(), why, sizeof(why)));
+        }
         *ret = result;
         return 0;
 }

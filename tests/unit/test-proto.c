@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -40,6 +41,96 @@ static struct seen feed(size_t max, const char *data, size_t len) {
 }
 
 #define FEED(max, str) feed(max, str, sizeof(str) - 1)
+
+/* A reader with every limit given; the counts of the last frame go to *ret_counts. */
+static struct seen feed_limited(const struct proto_limits *l, const char *data, struct proto_frame_counts *ret_counts) {
+        _cleanup_(proto_reader_freep) struct proto_reader *r = NULL;
+        struct seen s = {};
+        assert_int_equal(proto_reader_new(l->max_bytes, &r), 0);
+        assert_int_equal(proto_reader_set_limits(r, l), 0);
+        assert_int_equal(proto_reader_feed(r, data, strlen(data), collect, &s), 0);
+        if (ret_counts)
+                *ret_counts = *proto_reader_frame_counts(r);
+        return s;
+}
+
+static const struct proto_limits roomy = {
+        .max_bytes = 4096, .max_values = 1000, .max_containers = 100, .max_token = 100, .max_depth = 16,
+};
+
+static void test_counts(void **state) {
+        struct proto_frame_counts c;
+        struct seen s;
+
+        /* values = ',' + ':' + '{' + '[' + 1; brackets, commas and colons in strings do not count */
+        s = feed_limited(&roomy, "{\"return\": [{}, 1, \"a,b:{[\"], \"id\": 7}", &c);
+        assert_int_equal(s.n_objects, 1);
+        assert_int_equal(c.values, 1 + 3 + 2 + 3);
+        assert_int_equal(c.containers, 3);
+        assert_int_equal(c.bytes, strlen("{\"return\": [{}, 1, \"a,b:{[\"], \"id\": 7}"));
+        assert_true(proto_frame_cost(&c) > 3 * 800);
+}
+
+static void test_count_limits(void **state) {
+        struct proto_limits l = roomy;
+        char buf[128];
+        struct seen s;
+
+        /* {"a":[1,2,3]}: 1 + ':' + 2 ',' + '{' '[' = 6 values, 2 containers */
+        l.max_values = 6;
+        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
+        assert_int_equal(s.n_objects, 1);
+        l.max_values = 5;
+        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
+        assert_int_equal(s.n_objects, 0);
+        assert_int_equal(s.last_error, -E2BIG);
+        assert_string_equal(proto_limit_describe(-E2BIG, &l, buf, sizeof(buf)), "has more than 5 values");
+
+        l = roomy;
+        l.max_containers = 1;
+        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
+        assert_int_equal(s.last_error, -EOVERFLOW);
+        assert_string_equal(proto_limit_describe(-EOVERFLOW, &l, buf, sizeof(buf)), "has more than 1 objects and arrays");
+
+        /* token: a string with its quotes and escapes, or a bare number */
+        l = roomy;
+        l.max_token = 5;
+        s = feed_limited(&l, "{\"abc\":123}", NULL);
+        assert_int_equal(s.n_objects, 1);
+        s = feed_limited(&l, "{\"a\\\"bc\":1}", NULL);
+        assert_int_equal(s.last_error, -ERANGE);
+        s = feed_limited(&l, "{\"a\":123456}", NULL);
+        assert_int_equal(s.last_error, -ERANGE);
+
+        l = roomy;
+        l.max_depth = 2;
+        s = feed_limited(&l, "[[[]]]", NULL);
+        assert_int_equal(s.last_error, -ELOOP);
+        assert_string_equal(proto_limit_describe(-ELOOP, &l, buf, sizeof(buf)), "nests deeper than 2 levels");
+
+        /* A frame over a limit is skipped to the newline; the next one is read. */
+        l = roomy;
+        l.max_values = 3;
+        s = feed_limited(&l, "[1,2,3,4,5]\n[1]", NULL);
+        assert_int_equal(s.n_errors, 1);
+        assert_int_equal(s.n_objects, 1);
+        assert_string_equal(s.last, "[1]");
+}
+
+static void test_scan(void **state) {
+        struct proto_frame_counts c;
+        struct proto_limits l = roomy;
+
+        assert_int_equal(proto_scan("{\"return\": {}}\n", 15, &l, &c), 0);
+        assert_int_equal(c.containers, 2);
+        /* not JSON-checked, only counted: that is json-c's job later */
+        assert_int_equal(proto_scan("{1 2 3}", 7, &l, NULL), 0);
+        assert_int_equal(proto_scan("{} {}", 5, &l, NULL), -EBADMSG);
+        assert_int_equal(proto_scan("{\"a\": [", 7, &l, NULL), -EBADMSG);
+        assert_int_equal(proto_scan("{}\xff", 3, &l, NULL), -EBADMSG);
+        l.max_containers = 1;
+        assert_int_equal(proto_scan("{\"return\": {}}", 14, &l, NULL), -EOVERFLOW);
+}
 
 static void test_two_frames(void **state) {
         struct seen s = FEED(1024, "{\"execute\":\"a\"}\n  {\"execute\":\"b\"}");
@@ -137,6 +228,9 @@ static void test_format(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_counts),
+                cmocka_unit_test(test_count_limits),
+                cmocka_unit_test(test_scan),
                 cmocka_unit_test(test_two_frames),
                 cmocka_unit_test(test_split_across_feeds),
                 cmocka_unit_test(test_brackets_in_strings),

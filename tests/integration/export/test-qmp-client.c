@@ -268,7 +268,7 @@ static void script_huge(int fd) {
         char *a = malloc(chunk);
         memset(a, 'a', chunk);
         fake_write(fd, "{\"QMP\": {\"junk\": \"");
-        for (size_t i = 0; i < PROTO_MAX_REPLY_SIZE / chunk + 2; i++)
+        for (size_t i = 0; i < QMP_MAX_FRAME_SIZE / chunk + 2; i++)
                 if (write(fd, a, chunk) < 0)
                         break;
         free(a);
@@ -372,11 +372,13 @@ static void test_fake_limits(void **state) {
         struct verr e = {};
         pid_t pid;
 
-        assert_int_equal(fake_connect(script_deep, &pid, &c, 2000, &e), -ELOOP);
+        /* Every limit is -EMSGSIZE, and the message names it (doc/PROTOCOL.txt, section 8). */
+        assert_int_equal(fake_connect(script_deep, &pid, &c, 2000, &e), -EMSGSIZE);
+        assert_non_null(strstr(e.text, "nests deeper than 16 levels"));
         fake_stop(pid);
         memset(&e, 0, sizeof(e));
         assert_int_equal(fake_connect(script_huge, &pid, &c, 10000, &e), -EMSGSIZE);
-        assert_non_null(strstr(e.text, "too large"));
+        assert_non_null(strstr(e.text, "(the limit for QMP)"));
         fake_stop(pid);
 }
 

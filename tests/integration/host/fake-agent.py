@@ -9,7 +9,7 @@ request per line); replies depend on --mode:
   mute         answers the first sync of a connection, then nothing any more (a hung agent)
   nodelim      answers guest-sync-delimited without the 0xFF in front (not a valid sync)
   garbage      syncs correctly, then answers every request with a line that is not JSON
-  huge         syncs correctly, then answers with a 17 MiB reply (limit: 16 MiB)
+  huge         syncs correctly, then answers with a 17 MiB string (limits: 6 MiB, strings 4 KiB)
   deep         syncs correctly, then answers with a reply nested 40 levels deep
   late         syncs correctly; the first request is answered only after --delay seconds
                (naming user "first", uid 1111), later ones at once (uid 2222)
@@ -19,6 +19,24 @@ request per line); replies depend on --mode:
   foreign-id   syncs correctly, then precedes each real reply (uid 2222) with a reply carrying
                another request's id and one with the id as a string (both uid 1111)
   ok           a well-behaved agent for detach/list/guest-info (uid 2222)
+
+Hostile modes (test-host-hostile.c): the sync is answered after the payload, so the payload
+is what the client reads while it waits for its sync reply; every request then gets the payload
+with the request's id (about 15 MiB each, unless said otherwise):
+  hostile-huge     a vmuser-list of plausible entries with long home directories
+  hostile-objects  {"return": [{},{},{},...]}
+  hostile-values   {"return": [0,0,0,...]}
+  hostile-deep     {"return": [[[[... (no end)
+  hostile-max      a vmuser-list reply just inside every limit of doc/PROTOCOL.txt, shaped for
+                   the most json-c memory: 8702 empty objects, 83000 doubles, long strings
+                   (6.2 MiB); vmuser parses it and must still stay below the RSS bound
+  hostile-endless  sync answered; then a reply that never ends and has no newline, sent until
+                   the client goes away
+  hostile-drip     sync answered; then a reply trickling in at one byte per second
+
+With --qmp, the socket speaks QMP instead (a hostile QEMU): the same payloads replace the
+greeting (qmp-objects, qmp-values, qmp-deep, qmp-endless, qmp-drip), or qmp-events sends a
+good greeting and answers every command only after 5000 events of 1 KiB (5 MiB: more than the event queue keeps).
 
 With --one-connection the socket is closed after the first client that sent anything (the test
 harness's readiness probe sends nothing): a second connection is refused, so a batch only
@@ -57,6 +75,77 @@ def normal_return(req, uid):
     return {}
 
 
+MIB15 = 15 * 1024 * 1024
+
+
+def payload(mode, rid):
+    """The hostile reply of a mode, as bytes (rid None: without an id)."""
+    tail = b"]" + (b', "id": %d' % rid if rid is not None else b"") + b"}\n"
+    if mode.endswith("huge"):
+        entry = (b'{"userName": "vmtx", "uid": 60514, "gid": 60514, "homeDirectory": "/run/vmhost/home/'
+                 + b"d" * 200 + b'", "home": null, "homeMounted": false, "sessions": 0, "attachedAt": 1},')
+        return b'{"return": [' + entry * (MIB15 // len(entry)) + b"1" + tail
+    if mode.endswith("objects"):
+        return b'{"return": [' + b"{}," * (MIB15 // 3) + b"{}" + tail
+    if mode.endswith("values"):
+        return b'{"return": [' + b"0," * (MIB15 // 2) + b"0" + tail
+    if mode.endswith("max"):
+        # Limits of vmuser-list: 6356992 bytes, 102400 values, 8704 objects/arrays, tokens of
+        # 4096 bytes. The envelope {"return": [..], "id": N} takes 2 containers and 6 values.
+        objects = b"{}," * 8702                       # 8702 containers, 17404 values
+        doubles = b"1.5," * 83000                     # 83000 values
+        string = b'"' + b"s" * 4000 + b'",'
+        room = 6356992 - len(objects) - len(doubles) - 64
+        strings = string * (room // len(string))      # about 1500 values
+        return b'{"return": [' + objects + doubles + strings + b"1" + tail
+    if mode.endswith("deep"):
+        return b'{"return": ' + b"[" * MIB15
+    raise ValueError(mode)
+
+
+def endless(conn, head):
+    conn.sendall(head)
+    chunk = b'{"a": 1}, ' * 6000
+    while True:
+        conn.sendall(chunk)
+
+
+def drip(conn, head):
+    for b in head:
+        conn.sendall(bytes([b]))
+        time.sleep(1)
+    while True:
+        conn.sendall(b" ")
+        time.sleep(1)
+
+
+def serve_qmp(conn, mode):
+    greeting = b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\n'
+    if mode == "qmp-endless":
+        endless(conn, b'{"QMP": {"version": [')
+    if mode == "qmp-drip":
+        drip(conn, b'{"QMP": {"version": [')
+    if mode != "qmp-events":
+        conn.sendall(payload(mode, None).replace(b'{"return"', b'{"QMP"', 1))
+        while conn.recv(65536):
+            pass
+        return
+    conn.sendall(greeting)
+    buf = b""
+    event = (b'{"event": "VSERPORT_CHANGE", "data": {"id": "' + b"e" * 900
+             + b'", "open": true}, "timestamp": {"seconds": 1, "microseconds": 2}}\n')
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            req = json.loads(line)
+            conn.sendall(event * 5000)
+            conn.sendall(json.dumps({"return": {}, "id": req.get("id")}).encode() + b"\n")
+
+
 class Session:
     def __init__(self, conn, opts):
         self.conn = conn
@@ -73,6 +162,18 @@ class Session:
         verb = req.get("execute")
         rid = req.get("id")
         mode = self.opts.mode
+        if mode.startswith("hostile-"):
+            if verb in ("guest-sync-delimited", "guest-sync"):
+                if mode not in ("hostile-endless", "hostile-drip"):
+                    self.conn.sendall(payload(mode, None))
+                reply(self.conn, {"return": req["arguments"]["id"]}, delimited=True)
+            elif mode == "hostile-endless":
+                endless(self.conn, b'{"id": %d, "return": [' % rid)
+            elif mode == "hostile-drip":
+                drip(self.conn, b'{"id": %d, "return": [' % rid)
+            else:
+                self.conn.sendall(payload(mode, rid))
+            return
         if verb in ("guest-sync-delimited", "guest-sync"):
             self.syncs += 1
             if mode == "silent" or (mode == "mute" and self.syncs > 1):
@@ -172,6 +273,7 @@ def main():
     p.add_argument("--delay", type=float, default=1.5)
     p.add_argument("--upstream")
     p.add_argument("--one-connection", action="store_true")
+    p.add_argument("--qmp", action="store_true")
     opts = p.parse_args()
 
     try:
@@ -185,7 +287,9 @@ def main():
         conn, _ = srv.accept()
         session = None
         try:
-            if opts.mode == "stale-proxy":
+            if opts.qmp:
+                serve_qmp(conn, opts.mode)
+            elif opts.mode == "stale-proxy":
                 proxy(conn, opts.upstream)
             else:
                 session = Session(conn, opts)

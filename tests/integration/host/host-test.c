@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -282,9 +283,11 @@ static int run(char *const argv[], bool host_view, struct ht_result *ret) {
         }
         close(out[0]);
         close(err[0]);
-        if (waitpid(pid, &status, 0) < 0)
+        struct rusage ru = {};
+        if (wait4(pid, &status, 0, &ru) < 0)
                 return -errno;
         ret->seconds = now_seconds() - start;
+        ret->maxrss_kib = ru.ru_maxrss;
         ret->out = bo.data ? bo.data : strdup("");
         ret->err = be.data ? be.data : strdup("");
         ret->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -383,14 +386,15 @@ static void track_listener(pid_t pid, bool add) {
                 }
 }
 
-static pid_t start_listener(const char *vm, char *const prefix[], char *const extra_args[]) {
+static pid_t start_listener_at(const char *vm, const char *socket_name, char *const prefix[],
+                               char *const extra_args[]) {
         char dir[256], sock[300];
         char *argv[64];
         size_t n = 0;
         pid_t pid;
 
         snprintf(dir, sizeof(dir), HT_VM_DIR "/%s", vm);
-        snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
+        snprintf(sock, sizeof(sock), "%s/%s", dir, socket_name);
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 die(dir);
         (void) unlink(sock);
@@ -418,6 +422,10 @@ static pid_t start_listener(const char *vm, char *const prefix[], char *const ex
         return pid;
 }
 
+static pid_t start_listener(const char *vm, char *const prefix[], char *const extra_args[]) {
+        return start_listener_at(vm, "agent.sock", prefix, extra_args);
+}
+
 pid_t ht_agent_start(const char *vm, char *const extra_args[]) {
         char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--listen", NULL };
         return start_listener(vm, prefix, extra_args);
@@ -429,6 +437,14 @@ pid_t ht_fake_start(const char *vm, const char *mode, char *const extra_args[]) 
         char *prefix[] = { (char *) test_env_path("PYTHON3"), script, (char *) "--mode", (char *) mode,
                            (char *) "--listen", NULL };
         return start_listener(vm, prefix, extra_args);
+}
+
+pid_t ht_fake_qmp_start(const char *vm, const char *mode) {
+        char script[512];
+        snprintf(script, sizeof(script), "%s/fake-agent.py", test_env_path("VMUSER_HOST_TEST_DIR"));
+        char *prefix[] = { (char *) test_env_path("PYTHON3"), script, (char *) "--qmp", (char *) "--mode",
+                           (char *) mode, (char *) "--listen", NULL };
+        return start_listener_at(vm, "qmp.sock", prefix, NULL);
 }
 
 void ht_stop(pid_t pid) {

@@ -60,6 +60,7 @@ struct ht_result {
         char *out;    /* stdout */
         char *err;    /* stderr */
         double seconds;
+        long maxrss_kib; /* peak RSS of the child (wait4's ru_maxrss) */
 };
 void ht_result_done(struct ht_result *r);
 
@@ -76,6 +77,8 @@ int ht_vmuserv(struct ht_result *ret, char *const args[]);
 pid_t ht_agent_start(const char *vm, char *const extra_args[]);
 /* Starts tests/integration/host/fake-agent.py on HT_VM_DIR/VM/agent.sock in a mode. */
 pid_t ht_fake_start(const char *vm, const char *mode, char *const extra_args[]);
+/* Starts fake-agent.py --qmp in a mode on HT_VM_DIR/VM/qmp.sock (a hostile QEMU). */
+pid_t ht_fake_qmp_start(const char *vm, const char *mode);
 /* SIGTERM and wait. Whatever is still running when the test exits is killed then (a failed
  * test must not leave a listener holding the test's output pipes open). */
 void ht_stop(pid_t pid);

@@ -141,7 +141,7 @@ static void test_huge_reply(void **state) {
         struct ht_result r = {};
 
         ht_vmuser(&r, "list", "--timeout", "30", "huge", NULL);
-        ht_expect(&r, 3, NULL, "the reply to 'vmuser-list' exceeds the limit of 16777216 bytes");
+        ht_expect(&r, 3, NULL, "the reply to 'vmuser-list' has a string or number longer than 4096 bytes");
         expect_seconds(&r, 0, 15);
         ht_result_done(&r);
         ht_stop(fake);
