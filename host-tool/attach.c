@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 
 #include "agent-conn.h"
+#include "audit.h"
 #include "home-export.h"
 #include "home-spec.h"
 #include "host-user.h"
@@ -62,6 +63,7 @@ struct attach_batch {
         size_t n_exports_before;
         bool exports_listed;
         struct report report;
+        struct attach_job *current; /* the job being reported, for the audit entry */
 };
 
 /* One user's way through the steps. */
@@ -567,11 +569,23 @@ static void attach_job_done(struct attach_job *j) {
         free(j->source);
 }
 
+/* The audit entry of the user being reported (report.on_result). */
+static void attach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields) {
+        struct attach_batch *b = userdata;
+        bool changed = true;
+
+        if (fields)
+                (void) json_get_bool(fields, "changed", &changed);
+        audit_host_result(b->o->replace ? "replace" : "attach", b->vm.label, user, changed ? result : "unchanged",
+                          reason, fields, b->current ? b->current->record : NULL);
+}
+
 static void attach_one(struct attach_batch *b, const char *name) {
         struct attach_job j = { .name = name };
         size_t i;
         int r = 0;
 
+        b->current = &j;
         for (i = 0; i < ELEMENTSOF(steps); i++) {
                 r = steps[i].run(b, &j);
                 if (r < 0)
@@ -615,6 +629,7 @@ static void attach_one(struct attach_batch *b, const char *name) {
                         report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.",
                                        name, b->vm.label, j.uid, export);
         }
+        b->current = NULL;
         attach_job_done(&j);
 }
 
@@ -623,6 +638,8 @@ enum outcome attach_run(const struct attach_options *o) {
                 .o = o,
                 .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm },
         };
+        uid_t owners[2] = { audit_invoker_uid(), 0 };
+        size_t n_owners = 1;
         enum outcome result = OUTCOME_OK;
         struct verr e = {};
         int r;
@@ -633,11 +650,22 @@ enum outcome attach_run(const struct attach_options *o) {
                 return vm_open_outcome(r);
         }
         b.report.vm_label = b.vm.label;
+        b.report.on_result = attach_audit;
+        b.report.on_result_userdata = &b;
 
+        /* A key file may belong to root, to who runs vmuser, or (one user attached) to that user. */
+        if (o->n_users == 1 && o->ssh_key_files) {
+                _cleanup_free_ struct passwd *pw = NULL;
+                if (host_getpwnam(o->users[0], &pw) >= 0)
+                        owners[n_owners++] = pw->pw_uid;
+        }
         for (char **f = o->ssh_key_files; f && *f; f++) {
-                r = host_user_keys_add_file(&b.extra_keys, *f, warn_cb, NULL, &e);
+                r = host_user_keys_add_file(&b.extra_keys, *f, owners, n_owners, warn_cb, NULL, &e);
                 if (r < 0) {
                         log_error("%s", verr_text(&e, r));
+                        for (size_t i = 0; i < o->n_users; i++)
+                                audit_host_result(o->replace ? "replace" : "attach", b.vm.label, o->users[i],
+                                                  outcome_to_string(OUTCOME_FAILED), verr_text(&e, r), NULL, NULL);
                         result = OUTCOME_FAILED;
                         goto finish;
                 }
