@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
@@ -52,8 +53,13 @@ int audit_log(const char *identifier, const char *message_id, int priority, cons
         char id[64], prio[32];
         struct iovec iov[AUDIT_FIELDS_MAX];
         size_t n = 0;
+        struct stat st;
         va_list ap;
 
+        /* sd_journal_sendv() reports success when the socket is missing: ask first, so a caller
+         * can fall back to syslog. */
+        if (stat(AUDIT_JOURNAL_SOCKET, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return -ENOENT;
         va_start(ap, format);
         text = vformat(format, ap);
         va_end(ap);

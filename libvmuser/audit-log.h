@@ -4,7 +4,8 @@
  *
  * Flow: a caller names the ID, the priority, the MESSAGE text and extra "KEY=value" fields; the
  * entry goes to journald over its native socket (sd_journal_sendv). Without journald (no socket)
- * nothing is written and nothing fails: the audit trail never blocks the change it describes.
+ * audit_log() returns -ENOENT and writes nothing (pam_vmuser then logs the sentence through
+ * syslog); the audit trail never blocks the change it describes.
  * The fields of each ID are listed in vmuser(1), vmuser-agent(8) and pam_vmuser(8). */
 #pragma once
 
@@ -23,11 +24,14 @@
 #define AUDIT_PAM_MOUNTED "fb4a8626a6cb43e39078ccf76fef9284"
 #define AUDIT_PAM_UNMOUNTED "78c02f14482c43bea26308f9cce4c748"
 
+/* journald's native socket, where sd_journal_sendv() writes. */
+#define AUDIT_JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 /* Most fields one entry carries (MESSAGE, MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER included). */
 #define AUDIT_FIELDS_MAX 128
 
 /* Sends one entry. fields: NULL-terminated "KEY=value" strings (KEY upper case, may repeat), or
- * NULL. Returns 0, or the -errno of sd_journal_sendv() (callers ignore it). */
+ * NULL. Returns 0; -ENOENT when there is no journald socket; else the -errno of sd_journal_sendv(). */
 int audit_log(const char *identifier, const char *message_id, int priority, const char *const *fields,
               const char *format, ...) _printf_(5, 6);
 
