@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "agent-conn.h"
 #include "audit.h"
@@ -83,6 +84,7 @@ struct attach_job {
         struct home_export_info export;
         bool exported;
         bool export_existed;
+        bool source_allows_setuid; /* the export's source is on a file system mounted without nosuid */
         /* why it failed */
         enum outcome outcome;
         struct qga_error qerr;
@@ -344,6 +346,17 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                 j->outcome = OUTCOME_HOST_USER;
                 return verr_set(&j->e, -EINVAL, "the home of '%s' on this host, '%s', is not an absolute path",
                                 j->name, j->source);
+        }
+        /* Guest root can chmod 06755 a file it writes through virtiofsd (HOME-EXPORT.txt): on a
+         * file system the host mounts without nosuid, that is a setuid-to-the-user program. */
+        struct statvfs sv;
+        if (!o->read_only && statvfs(j->source, &sv) == 0 && !(sv.f_flag & ST_NOSUID)) {
+                j->source_allows_setuid = true;
+                log_warning("the file system of '%s' allows setuid programs: root in %s can make a file in the "
+                            "export setuid to '%s' (chmod 06755) that any user of this host could run as '%s'; "
+                            "mount it nosuid, attach --read-only, or export a directory of a nosuid file system "
+                            "(--home-source DIR); see vmuser(1), SECURITY",
+                            j->source, b->vm.label, j->name, j->name);
         }
         return 0;
 }
@@ -611,6 +624,8 @@ static void attach_one(struct attach_batch *b, const char *name) {
                                 json_object_object_add(fields, "homeTag", json_object_new_string(j.export.tag));
                                 json_object_object_add(fields, "homeSource", json_object_new_string(j.export.source));
                                 json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
+                                json_object_object_add(fields, "sourceAllowsSetuid",
+                                                       json_object_new_boolean(j.source_allows_setuid));
                         }
                 }
                 char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "";
