@@ -589,6 +589,9 @@ static void attach_audit(void *userdata, const char *user, const char *result, c
 
         if (fields)
                 (void) json_get_bool(fields, "changed", &changed);
+        /* A record already there, but a new export of it, is a change too. */
+        if (b->current && b->current->exported && !b->current->export_existed)
+                changed = true;
         audit_host_result(b->o->replace ? "replace" : "attach", b->vm.label, user, changed ? result : "unchanged",
                           reason, fields, b->current ? b->current->record : NULL);
 }

@@ -121,17 +121,15 @@ void audit_host_result(const char *action, const char *vm, const char *user, con
         if (record)
                 add(f, &n, audit_field("VMUSER_KEY_COUNT", "%zu", n_keys));
 
-        const char *verb = streq(action, "detach") ? "detach" : streq(action, "replace") ? "replace" : "attach";
+        bool detach = streq(action, "detach");
         if (reason)
                 (void) audit_log("vmuser", message_id(action), LOG_WARNING, (const char *const *) f,
-                                 "Failed to %s %s %s %s (%s): %s", verb, user, streq(verb, "detach") ? "from" : "in",
-                                 vm, result, reason);
+                                 "Failed to %s %s %s %s (%s): %s", action, user, detach ? "from" : "in", vm, result,
+                                 reason);
         else
-                (void) audit_log("vmuser", message_id(action), LOG_INFO, (const char *const *) f,
-                                 "%s %s %s %s (%s)%s%s", streq(verb, "detach") ? "Detached" :
-                                                         streq(verb, "replace") ? "Replaced" : "Attached",
-                                 user, streq(verb, "detach") ? "from" : "in", vm, result,
-                                 sudo_user ? " by " : "", sudo_user ? sudo_user : "");
+                (void) audit_log("vmuser", message_id(action), LOG_INFO, (const char *const *) f, "%s %s %s %s (%s)%s%s",
+                                 detach ? "Detached" : streq(action, "replace") ? "Replaced" : "Attached", user,
+                                 detach ? "from" : "in", vm, result, sudo_user ? " by " : "", sudo_user ? sudo_user : "");
         for (size_t i = 0; i < n; i++)
                 free(f[i]);
 }
