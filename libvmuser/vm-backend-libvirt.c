@@ -418,7 +418,9 @@ static int restrict_agent_socket(struct libvirt_backend *l, const char *path, st
                 return k == -ENOENT ? 0 : k;
         if (fstatat(state_fd, AGENT_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
                 return 0;
-        if ((st.st_uid != 0 || st.st_gid != 0) && fchownat(state_fd, AGENT_SOCKET_NAME, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+        /* root's (vmuser's own IDs, should it ever run unprivileged against qemu:///session) */
+        if ((st.st_uid != geteuid() || st.st_gid != getegid()) &&
+            fchownat(state_fd, AGENT_SOCKET_NAME, geteuid(), getegid(), AT_SYMLINK_NOFOLLOW) < 0)
                 return verr_set(e, negative_errno(), "cannot make the agent socket '%s' root's: %m", path);
         if ((st.st_mode & 07777) != 0600 && fchmodat(state_fd, AGENT_SOCKET_NAME, 0600, 0) < 0)
                 return verr_set(e, negative_errno(), "cannot make the agent socket '%s' mode 0600: %m", path);
