@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "atomic-file.h"
+#include "audit.h"
 #include "json-util.h"
 #include "macro.h"
 #include "session-track.h"
@@ -65,9 +66,13 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
         r = records_parse_attach(args, userdb_range(a->db), &req, e);
         if (r < 0)
                 return r;
+        struct attach_state before;
+        bool existed = attach_state_read(userdb_state_fd(a->db), req->user_name, &before) == 0;
         r = userdb_attach(a->db, req, &result, e);
         if (r < 0)
                 return r;
+        if (result.changed)
+                agent_audit_attached(req, &result, existed);
 
         reply = json_object_new_object();
         if (!reply)
@@ -134,6 +139,7 @@ static int cmd_detach(struct agent *a, json_object *args, json_object **ret, str
         r = userdb_detach_locked(a->db, name, &removed, e);
         if (r < 0)
                 return r;
+        agent_audit_detached(name, removed.uid, NULL);
 
         reply = json_object_new_object();
         if (!reply)
@@ -290,8 +296,10 @@ int agent_handle_request(struct agent *a, json_object *request, char **ret_reply
         }
 
         r = cmd->handler(a, args, &value, &e);
-        if (r < 0)
+        if (r < 0) {
+                agent_audit_refused(cmd->name, args, r, &e);
                 return reply_error(r, &e, id, ret_reply, ret_len);
+        }
 
         _cleanup_free_ char *text = NULL;
         r = proto_format_return(value, id, &text);

@@ -17,6 +17,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "strv.h"
 #include "transport.h"
 
 static void help(void) {
@@ -41,30 +42,6 @@ static void help(void) {
                "     --version         show the version\n",
                VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT, USERDB_RESERVE_PERCENT_DEFAULT,
                USERDB_RESERVE_PERCENT_MAX);
-}
-
-static char **split_commas(const char *s) {
-        size_t n = 1;
-        for (const char *p = s; *p; p++)
-                n += *p == ',';
-        char **v = calloc(n + 1, sizeof(char *));
-        char *copy = strdup(s), *save = NULL;
-        size_t i = 0;
-        if (!v || !copy) {
-                free(v);
-                free(copy);
-                return NULL;
-        }
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-                v[i++] = strdup(tok);
-        free(copy);
-        return v;
-}
-
-static void strv_freep(char ***v) {
-        for (char **p = *v; p && *p; p++)
-                free(*p);
-        free(*v);
 }
 
 int main(int argc, char *argv[]) {
@@ -132,13 +109,21 @@ int main(int argc, char *argv[]) {
                         break;
                 }
                 case ARG_ALLOW:
-                        allow = split_commas(optarg);
-                        config.allow_rpcs = allow;
+                case ARG_BLOCK: {
+                        /* Fail closed: a list that could not be built must not become "no list". */
+                        char ***list = c == ARG_ALLOW ? &allow : &block;
+                        strv_free(TAKE_PTR(*list));
+                        if (strv_split_commas(optarg, list) < 0) {
+                                fprintf(stderr, "vmuser-agent: out of memory parsing %s\n",
+                                        c == ARG_ALLOW ? "--allow-rpcs" : "--block-rpcs");
+                                return 1;
+                        }
+                        if (c == ARG_ALLOW)
+                                config.allow_rpcs = allow;
+                        else
+                                config.block_rpcs = block;
                         break;
-                case ARG_BLOCK:
-                        block = split_commas(optarg);
-                        config.block_rpcs = block;
-                        break;
+                }
                 case ARG_RUN_RESERVE: {
                         char *end;
                         unsigned long v;

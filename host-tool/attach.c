@@ -34,8 +34,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "agent-conn.h"
+#include "audit.h"
 #include "home-export.h"
 #include "home-spec.h"
 #include "host-user.h"
@@ -62,6 +64,7 @@ struct attach_batch {
         size_t n_exports_before;
         bool exports_listed;
         struct report report;
+        struct attach_job *current; /* the job being reported, for the audit entry */
 };
 
 /* One user's way through the steps. */
@@ -81,6 +84,7 @@ struct attach_job {
         struct home_export_info export;
         bool exported;
         bool export_existed;
+        bool source_allows_setuid; /* the export's source is on a file system mounted without nosuid */
         /* why it failed */
         enum outcome outcome;
         struct qga_error qerr;
@@ -343,6 +347,17 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                 return verr_set(&j->e, -EINVAL, "the home of '%s' on this host, '%s', is not an absolute path",
                                 j->name, j->source);
         }
+        /* Guest root can chmod 06755 a file it writes through virtiofsd (HOME-EXPORT.txt): on a
+         * file system the host mounts without nosuid, that is a setuid-to-the-user program. */
+        struct statvfs sv;
+        if (!o->read_only && statvfs(j->source, &sv) == 0 && !(sv.f_flag & ST_NOSUID)) {
+                j->source_allows_setuid = true;
+                log_warning("the file system of '%s' allows setuid programs: root in %s can make a file in the "
+                            "export setuid to '%s' (chmod 06755) that any user of this host could run as '%s'; "
+                            "mount it nosuid, attach --read-only, or export a directory of a nosuid file system "
+                            "(--home-source DIR); see vmuser(1), SECURITY",
+                            j->source, b->vm.label, j->name, j->name);
+        }
         return 0;
 }
 
@@ -567,11 +582,26 @@ static void attach_job_done(struct attach_job *j) {
         free(j->source);
 }
 
+/* The audit entry of the user being reported (report.on_result). */
+static void attach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields) {
+        struct attach_batch *b = userdata;
+        bool changed = true;
+
+        if (fields)
+                (void) json_get_bool(fields, "changed", &changed);
+        /* A record already there, but a new export of it, is a change too. */
+        if (b->current && b->current->exported && !b->current->export_existed)
+                changed = true;
+        audit_host_result(b->o->replace ? "replace" : "attach", b->vm.label, user, changed ? result : "unchanged",
+                          reason, fields, b->current ? b->current->record : NULL);
+}
+
 static void attach_one(struct attach_batch *b, const char *name) {
         struct attach_job j = { .name = name };
         size_t i;
         int r = 0;
 
+        b->current = &j;
         for (i = 0; i < ELEMENTSOF(steps); i++) {
                 r = steps[i].run(b, &j);
                 if (r < 0)
@@ -597,6 +627,8 @@ static void attach_one(struct attach_batch *b, const char *name) {
                                 json_object_object_add(fields, "homeTag", json_object_new_string(j.export.tag));
                                 json_object_object_add(fields, "homeSource", json_object_new_string(j.export.source));
                                 json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
+                                json_object_object_add(fields, "sourceAllowsSetuid",
+                                                       json_object_new_boolean(j.source_allows_setuid));
                         }
                 }
                 char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "";
@@ -615,6 +647,7 @@ static void attach_one(struct attach_batch *b, const char *name) {
                         report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.",
                                        name, b->vm.label, j.uid, export);
         }
+        b->current = NULL;
         attach_job_done(&j);
 }
 
@@ -623,6 +656,8 @@ enum outcome attach_run(const struct attach_options *o) {
                 .o = o,
                 .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm },
         };
+        uid_t owners[2] = { audit_invoker_uid(), 0 };
+        size_t n_owners = 1;
         enum outcome result = OUTCOME_OK;
         struct verr e = {};
         int r;
@@ -633,11 +668,22 @@ enum outcome attach_run(const struct attach_options *o) {
                 return vm_open_outcome(r);
         }
         b.report.vm_label = b.vm.label;
+        b.report.on_result = attach_audit;
+        b.report.on_result_userdata = &b;
 
+        /* A key file may belong to root, to who runs vmuser, or (one user attached) to that user. */
+        if (o->n_users == 1 && o->ssh_key_files) {
+                _cleanup_free_ struct passwd *pw = NULL;
+                if (host_getpwnam(o->users[0], &pw) >= 0)
+                        owners[n_owners++] = pw->pw_uid;
+        }
         for (char **f = o->ssh_key_files; f && *f; f++) {
-                r = host_user_keys_add_file(&b.extra_keys, *f, warn_cb, NULL, &e);
+                r = host_user_keys_add_file(&b.extra_keys, *f, owners, n_owners, warn_cb, NULL, &e);
                 if (r < 0) {
                         log_error("%s", verr_text(&e, r));
+                        for (size_t i = 0; i < o->n_users; i++)
+                                audit_host_result(o->replace ? "replace" : "attach", b.vm.label, o->users[i],
+                                                  outcome_to_string(OUTCOME_FAILED), verr_text(&e, r), NULL, NULL);
                         result = OUTCOME_FAILED;
                         goto finish;
                 }

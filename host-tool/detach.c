@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "agent-conn.h"
+#include "audit.h"
 #include "home-export.h"
 #include "json-util.h"
 #include "macro.h"
@@ -216,6 +217,12 @@ static void detach_one(struct detach_batch *b, const char *name) {
         report_detached(b, name, FOUND_IN_GUEST, uid, u, qemu_keeps);
 }
 
+/* The audit entry of each user's result (report.on_result). */
+static void detach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields) {
+        struct detach_batch *b = userdata;
+        audit_host_result("detach", b->vm.label, user, result, reason, fields, NULL);
+}
+
 enum outcome detach_run(const struct detach_options *o) {
         struct detach_batch b = {
                 .o = o,
@@ -230,6 +237,8 @@ enum outcome detach_run(const struct detach_options *o) {
                 return vm_open_outcome(r);
         }
         b.rep.vm_label = b.vm.label;
+        b.rep.on_result = detach_audit;
+        b.rep.on_result_userdata = &b;
 
         for (size_t i = 0; i < o->n_users; i++)
                 detach_one(&b, o->users[i]);

@@ -81,6 +81,8 @@ enum outcome outcome_from_agent_error(int r, const struct qga_error *qe) {
 
 void report_success(struct report *rep, const char *user, json_object *fields, const char *fmt, ...) {
         rep->n_ok++;
+        if (rep->on_result)
+                rep->on_result(rep->on_result_userdata, user, "ok", NULL, fields);
 
         if (rep->json) {
                 _cleanup_json_ json_object *line = json_object_new_object();
@@ -114,6 +116,8 @@ void report_failure(struct report *rep, const char *user, enum outcome o, const 
         if (qe && (o == OUTCOME_REFUSED || o == OUTCOME_BUSY))
                 reason = qe->desc;
 
+        if (rep->on_result)
+                rep->on_result(rep->on_result_userdata, user, outcome_to_string(o), reason, NULL);
         text_sanitize(reason, safe, sizeof(safe));
         if (o == OUTCOME_REFUSED || o == OUTCOME_BUSY)
                 log_error("Failed to %s '%s' %s %s: refused by the guest (%s): %s", rep->verb, user, rep->preposition,

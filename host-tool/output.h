@@ -38,6 +38,11 @@ struct report {
         size_t n_ok;
         size_t n_failed;
         enum outcome first_failure;
+        /* Called once per user result, success ("ok") or failure (the outcome's name, the reason):
+         * the audit trail (audit.c). May be NULL. */
+        void (*on_result)(void *userdata, const char *user, const char *result, const char *reason,
+                          json_object *fields);
+        void *on_result_userdata;
 };
 
 /* A user succeeded: with --json prints {"userName", "result": "ok", <fields>} (fields is

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <shadow.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include "macro.h"
 #include "paths.h"
 #include "records.h"
+#include "ssh-key.h"
 
 /* Largest buffer an NSS look-up may ask for (a group with very many members). */
 #define NSS_BUFFER_MAX (4u * 1024u * 1024u)
@@ -276,16 +278,20 @@ static int keys_add(struct host_user_keys *k, const char *key) {
         return 1;
 }
 
-/* Splits authorized_keys text into key lines: comments and blank lines go, tabs become spaces,
- * lines the agent would refuse (control characters, not UTF-8, too long) are skipped. */
-static int keys_add_text(struct host_user_keys *k, char *text, size_t len, const char *origin,
-                         host_user_warn_fn warn, void *userdata) {
-        size_t line_no = 0;
+/* Splits authorized_keys text into key lines: comments and blank lines go, tabs become spaces.
+ * Every other line must parse as an OpenSSH public key (ssh-key.c) and be one the agent accepts
+ * (no control characters, UTF-8, bounded). With strict (a file the admin named), a bad line fails
+ * the whole file; otherwise (the user's authorized_keys) it is skipped with a warning. A private
+ * key is named as such, and its armoured body is skipped as one piece. */
+static int keys_add_text(struct host_user_keys *k, char *text, size_t len, const char *origin, bool strict,
+                         host_user_warn_fn warn, void *userdata, struct verr *e) {
+        size_t line_no = 0, private_from = 0;
         char *p = text, *end = text + len;
 
         while (p < end) {
                 char *nl = memchr(p, '\n', (size_t) (end - p));
                 char *line = p, *stop = nl ? nl : end;
+                const char *reason = NULL;
                 bool bad = false;
                 int r;
 
@@ -295,6 +301,12 @@ static int keys_add_text(struct host_user_keys *k, char *text, size_t len, const
                         stop--;
                 while (line < stop && (*line == ' ' || *line == '\t'))
                         line++;
+                if (private_from > 0) {
+                        /* Inside a private key's armour: skip up to its END line. */
+                        if (stop - line >= 9 && strncmp(line, "-----END ", 9) == 0)
+                                private_from = 0;
+                        continue;
+                }
                 if (line == stop || *line == '#')
                         continue;
                 for (char *q = line; q < stop; q++) {
@@ -303,17 +315,38 @@ static int keys_add_text(struct host_user_keys *k, char *text, size_t len, const
                         else if ((unsigned char) *q < 0x20 || *q == 0x7f)
                                 bad = true;
                 }
-                if ((size_t) (stop - line) > RECORDS_MAX_SSH_KEY_LEN) {
-                        warnf(warn, userdata, "%s, line %zu: longer than %d bytes; skipped", origin, line_no,
-                              RECORDS_MAX_SSH_KEY_LEN);
-                        continue;
-                }
                 char saved = *stop;
                 *stop = '\0';
-                if (bad || !utf8_is_valid(line)) {
-                        warnf(warn, userdata, "%s, line %zu: control characters or invalid UTF-8; skipped", origin,
-                              line_no);
+                if ((size_t) (stop - line) > RECORDS_MAX_SSH_KEY_LEN)
+                        reason = "longer than the agent accepts";
+                else if (bad || !utf8_is_valid(line))
+                        reason = "control characters or invalid UTF-8";
+                else {
+                        r = ssh_key_parse(line, NULL, &reason);
+                        if (r == -ENOMEM) {
+                                *stop = saved;
+                                return r;
+                        }
+                        if (r == SSH_KEY_PRIVATE) {
+                                *stop = saved;
+                                if (strict)
+                                        return verr_set(e, -EINVAL, "%s, line %zu: this is a private key; name the "
+                                                                    "public key (the .pub file) instead", origin, line_no);
+                                warnf(warn, userdata, "%s, line %zu: a private key; skipped with its body", origin,
+                                      line_no);
+                                private_from = line_no;
+                                continue;
+                        }
+                        if (r == SSH_KEY_VALID)
+                                reason = NULL;
+                }
+                if (reason) {
                         *stop = saved;
+                        if (strict)
+                                return verr_set(e, -EINVAL, "%s, line %zu: not an OpenSSH public key: %s", origin,
+                                                line_no, reason);
+                        warnf(warn, userdata, "%s, line %zu: not an OpenSSH public key: %s; skipped", origin, line_no,
+                              reason);
                         continue;
                 }
                 r = keys_add(k, line);
@@ -350,17 +383,108 @@ static int read_bounded(int fd, size_t max, char **ret, size_t *ret_len) {
         return 0;
 }
 
-int host_user_keys_add_file(struct host_user_keys *k, const char *path, host_user_warn_fn warn, void *userdata,
-                            struct verr *e) {
+static bool owner_allowed(uid_t uid, const uid_t *owners, size_t n_owners) {
+        if (uid == 0)
+                return true;
+        for (size_t i = 0; i < n_owners; i++)
+                if (owners[i] == uid)
+                        return true;
+        return false;
+}
+
+/* sshd's StrictModes rules for one step of the path: owned by root or an allowed owner, not
+ * writable by group or others (no exception for sticky directories, as in sshd). */
+static int check_strict_modes(int fd, const char *what, const char *shown, const char *path, const uid_t *owners,
+                              size_t n_owners, struct verr *e) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return verr_set(e, negative_errno(), "cannot stat %s '%s' of SSH key file '%s': %m", what, shown, path);
+        if (!owner_allowed(st.st_uid, owners, n_owners))
+                return verr_set(e, -EPERM, "SSH key file '%s': %s '%s' is owned by uid %u, not by root or the user",
+                                path, what, shown, (unsigned) st.st_uid);
+        if (st.st_mode & 022)
+                return verr_set(e, -EPERM, "SSH key file '%s': %s '%s' is writable by group or others (mode %04o)",
+                                path, what, shown, (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
+/* Opens an admin-named key file without following a symlink anywhere on its path: from "/",
+ * one component at a time, each directory and the file checked as sshd checks authorized_keys
+ * (a user who controls any step could otherwise swap in another file's lines). */
+static int open_key_file(const char *path, const uid_t *owners, size_t n_owners, int *ret_fd, struct verr *e) {
+        _cleanup_free_ char *abs = NULL;
+        _cleanup_close_ int dir_fd = -1;
+        char *save = NULL, *comp, *next;
+        int r;
+
+        if (path[0] == '/')
+                abs = strdup(path);
+        else {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                if (!cwd)
+                        return verr_set(e, negative_errno(), "cannot resolve SSH key file '%s': %m", path);
+                if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+                        abs = NULL;
+        }
+        if (!abs)
+                return -ENOMEM;
+        _cleanup_free_ char *walk = strdup(abs);
+        if (!walk)
+                return -ENOMEM;
+
+        dir_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open '/': %m");
+        r = check_strict_modes(dir_fd, "directory", "/", path, owners, n_owners, e);
+        if (r < 0)
+                return r;
+
+        comp = strtok_r(walk, "/", &save);
+        if (!comp)
+                return verr_set(e, -EISDIR, "SSH key file '%s' is a directory", path);
+        for (; comp; comp = next) {
+                next = strtok_r(NULL, "/", &save);
+                size_t shown_len = (size_t) (comp - walk) + strlen(comp);
+                char shown[PATH_MAX];
+                snprintf(shown, sizeof(shown), "%.*s", (int) shown_len, abs);
+                if (streq(comp, ".."))
+                        return verr_set(e, -EINVAL, "SSH key file '%s': name it without '..'", path);
+                if (streq(comp, "."))
+                        continue;
+
+                int flags = next ? O_PATH | O_DIRECTORY : O_RDONLY | O_NOCTTY | O_NONBLOCK;
+                int fd = openat(dir_fd, comp, flags | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0) {
+                        r = negative_errno();
+                        struct stat st;
+                        if ((r == -ELOOP || r == -ENOTDIR) && fstatat(dir_fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            S_ISLNK(st.st_mode))
+                                return verr_set(e, -ELOOP, "SSH key file '%s': '%s' is a symlink; name the real "
+                                                           "path (symlinks are not followed)", path, shown);
+                        return verr_set(e, r, "cannot open SSH key file '%s': %s: %s", path, shown, strerror(-r));
+                }
+                closep(&dir_fd);
+                dir_fd = fd;
+                r = check_strict_modes(dir_fd, next ? "directory" : "file", shown, path, owners, n_owners, e);
+                if (r < 0)
+                        return r;
+        }
+        *ret_fd = TAKE_FD(dir_fd);
+        return 0;
+}
+
+int host_user_keys_add_file(struct host_user_keys *k, const char *path, const uid_t *owners, size_t n_owners,
+                            host_user_warn_fn warn, void *userdata, struct verr *e) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *text = NULL;
         struct stat st;
         size_t len;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return verr_set(e, negative_errno(), "cannot open SSH key file '%s': %m", path);
+        r = open_key_file(path, owners, n_owners, &fd, e);
+        if (r < 0)
+                return r;
         if (fstat(fd, &st) < 0)
                 return verr_set(e, negative_errno(), "cannot stat SSH key file '%s': %m", path);
         if (!S_ISREG(st.st_mode))
@@ -371,7 +495,7 @@ int host_user_keys_add_file(struct host_user_keys *k, const char *path, host_use
         if (r < 0)
                 return verr_set(e, r, "cannot read SSH key file '%s': %s", path, strerror(-r));
         size_t before = k->n;
-        r = keys_add_text(k, text, len, path, warn, userdata);
+        r = keys_add_text(k, text, len, path, true, warn, userdata, e);
         if (r < 0)
                 return r;
         if (k->n == before)
@@ -480,7 +604,7 @@ static int read_authorized_keys(const struct host_user *u, struct host_user_keys
         }
         if (r < 0)
                 return verr_set(e, r, "cannot read '%s': %s", origin, strerror(-r));
-        return keys_add_text(k, text, len, origin, warn, userdata);
+        return keys_add_text(k, text, len, origin, false, warn, userdata, e);
 }
 
 /* ---- the password hash ---- */

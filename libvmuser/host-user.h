@@ -7,7 +7,8 @@
  * same name. host_user_build_record() then collects the secrets: the shadow hash (getspnam_r,
  * when readable and wanted; locked and empty hashes are not copied, weak methods are warned
  * about) and the SSH keys (~/.ssh/authorized_keys opened beneath the home without leaving it,
- * size-bounded, sshd's ownership rules; plus keys the admin passed as files), and renders:
+ * size-bounded, sshd's ownership rules, every line parsed as an OpenSSH public key by ssh-key.c;
+ * plus keys the admin passed as files), and renders:
  *
  *   {"userName", "realName", "uid"+"gid" (only when the admin chose a guest UID),
  *    "homeDirectory", "shell" (only when asked), "disposition": "regular", "service",
@@ -64,10 +65,13 @@ void host_user_keys_done(struct host_user_keys *k);
 
 typedef void (*host_user_warn_fn)(void *userdata, const char *text);
 
-/* Adds the keys of an admin-given file (id_*.pub or authorized_keys format). Symlinks are
- * followed: the admin named the file. Unusable lines are skipped with a warning. */
-int host_user_keys_add_file(struct host_user_keys *k, const char *path, host_user_warn_fn warn, void *userdata,
-                            struct verr *e);
+/* Adds the keys of an admin-given file (id_*.pub or authorized_keys format). No component of
+ * the path may be a symlink; the file and every directory up to / must be owned by root or one
+ * of owners[] and not writable by group or others (sshd's StrictModes). Every line that is not
+ * blank or a comment must be an OpenSSH public key: anything else fails the file (-EINVAL, with
+ * the file, line and reason in e; a private key is named as such). */
+int host_user_keys_add_file(struct host_user_keys *k, const char *path, const uid_t *owners, size_t n_owners,
+                            host_user_warn_fn warn, void *userdata, struct verr *e);
 
 enum host_user_shell {
         HOST_USER_SHELL_GUEST_DEFAULT, /* omit "shell": the guest's default */

@@ -7,7 +7,8 @@
  *                 use its UNIX bind socket; if there is none (and the caller allows it),
  *                 hot-plug one with virDomainAttachDeviceFlags(VIR_DOMAIN_AFFECT_LIVE, and
  *                 _CONFIG with VM_BACKEND_AGENT_PERSISTENT), source STATE/agent.sock, where
- *                 STATE is /run/vmuser/libvirt/UUID.
+ *                 STATE is /run/vmuser/libvirt/UUID. That socket is then made root's, 0600
+ *                 (libvirt gives it to the QEMU user all domains share; QEMU needs only its fd).
  *   export        check (running, shared memory, a free pcie-root-port on q35, no filesystem
  *                 with our tag) -> STATE/homes/USER/state.json "exporting" -> the idmapped
  *                 staging mount STATE/homes/USER/mnt/home (idmap-mount.c; libvirt 9.0 ignores
@@ -408,6 +409,33 @@ static int attach_agent_channel(struct libvirt_backend *l, const char *path, uns
         return 0;
 }
 
+/* libvirt hands the channel's socket to the QEMU user that every domain shares (libvirt-qemu,
+ * mode 0775 on Debian 12): another domain's QEMU could connect and push users into this guest.
+ * QEMU listens on the descriptor libvirt passed it and needs no access to the path; the only
+ * client is vmuser, as root. So the socket becomes root's, 0600, whenever vmuser finds it in
+ * its state directory (hot-plugged now, or by libvirt at the start of a persistent channel). */
+static int restrict_agent_socket(struct libvirt_backend *l, const char *path, struct verr *e) {
+        _cleanup_close_ int state_fd = -1;
+        size_t n = strlen(l->state_dir);
+        struct stat st;
+        int k;
+
+        if (strncmp(path, l->state_dir, n) != 0 || !streq(path + n, "/" AGENT_SOCKET_NAME))
+                return 0; /* a channel the admin declared with a socket elsewhere: theirs to protect */
+        k = open_state_dir(l, false, false, &state_fd, e);
+        if (k < 0)
+                return k == -ENOENT ? 0 : k;
+        if (fstatat(state_fd, AGENT_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
+                return 0;
+        /* root's (vmuser's own IDs, should it ever run unprivileged against qemu:///session) */
+        if ((st.st_uid != geteuid() || st.st_gid != getegid()) &&
+            fchownat(state_fd, AGENT_SOCKET_NAME, geteuid(), getegid(), AT_SYMLINK_NOFOLLOW) < 0)
+                return verr_set(e, negative_errno(), "cannot make the agent socket '%s' root's: %m", path);
+        if ((st.st_mode & 07777) != 0600 && fchmodat(state_fd, AGENT_SOCKET_NAME, 0600, 0) < 0)
+                return verr_set(e, negative_errno(), "cannot make the agent socket '%s' mode 0600: %m", path);
+        return 0;
+}
+
 static int lv_agent_socket(struct vm_backend *b, unsigned flags, char *buf, size_t size, struct verr *e) {
         struct libvirt_backend *l = to_libvirt(b);
         _cleanup_xml_doc_ xmlDocPtr doc = NULL;
@@ -447,6 +475,10 @@ static int lv_agent_socket(struct vm_backend *b, unsigned flags, char *buf, size
                 if ((size_t) snprintf(buf, size, "%s", path) >= size)
                         return -ENAMETOOLONG;
         }
+
+        k = restrict_agent_socket(l, buf, e);
+        if (k < 0)
+                return k;
 
         if ((flags & VM_BACKEND_AGENT_PERSISTENT) && virDomainIsPersistent(l->dom) == 1) {
                 _cleanup_xml_doc_ xmlDocPtr stored = NULL;

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "attach-state.h"
+#include "audit-log.h"
 #include "macro.h"
 #include "mount-home.h"
 #include "names.h"
@@ -212,6 +213,34 @@ static const char *count_error_text(int r) {
         return r == -ENOMEDIUM ? "/proc is not mounted" : errno_text(r);
 }
 
+/* The audit entry of a mount or unmount (MESSAGE_ID, fields in pam_vmuser(8)). Without journald
+ * (no native socket) it fails, and the caller logs the same sentence through syslog instead. */
+static int audit_home(pam_handle_t *pamh, const char *message_id, int priority, const struct attach_state *s,
+                      const char *how, const char *message) {
+        const void *service = NULL;
+        char *f[8] = {};
+        size_t n = 0;
+        int r;
+
+        if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS || !service)
+                service = "pam_vmuser";
+        f[n++] = audit_field("VMUSER_USER", "%s", s->user_name);
+        f[n++] = audit_field("VMUSER_UID", "%u", s->uid);
+        f[n++] = audit_field("VMUSER_HOME", "%s", s->home_directory);
+        f[n++] = audit_field("VMUSER_HOME_TAG", "%s", s->home.tag);
+        f[n++] = audit_field("VMUSER_FSTYPE", "%s", home_fstype_to_string(s->home.fstype));
+        f[n++] = audit_field("VMUSER_PAM_SERVICE", "%s", (const char *) service);
+        if (how)
+                f[n++] = audit_field("VMUSER_UNMOUNT", "%s", how);
+        bool oom = false;
+        for (size_t i = 0; i < n; i++)
+                oom = oom || !f[i];
+        r = oom ? -ENOMEM : audit_log((const char *) service, message_id, priority, (const char *const *) f, "%s", message);
+        for (size_t i = 0; i < n; i++)
+                free(f[i]);
+        return r;
+}
+
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
         _cleanup_close_ int state_fd = -1;
@@ -296,10 +325,11 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                                 return r;
                 } else {
                         mounted_now = r == MOUNT_HOME_MOUNTED;
-                        if (mounted_now)
-                                pam_syslog(pamh, LOG_INFO, "Mounted %s '%s' on '%s' for %s.",
-                                           home_fstype_to_string(state.home.fstype), state.home.tag,
-                                           state.home_directory, user);
+                        char text[2 * HOME_PATH_MAX + 128];
+                        snprintf(text, sizeof(text), "Mounted %s '%s' on '%s' for %s.",
+                                 home_fstype_to_string(state.home.fstype), state.home.tag, state.home_directory, user);
+                        if (mounted_now && audit_home(pamh, AUDIT_PAM_MOUNTED, LOG_INFO, &state, NULL, text) < 0)
+                                pam_syslog(pamh, LOG_INFO, "%s", text);
                         else if (a.debug)
                                 pam_syslog(pamh, LOG_DEBUG, "'%s' is mounted already (%d live session%s).",
                                            state.home_directory, live, live == 1 ? "" : "s");
@@ -384,6 +414,7 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
                 return PAM_SUCCESS;
         }
 
+        char text[HOME_PATH_MAX + VMUSER_NAME_MAX + 96];
         r = unmount_home(state.home_directory, &state.home, &e);
         switch (r) {
         case UNMOUNT_HOME_NOT_MOUNTED:
@@ -392,13 +423,15 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
                                    state.home_directory);
                 return PAM_SUCCESS;
         case UNMOUNT_HOME_UNMOUNTED:
-                pam_syslog(pamh, LOG_INFO, "Last session of %s closed; unmounted '%s'.", user,
-                           state.home_directory);
+                snprintf(text, sizeof(text), "Last session of %s closed; unmounted '%s'.", user, state.home_directory);
+                if (audit_home(pamh, AUDIT_PAM_UNMOUNTED, LOG_INFO, &state, "clean", text) < 0)
+                        pam_syslog(pamh, LOG_INFO, "%s", text);
                 return PAM_SUCCESS;
         case UNMOUNT_HOME_DETACHED:
-                pam_syslog(pamh, LOG_WARNING,
-                           "Last session of %s closed, but '%s' was busy; detached it lazily.", user,
-                           state.home_directory);
+                snprintf(text, sizeof(text), "Last session of %s closed, but '%s' was busy; detached it lazily.", user,
+                         state.home_directory);
+                if (audit_home(pamh, AUDIT_PAM_UNMOUNTED, LOG_WARNING, &state, "lazy", text) < 0)
+                        pam_syslog(pamh, LOG_WARNING, "%s", text);
                 return PAM_SUCCESS;
         default:
                 pam_syslog(pamh, LOG_ERR, "Last session of %s closed, but the home stays mounted: %s", user,

@@ -166,6 +166,8 @@ static void test_attach_exports(void **state) {
         assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" ALICE);
         assert_string_equal(ht_jstr(o, "homeSource"), HT_HOMES "/" ALICE);
         assert_false(ht_jbool(o, "readOnly"));
+        /* The test's /run is nosuid: no setuid warning (test-host-setuid has the other case). */
+        assert_false(ht_jbool(o, "sourceAllowsSetuid"));
         alice_guest_uid = (uint32_t) json_object_get_int64(ht_jget(o, "uid"));
         json_object_put(o);
         ht_result_done(&r);

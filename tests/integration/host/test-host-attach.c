@@ -43,9 +43,9 @@
 
 #define YESCRYPT "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
 #define MD5CRYPT "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/"
-#define KEY_ALICE "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZtdGFsaWNlLWtleS1vbmUtZm9yLXRlc3RzLW9ubHk vmtalice@host"
-#define KEY_EXTRA "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZtdGFsaWNlLWtleS10d28tZm9yLXRlc3RzLW9ubHk vmtalice@laptop"
-#define KEY_OUTSIDE "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91dHNpZGUtdGhlLWhvbWUtbXVzdC1ub3QtYmUtcmVhZA outside"
+#define KEY_ALICE "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMNi5poGgfAWwdqhZ1KsqRSaNsg2YANNtC+ac2ioH0xj vmtalice@host"
+#define KEY_EXTRA "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAK9X+HKDnUuaVvTQesSrvnQ5zRCayyCQIbXMeKwpGHq vmtalice@laptop"
+#define KEY_OUTSIDE "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEkr3mYz5Hq313XTHeGBuhoMbb25UUyTnlcHP+uEkSUP outside"
 #define EXTRA_KEY_FILE HT_BASE "/extra.pub"
 #define OUTSIDE_FILE HT_BASE "/outside-keys"
 
