@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "macro.h"
+#include "mount-home.h"
 #include "session-track.h"
 
 int agent_user_session_count(struct agent *a, const struct attach_state *s) {
@@ -181,30 +182,6 @@ static int unmount_here(const char *path) {
                 if (umount2(path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
                         return negative_errno();
         }
-        return 0;
-}
-
-/* systemd's unit name for a mount point: "/run/vmhost/home/a-b" -> "run-vmhost-home-a\x2db.mount". */
-static int mount_unit_name(const char *path, char *buf, size_t size) {
-        size_t n = 0;
-
-        for (const char *p = path + 1; *p; p++) {
-                char c = *p;
-                char piece[5];
-                if (c == '/')
-                        snprintf(piece, sizeof(piece), "-");
-                else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                         (c == '.' && p != path + 1 && p[-1] != '/'))
-                        snprintf(piece, sizeof(piece), "%c", c);
-                else
-                        snprintf(piece, sizeof(piece), "\\x%02x", (unsigned char) c);
-                size_t l = strlen(piece);
-                if (n + l + sizeof(".mount") > size)
-                        return -ENAMETOOLONG;
-                memcpy(buf + n, piece, l);
-                n += l;
-        }
-        memcpy(buf + n, ".mount", sizeof(".mount"));
         return 0;
 }
 
