@@ -568,6 +568,49 @@ static void test_lock_timeout(void **state) {
         assert_int_equal(pam_test_mount_count(HOME_ROOT "leo", NULL, 0), 0);
 }
 
+/* The attach state says what root mounts where: pam_vmuser refuses it from a /run/vmuser or
+ * /run/vmuser/users that is not root's or that others can write to, and says why. A user who is
+ * not attached is not refused for it (root on the console must still get in). */
+static void test_untrusted_state_dirs_refused(void **state) {
+        static const struct {
+                const char *path;
+                mode_t mode;
+                uid_t uid;
+                const char *why;
+        } cases[] = {
+                {"/run/vmuser", 0775, 0, "'/run/vmuser' belongs to UID 0 with mode 0775"},
+                {"/run/vmuser", 0757, 0, "'/run/vmuser' belongs to UID 0 with mode 0757"},
+                {"/run/vmuser", 0755, 60529, "'/run/vmuser' belongs to UID 60529 with mode 0755"},
+                {"/run/vmuser/users", 0775, 0, "'/run/vmuser/users' belongs to UID 0 with mode 0775"},
+                {"/run/vmuser/users", 0755, 60529, "'/run/vmuser/users' belongs to UID 60529 with mode 0755"},
+        };
+        char msgs[1024];
+
+        pam_test_attach("pia", 60529, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-pia\"}");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct stat st;
+
+                assert_int_equal(stat(cases[i].path, &st), 0);
+                assert_int_equal(chmod(cases[i].path, cases[i].mode), 0);
+                assert_int_equal(chown(cases[i].path, cases[i].uid, 0), 0);
+                pam_test_log_mark();
+
+                assert_int_equal(pam_test_run(SERVICE, "pia", true, false, msgs, sizeof(msgs)), PAM_SESSION_ERR);
+                if (!strstr(msgs, cases[i].why) || !strstr(msgs, "refusing to trust it"))
+                        fail_msg("%s: unexpected message: %s", cases[i].path, msgs);
+                assert_logged(cases[i].why);
+                assert_int_equal(pam_test_mount_count(HOME_ROOT "pia", NULL, 0), 0);
+                assert_true(pam_test_session_entries("pia") <= 0);
+                /* Not attached: ignored as ever. */
+                assert_int_equal(pam_test_module_call("nobody-attached", true, "", NULL, 0), PAM_IGNORE);
+
+                assert_int_equal(chown(cases[i].path, st.st_uid, st.st_gid), 0);
+                assert_int_equal(chmod(cases[i].path, st.st_mode & 07777), 0);
+        }
+        /* Put right, the same login works. */
+        assert_int_equal(pam_test_run(SERVICE, "pia", true, true, NULL, 0), PAM_SUCCESS);
+}
+
 static int group_setup(void **state) {
         pam_test_setup();
         return 0;
@@ -596,6 +639,7 @@ int main(void) {
                 cmocka_unit_test(test_busy_home_detached),
                 cmocka_unit_test(test_as_user_skipped),
                 cmocka_unit_test(test_lock_timeout),
+                cmocka_unit_test(test_untrusted_state_dirs_refused),
         };
 
         test_enter_private_run();
