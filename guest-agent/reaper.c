@@ -14,7 +14,10 @@
  * home is unmounted (through systemd with --host-mounts) and that is logged. A user whose
  * logind sessions are still open is checked again at logind's next change. Lingering
  * (loginctl enable-linger) does not keep a home: only login sessions do, as in pam_vmuser.
- * An idle agent thus has no wake-ups; everything here costs only when sessions change. */
+ * An idle agent thus has no wake-ups; everything here costs only when sessions change. The one
+ * exception is a session whose process cannot get a pidfd (no pidfd_open(2): kernels before 5.3,
+ * valgrind before 3.20; or out of fds): while such a session exists, its user is checked once a
+ * second. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
 #include <unistd.h>
@@ -40,6 +44,8 @@
 /* pidfds held at most (one per live session entry); beyond that a user is still checked when
  * its other sessions or logind change, and at the next start. */
 #define REAPER_PIDFDS_MAX 4096u
+/* How often users with sessions we could not give a pidfd are checked (see unwatched()). */
+#define REAPER_POLL_SEC 1u
 /* How long a check waits for a login or logout of the user that holds the session lock. */
 #define REAPER_LOCK_TIMEOUT_MSEC 2000u
 
@@ -57,6 +63,7 @@ struct reaper_user {
         int wd;
         bool dirty;             /* to be checked by the deferred event */
         bool waiting_for_logind; /* no tracked session left, but logind still lists one */
+        bool unwatched;          /* has an entry without a pidfd (see unwatched()) */
         char name[VMUSER_NAME_MAX + 1];
 };
 
@@ -68,11 +75,13 @@ struct reaper {
         int sessions_wd;
         sd_event_source *inotify_source;
         sd_event_source *defer_source;
+        sd_event_source *poll_source;
         sd_login_monitor *monitor;
         sd_event_source *monitor_source;
         struct reaper_user *users;
         unsigned n_pidfds;
         bool told_pidfds_max;
+        bool told_pidfd_error;
 };
 
 static void entry_free(struct reaper_entry *e) {
@@ -99,6 +108,27 @@ static void user_free(struct reaper *r, struct reaper_user *u) {
 static void mark_dirty(struct reaper_user *u) {
         u->dirty = true;
         (void) sd_event_source_set_enabled(u->reaper->defer_source, SD_EVENT_ONESHOT);
+}
+
+/* The fallback for entries we could not give a pidfd: check their users again in a while.
+ * Armed only while such an entry exists; never on a kernel with pidfds and fds to spare. */
+static void unwatched(struct reaper_user *u) {
+        struct reaper *r = u->reaper;
+
+        u->unwatched = true;
+        if (sd_event_source_get_enabled(r->poll_source, NULL) > 0)
+                return;
+        (void) sd_event_source_set_time_relative(r->poll_source, REAPER_POLL_SEC * 1000000ULL);
+        (void) sd_event_source_set_enabled(r->poll_source, SD_EVENT_ONESHOT);
+}
+
+static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct reaper *r = userdata;
+
+        for (struct reaper_user *u = r->users; u; u = u->next)
+                if (u->unwatched)
+                        mark_dirty(u);
+        return 0;
 }
 
 static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -146,17 +176,26 @@ static void entry_add(struct reaper_user *u, const char *name) {
                 return;
         if (r->n_pidfds >= REAPER_PIDFDS_MAX) {
                 if (!r->told_pidfds_max)
-                        fprintf(stderr, SD_WARNING "Watching %u sessions already; sessions beyond that are "
-                                                   "checked only when others change.\n", REAPER_PIDFDS_MAX);
+                        fprintf(stderr, SD_WARNING "Watching %u sessions already; further ones are checked "
+                                                   "every %u s instead.\n", REAPER_PIDFDS_MAX, REAPER_POLL_SEC);
                 r->told_pidfds_max = true;
+                unwatched(u);
                 return;
         }
         fd = session_entry_pidfd(pid, start);
+        if (fd == -ESRCH) {
+                mark_dirty(u); /* ended before we looked */
+                return;
+        }
         if (fd < 0) {
-                if (fd != -ESRCH)
-                        fprintf(stderr, SD_WARNING "Cannot watch process %d of a session of %s: %s\n", (int) pid,
-                                u->name, strerror(-fd));
-                mark_dirty(u);
+                /* No pidfd (ENOSYS: a kernel before 5.3, or valgrind before 3.20; EMFILE): this
+                 * user is checked by the fallback timer while such an entry exists. Said once. */
+                if (!r->told_pidfd_error)
+                        fprintf(stderr, SD_WARNING "Cannot watch process %d of a session of %s: %s; checking "
+                                                   "such sessions every %u s instead.\n", (int) pid, u->name,
+                                strerror(-fd), REAPER_POLL_SEC);
+                r->told_pidfd_error = true;
+                unwatched(u);
                 return;
         }
         e = calloc(1, sizeof(*e));
@@ -359,6 +398,8 @@ static void user_check(struct reaper *r, struct reaper_user *u) {
         struct verr e = {};
         int k, live, logind;
 
+        /* Whatever still has no pidfd after this check sets it again. */
+        u->unwatched = false;
         k = attach_state_read(userdb_state_fd(r->agent->db), u->name, &s);
         if (k < 0 || !s.has_home) {
                 if (k < 0 && k != -ENOENT)
@@ -383,7 +424,8 @@ static void user_check(struct reaper *r, struct reaper_user *u) {
                 return;
         }
         if (live > 0) {
-                /* Entries we may have missed (pidfd limit, failed adds) are watched from now on. */
+                /* Entries without a pidfd (limit, errors) are tried again; still failing, they
+                 * set unwatched again. */
                 user_scan(u);
                 u->waiting_for_logind = false;
                 return;
@@ -443,6 +485,7 @@ struct reaper *reaper_free(struct reaper *r) {
         }
         sd_event_source_disable_unref(r->inotify_source);
         sd_event_source_disable_unref(r->defer_source);
+        sd_event_source_disable_unref(r->poll_source);
         sd_event_source_disable_unref(r->monitor_source);
         sd_login_monitor_unref(r->monitor);
         closep(&r->inotify_fd);
@@ -494,6 +537,11 @@ int reaper_new(sd_event *event, struct agent *agent, struct reaper **ret) {
         if (k < 0)
                 return k;
         (void) sd_event_source_set_enabled(r->defer_source, SD_EVENT_OFF);
+        k = sd_event_add_time_relative(event, &r->poll_source, CLOCK_MONOTONIC, REAPER_POLL_SEC * 1000000ULL, 0,
+                                       on_poll, r);
+        if (k < 0)
+                return k;
+        (void) sd_event_source_set_enabled(r->poll_source, SD_EVENT_OFF);
 
         /* logind's view: without logind (containers, the tests) tracked entries alone count. */
         k = sd_login_monitor_new("session", &r->monitor);
