@@ -12,7 +12,8 @@
  * under the user's session lock (the one pam_vmuser takes), dead entries are pruned, and when
  * no tracked entry is alive and logind lists no session of the UID that is not closing, the
  * home is unmounted (through systemd with --host-mounts) and that is logged. A user whose
- * logind sessions are still open is checked again at logind's next change. Lingering
+ * logind sessions are still open, or whose home was busy, is checked again at logind's next
+ * change. Lingering
  * (loginctl enable-linger) does not keep a home: only login sessions do, as in pam_vmuser.
  * An idle agent thus has no wake-ups; everything here costs only when sessions change. The one
  * exception is a session whose process cannot get a pidfd (no pidfd_open(2): kernels before 5.3,
@@ -444,9 +445,13 @@ static void user_check(struct reaper *r, struct reaper_user *u) {
         }
         /* Still under the lock: a login of the user waits, then mounts the home again. */
         k = agent_unmount_home(r->agent, &s, &e);
-        if (k < 0)
+        if (k < 0) {
+                /* Busy: what keeps it busy is usually left in a closing session's scope; when
+                 * that ends, logind changes, and we try again. */
+                u->waiting_for_logind = true;
                 fprintf(stderr, SD_ERR "The sessions of %s ended without a close, but its home '%s' stays mounted: %s\n",
                         u->name, s.home_directory, verr_text(&e, k));
+        }
         else
                 fprintf(stderr, SD_NOTICE "The sessions of %s ended without a close; unmounted its home '%s'.\n",
                         u->name, s.home_directory);

@@ -191,7 +191,9 @@ static int unmount_here(const char *path) {
 static int unmount_via_systemd(struct agent *a, const struct attach_state *s, struct verr *e) {
         sd_bus *bus = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        char unit[512];
+        sd_bus_message *reply = NULL;
+        char unit[512], job[256] = "";
+        const char *path = NULL;
         int r;
 
         r = mount_unit_name(s->home_directory, unit, sizeof(unit));
@@ -200,24 +202,48 @@ static int unmount_via_systemd(struct agent *a, const struct attach_state *s, st
         r = sd_bus_open_system(&bus);
         if (r >= 0)
                 r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                                       "org.freedesktop.systemd1.Manager", "StopUnit", &error, NULL, "ss", unit,
+                                       "org.freedesktop.systemd1.Manager", "StopUnit", &error, &reply, "ss", unit,
                                        "replace");
+        if (r >= 0 && sd_bus_message_read(reply, "o", &path) > 0 && path)
+                snprintf(job, sizeof(job), "%s", path);
+        sd_bus_message_unref(reply);
         if (r < 0)
                 verr_set(e, r, "asking systemd to stop '%s' failed: %s", unit, error.message ? error.message : strerror(-r));
         sd_bus_error_free(&error);
-        sd_bus_flush_close_unref(bus);
-        if (r < 0)
+        if (r < 0) {
+                sd_bus_flush_close_unref(bus);
                 return r;
+        }
         for (int i = 0; i < 200; i++) {
+                uint32_t id;
+
                 r = agent_path_is_mounted(a, s->home_directory);
                 if (r <= 0)
-                        return r < 0 ? verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory,
-                                                strerror(-r))
-                                     : 0;
+                        break;
+                /* The stop job is over but the home is still there: systemd's umount failed
+                 * (busy). Say so now rather than after the whole wait. */
+                if (job[0] && i > 0 &&
+                    sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", job, "org.freedesktop.systemd1.Job",
+                                                "Id", &error, 'u', &id) < 0 &&
+                    (sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownObject") ||
+                     sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownMethod"))) {
+                        sd_bus_error_free(&error);
+                        r = agent_path_is_mounted(a, s->home_directory);
+                        if (r > 0)
+                                r = verr_set(e, -EBUSY, "systemd could not unmount '%s' (%s); it is in use",
+                                             s->home_directory, unit);
+                        break;
+                }
+                sd_bus_error_free(&error);
                 usleep(50 * 1000);
         }
-        return verr_set(e, -EBUSY, "systemd did not unmount '%s' (%s) within 10 s; it is still in use",
-                        s->home_directory, unit);
+        sd_bus_flush_close_unref(bus);
+        if (r < 0) /* keeps the reason set above, if any */
+                return verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory, strerror(-r));
+        if (r > 0)
+                return verr_set(e, -EBUSY, "systemd did not unmount '%s' (%s) within 10 s; it is still in use",
+                                s->home_directory, unit);
+        return 0;
 }
 
 int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e) {
