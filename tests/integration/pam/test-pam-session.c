@@ -348,6 +348,43 @@ static void test_random_kills(void **state) {
         assert_int_equal(test_agent_stop(&agent), 0);
 }
 
+/* A session killed while no agent ran (an agent restart, a guest where it started late) is
+ * reaped when the agent starts; a live session next to it keeps the home. */
+static void test_reaped_at_agent_start(void **state) {
+        const char *home = HOME_ROOT "quin";
+        _cleanup_free_ char *reply = NULL;
+        struct pam_test_holder dead, alive;
+        struct test_agent agent;
+        int entries = -1, mounts = -1;
+
+        pam_test_attach("quin", 60531, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-quin\"}");
+        assert_int_equal(pam_test_holder_open(&dead, SERVICE, "quin", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_holder_open(&alive, SERVICE, "quin", NULL, 0), PAM_SUCCESS);
+        pam_test_holder_kill(&dead, true);
+        assert_int_equal(pam_test_session_entries("quin"), 2);
+
+        /* The live one keeps the home; only the dead entry goes. */
+        assert_int_equal(test_agent_start(&agent, NULL), 0);
+        assert_int_equal(test_agent_call(&agent, "{\"execute\":\"guest-ping\"}", &reply), 0);
+        for (int waited = 0; waited < 5000 && pam_test_session_entries("quin") != 1; waited += 20)
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        assert_int_equal(pam_test_session_entries("quin"), 1);
+        assert_home_mounted_once(home);
+
+        /* Killed while the agent runs: gone without any further login. */
+        pam_test_holder_kill(&alive, true);
+        for (int waited = 0; waited < 10000; waited += 20) {
+                entries = pam_test_session_entries("quin");
+                mounts = pam_test_mount_count(home, NULL, 0);
+                if (entries == 0 && mounts == 0)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        assert_int_equal(entries, 0);
+        assert_int_equal(mounts, 0);
+        assert_int_equal(test_agent_stop(&agent), 0);
+}
+
 /* A mount that fails fails the session, with the reason; nofail lets it go on without. */
 static void test_mount_failure(void **state) {
         const char *home = HOME_ROOT "carol";
@@ -631,6 +668,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_manager_ignored),
                 cmocka_unit_test(test_random_kills),
+                cmocka_unit_test(test_reaped_at_agent_start),
                 cmocka_unit_test(test_not_attached_ignored),
                 cmocka_unit_test(test_open_open_close_close),
                 cmocka_unit_test(test_same_process_twice),
