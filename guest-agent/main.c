@@ -17,6 +17,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "reaper.h"
 #include "strv.h"
 #include "transport.h"
 
@@ -71,6 +72,7 @@ int main(int argc, char *argv[]) {
         };
         _cleanup_(strv_freep) char **allow = NULL, **block = NULL;
         _cleanup_(transport_freep) struct transport *transport = NULL;
+        _cleanup_(reaper_freep) struct reaper *reaper = NULL;
         sd_event *event = NULL;
         enum transport_kind kind = TRANSPORT_DEVICE;
         const char *path = VMUSER_AGENT_PORT;
@@ -214,6 +216,13 @@ int main(int argc, char *argv[]) {
                 goto fail_logged;
         }
 
+        /* Homes of sessions killed without a close (see reaper.c). Without it the agent still
+         * serves; such homes then stay mounted until the user's next login or logout. */
+        r = reaper_new(event, &agent, &reaper);
+        if (r < 0)
+                fprintf(stderr, SD_WARNING "Cannot watch sessions; homes of killed sessions stay mounted: %s\n",
+                        strerror(-r));
+
         (void) sd_notify(0, "READY=1\nSTATUS=Serving requests");
         r = sd_event_loop(event);
         (void) sd_notify(0, "STOPPING=1");
@@ -221,6 +230,7 @@ int main(int argc, char *argv[]) {
                 goto fail;
 
         transport = transport_free(transport);
+        reaper = reaper_free(reaper);
         sd_event_unref(event);
         agent_done(&agent);
         return 0;
@@ -229,6 +239,7 @@ fail:
         fprintf(stderr, SD_ERR "vmuser-agent: %s\n", strerror(-r));
 fail_logged:
         transport = transport_free(transport);
+        reaper = reaper_free(reaper);
         sd_event_unref(event);
         agent_done(&agent);
         return 1;

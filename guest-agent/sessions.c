@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "macro.h"
+#include "mount-home.h"
 #include "session-track.h"
 
 int agent_user_session_count(struct agent *a, const struct attach_state *s) {
@@ -184,37 +185,15 @@ static int unmount_here(const char *path) {
         return 0;
 }
 
-/* systemd's unit name for a mount point: "/run/vmhost/home/a-b" -> "run-vmhost-home-a\x2db.mount". */
-static int mount_unit_name(const char *path, char *buf, size_t size) {
-        size_t n = 0;
-
-        for (const char *p = path + 1; *p; p++) {
-                char c = *p;
-                char piece[5];
-                if (c == '/')
-                        snprintf(piece, sizeof(piece), "-");
-                else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                         (c == '.' && p != path + 1 && p[-1] != '/'))
-                        snprintf(piece, sizeof(piece), "%c", c);
-                else
-                        snprintf(piece, sizeof(piece), "\\x%02x", (unsigned char) c);
-                size_t l = strlen(piece);
-                if (n + l + sizeof(".mount") > size)
-                        return -ENAMETOOLONG;
-                memcpy(buf + n, piece, l);
-                n += l;
-        }
-        memcpy(buf + n, ".mount", sizeof(".mount"));
-        return 0;
-}
-
 /* The home lives in PID 1's mount namespace, ours is a private one (ProtectSystem=). Rather than
  * joining PID 1's namespace (which needs CAP_SYS_PTRACE to open /proc/1/ns/mnt), ask systemd,
  * which owns every mount as a unit, to stop the mount unit, and wait for it to go. */
 static int unmount_via_systemd(struct agent *a, const struct attach_state *s, struct verr *e) {
         sd_bus *bus = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        char unit[512];
+        sd_bus_message *reply = NULL;
+        char unit[512], job[256] = "";
+        const char *path = NULL;
         int r;
 
         r = mount_unit_name(s->home_directory, unit, sizeof(unit));
@@ -223,24 +202,48 @@ static int unmount_via_systemd(struct agent *a, const struct attach_state *s, st
         r = sd_bus_open_system(&bus);
         if (r >= 0)
                 r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                                       "org.freedesktop.systemd1.Manager", "StopUnit", &error, NULL, "ss", unit,
+                                       "org.freedesktop.systemd1.Manager", "StopUnit", &error, &reply, "ss", unit,
                                        "replace");
+        if (r >= 0 && sd_bus_message_read(reply, "o", &path) > 0 && path)
+                snprintf(job, sizeof(job), "%s", path);
+        sd_bus_message_unref(reply);
         if (r < 0)
                 verr_set(e, r, "asking systemd to stop '%s' failed: %s", unit, error.message ? error.message : strerror(-r));
         sd_bus_error_free(&error);
-        sd_bus_flush_close_unref(bus);
-        if (r < 0)
+        if (r < 0) {
+                sd_bus_flush_close_unref(bus);
                 return r;
+        }
         for (int i = 0; i < 200; i++) {
+                uint32_t id;
+
                 r = agent_path_is_mounted(a, s->home_directory);
                 if (r <= 0)
-                        return r < 0 ? verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory,
-                                                strerror(-r))
-                                     : 0;
+                        break;
+                /* The stop job is over but the home is still there: systemd's umount failed
+                 * (busy). Say so now rather than after the whole wait. */
+                if (job[0] && i > 0 &&
+                    sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", job, "org.freedesktop.systemd1.Job",
+                                                "Id", &error, 'u', &id) < 0 &&
+                    (sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownObject") ||
+                     sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownMethod"))) {
+                        sd_bus_error_free(&error);
+                        r = agent_path_is_mounted(a, s->home_directory);
+                        if (r > 0)
+                                r = verr_set(e, -EBUSY, "systemd could not unmount '%s' (%s); it is in use",
+                                             s->home_directory, unit);
+                        break;
+                }
+                sd_bus_error_free(&error);
                 usleep(50 * 1000);
         }
-        return verr_set(e, -EBUSY, "systemd did not unmount '%s' (%s) within 10 s; it is still in use",
-                        s->home_directory, unit);
+        sd_bus_flush_close_unref(bus);
+        if (r < 0) /* keeps the reason set above, if any */
+                return verr_set(e, r, "checking whether '%s' is mounted failed: %s", s->home_directory, strerror(-r));
+        if (r > 0)
+                return verr_set(e, -EBUSY, "systemd did not unmount '%s' (%s) within 10 s; it is still in use",
+                                s->home_directory, unit);
+        return 0;
 }
 
 int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e) {

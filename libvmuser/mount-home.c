@@ -446,3 +446,53 @@ int mount_home_check(const char *path, const struct home_spec *spec, struct verr
                 return r;
         return identify(leaf_fd, path, spec, e);
 }
+
+int mount_unit_name(const char *path, char *buf, size_t size) {
+        /* systemd's unit_name_from_path() (what systemd-escape --path prints): the path without
+         * its leading "/", each "/" as "-", and every byte outside [A-Za-z0-9:_.] as "\xNN", plus
+         * a '.' at the very start (a unit name must not begin with a dot). A '.' that starts a
+         * later component stays as it is. "/" alone is "-". */
+        static const char hex[] = "0123456789abcdef";
+        size_t n = 0;
+
+        if (!path || path[0] != '/')
+                return -EINVAL;
+        path++;
+        if (!*path) {
+                if (size < sizeof("-.mount"))
+                        return -ENAMETOOLONG;
+                memcpy(buf, "-.mount", sizeof("-.mount"));
+                return 0;
+        }
+        for (const char *p = path; *p; p++) {
+                unsigned char c = (unsigned char) *p;
+                char piece[4];
+                size_t l;
+
+                if (c == '/') {
+                        if (p[1] == '/' || !p[1])
+                                return -EINVAL; /* not normalized */
+                        piece[0] = '-';
+                        l = 1;
+                } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                           c == ':' || c == '_' || (c == '.' && p != path)) {
+                        piece[0] = (char) c;
+                        l = 1;
+                } else {
+                        piece[0] = '\\';
+                        piece[1] = 'x';
+                        piece[2] = hex[c >> 4];
+                        piece[3] = hex[c & 15];
+                        l = 4;
+                }
+                if (n + l + sizeof(".mount") > size)
+                        return -ENAMETOOLONG;
+                memcpy(buf + n, piece, l);
+                n += l;
+        }
+        /* systemd shortens names past UNIT_NAME_MAX (256) with a hash; no home path needs that. */
+        if (n + strlen(".mount") >= 256)
+                return -ENAMETOOLONG;
+        memcpy(buf + n, ".mount", sizeof(".mount"));
+        return 0;
+}

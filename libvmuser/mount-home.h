@@ -44,3 +44,10 @@ int unmount_home(const char *path, const struct home_spec *spec, struct verr *e)
 /* 1 when spec is mounted on path, 0 when nothing is (or path does not exist), -EEXIST when
  * something else is mounted there. Never creates anything. */
 int mount_home_check(const char *path, const struct home_spec *spec, struct verr *e);
+
+/* systemd's name for the mount unit of path (absolute, normalized), the same as
+ * `systemd-escape --path --suffix=mount PATH`: "/run/vmhost/home/a-b" ->
+ * "run-vmhost-home-a\x2db.mount". The agent asks systemd to stop that unit to unmount a home in
+ * the login namespace. -EINVAL for a path that is not absolute and normalized, -ENAMETOOLONG
+ * when the name does not fit in size bytes or is longer than systemd's 255 characters. */
+int mount_unit_name(const char *path, char *buf, size_t size);

@@ -17,7 +17,9 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -125,16 +127,25 @@ static int proc_stat_read(pid_t pid, uint64_t *ret_start, char *ret_state) {
         return 0;
 }
 
+/* Does pid exist at all (a zombie counts)? Works where /proc hides other users' processes
+ * (hidepid=): kill(pid, 0) says ESRCH only for a PID nobody has; EPERM means it is there. */
+static bool pid_exists(pid_t pid) {
+        return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 /* Is the process that opened entry (pid, start) still there? 1 alive, 0 dead, -errno when we
- * cannot tell (then the entry is kept: pruning a live session would unmount a home in use). */
+ * cannot tell (then the entry is kept: pruning a live session would unmount a home in use).
+ * When /proc will not show the process (mounted hidepid=, or a reader without ptrace access)
+ * the start time cannot be compared: a PID that exists counts as the session's, since calling
+ * a live session dead would unmount a home in use. */
 static int entry_is_alive(pid_t pid, uint64_t start) {
         uint64_t actual;
         char state = '?';
         int r;
 
         r = proc_stat_read(pid, &actual, &state);
-        if (r == -ENOENT)
-                return 0;
+        if (r == -ENOENT || r == -EACCES || r == -EPERM)
+                return pid_exists(pid) ? 1 : 0;
         if (r < 0)
                 return r;
         if (actual != start)
@@ -416,4 +427,31 @@ int session_remove_all(int state_dir_fd, const char *user_name) {
         if (unlinkat(l->sessions_fd, l->user_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
                 return negative_errno();
         return 0;
+}
+
+int session_entry_parse(const char *name, pid_t *ret_pid, uint64_t *ret_start) {
+        return entry_name_parse(name, ret_pid, ret_start);
+}
+
+int session_entry_pidfd(pid_t pid, uint64_t start) {
+        _cleanup_close_ int fd = -1;
+        uint64_t actual;
+        char state = '?';
+        int r;
+
+        fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0)
+                return errno == ESRCH ? -ESRCH : negative_errno();
+        /* The pidfd names whatever has the PID now; the start time says whether that is still
+         * the process that opened the session. Where /proc will not tell, the entry is taken at
+         * its word, as in entry_is_alive(). */
+        r = proc_stat_read(pid, &actual, &state);
+        if (r == -ENOENT || r == -EACCES || r == -EPERM)
+                return TAKE_FD(fd);
+        if (r < 0)
+                return r;
+        if (actual != start)
+                return -ESRCH;
+        /* A zombie's pidfd is readable at once: the caller sees it end right away. */
+        return TAKE_FD(fd);
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct session_lock; /* an open, flock()ed sessions/NAME directory */
@@ -37,3 +38,11 @@ int session_remove(struct session_lock *l, pid_t pid);
 int session_foreach(struct session_lock *l, int (*cb)(pid_t pid, void *userdata), void *userdata);
 /* Removes every entry, the lock file and the directory (forced detach, after the sessions ended). */
 int session_remove_all(int state_dir_fd, const char *user_name);
+
+/* An entry's name "PID-START" (the process that opened the session and its start time in clock
+ * ticks since boot): 0, or -EINVAL when name is not an entry. */
+int session_entry_parse(const char *name, pid_t *ret_pid, uint64_t *ret_start);
+/* A pidfd (pidfd_open(2); readable once the process has exited) for the process of an entry, or
+ * -ESRCH when that process is gone (or its PID now belongs to another process). For the agent,
+ * which watches sessions end without polling. */
+int session_entry_pidfd(pid_t pid, uint64_t start);

@@ -1,11 +1,14 @@
 /* pam_vmuser.c: the PAM session module that mounts a vmuser-attached user's home in the guest.
  *
  * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
- * not, PAM_IGNORE before touching anything. Otherwise lock /run/vmuser/sessions/NAME, prune the
- * entries of sessions whose process died without a close, mount the home unless it is mounted
- * already (a virtio-fs tag that is not there yet is waited for, up to tag_wait, with the lock
- * dropped between tries: vmuser attach plugs the share in a second or two after it pushed the
- * record), record this process's session, unlock.
+ * not, PAM_IGNORE before touching anything; if it is, /run/vmuser and its users/ must be root's
+ * and writable by nobody else, or the session fails. Otherwise lock /run/vmuser/sessions/NAME, prune
+ * the entries of sessions whose process died without a close, record this process's session
+ * (before mounting: vmuser-agent watches each entry's process and unmounts the home of a user
+ * whose sessions all died without a close), mount the home unless it is mounted already (a
+ * virtio-fs tag that is not there yet is waited for, up to tag_wait, with the lock dropped
+ * between tries: vmuser attach plugs the share in a second or two after it pushed the record),
+ * unlock.
  * close_session: lock, remove this process's entry, prune, and unmount when no live session is
  * left (lazily if the home is busy).
  * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
@@ -22,6 +25,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -113,6 +117,24 @@ static int open_failed(pam_handle_t *pamh, const struct args *a, int flags, cons
         return a->nofail ? PAM_IGNORE : PAM_SESSION_ERR;
 }
 
+/* The attach state decides what gets mounted where, as root: it must come from a directory only
+ * root can change. 0, or -EPERM/-ENOTDIR with the reason in e. dir_fd is the directory itself
+ * (name NULL) or its parent. A missing entry is not our business here (-ENOENT passes as 0). */
+static int check_root_dir(int dir_fd, const char *name, const char *shown, struct verr *e) {
+        struct stat st;
+
+        if (name ? fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 : fstat(dir_fd, &st) < 0)
+                return errno == ENOENT ? 0 : verr_set(e, -errno, "cannot check %s: %s", shown, strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+                return verr_set(e, -ENOTDIR, "%s is not a directory; refusing to trust it", shown);
+        if (st.st_uid != 0 || (st.st_mode & 0022))
+                return verr_set(e, -EPERM,
+                                "%s belongs to UID %u with mode %04o; it must be root's and writable by nobody "
+                                "else: refusing to trust it",
+                                shown, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
 /* Common start of both entry points: finds the user and whether vmuser attached it.
  * PAM_SUCCESS with *ret_state filled when it did, PAM_IGNORE when the user is none of ours
  * (nothing touched, nothing logged but at debug level), PAM_SESSION_ERR with the reason in e
@@ -167,6 +189,10 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                         pam_syslog(pamh, LOG_DEBUG, "%s is not attached by vmuser; ignoring.", user);
                 return PAM_IGNORE;
         }
+        /* Only now: a user who is not attached (root on the console) is never refused for it. */
+        if (check_root_dir(state_fd, NULL, "'" VMUSER_STATE_DIR "'", e) < 0 ||
+            check_root_dir(state_fd, VMUSER_USERS_SUBDIR, "'" VMUSER_STATE_DIR "/" VMUSER_USERS_SUBDIR "'", e) < 0)
+                return PAM_SESSION_ERR;
         if (r < 0) {
                 verr_set(e, r, "cannot read '%s/%s/%s.json': %s", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR,
                          user, r == -EBADMSG ? "not a valid attach state" : errno_text(r));
@@ -250,7 +276,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         const char *user = NULL;
         bool mounted_now = false;
         uid_t root_uid;
-        int r, live;
+        int r, live, added = 0;
 
         parse_args(pamh, argc, argv, &a);
         r = lookup_attached_user(pamh, &a, &user, &state_fd, &state, &e);
@@ -290,6 +316,15 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                 if (live < 0)
                         return open_failed(pamh, &a, flags, user, "cannot count its sessions: %s",
                                            count_error_text(live));
+                /* Recorded before the mount: a process killed between the two leaves an entry
+                 * whose process is dead, which the agent's reaper sees end, never a mount that
+                 * no entry accounts for. */
+                added = session_add(lock, getpid());
+                if (added < 0)
+                        return open_failed(pamh, &a, flags, user,
+                                           "cannot record the session of process %d in '%s/%s/%s': %s",
+                                           (int) getpid(), VMUSER_STATE_DIR, VMUSER_SESSIONS_SUBDIR, user,
+                                           count_error_text(added));
                 if (!state.has_home)
                         break;
                 e.text[0] = '\0';
@@ -305,6 +340,9 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                         }
                         break;
                 }
+                /* No entry while we wait without the lock: nothing is mounted for it. */
+                if (added > 0)
+                        (void) session_remove(lock, getpid());
                 lock = session_lock_release(lock);
                 if (!told) {
                         pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
@@ -320,9 +358,12 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 
         if (state.has_home) {
                 if (r < 0) {
-                        r = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
-                        if (!a.nofail)
-                                return r;
+                        int q = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
+                        if (!a.nofail) {
+                                if (added > 0)
+                                        (void) session_remove(lock, getpid());
+                                return q;
+                        }
                 } else {
                         mounted_now = r == MOUNT_HOME_MOUNTED;
                         char text[2 * HOME_PATH_MAX + 128];
@@ -342,19 +383,9 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                 }
         }
 
-        r = session_add(lock, getpid());
-        if (r < 0) {
-                /* An untracked session would have its home unmounted under it by the next close. */
-                if (mounted_now && live == 0)
-                        (void) unmount_home(state.home_directory, &state.home, NULL);
-                return open_failed(pamh, &a, flags, user,
-                                   "cannot record the session of process %d in '%s/%s/%s': %s",
-                                   (int) getpid(), VMUSER_STATE_DIR, VMUSER_SESSIONS_SUBDIR, user,
-                                   count_error_text(r));
-        }
         if (a.debug)
                 pam_syslog(pamh, LOG_DEBUG, "Session of %s in process %d recorded; %d live session%s.", user,
-                           (int) getpid(), live + r, live + r == 1 ? "" : "s");
+                           (int) getpid(), live + added, live + added == 1 ? "" : "s");
         return PAM_SUCCESS;
 }
 

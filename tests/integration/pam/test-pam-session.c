@@ -252,46 +252,140 @@ static void test_concurrent_sessions(void **state) {
         assert_int_equal(pam_test_session_entries("ivan"), 0);
 }
 
-/* A mount that fails fails the session, with the reason; nofail lets it go on without. */
 /* Fault test: 100 logins whose processes are SIGKILLed at random points (before, during or
- * after open, or during close). Once all are gone and one more login has come and gone, no
- * tracking entry and no mount may be left. */
+ * after open, during close, or while the session is open), with the agent running as it does in
+ * a guest. Once all are gone, and without any further login, the agent's reaper must have left
+ * no tracking entry and no mount. Every process that was not killed must have exited 0 (its
+ * open and close succeeded); a kill counts only when the process died of it. */
 static void test_random_kills(void **state) {
-        enum { N = 100 };
+        enum { N = 100, CLEANUP_WAIT_MSEC = 10000 };
         const char *home = HOME_ROOT "kara";
+        _cleanup_free_ char *reply = NULL;
+        struct test_agent agent;
+        struct timespec t0, t1;
         pid_t pids[N];
+        bool held[N];
+        int statuses[N];
         unsigned seed = (unsigned) time(NULL);
-        int killed = 0;
+        int killed = 0, held_killed = 0, failures = 0, entries, mounts;
 
         pam_test_attach("kara", 60560, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-kara\"}");
+        /* The agent's reaper is set up before it serves: an answer means it watches. */
+        assert_int_equal(test_agent_start(&agent, NULL), 0);
+        assert_int_equal(test_agent_call(&agent, "{\"execute\":\"guest-ping\"}", &reply), 0);
+        assert_string_equal(reply, "{\"return\":{}}");
+
         srand(seed);
         for (int i = 0; i < N; i++) {
+                int ready[2];
+
+                /* One in four holds its session open until it is killed: those leave a mount
+                 * that only the reaper can take away, unless a later login's open or close prunes
+                 * it. The last one is held and starts alone, once every other login is over, so
+                 * nothing but the reaper can clean up after it. */
+                held[i] = i == N - 1 || rand() % 4 == 0;
+                if (i == N - 1)
+                        for (int j = 0; j < N - 1; j++)
+                                assert_int_equal(waitpid(pids[j], &statuses[j], 0), pids[j]);
+                assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
                 pids[i] = fork();
                 assert_true(pids[i] >= 0);
                 if (pids[i] == 0) {
+                        close(ready[0]);
                         if (pam_test_run(SERVICE, "kara", true, false, NULL, 0) != PAM_SUCCESS)
                                 _exit(10);
+                        if (held[i]) {
+                                (void) !write(ready[1], "o", 1);
+                                for (;;)
+                                        pause();
+                        }
                         nanosleep(&(struct timespec){.tv_nsec = (rand() % 5) * 1000 * 1000}, NULL);
                         _exit(pam_test_run(SERVICE, "kara", false, true, NULL, 0) == PAM_SUCCESS ? 0 : 12);
                 }
-                /* Some get killed at once, some a little later, some not at all. */
-                if (rand() % 3 == 0) {
+                close(ready[1]);
+                if (held[i]) {
+                        char c;
+                        /* Open (or failed: then the status check below says so). */
+                        (void) !read(ready[0], &c, 1);
+                        assert_int_equal(kill(pids[i], SIGKILL), 0);
+                } else if (rand() % 3 == 0) {
+                        /* Some get killed at once, some a little later, some not at all. */
                         nanosleep(&(struct timespec){.tv_nsec = (rand() % 4000) * 1000}, NULL);
-                        if (kill(pids[i], SIGKILL) == 0)
-                                killed++;
+                        (void) kill(pids[i], SIGKILL);
+                }
+                close(ready[0]);
+        }
+        assert_int_equal(waitpid(pids[N - 1], &statuses[N - 1], 0), pids[N - 1]);
+        for (int i = 0; i < N; i++) {
+                int status = statuses[i];
+
+                if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+                        killed++;
+                        held_killed += held[i];
+                } else if (held[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        fprintf(stderr, "login %d (%s): status 0x%x\n", i, held[i] ? "held" : "not killed",
+                                (unsigned) status);
+                        failures++;
                 }
         }
-        for (int i = 0; i < N; i++)
-                assert_int_equal(waitpid(pids[i], NULL, 0), pids[i]);
+        assert_int_equal(failures, 0);
+        assert_true(held_killed > 0);
 
-        /* One more login reconciles whatever the killed ones left. */
-        assert_int_equal(pam_test_run(SERVICE, "kara", true, true, NULL, 0), PAM_SUCCESS);
-        printf("seed %u: %d of %d logins SIGKILLed; afterwards %d entries, %d mounts\n", seed, killed, N,
-               pam_test_session_entries("kara"), pam_test_mount_count(home, NULL, 0));
-        assert_int_equal(pam_test_session_entries("kara"), 0);
-        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
+        /* No further login: what is left now is what the reaper has to clean. Bounded wait. */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int waited = 0;; waited += 20) {
+                entries = pam_test_session_entries("kara");
+                mounts = pam_test_mount_count(home, NULL, 0);
+                if ((entries == 0 && mounts == 0) || waited >= CLEANUP_WAIT_MSEC)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("seed %u: %d of %d logins SIGKILLed (%d while open); %.2f s later %d entries, %d mounts\n", seed,
+               killed, N, held_killed, (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, entries, mounts);
+        assert_int_equal(entries, 0);
+        assert_int_equal(mounts, 0);
+        assert_int_equal(test_agent_stop(&agent), 0);
 }
 
+/* A session killed while no agent ran (an agent restart, a guest where it started late) is
+ * reaped when the agent starts; a live session next to it keeps the home. */
+static void test_reaped_at_agent_start(void **state) {
+        const char *home = HOME_ROOT "quin";
+        _cleanup_free_ char *reply = NULL;
+        struct pam_test_holder dead, alive;
+        struct test_agent agent;
+        int entries = -1, mounts = -1;
+
+        pam_test_attach("quin", 60531, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-quin\"}");
+        assert_int_equal(pam_test_holder_open(&dead, SERVICE, "quin", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_holder_open(&alive, SERVICE, "quin", NULL, 0), PAM_SUCCESS);
+        pam_test_holder_kill(&dead, true);
+        assert_int_equal(pam_test_session_entries("quin"), 2);
+
+        /* The live one keeps the home; only the dead entry goes. */
+        assert_int_equal(test_agent_start(&agent, NULL), 0);
+        assert_int_equal(test_agent_call(&agent, "{\"execute\":\"guest-ping\"}", &reply), 0);
+        for (int waited = 0; waited < 5000 && pam_test_session_entries("quin") != 1; waited += 20)
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        assert_int_equal(pam_test_session_entries("quin"), 1);
+        assert_home_mounted_once(home);
+
+        /* Killed while the agent runs: gone without any further login. */
+        pam_test_holder_kill(&alive, true);
+        for (int waited = 0; waited < 10000; waited += 20) {
+                entries = pam_test_session_entries("quin");
+                mounts = pam_test_mount_count(home, NULL, 0);
+                if (entries == 0 && mounts == 0)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        assert_int_equal(entries, 0);
+        assert_int_equal(mounts, 0);
+        assert_int_equal(test_agent_stop(&agent), 0);
+}
+
+/* A mount that fails fails the session, with the reason; nofail lets it go on without. */
 static void test_mount_failure(void **state) {
         const char *home = HOME_ROOT "carol";
         char msgs[1024];
@@ -517,6 +611,49 @@ static void test_lock_timeout(void **state) {
         assert_int_equal(pam_test_mount_count(HOME_ROOT "leo", NULL, 0), 0);
 }
 
+/* The attach state says what root mounts where: pam_vmuser refuses it from a /run/vmuser or
+ * /run/vmuser/users that is not root's or that others can write to, and says why. A user who is
+ * not attached is not refused for it (root on the console must still get in). */
+static void test_untrusted_state_dirs_refused(void **state) {
+        static const struct {
+                const char *path;
+                mode_t mode;
+                uid_t uid;
+                const char *why;
+        } cases[] = {
+                {"/run/vmuser", 0775, 0, "'/run/vmuser' belongs to UID 0 with mode 0775"},
+                {"/run/vmuser", 0757, 0, "'/run/vmuser' belongs to UID 0 with mode 0757"},
+                {"/run/vmuser", 0755, 60529, "'/run/vmuser' belongs to UID 60529 with mode 0755"},
+                {"/run/vmuser/users", 0775, 0, "'/run/vmuser/users' belongs to UID 0 with mode 0775"},
+                {"/run/vmuser/users", 0755, 60529, "'/run/vmuser/users' belongs to UID 60529 with mode 0755"},
+        };
+        char msgs[1024];
+
+        pam_test_attach("pia", 60529, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-pia\"}");
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct stat st;
+
+                assert_int_equal(stat(cases[i].path, &st), 0);
+                assert_int_equal(chmod(cases[i].path, cases[i].mode), 0);
+                assert_int_equal(chown(cases[i].path, cases[i].uid, 0), 0);
+                pam_test_log_mark();
+
+                assert_int_equal(pam_test_run(SERVICE, "pia", true, false, msgs, sizeof(msgs)), PAM_SESSION_ERR);
+                if (!strstr(msgs, cases[i].why) || !strstr(msgs, "refusing to trust it"))
+                        fail_msg("%s: unexpected message: %s", cases[i].path, msgs);
+                assert_logged(cases[i].why);
+                assert_int_equal(pam_test_mount_count(HOME_ROOT "pia", NULL, 0), 0);
+                assert_true(pam_test_session_entries("pia") <= 0);
+                /* Not attached: ignored as ever. */
+                assert_int_equal(pam_test_module_call("nobody-attached", true, "", NULL, 0), PAM_IGNORE);
+
+                assert_int_equal(chown(cases[i].path, st.st_uid, st.st_gid), 0);
+                assert_int_equal(chmod(cases[i].path, st.st_mode & 07777), 0);
+        }
+        /* Put right, the same login works. */
+        assert_int_equal(pam_test_run(SERVICE, "pia", true, true, NULL, 0), PAM_SUCCESS);
+}
+
 static int group_setup(void **state) {
         pam_test_setup();
         return 0;
@@ -531,6 +668,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_manager_ignored),
                 cmocka_unit_test(test_random_kills),
+                cmocka_unit_test(test_reaped_at_agent_start),
                 cmocka_unit_test(test_not_attached_ignored),
                 cmocka_unit_test(test_open_open_close_close),
                 cmocka_unit_test(test_same_process_twice),
@@ -545,6 +683,7 @@ int main(void) {
                 cmocka_unit_test(test_busy_home_detached),
                 cmocka_unit_test(test_as_user_skipped),
                 cmocka_unit_test(test_lock_timeout),
+                cmocka_unit_test(test_untrusted_state_dirs_refused),
         };
 
         test_enter_private_run();

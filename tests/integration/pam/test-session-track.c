@@ -1,12 +1,16 @@
 /* test-session-track.c: libvmuser's session tracking (session-track.c) on its own, against a
  * scratch state directory: entries, pruning of dead, reused and malformed ones, the bounded
- * lock wait, session_foreach(), and session_remove_all() racing with a waiting locker. */
+ * lock wait, session_foreach(), session_remove_all() racing with a waiting locker, and liveness
+ * under a /proc mounted hidepid=2. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -225,6 +229,97 @@ static void test_remove_all_with_waiter(void **state) {
         assert_int_equal(session_lock_acquire(state_fd, "erin", false, &l), -ENOENT);
 }
 
+/* Under a /proc mounted hidepid=2, a reader without ptrace rights over another user's process
+ * does not see it at all (/proc/PID is ENOENT): its session is still alive (the agent, root
+ * without CAP_SYS_PTRACE, is such a reader). Only a PID that no longer exists is dead. Runs in a
+ * child with a mount namespace of its own; returns what went wrong as its exit status. */
+static int hidepid_worker(void) {
+        char dir[] = "/tmp/vmuser-hidepid-XXXXXX", path[512], entry[64];
+        struct session_lock *l = NULL;
+        int go[2], fd, live;
+        pid_t holder;
+
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return 10;
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0)
+                return 11;
+
+        /* A session of another user (UID 60702), opened while we could still see it. */
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return 12;
+        holder = fork();
+        if (holder < 0)
+                return 12;
+        if (holder == 0) {
+                char c;
+                close(go[1]);
+                if (setresgid(60702, 60702, 60702) < 0 || setresuid(60702, 60702, 60702) < 0)
+                        _exit(1);
+                (void) !read(go[0], &c, 1);
+                _exit(0);
+        }
+        close(go[0]);
+        if (!mkdtemp(dir))
+                return 13;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || session_lock_acquire(fd, "hid", true, &l) < 0 || session_add(l, holder) != 1)
+                return 14;
+        l = session_lock_release(l);
+        /* The tracking tree becomes the reader's (UID 60701), as it is root's for the agent. */
+        snprintf(path, sizeof(path), "chown -R 60701:60701 %s", dir);
+        if (system(path) != 0)
+                return 15;
+        snprintf(entry, sizeof(entry), "/proc/%d/stat", (int) holder);
+
+        /* euid 60701 with the saved UID still 0: no capabilities in effect until seteuid(0).
+         * No group 0 either: hidepid= lets the gid= group (0 by default) see everything. */
+        if (setgroups(0, NULL) < 0 || setresgid((gid_t) -1, 60701, (gid_t) -1) < 0 ||
+            setresuid((uid_t) -1, 60701, (uid_t) -1) < 0)
+                return 16;
+        struct stat st;
+        if (stat(entry, &st) == 0 || errno != ENOENT)
+                return 17; /* /proc does not hide it: the test would prove nothing */
+        if (session_lock_acquire(fd, "hid", false, &l) < 0)
+                return 18;
+        live = session_prune_and_count(l);
+        l = session_lock_release(l);
+        if (live != 1)
+                return 19; /* a live session called dead */
+
+        /* Once the process is gone, its entry is pruned, hidepid or not. */
+        if (seteuid(0) < 0)
+                return 20;
+        close(go[1]);
+        if (waitpid(holder, NULL, 0) != holder || seteuid(60701) < 0)
+                return 21;
+        if (session_lock_acquire(fd, "hid", false, &l) < 0)
+                return 22;
+        live = session_prune_and_count(l);
+        l = session_lock_release(l);
+        if (live != 0)
+                return 23;
+        if (seteuid(0) < 0)
+                return 24;
+        snprintf(path, sizeof(path), "rm -rf %s", dir);
+        close(fd);
+        return system(path) == 0 ? 0 : 25;
+}
+
+static void test_hidepid_live_session_kept(void **state) {
+        pid_t child;
+        int status;
+
+        if (geteuid() != 0)
+                skip(); /* mounting a /proc needs root; the PAM suite runs as root */
+        child = fork();
+        assert_true(child >= 0);
+        if (child == 0)
+                _exit(hidepid_worker());
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static int setup(void **state) {
         if (!mkdtemp(state_dir))
                 return -1;
@@ -247,6 +342,7 @@ int main(void) {
                 cmocka_unit_test(test_foreach),
                 cmocka_unit_test(test_lock_timeout),
                 cmocka_unit_test(test_remove_all_with_waiter),
+                cmocka_unit_test(test_hidepid_live_session_kept),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
