@@ -29,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
@@ -36,6 +37,7 @@
 
 #include "agent.h"
 #include "attach-state.h"
+#include "audit-log.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
@@ -452,9 +454,18 @@ static void user_check(struct reaper *r, struct reaper_user *u) {
                 fprintf(stderr, SD_ERR "The sessions of %s ended without a close, but its home '%s' stays mounted: %s\n",
                         u->name, s.home_directory, verr_text(&e, k));
         }
-        else
+        else {
+                _cleanup_free_ char *f_user = audit_field("VMUSER_USER", "%s", u->name);
+                _cleanup_free_ char *f_home = audit_field("VMUSER_HOME", "%s", s.home_directory);
+                const char *fields[] = { f_user, f_home, NULL };
+
                 fprintf(stderr, SD_NOTICE "The sessions of %s ended without a close; unmounted its home '%s'.\n",
                         u->name, s.home_directory);
+                if (f_user && f_home)
+                        (void) audit_log("vmuser-agent", AUDIT_AGENT_REAPED, LOG_NOTICE, fields,
+                                         "The sessions of %s ended without a close; unmounted its home '%s'.",
+                                         u->name, s.home_directory);
+        }
 }
 
 static int on_defer(sd_event_source *s, void *userdata) {

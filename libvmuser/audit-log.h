@@ -20,6 +20,9 @@
 #define AUDIT_AGENT_REPLACED "37fc7146c48742c5bd9bc1b6eaa0c50a"
 #define AUDIT_AGENT_DETACHED "83fac5821ef44bb093de1770919bed8f"
 #define AUDIT_AGENT_REFUSED "61c50dd736dc41e38049fb3bdebc7cbe"
+/* Guest, vmuser-agent(8): the home of a user whose sessions all ended without a close (killed)
+ * was unmounted by the agent's reaper. */
+#define AUDIT_AGENT_REAPED "d1a0a3d26f6e4d0c9b3e2a4f5c7e8b19"
 /* Guest, pam_vmuser(8): a home mounted at a first login, unmounted at a last logout. */
 #define AUDIT_PAM_MOUNTED "fb4a8626a6cb43e39078ccf76fef9284"
 #define AUDIT_PAM_UNMOUNTED "78c02f14482c43bea26308f9cce4c748"
