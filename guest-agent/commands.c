@@ -68,6 +68,7 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
         r = userdb_attach(a->db, req, &result, e);
         if (r < 0)
                 return r;
+        agent_userdb_changed(a, result.user_name);
 
         reply = json_object_new_object();
         if (!reply)
@@ -134,6 +135,7 @@ static int cmd_detach(struct agent *a, json_object *args, json_object **ret, str
         r = userdb_detach_locked(a->db, name, &removed, e);
         if (r < 0)
                 return r;
+        agent_userdb_changed(a, name);
 
         reply = json_object_new_object();
         if (!reply)
