@@ -21,4 +21,4 @@
  * nss-systemd does not read, and the agent answers io.systemd.UserDatabase on this socket, whose
  * file name is the "service" every served record carries. */
 #define VMUSER_VARLINK_RECORDS_DIR "/run/vmuser/records"
-#define VMUSER_VARLINK_SOCKET "/run/systemd/userdb/org.vmuser"
+#define VMUSER_VARLINK_SOCKET "/run/systemd/userdb/io.vmuser"

@@ -233,7 +233,7 @@ static int handle_message(struct varlink_connection *c, const char *text, size_t
                 _cleanup_json_ json_object *p = json_object_new_object();
                 if (!p || json_object_object_add(p, "errno", json_object_new_int(r < 0 ? -r : EIO)) < 0)
                         return -ENOMEM;
-                return varlink_call_error(&call, "org.vmuser.InternalError", p);
+                return varlink_call_error(&call, "io.vmuser.InternalError", p);
         }
         return 0;
 }

@@ -1,7 +1,7 @@
 /* test-agent-varlink.c: the agent with --userdb=varlink, looked up through real NSS.
  *
  * One agent in a private mount namespace (fresh /run, nsswitch.conf "files systemd") serves its
- * users only over /run/systemd/userdb/org.vmuser: nothing is written to /run/userdb, so every
+ * users only over /run/systemd/userdb/io.vmuser: nothing is written to /run/userdb, so every
  * lookup that succeeds went through nss-systemd -> varlink -> the agent's index. Then hostile
  * clients (no NUL, oversized, too deep, bad envelope, a flood of connections from one UID, a
  * trickle) each must leave the agent serving everyone else. */
@@ -27,7 +27,8 @@
 #include "macro.h"
 #include "test-util.h"
 
-#define SOCKET_PATH "/run/systemd/userdb/org.vmuser"
+#define SOCKET_PATH "/run/systemd/userdb/io.vmuser"
+#define ALT_SOCKET_PATH "/run/systemd/userdb/org.example.vmuser"
 #define HASH "$y$j9T$saltsalt$hashhashhash"
 
 static struct test_agent agent;
@@ -181,7 +182,7 @@ static void test_userdbctl(void **state) {
         _cleanup_free_ char *out = NULL;
         (void) state;
         assert_int_equal(run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
-        assert_non_null(strstr(out, "Service: org.vmuser"));
+        assert_non_null(strstr(out, "Service: io.vmuser"));
         assert_non_null(strstr(out, "Aux. Groups: users"));
 }
 
@@ -191,7 +192,7 @@ static void test_privileged_root_only(void **state) {
         _cleanup_close_ int fd = -1;
         int pipefd[2], status;
         const char *q = "{\"method\":\"io.systemd.UserDatabase.GetUserRecord\",\"parameters\":{\"userName\":\"alice\","
-                        "\"service\":\"org.vmuser\"}}";
+                        "\"service\":\"io.vmuser\"}}";
         (void) state;
 
         assert_int_equal(run_capture(&shadow, "getent", "shadow", "alice", NULL), 0);
@@ -202,7 +203,7 @@ static void test_privileged_root_only(void **state) {
         assert_int_equal(vl_call(fd, q, &reply), 0);
         assert_non_null(strstr(reply, HASH));
         assert_non_null(strstr(reply, "\"incomplete\":false"));
-        assert_non_null(strstr(reply, "\"service\":\"org.vmuser\""));
+        assert_non_null(strstr(reply, "\"service\":\"io.vmuser\""));
 
         assert_int_equal(pipe(pipefd), 0);
         pid_t pid = fork();
@@ -368,10 +369,12 @@ static void test_detach_and_reattach(void **state) {
         assert_non_null(strstr(out, ":Bob Again:"));
 }
 
-/* A restarted agent builds its index from the records the first one left. */
+/* A restarted agent builds its index from the records the first one left. It serves them
+ * under another name: every record's "service" must follow the socket's name, or userdbctl
+ * refuses it. */
 static void test_restart_rebuilds_index(void **state) {
         _cleanup_free_ char *out = NULL;
-        char *args[] = { (char *) "--userdb=varlink", NULL };
+        char *args[] = { (char *) "--userdb=varlink", (char *) "--varlink-socket", (char *) ALT_SOCKET_PATH, NULL };
         (void) state;
         assert_int_equal(test_agent_stop(&agent), 0);
         assert_int_equal(access(SOCKET_PATH, F_OK), -1);
@@ -384,6 +387,10 @@ static void test_restart_rebuilds_index(void **state) {
         out = NULL;
         assert_int_equal(run_capture(&out, "id", "bob", NULL), 0);
         assert_non_null(strstr(out, "uid=60515(bob)"));
+        free(out);
+        out = NULL;
+        assert_int_equal(run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
+        assert_non_null(strstr(out, "Service: org.example.vmuser"));
 }
 
 int main(void) {
