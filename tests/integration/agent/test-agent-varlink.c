@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,7 +129,7 @@ static int agent_fd_count(void) {
 
 static int setup(void **state) {
         _cleanup_free_ char *r1 = NULL, *r2 = NULL;
-        char *args[] = { (char *) "--userdb=varlink", NULL };
+        char *args[] = { (char *) "--userdb=varlink", (char *) "--uid-max", (char *) "61000", NULL };
         (void) state;
         if (test_agent_start(&agent, args) < 0)
                 return -1;
@@ -369,6 +370,103 @@ static void test_detach_and_reattach(void **state) {
         assert_non_null(strstr(out, ":Bob Again:"));
 }
 
+/* Counts the replies to one call with "more" (the last one has no "continues"). */
+static int count_replies(int fd, const char *call, const char *must_contain) {
+        _cleanup_free_ char *first = NULL;
+        int n = 0;
+        if (vl_call(fd, call, &first) < 0)
+                return -1;
+        char *reply = TAKE_PTR(first);
+        for (;;) {
+                bool more = strstr(reply, "\"continues\":true") != NULL;
+                if (strstr(reply, "\"error\"")) {
+                        free(reply);
+                        return n;
+                }
+                if (!strstr(reply, must_contain)) {
+                        free(reply);
+                        return -1;
+                }
+                n++;
+                free(reply);
+                if (!more)
+                        return n;
+                if (vl_read(fd, &reply) < 0)
+                        return -1;
+        }
+}
+
+/* Enough users to grow every hash table, half of them detached again: each is found by name
+ * and ID exactly while attached, and the memberships follow. */
+static void test_many_users(void **state) {
+        enum { N = 150 };
+        char req[512], name[32];
+        _cleanup_close_ int fd = -1;
+        (void) state;
+        for (int i = 0; i < N; i++) {
+                _cleanup_free_ char *r = NULL;
+                snprintf(req, sizeof(req),
+                         "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"m%03d\","
+                         "\"uid\":%d},\"memberOf\":[\"users\",\"audio\"]}}", i, 60600 + i);
+                assert_int_equal(test_agent_call(&agent, req, &r), 0);
+                assert_null(strstr(r, "\"error\""));
+        }
+        for (int i = 0; i < N; i += 2) {
+                _cleanup_free_ char *r = NULL;
+                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"m%03d\"}}", i);
+                assert_int_equal(test_agent_call(&agent, req, &r), 0);
+                assert_null(strstr(r, "\"error\""));
+        }
+        fd = vl_connect();
+        assert_true(fd >= 0);
+        for (int i = 0; i < N; i++) {
+                _cleanup_free_ char *by_name = NULL, *by_uid = NULL, *by_gid = NULL;
+                bool attached = i % 2 == 1;
+                snprintf(name, sizeof(name), "\"userName\":\"m%03d\"", i);
+                snprintf(req, sizeof(req), "{\"method\":\"io.systemd.UserDatabase.GetUserRecord\",\"parameters\":{%s}}", name);
+                assert_int_equal(vl_call(fd, req, &by_name), 0);
+                snprintf(req, sizeof(req), "{\"method\":\"io.systemd.UserDatabase.GetUserRecord\",\"parameters\":{\"uid\":%d}}",
+                         60600 + i);
+                assert_int_equal(vl_call(fd, req, &by_uid), 0);
+                snprintf(req, sizeof(req), "{\"method\":\"io.systemd.UserDatabase.GetGroupRecord\",\"parameters\":{\"gid\":%d}}",
+                         60600 + i);
+                assert_int_equal(vl_call(fd, req, &by_gid), 0);
+                if (attached) {
+                        assert_non_null(strstr(by_name, name));
+                        assert_non_null(strstr(by_uid, name));
+                        snprintf(name, sizeof(name), "\"groupName\":\"m%03d\"", i);
+                        assert_non_null(strstr(by_gid, name));
+                } else {
+                        assert_non_null(strstr(by_name, "NoRecordFound"));
+                        assert_non_null(strstr(by_uid, "NoRecordFound"));
+                        assert_non_null(strstr(by_gid, "NoRecordFound"));
+                }
+        }
+        /* alice is in users too; the detached half is gone from both groups. */
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
+                                           "{\"groupName\":\"audio\"},\"more\":true}", "\"groupName\":\"audio\""),
+                         N / 2);
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
+                                           "{\"groupName\":\"users\"},\"more\":true}", "\"groupName\":\"users\""),
+                         N / 2 + 1);
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
+                                           "{\"userName\":\"m001\"},\"more\":true}", "\"userName\":\"m001\""),
+                         2);
+        /* Enumeration: alice, bob and the attached half. */
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetUserRecord\",\"more\":true}",
+                                       "\"record\":"),
+                         N / 2 + 2);
+        for (int i = 1; i < N; i += 2) {
+                _cleanup_free_ char *r = NULL;
+                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"m%03d\"}}", i);
+                assert_int_equal(test_agent_call(&agent, req, &r), 0);
+                assert_null(strstr(r, "\"error\""));
+        }
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
+                                           "{\"groupName\":\"audio\"},\"more\":true}", "audio"),
+                         0);
+}
+
 /* A restarted agent builds its index from the records the first one left. It serves them
  * under another name: every record's "service" must follow the socket's name, or userdbctl
  * refuses it. */
@@ -404,6 +502,7 @@ int main(void) {
                 cmocka_unit_test(test_hostile_trickle),
                 cmocka_unit_test(test_hostile_many_connections),
                 cmocka_unit_test(test_detach_and_reattach),
+                cmocka_unit_test(test_many_users),
                 cmocka_unit_test(test_restart_rebuilds_index),
         };
         test_enter_private_run();
