@@ -397,7 +397,8 @@ static int count_replies(int fd, const char *call, const char *must_contain) {
 }
 
 /* Enough users to grow every hash table, half of them detached again: each is found by name
- * and ID exactly while attached, and the memberships follow. */
+ * and ID exactly while attached, and the memberships follow. (The groups are picked so that
+ * some hash into the upper half of each table size their links pass through.) */
 static void test_many_users(void **state) {
         enum { N = 150 };
         char req[512], name[32];
@@ -407,7 +408,7 @@ static void test_many_users(void **state) {
                 _cleanup_free_ char *r = NULL;
                 snprintf(req, sizeof(req),
                          "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"m%03d\","
-                         "\"uid\":%d},\"memberOf\":[\"users\",\"audio\"]}}", i, 60600 + i);
+                         "\"uid\":%d},\"memberOf\":[\"users\",\"audio\",\"cdrom\"]}}", i, 60600 + i);
                 assert_int_equal(test_agent_call(&agent, req, &r), 0);
                 assert_null(strstr(r, "\"error\""));
         }
@@ -450,8 +451,11 @@ static void test_many_users(void **state) {
                                            "{\"groupName\":\"users\"},\"more\":true}", "\"groupName\":\"users\""),
                          N / 2 + 1);
         assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
+                                           "{\"groupName\":\"cdrom\"},\"more\":true}", "\"groupName\":\"cdrom\""),
+                         N / 2);
+        assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetMemberships\",\"parameters\":"
                                            "{\"userName\":\"m001\"},\"more\":true}", "\"userName\":\"m001\""),
-                         2);
+                         3);
         /* Enumeration: alice, bob and the attached half. */
         assert_int_equal(count_replies(fd, "{\"method\":\"io.systemd.UserDatabase.GetUserRecord\",\"more\":true}",
                                        "\"record\":"),
