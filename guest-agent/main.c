@@ -48,20 +48,6 @@ static void help(void) {
                USERDB_RESERVE_PERCENT_MAX);
 }
 
-/* The agent's own NSS lookups skip its service, and the multiplexer that would ask it for them
- * (see userdb-service.c). The variable holds ':'-separated service names. */
-static int bypass_own_service(const char *socket_path) {
-        const char *service = strrchr(socket_path, '/') ? strrchr(socket_path, '/') + 1 : socket_path;
-        const char *old = getenv("SYSTEMD_BYPASS_USERDB");
-        _cleanup_free_ char *v = NULL;
-
-        if (!*service || strchr(service, ':'))
-                return -EINVAL;
-        if (asprintf(&v, "%s%sio.systemd.Multiplexer:%s", old && *old ? old : "", old && *old ? ":" : "", service) < 0)
-                return -ENOMEM;
-        return setenv("SYSTEMD_BYPASS_USERDB", v, 1) < 0 ? negative_errno() : 0;
-}
-
 static char **split_commas(const char *s) {
         size_t n = 1;
         for (const char *p = s; *p; p++)
@@ -239,9 +225,10 @@ int main(int argc, char *argv[]) {
         if (config.userdb_mode == AGENT_USERDB_VARLINK && !userdb_dir_set)
                 config.userdb_dir = VMUSER_VARLINK_RECORDS_DIR;
         if (config.userdb_mode != AGENT_USERDB_DROPIN) {
-                r = bypass_own_service(config.varlink_socket);
-                if (r < 0) {
-                        fprintf(stderr, "vmuser-agent: invalid --varlink-socket '%s'\n", config.varlink_socket);
+                const char *service = strrchr(config.varlink_socket, '/');
+                if (!service || !service[1] || strchr(service, ':')) {
+                        fprintf(stderr, "vmuser-agent: invalid --varlink-socket '%s' (an absolute path; its file name, "
+                                "the service name, without ':')\n", config.varlink_socket);
                         return 2;
                 }
         }
