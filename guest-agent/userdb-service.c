@@ -4,11 +4,13 @@
  * the socket handed over by systemd (socket activation) or on --varlink-socket. After every
  * attach or detach the command calls agent_userdb_changed(), which re-reads that one user.
  * The agent's own NSS lookups (userdb.c's conflict checks) must not ask this service: the agent
- * is single-threaded and would wait for itself, so main.c puts the service (and the multiplexer,
- * which would ask it on the agent's behalf) into $SYSTEMD_BYPASS_USERDB. */
+ * is single-threaded and would wait for itself, so the service (and the multiplexer, which would
+ * ask it on the agent's behalf) goes into $SYSTEMD_BYPASS_USERDB before it serves. */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +33,19 @@ static int listen_fd_from_systemd(void) {
         return -ENOENT;
 }
 
+/* The agent's own NSS lookups skip its service, and the multiplexer that would ask it for them.
+ * The variable holds ':'-separated service names. */
+static int bypass_own_service(const char *service) {
+        const char *old = getenv("SYSTEMD_BYPASS_USERDB");
+        _cleanup_free_ char *v = NULL;
+
+        if (strchr(service, ':'))
+                return -EINVAL;
+        if (asprintf(&v, "%s%sio.systemd.Multiplexer:%s", old && *old ? old : "", old && *old ? ":" : "", service) < 0)
+                return -ENOMEM;
+        return setenv("SYSTEMD_BYPASS_USERDB", v, 1) < 0 ? negative_errno() : 0;
+}
+
 static int mkdir_parents(const char *path) {
         char buf[sizeof(((struct sockaddr_un *) NULL)->sun_path)];
         if (snprintf(buf, sizeof(buf), "%s", path) >= (int) sizeof(buf))
@@ -47,12 +62,23 @@ static int mkdir_parents(const char *path) {
 int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_server **ret) {
         _cleanup_(varlink_server_freep) struct varlink_server *server = NULL;
         const char *path = a->config.varlink_socket, *service;
+        struct sockaddr_un sa = {};
+        socklen_t sa_len = sizeof(sa);
         unsigned failed = 0;
         int r, fd;
 
+        /* A socket from systemd names the service by where it is bound, whatever the option says. */
+        fd = listen_fd_from_systemd();
+        if (fd >= 0 && getsockname(fd, (struct sockaddr *) &sa, &sa_len) >= 0 &&
+            sa_len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] == '/' &&
+            memchr(sa.sun_path, '\0', sizeof(sa.sun_path)))
+                path = sa.sun_path;
         service = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         if (!*service)
                 return -EINVAL;
+        r = bypass_own_service(service);
+        if (r < 0)
+                return r;
         r = user_index_new(service, &a->index);
         if (r < 0)
                 return r;
@@ -74,7 +100,6 @@ int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_
         r = varlink_server_new(event, user_index_methods, user_index_n_methods, a->index, &server);
         if (r < 0)
                 goto fail;
-        fd = listen_fd_from_systemd();
         if (fd >= 0)
                 r = varlink_server_listen_fd(server, fd);
         else if ((r = mkdir_parents(path)) >= 0)
