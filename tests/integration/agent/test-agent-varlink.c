@@ -338,10 +338,11 @@ static void test_hostile_many_connections(void **state) {
         _cleanup_free_ char *id = NULL;
         assert_int_equal(run_capture(&id, "id", "bob", NULL), 0);
         assert_non_null(strstr(id, "uid=60515(bob)"));
-        /* 200 connections offered; at most the per-UID limit (32) held, plus the agent's own fds. */
+        /* 200 connections offered; at most the per-UID limit (32) held, plus the agent's own fds
+         * (about 15 today; the margin leaves room for more without hiding 200). */
         int fds = agent_fd_count();
         assert_true(fds > 0);
-        assert_true(fds < 32 + 24);
+        assert_true(fds < 32 + 40);
         close(release[1]);
         close(ready[0]);
         assert_int_equal(waitpid(pid, &status, 0), pid);
