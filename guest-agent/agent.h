@@ -8,11 +8,20 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <systemd/sd-event.h>
 
 #include "proto.h"
 #include "records.h"
 #include "userdb.h"
 #include "verr.h"
+
+/* Where nss-systemd finds the attached users: drop-in files in /run/userdb (the default), the
+ * agent's varlink service (records kept where nss-systemd does not read them), or both. */
+enum agent_userdb_mode {
+        AGENT_USERDB_DROPIN,
+        AGENT_USERDB_VARLINK,
+        AGENT_USERDB_BOTH,
+};
 
 struct agent_config {
         const char *userdb_dir;
@@ -22,7 +31,11 @@ struct agent_config {
         char **block_rpcs; /* NULL: none blocked */
         bool host_mounts;  /* unmount and inspect mounts in PID 1's mount namespace */
         unsigned reserve_percent; /* see userdb_set_reserve() */
+        enum agent_userdb_mode userdb_mode;
+        const char *varlink_socket; /* AGENT_USERDB_VARLINK/BOTH */
 };
+
+struct user_index;
 
 struct agent {
         struct agent_config config;
@@ -32,6 +45,10 @@ struct agent {
         int (*send)(struct agent *a, const char *data, size_t len, void *userdata);
         void *send_userdata;
         unsigned long long n_requests;
+        /* userdb-service.c: the in-memory index the varlink service answers from (NULL with
+         * --userdb=dropin) and the records directory it is built from. */
+        struct user_index *index;
+        int index_records_fd;
 };
 
 int agent_init(struct agent *a, const struct agent_config *config);
@@ -67,3 +84,10 @@ int agent_release_user_manager(struct agent *a, const struct attach_state *s, st
 int agent_unmount_home(struct agent *a, const struct attach_state *s, struct verr *e);
 /* 1 when something is mounted on path (in the login namespace when host_mounts). */
 int agent_path_is_mounted(struct agent *a, const char *path);
+
+/* userdb-service.c: the varlink userdb service. agent_userdb_changed() is the one hook the
+ * commands call after a successful attach or detach of name (a no-op without the service). */
+struct varlink_server;
+int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_server **ret);
+void agent_userdb_changed(struct agent *a, const char *name);
+void agent_userdb_service_stop(struct agent *a);

@@ -73,6 +73,7 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
                 return r;
         if (result.changed)
                 agent_audit_attached(req, &result, existed);
+        agent_userdb_changed(a, result.user_name);
 
         reply = json_object_new_object();
         if (!reply)
@@ -140,6 +141,7 @@ static int cmd_detach(struct agent *a, json_object *args, json_object **ret, str
         if (r < 0)
                 return r;
         agent_audit_detached(name, removed.uid, NULL);
+        agent_userdb_changed(a, name);
 
         reply = json_object_new_object();
         if (!reply)

@@ -20,6 +20,7 @@
 #include "reaper.h"
 #include "strv.h"
 #include "transport.h"
+#include "varlink.h"
 
 static void help(void) {
         printf("Usage: vmuser-agent [OPTIONS]\n\n"
@@ -39,6 +40,10 @@ static void help(void) {
                "                       unmount through systemd\n"
                "  --userdb-dir PATH    where records go (default " VMUSER_USERDB_DIR ")\n"
                "  --state-dir PATH     agent state (default " VMUSER_STATE_DIR ")\n"
+               "  --userdb MODE        how NSS finds the users: dropin (files in --userdb-dir, the\n"
+               "                       default), varlink (experimental: a userdb varlink service,\n"
+               "                       records kept in " VMUSER_VARLINK_RECORDS_DIR "), or both\n"
+               "  --varlink-socket PATH  the service's socket (default " VMUSER_VARLINK_SOCKET ")\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n",
                VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT, USERDB_RESERVE_PERCENT_DEFAULT,
@@ -47,7 +52,8 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_DEVICE = 0x100, ARG_LISTEN, ARG_STDIO, ARG_UID_MIN, ARG_UID_MAX, ARG_ALLOW, ARG_BLOCK,
-               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION, ARG_RUN_RESERVE };
+               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION, ARG_RUN_RESERVE,
+               ARG_USERDB, ARG_VARLINK_SOCKET };
         static const struct option options[] = {
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -60,6 +66,8 @@ int main(int argc, char *argv[]) {
                 { "run-reserve", required_argument, NULL, ARG_RUN_RESERVE },
                 { "userdb-dir", required_argument, NULL, ARG_USERDB_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "userdb", required_argument, NULL, ARG_USERDB },
+                { "varlink-socket", required_argument, NULL, ARG_VARLINK_SOCKET },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -69,7 +77,10 @@ int main(int argc, char *argv[]) {
                 .state_dir = VMUSER_STATE_DIR,
                 .range = { VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT },
                 .reserve_percent = USERDB_RESERVE_PERCENT_DEFAULT,
+                .varlink_socket = VMUSER_VARLINK_SOCKET,
         };
+        _cleanup_(varlink_server_freep) struct varlink_server *userdb_service = NULL;
+        bool userdb_dir_set = false;
         _cleanup_(strv_freep) char **allow = NULL, **block = NULL;
         _cleanup_(transport_freep) struct transport *transport = NULL;
         _cleanup_(reaper_freep) struct reaper *reaper = NULL;
@@ -144,6 +155,22 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_USERDB_DIR:
                         config.userdb_dir = optarg;
+                        userdb_dir_set = true;
+                        break;
+                case ARG_USERDB:
+                        if (streq(optarg, "dropin"))
+                                config.userdb_mode = AGENT_USERDB_DROPIN;
+                        else if (streq(optarg, "varlink"))
+                                config.userdb_mode = AGENT_USERDB_VARLINK;
+                        else if (streq(optarg, "both"))
+                                config.userdb_mode = AGENT_USERDB_BOTH;
+                        else {
+                                fprintf(stderr, "vmuser-agent: invalid --userdb '%s' (dropin, varlink or both)\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case ARG_VARLINK_SOCKET:
+                        config.varlink_socket = optarg;
                         break;
                 case ARG_STATE_DIR:
                         config.state_dir = optarg;
@@ -181,6 +208,17 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "vmuser-agent: --block-rpcs: unknown command '%s'\n", *p);
                         return 2;
                 }
+
+        if (config.userdb_mode == AGENT_USERDB_VARLINK && !userdb_dir_set)
+                config.userdb_dir = VMUSER_VARLINK_RECORDS_DIR;
+        if (config.userdb_mode != AGENT_USERDB_DROPIN) {
+                const char *service = strrchr(config.varlink_socket, '/');
+                if (!service || !service[1] || strchr(service, ':')) {
+                        fprintf(stderr, "vmuser-agent: invalid --varlink-socket '%s' (an absolute path; its file name, "
+                                "the service name, without ':')\n", config.varlink_socket);
+                        return 2;
+                }
+        }
 
         signal(SIGPIPE, SIG_IGN);
 
@@ -222,6 +260,14 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 fprintf(stderr, SD_WARNING "Cannot watch sessions; homes of killed sessions stay mounted: %s\n",
                         strerror(-r));
+        if (config.userdb_mode != AGENT_USERDB_DROPIN) {
+                r = agent_userdb_service_start(&agent, event, &userdb_service);
+                if (r < 0) {
+                        fprintf(stderr, SD_ERR "Failed to serve userdb on '%s': %s\n", config.varlink_socket,
+                                strerror(-r));
+                        goto fail_logged;
+                }
+        }
 
         (void) sd_notify(0, "READY=1\nSTATUS=Serving requests");
         r = sd_event_loop(event);
@@ -231,6 +277,8 @@ int main(int argc, char *argv[]) {
 
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
+        userdb_service = varlink_server_free(userdb_service);
+        agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);
         return 0;
@@ -240,6 +288,8 @@ fail:
 fail_logged:
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
+        userdb_service = varlink_server_free(userdb_service);
+        agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);
         return 1;

@@ -1,0 +1,636 @@
+/* user-index.c: the in-memory index of attached users and its io.systemd.UserDatabase methods
+ * (see user-index.h).
+ *
+ * A lookup: varlink.c hands over the call's parameters -> check them (known names, types, our
+ * "service") -> one hash chain walk by name or ID -> the reply is the stored record text wrapped
+ * as {"record": ..., "incomplete": ...}; for a root peer the privileged text is spliced into the
+ * record, for anyone else it is left out and "incomplete" says so. Chains are singly linked
+ * through the entries themselves (no allocation per table), tables double when they fill up. */
+#include "user-index.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json-util.h"
+#include "macro.h"
+#include "names.h"
+#include "paths.h"
+
+/* Each user carries at most this many memberships (records.c caps memberOf well below). */
+#define USER_INDEX_MAX_MEMBER_OF 256u
+
+struct user_entry {
+        char *name; /* user and group name: vmuser installs one group per user, named after it */
+        uint32_t uid, gid;
+        char *user_text;       /* compact record, "service" set, without "privileged" */
+        char *group_text;      /* compact group record, "service" set */
+        char *privileged_text; /* the "privileged" object, or NULL */
+        char **member_of;
+        size_t n_member_of;
+        struct user_entry *next_name, *next_uid, *next_gid;
+        struct user_entry *prev_all, *next_all;
+};
+
+struct member_link {
+        const char *group; /* points into user->member_of */
+        struct user_entry *user;
+        struct member_link *next;
+};
+
+struct user_index {
+        char *service;
+        size_t n_buckets; /* power of two, for the entry tables */
+        struct user_entry **by_name, **by_uid, **by_gid;
+        size_t n_link_buckets;
+        struct member_link **by_group;
+        struct user_entry *all;
+        size_t n_users, n_links;
+};
+
+static uint64_t hash_string(const char *s) {
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        return h;
+}
+
+static uint64_t hash_id(uint32_t id) {
+        uint64_t h = id * 0x9E3779B97F4A7C15ull;
+        return h ^ (h >> 29);
+}
+
+static void entry_free(struct user_entry *e) {
+        if (!e)
+                return;
+        free(e->name);
+        free(e->user_text);
+        free(e->group_text);
+        erase_and_free(e->privileged_text);
+        for (size_t i = 0; i < e->n_member_of; i++)
+                free(e->member_of[i]);
+        free(e->member_of);
+        free(e);
+}
+
+static void entry_freep(struct user_entry **e) {
+        entry_free(*e);
+}
+
+int user_index_new(const char *service, struct user_index **ret) {
+        struct user_index *idx = calloc(1, sizeof(*idx));
+        if (!idx)
+                return -ENOMEM;
+        idx->service = strdup(service);
+        idx->n_buckets = idx->n_link_buckets = 64;
+        idx->by_name = calloc(idx->n_buckets, sizeof(*idx->by_name));
+        idx->by_uid = calloc(idx->n_buckets, sizeof(*idx->by_uid));
+        idx->by_gid = calloc(idx->n_buckets, sizeof(*idx->by_gid));
+        idx->by_group = calloc(idx->n_link_buckets, sizeof(*idx->by_group));
+        if (!idx->service || !idx->by_name || !idx->by_uid || !idx->by_gid || !idx->by_group) {
+                user_index_free(idx);
+                return -ENOMEM;
+        }
+        *ret = idx;
+        return 0;
+}
+
+static void links_remove_user(struct user_index *idx, struct user_entry *e) {
+        for (size_t i = 0; i < e->n_member_of; i++) {
+                struct member_link **p = &idx->by_group[hash_string(e->member_of[i]) & (idx->n_link_buckets - 1)];
+                while (*p) {
+                        if ((*p)->user == e && (*p)->group == e->member_of[i]) {
+                                struct member_link *dead = *p;
+                                *p = dead->next;
+                                free(dead);
+                                idx->n_links--;
+                                break;
+                        }
+                        p = &(*p)->next;
+                }
+        }
+}
+
+struct user_index *user_index_free(struct user_index *idx) {
+        if (!idx)
+                return NULL;
+        while (idx->all) {
+                struct user_entry *e = idx->all;
+                idx->all = e->next_all;
+                if (idx->by_group)
+                        links_remove_user(idx, e);
+                entry_free(e);
+        }
+        free(idx->by_name);
+        free(idx->by_uid);
+        free(idx->by_gid);
+        free(idx->by_group);
+        free(idx->service);
+        free(idx);
+        return NULL;
+}
+
+void user_index_freep(struct user_index **idx) {
+        user_index_free(*idx);
+}
+
+size_t user_index_count(const struct user_index *idx) {
+        return idx->n_users;
+}
+
+const char *user_index_service(const struct user_index *idx) {
+        return idx->service;
+}
+
+static struct user_entry *find_by_name(const struct user_index *idx, const char *name) {
+        for (struct user_entry *e = idx->by_name[hash_string(name) & (idx->n_buckets - 1)]; e; e = e->next_name)
+                if (streq(e->name, name))
+                        return e;
+        return NULL;
+}
+
+static struct user_entry *find_by_uid(const struct user_index *idx, uint32_t uid) {
+        for (struct user_entry *e = idx->by_uid[hash_id(uid) & (idx->n_buckets - 1)]; e; e = e->next_uid)
+                if (e->uid == uid)
+                        return e;
+        return NULL;
+}
+
+static struct user_entry *find_by_gid(const struct user_index *idx, uint32_t gid) {
+        for (struct user_entry *e = idx->by_gid[hash_id(gid) & (idx->n_buckets - 1)]; e; e = e->next_gid)
+                if (e->gid == gid)
+                        return e;
+        return NULL;
+}
+
+static void unchain(struct user_entry **head, struct user_entry *e, size_t next_offset) {
+        for (struct user_entry **p = head; *p; p = (struct user_entry **) ((char *) *p + next_offset))
+                if (*p == e) {
+                        *p = *(struct user_entry **) ((char *) e + next_offset);
+                        return;
+                }
+}
+
+static void remove_entry(struct user_index *idx, struct user_entry *e) {
+        size_t mask = idx->n_buckets - 1;
+        unchain(&idx->by_name[hash_string(e->name) & mask], e, offsetof(struct user_entry, next_name));
+        unchain(&idx->by_uid[hash_id(e->uid) & mask], e, offsetof(struct user_entry, next_uid));
+        unchain(&idx->by_gid[hash_id(e->gid) & mask], e, offsetof(struct user_entry, next_gid));
+        links_remove_user(idx, e);
+        if (e->prev_all)
+                e->prev_all->next_all = e->next_all;
+        else
+                idx->all = e->next_all;
+        if (e->next_all)
+                e->next_all->prev_all = e->prev_all;
+        idx->n_users--;
+        entry_free(e);
+}
+
+static void chain_entry(struct user_index *idx, struct user_entry *e) {
+        size_t mask = idx->n_buckets - 1, h;
+        h = hash_string(e->name) & mask;
+        e->next_name = idx->by_name[h];
+        idx->by_name[h] = e;
+        h = hash_id(e->uid) & mask;
+        e->next_uid = idx->by_uid[h];
+        idx->by_uid[h] = e;
+        h = hash_id(e->gid) & mask;
+        e->next_gid = idx->by_gid[h];
+        idx->by_gid[h] = e;
+}
+
+static int grow_entries(struct user_index *idx) {
+        size_t n = idx->n_buckets * 2;
+        struct user_entry **a = calloc(n, sizeof(*a)), **b = calloc(n, sizeof(*b)), **c = calloc(n, sizeof(*c));
+        if (!a || !b || !c) {
+                free(a);
+                free(b);
+                free(c);
+                return -ENOMEM;
+        }
+        free(idx->by_name);
+        free(idx->by_uid);
+        free(idx->by_gid);
+        idx->by_name = a;
+        idx->by_uid = b;
+        idx->by_gid = c;
+        idx->n_buckets = n;
+        for (struct user_entry *e = idx->all; e; e = e->next_all)
+                chain_entry(idx, e);
+        return 0;
+}
+
+static int grow_links(struct user_index *idx) {
+        size_t n = idx->n_link_buckets * 2;
+        struct member_link **t = calloc(n, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; i < idx->n_link_buckets; i++)
+                while (idx->by_group[i]) {
+                        struct member_link *l = idx->by_group[i];
+                        idx->by_group[i] = l->next;
+                        size_t h = hash_string(l->group) & (n - 1);
+                        l->next = t[h];
+                        t[h] = l;
+                }
+        free(idx->by_group);
+        idx->by_group = t;
+        idx->n_link_buckets = n;
+        return 0;
+}
+
+static int insert_entry(struct user_index *idx, struct user_entry *e) {
+        int r;
+
+        if (idx->n_users >= idx->n_buckets && (r = grow_entries(idx)) < 0)
+                return r;
+        while (idx->n_links + e->n_member_of > idx->n_link_buckets)
+                if ((r = grow_links(idx)) < 0)
+                        return r;
+        /* Links first: the only step that allocates, so a failure leaves the index unchanged. */
+        struct member_link **links = calloc(e->n_member_of ? e->n_member_of : 1, sizeof(*links));
+        if (!links)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_member_of; i++) {
+                links[i] = malloc(sizeof(**links));
+                if (!links[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(links[j]);
+                        free(links);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < e->n_member_of; i++) {
+                size_t h = hash_string(e->member_of[i]) & (idx->n_link_buckets - 1);
+                *links[i] = (struct member_link) { .group = e->member_of[i], .user = e, .next = idx->by_group[h] };
+                idx->by_group[h] = links[i];
+        }
+        free(links);
+        idx->n_links += e->n_member_of;
+        chain_entry(idx, e);
+        e->next_all = idx->all;
+        if (idx->all)
+                idx->all->prev_all = e;
+        idx->all = e;
+        idx->n_users++;
+        return 0;
+}
+
+/* Reads a record file, sets "service", returns its compact text. */
+static int read_record(struct user_index *idx, int dir_fd, const char *file, json_object **ret_obj, char **ret_text) {
+        _cleanup_json_ json_object *obj = NULL;
+        int r;
+
+        r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(obj, json_type_object))
+                return -EBADMSG;
+        json_object_object_del(obj, "privileged");
+        if (json_object_object_add(obj, "service", json_object_new_string(idx->service)) < 0)
+                return -ENOMEM;
+        const char *text = json_to_compact(obj);
+        if (!text)
+                return -ENOMEM;
+        *ret_text = strdup(text);
+        if (!*ret_text)
+                return -ENOMEM;
+        *ret_obj = TAKE_PTR(obj);
+        return 0;
+}
+
+static int load_entry(struct user_index *idx, int records_fd, int state_fd, const char *name,
+                      struct user_entry **ret) {
+        _cleanup_(entry_freep) struct user_entry *e = NULL;
+        _cleanup_json_ json_object *user = NULL, *group = NULL, *priv = NULL, *state = NULL;
+        char file[VMUSER_NAME_MAX + 64];
+        json_object *member_of, *p;
+        const char *user_name, *group_name;
+        int r;
+
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->name = strdup(name);
+        if (!e->name)
+                return -ENOMEM;
+
+        snprintf(file, sizeof(file), "%s.user", name);
+        r = read_record(idx, records_fd, file, &user, &e->user_text);
+        if (r < 0)
+                return r;
+        if (json_get_string(user, "userName", &user_name) < 0 || !streq(user_name, name) ||
+            json_get_uint32(user, "uid", &e->uid) < 0)
+                return -EBADMSG;
+
+        snprintf(file, sizeof(file), "%s.group", name);
+        r = read_record(idx, records_fd, file, &group, &e->group_text);
+        if (r < 0)
+                return r;
+        if (json_get_string(group, "groupName", &group_name) < 0 || !streq(group_name, name) ||
+            json_get_uint32(group, "gid", &e->gid) < 0)
+                return -EBADMSG;
+
+        snprintf(file, sizeof(file), "%s.user-privileged", name);
+        r = json_read_file_at(records_fd, file, VMUSER_STATE_FILE_MAX, &priv);
+        if (r >= 0) {
+                if (json_get_object(priv, "privileged", &p) < 0)
+                        return -EBADMSG;
+                const char *text = json_to_compact(p);
+                if (!text || !(e->privileged_text = strdup(text)))
+                        return -ENOMEM;
+                /* json-c keeps its own copy of the serialization: erase it before it is freed. */
+                explicit_bzero((char *) text, strlen(text));
+        } else if (r != -ENOENT)
+                return r;
+
+        snprintf(file, sizeof(file), VMUSER_USERS_SUBDIR "/%s.json", name);
+        r = json_read_file_at(state_fd, file, VMUSER_STATE_FILE_MAX, &state);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0 && json_get_array(state, "memberOf", &member_of) >= 0) {
+                size_t n = json_object_array_length(member_of);
+                if (n > USER_INDEX_MAX_MEMBER_OF)
+                        return -E2BIG;
+                e->member_of = calloc(n ? n : 1, sizeof(char *));
+                if (!e->member_of)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        const char *g = json_object_get_string(json_object_array_get_idx(member_of, i));
+                        if (!json_object_is_type(json_object_array_get_idx(member_of, i), json_type_string) ||
+                            !name_is_valid(g))
+                                return -EBADMSG;
+                        if (!(e->member_of[e->n_member_of] = strdup(g)))
+                                return -ENOMEM;
+                        e->n_member_of++;
+                }
+        }
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, const char *name) {
+        struct user_entry *old, *e = NULL;
+        int r;
+
+        if (!name_is_valid(name))
+                return -EINVAL;
+        old = find_by_name(idx, name);
+        if (old)
+                remove_entry(idx, old);
+        r = load_entry(idx, records_fd, state_fd, name, &e);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        /* Another indexed user with the same IDs would be a stale entry: the files win. */
+        while ((old = find_by_uid(idx, e->uid)) || (old = find_by_gid(idx, e->gid)))
+                remove_entry(idx, old);
+        r = insert_entry(idx, e);
+        if (r < 0) {
+                entry_free(e);
+                return r;
+        }
+        return 1;
+}
+
+int user_index_load_all(struct user_index *idx, int records_fd, int state_fd, unsigned *ret_failed) {
+        _cleanup_close_ int users_fd = -1;
+        unsigned failed = 0;
+        struct dirent *de;
+        int n = 0, r = 0;
+        DIR *d;
+
+        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (users_fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        d = fdopendir(users_fd);
+        if (!d)
+                return negative_errno();
+        TAKE_FD(users_fd);
+        while ((de = readdir(d))) {
+                char name[VMUSER_NAME_MAX + 1];
+                size_t len = strlen(de->d_name);
+                if (len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".json"))
+                        continue;
+                memcpy(name, de->d_name, len - 5);
+                name[len - 5] = '\0';
+                if (!name_is_valid(name))
+                        continue;
+                r = user_index_refresh(idx, records_fd, state_fd, name);
+                if (r == -ENOMEM)
+                        break;
+                if (r < 0)
+                        failed++;
+                else
+                        n += r;
+                r = 0;
+        }
+        closedir(d);
+        if (ret_failed)
+                *ret_failed = failed;
+        return r < 0 ? r : n;
+}
+
+/* The varlink side. */
+
+static const char *const ERROR_NO_RECORD = "io.systemd.UserDatabase.NoRecordFound";
+static const char *const ERROR_BAD_SERVICE = "io.systemd.UserDatabase.BadService";
+static const char *const ERROR_CONFLICT = "io.systemd.UserDatabase.ConflictingRecordFound";
+
+struct lookup {
+        const char *name;
+        uint32_t id;
+        bool has_id;
+};
+
+/* Checks the parameters of a lookup: name_key and id_key optional, "service" must be ours when
+ * given. 0: go on, 1: an error was sent. */
+static int parse_lookup(struct varlink_call *call, struct user_index *idx, json_object *params, const char *name_key,
+                        const char *id_key, struct lookup *ret) {
+        const char *service;
+        int r;
+
+        *ret = (struct lookup) {};
+        json_object_object_foreach(params, key, value) {
+                (void) value;
+                if (!streq(key, name_key) && !(id_key && streq(key, id_key)) && !streq(key, "service"))
+                        return varlink_call_invalid_parameter(call, key) < 0 ? -ENOMEM : 1;
+        }
+        r = json_get_string(params, "service", &service);
+        if (r == -EINVAL)
+                return varlink_call_invalid_parameter(call, "service") < 0 ? -ENOMEM : 1;
+        if (r >= 0 && !streq(service, idx->service))
+                return varlink_call_error(call, ERROR_BAD_SERVICE, NULL) < 0 ? -ENOMEM : 1;
+        r = json_get_string(params, name_key, &ret->name);
+        if (r == -EINVAL)
+                return varlink_call_invalid_parameter(call, name_key) < 0 ? -ENOMEM : 1;
+        if (id_key) {
+                r = json_get_uint32(params, id_key, &ret->id);
+                if (r == -EINVAL)
+                        return varlink_call_invalid_parameter(call, id_key) < 0 ? -ENOMEM : 1;
+                ret->has_id = r >= 0;
+        }
+        return 0;
+}
+
+static int reply_record(struct varlink_call *call, const char *record, const char *privileged, bool continues) {
+        _cleanup_free_ char *text = NULL;
+        bool root = varlink_call_peer_uid(call) == 0;
+        int n, r;
+
+        if (privileged && root) {
+                size_t len = strlen(record);
+                /* record is a non-empty object: splice the section in before its closing brace. */
+                n = asprintf(&text, "{\"record\":%.*s,\"privileged\":%s},\"incomplete\":false}", (int) (len - 1), record,
+                             privileged);
+        } else
+                n = asprintf(&text, "{\"record\":%s,\"incomplete\":%s}", record, privileged ? "true" : "false");
+        if (n < 0)
+                return -ENOMEM;
+        r = varlink_call_reply_text(call, text, continues);
+        if (privileged && root)
+                explicit_bzero(text, (size_t) n);
+        return r;
+}
+
+static int get_record(struct varlink_call *call, json_object *params, void *userdata, bool group) {
+        struct user_index *idx = userdata;
+        struct user_entry *e, *by_id = NULL;
+        struct lookup l;
+        int r;
+
+        r = parse_lookup(call, idx, params, group ? "groupName" : "userName", group ? "gid" : "uid", &l);
+        if (r != 0)
+                return r < 0 ? r : 0;
+
+        if (!l.name && !l.has_id) {
+                /* Enumeration: every record, one reply each. */
+                if (!idx->all)
+                        return varlink_call_error(call, ERROR_NO_RECORD, NULL);
+                for (e = idx->all; e; e = e->next_all) {
+                        bool last = !e->next_all || !varlink_call_more(call);
+                        r = group ? reply_record(call, e->group_text, NULL, !last)
+                                  : reply_record(call, e->user_text, e->privileged_text, !last);
+                        if (r < 0 || last)
+                                return r;
+                }
+                return 0;
+        }
+
+        e = l.name ? find_by_name(idx, l.name) : NULL;
+        if (l.has_id)
+                by_id = group ? find_by_gid(idx, l.id) : find_by_uid(idx, l.id);
+        if (l.name && l.has_id && e != by_id)
+                return varlink_call_error(call, e || by_id ? ERROR_CONFLICT : ERROR_NO_RECORD, NULL);
+        if (!e)
+                e = by_id;
+        if (!e)
+                return varlink_call_error(call, ERROR_NO_RECORD, NULL);
+        return group ? reply_record(call, e->group_text, NULL, false)
+                     : reply_record(call, e->user_text, e->privileged_text, false);
+}
+
+static int method_get_user_record(struct varlink_call *call, json_object *params, void *userdata) {
+        return get_record(call, params, userdata, false);
+}
+
+static int method_get_group_record(struct varlink_call *call, json_object *params, void *userdata) {
+        return get_record(call, params, userdata, true);
+}
+
+static int reply_membership(struct varlink_call *call, const char *user, const char *group, bool continues) {
+        _cleanup_free_ char *text = NULL;
+        /* Both are valid names (no quoting needed): checked when the index was built. */
+        if (asprintf(&text, "{\"userName\":\"%s\",\"groupName\":\"%s\"}", user, group) < 0)
+                return -ENOMEM;
+        return varlink_call_reply_text(call, text, continues);
+}
+
+/* Sends the memberships in the order found, holding each back until the next is known, so the
+ * last one goes out without "continues". */
+struct membership_sender {
+        struct varlink_call *call;
+        const char *user, *group; /* held back */
+        bool done;
+};
+
+static int membership_send(struct membership_sender *s, const char *user, const char *group) {
+        int r = 0;
+        if (s->done)
+                return 0;
+        if (s->user) {
+                r = reply_membership(s->call, s->user, s->group, true);
+                if (r < 0)
+                        return r;
+        }
+        s->user = user;
+        s->group = group;
+        if (!varlink_call_more(s->call)) {
+                /* No "more": the first one is all the caller gets. */
+                s->done = true;
+                s->user = NULL;
+                return reply_membership(s->call, user, group, false);
+        }
+        return 0;
+}
+
+static int membership_finish(struct membership_sender *s) {
+        if (s->done)
+                return 0;
+        if (!s->user)
+                return varlink_call_error(s->call, ERROR_NO_RECORD, NULL);
+        return reply_membership(s->call, s->user, s->group, false);
+}
+
+static int method_get_memberships(struct varlink_call *call, json_object *params, void *userdata) {
+        struct user_index *idx = userdata;
+        struct membership_sender s = { .call = call };
+        const char *user_name = NULL;
+        struct lookup l;
+        int r;
+
+        /* parse_lookup knows one name key; userName is checked here. */
+        r = json_get_string(params, "userName", &user_name);
+        if (r == -EINVAL)
+                return varlink_call_invalid_parameter(call, "userName");
+        _cleanup_json_ json_object *rest = json_object_new_object();
+        if (!rest)
+                return -ENOMEM;
+        json_object_object_foreach(params, key, value)
+                if (!streq(key, "userName") && json_object_object_add(rest, key, json_object_get(value)) < 0)
+                        return -ENOMEM;
+        r = parse_lookup(call, idx, rest, "groupName", NULL, &l);
+        if (r != 0)
+                return r < 0 ? r : 0;
+
+        if (user_name) {
+                struct user_entry *e = find_by_name(idx, user_name);
+                for (size_t i = 0; e && i < e->n_member_of && r >= 0; i++)
+                        if (!l.name || streq(l.name, e->member_of[i]))
+                                r = membership_send(&s, e->name, e->member_of[i]);
+        } else if (l.name) {
+                for (struct member_link *k = idx->by_group[hash_string(l.name) & (idx->n_link_buckets - 1)]; k && r >= 0;
+                     k = k->next)
+                        if (streq(k->group, l.name))
+                                r = membership_send(&s, k->user->name, k->group);
+        } else {
+                for (struct user_entry *e = idx->all; e && r >= 0; e = e->next_all)
+                        for (size_t i = 0; i < e->n_member_of && r >= 0; i++)
+                                r = membership_send(&s, e->name, e->member_of[i]);
+        }
+        if (r < 0)
+                return r;
+        return membership_finish(&s);
+}
+
+const struct varlink_method user_index_methods[] = {
+        { "io.systemd.UserDatabase.GetUserRecord", method_get_user_record },
+        { "io.systemd.UserDatabase.GetGroupRecord", method_get_group_record },
+        { "io.systemd.UserDatabase.GetMemberships", method_get_memberships },
+};
+const size_t user_index_n_methods = ELEMENTSOF(user_index_methods);
