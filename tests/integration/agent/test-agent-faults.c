@@ -8,8 +8,12 @@
  * link pointing at the right file, no journal or temporary file left.
  * ENOSPC: /run/userdb on a tiny tmpfs; an attach that does not fit fails with the reason and
  * leaves /run byte-for-byte as it was, and the agent goes on serving.
- * Reserve: a bulk attach stops while 5% of the blocks (or inodes) of /run are still free, with
- * the numbers in the reason, and the refused attach writes nothing. */
+ * ENOSPC sweep: /run/userdb and /run/vmuser are made too small for each step of an attach in
+ * turn (inodes and blocks); each failure is undone; a replace stopped by ENOSPC keeps its
+ * journal and the next start-up finishes it.
+ * Reserve: a bulk attach stops while 5% of the blocks (or inodes) of /run are still free, but
+ * within one user's need of that line, with the numbers in the reason, and the refused attach
+ * writes nothing. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -411,6 +415,142 @@ static void test_enospc_leaves_nothing(void **state) {
         assert_int_equal(umount("/run/userdb"), 0);
 }
 
+#define BIG_ATTACH(replace)                                                                                    \
+        "{\"execute\":\"vmuser-attach\",\"arguments\":{\"replace\":" replace ",\"user\":{\"userName\":\"big\","      \
+        "\"privileged\":{\"hashedPassword\":[\"$y$j9T$s$h\"]}},\"memberOf\":[\"users\"]}}"
+
+/* After a failed test: no small tmpfs may stay over /run/userdb or /run/vmuser for the next, ... */
+static int unmount_small(void **state) {
+        (void) umount2("/run/userdb", MNT_DETACH);
+        (void) umount2("/run/vmuser", MNT_DETACH);
+        /* ... nor users a failed test left attached (their state lives on /run itself). */
+        (void) !system("rm -rf /run/userdb/* /run/userdb/.#* /run/vmuser/users/* /run/vmuser/pending/*");
+        return 0;
+}
+
+/* Mounts a tmpfs with opts on dir, starts an agent without reserve: false (and nothing
+ * mounted) when the agent cannot even start on so little. */
+static bool start_on_small(const char *dir, const char *opts, struct test_agent *a) {
+        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
+        _cleanup_free_ char *ping = NULL;
+        assert_int_equal(mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
+        assert_int_equal(test_agent_start(a, no_reserve), 0);
+        if (test_agent_call(a, "{\"execute\":\"guest-ping\"}", &ping) == 0)
+                return true;
+        (void) test_agent_stop(a);
+        assert_int_equal(umount(dir), 0);
+        return false;
+}
+
+/* ENOSPC at every step: /run/userdb (each record and link: inodes; each file: blocks) and
+ * /run/vmuser (the journal and the state file) are made just too small for each step of an
+ * attach in turn. Every failed attach says why and leaves /run as it was (the undo removed what
+ * was written), and the agent goes on serving; the first size that fits attaches the user. */
+static void test_enospc_sweep(void **state) {
+        static const struct {
+                const char *dir, *key, *unit, *what;
+                int first, step, min_failures;
+        } sweeps[] = {
+                /* group, GID link, privileged, UID link, membership, UID link, user */
+                { "/run/userdb", "nr_inodes", "", "inodes of /run/userdb", 1, 1, 7 },
+                /* group, privileged, membership, user: one page each */
+                { "/run/userdb", "size", "k", "blocks of /run/userdb", 4, 4, 3 },
+                /* the lock file, the journal, then the state file */
+                { "/run/vmuser", "nr_inodes", "", "inodes of /run/vmuser", 1, 1, 3 },
+                { "/run/vmuser", "size", "k", "blocks of /run/vmuser", 4, 4, 1 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(sweeps); i++) {
+                int failures = 0, fitted = -1;
+                for (int n = sweeps[i].first; n < sweeps[i].first + 40 * sweeps[i].step && fitted < 0; n += sweeps[i].step) {
+                        struct test_agent a;
+                        char opts[64];
+                        _cleanup_free_ char *reply = NULL, *ping = NULL, *r2 = NULL;
+                        snprintf(opts, sizeof(opts), "%s=%d%s,mode=0755", sweeps[i].key, n, sweeps[i].unit);
+                        if (!start_on_small(sweeps[i].dir, opts, &a))
+                                continue;
+                        _cleanup_free_ char *userdb_before = test_snapshot_dir("/run/userdb");
+                        _cleanup_free_ char *vmuser_before = test_snapshot_dir("/run/vmuser");
+                        assert_int_equal(test_agent_call(&a, BIG_ATTACH("false"), &reply), 0);
+                        if (strstr(reply, "\"return\"")) {
+                                fitted = n;
+                                assert_non_null(getpwnam("big"));
+                                assert_int_equal(check_consistent(), 1);
+                                assert_int_equal(
+                                        test_agent_call(&a, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"big\"}}", &r2),
+                                        0);
+                                assert_non_null(strstr(r2, "\"return\""));
+                        } else {
+                                /* "writing the records of 'big' failed: ..." or, on /run/vmuser, "could
+                                 * not take the lock ...": the reason, either way. */
+                                if (!strstr(reply, "No space left on device"))
+                                        fail_msg("%s: unexpected reply: %s", opts, reply);
+                                _cleanup_free_ char *userdb_after = test_snapshot_dir("/run/userdb");
+                                _cleanup_free_ char *vmuser_after = test_snapshot_dir("/run/vmuser");
+                                if (!streq(userdb_before, userdb_after) || !streq(vmuser_before, vmuser_after))
+                                        fail_msg("%s on %s: the failed attach left changes:\n%s\n%s\nwas\n%s\n%s", opts,
+                                                 sweeps[i].dir, userdb_after, vmuser_after, userdb_before, vmuser_before);
+                                assert_null(getpwnam("big"));
+                                assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
+                                assert_string_equal(ping, "{\"return\":{}}");
+                                failures++;
+                        }
+                        assert_int_equal(test_agent_stop(&a), 0);
+                        assert_int_equal(umount(sweeps[i].dir), 0);
+                }
+                printf("%s: %d sizes failed cleanly with ENOSPC, %s=%d%s fits\n", sweeps[i].what, failures,
+                       sweeps[i].key, fitted, sweeps[i].unit);
+                if (fitted < 0 || failures < sweeps[i].min_failures)
+                        fail_msg("%s: %d ENOSPC steps (want %d), fits at %d", sweeps[i].what, failures,
+                                 sweeps[i].min_failures, fitted);
+        }
+}
+
+/* A replace has no undo (the old files are already overwritten): when ENOSPC stops it at any
+ * step, the journal stays, and the next agent start-up (with room again) finishes it. */
+static void test_enospc_replace_finished_by_replay(void **state) {
+        int journals = 0;
+        for (int extra = 0; extra < 40; extra++) {
+                struct test_agent a;
+                struct statvfs sv;
+                char opts[64];
+                _cleanup_free_ char *r1 = NULL, *r2 = NULL, *r3 = NULL, *ping = NULL;
+
+                assert_true(start_on_small("/run/userdb", "nr_inodes=100,mode=0755", &a));
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"big\"}}}", &r1),
+                                 0);
+                assert_non_null(strstr(r1, "\"return\""));
+                /* Room for `extra` more entries, then the replace adds a privileged part and a
+                 * membership. */
+                assert_int_equal(statvfs("/run/userdb", &sv), 0);
+                snprintf(opts, sizeof(opts), "remount,nr_inodes=%llu", (unsigned long long) (sv.f_files - sv.f_ffree) + extra);
+                assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts + 8), 0);
+                assert_int_equal(test_agent_call(&a, BIG_ATTACH("true"), &r2), 0);
+                bool done = strstr(r2, "\"return\"") != NULL;
+                if (!done) {
+                        if (!strstr(r2, "writing the records of 'big' failed: No space left on device"))
+                                fail_msg("extra=%d: unexpected reply: %s", extra, r2);
+                        assert_int_equal(count_entries("/run/vmuser/pending", ".json"), 1);
+                        journals++;
+                }
+                assert_int_equal(test_agent_stop(&a), 0);
+
+                /* Room again: a fresh agent replays the journal to the new record. */
+                assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
+                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
+                assert_int_equal(check_consistent(), 1);
+                assert_true(access("/run/userdb/big:users.membership", F_OK) == 0);
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"big\"}}", &r3), 0);
+                assert_int_equal(test_agent_stop(&a), 0);
+                assert_int_equal(umount("/run/userdb"), 0);
+                if (done)
+                        break;
+        }
+        printf("replace stopped by ENOSPC at %d steps, each finished by the replay\n", journals);
+        assert_true(journals >= 2);
+}
+
 /* Attaches v0, v1, ... until the agent refuses one; returns how many it took. The refused
  * reply goes to *ret_refusal. */
 static int attach_until_refused(struct test_agent *a, int max, char **ret_refusal) {
@@ -457,6 +597,10 @@ static void test_reserve_keeps_run_usable(void **state) {
                 fail_msg("unexpected refusal: %s", refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
         assert_true(sv.f_bavail >= sv.f_blocks * 5 / 100);
+        /* ... and not much more: the refused user (two pages) would have crossed the 5% line. */
+        if (sv.f_bavail >= sv.f_blocks * 5 / 100 + 2)
+                fail_msg("refused with %llu of %llu blocks free: more than one user's 2 above the 5%% line",
+                         (unsigned long long) sv.f_bavail, (unsigned long long) sv.f_blocks);
         assert_true(n > 0);
         /* The refused attach wrote nothing: asking again changes nothing either. */
         _cleanup_free_ char *before = test_snapshot_dir("/run/userdb"), *again = NULL;
@@ -482,6 +626,9 @@ static void test_reserve_keeps_run_usable(void **state) {
                 fail_msg("unexpected refusal: %s", refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
         assert_true(sv.f_favail >= sv.f_files * 5 / 100);
+        if (sv.f_favail >= sv.f_files * 5 / 100 + 4)
+                fail_msg("refused with %llu of %llu inodes free: more than one user's 4 above the 5%% line",
+                         (unsigned long long) sv.f_favail, (unsigned long long) sv.f_files);
         assert_true(n > 0);
         detach_all(&a, n);
         assert_int_equal(test_agent_stop(&a), 0);
@@ -491,8 +638,10 @@ static void test_reserve_keeps_run_usable(void **state) {
 int main(void) {
         test_enter_private_run();
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_enospc_leaves_nothing),
-                cmocka_unit_test(test_reserve_keeps_run_usable),
+                cmocka_unit_test_teardown(test_enospc_leaves_nothing, unmount_small),
+                cmocka_unit_test_teardown(test_enospc_sweep, unmount_small),
+                cmocka_unit_test_teardown(test_enospc_replace_finished_by_replay, unmount_small),
+                cmocka_unit_test_teardown(test_reserve_keeps_run_usable, unmount_small),
                 cmocka_unit_test(test_sigkill_during_attaches),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
