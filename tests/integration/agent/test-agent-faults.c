@@ -9,8 +9,8 @@
  * ENOSPC: /run/userdb on a tiny tmpfs; an attach that does not fit fails with the reason and
  * leaves /run byte-for-byte as it was, and the agent goes on serving.
  * ENOSPC sweep: /run/userdb and /run/vmuser are made too small for each step of an attach in
- * turn (inodes and blocks); each failure is undone; a replace stopped by ENOSPC keeps its
- * journal and the next start-up finishes it.
+ * turn (inodes and blocks); each failure is undone; a replace stopped by ENOSPC, and an attach
+ * whose undo fails as well, keep their journal and the next start-up finishes them.
  * Reserve: a bulk attach stops while 5% of the blocks (or inodes) of /run are still free, but
  * within one user's need of that line, with the numbers in the reason, and the refused attach
  * writes nothing. */
@@ -551,6 +551,64 @@ static void test_enospc_replace_finished_by_replay(void **state) {
         assert_true(journals >= 2);
 }
 
+/* A failing undo: a new user's attach stops on ENOSPC after some of its entries are written, and
+ * removing them again fails too (an LD_PRELOAD shim, fail-unlink.c, makes unlinkat() of
+ * big.group fail with EIO). The journal must stay, the agent go on serving, and the next
+ * start-up (with room again) finish the plan: one whole user, nothing orphaned. */
+static void test_enospc_failing_undo(void **state) {
+        char shim[4096];
+        int journals = 0;
+        snprintf(shim, sizeof(shim), "%s/tests/integration/agent/libfail-unlink.so", test_env_path("VMUSER_BUILD_ROOT"));
+        assert_int_equal(access(shim, R_OK), 0);
+
+        for (int n = 2; n <= 7; n++) {
+                struct test_agent a;
+                char opts[64];
+                _cleanup_free_ char *reply = NULL, *ping = NULL, *r2 = NULL;
+                _cleanup_free_ char *asan = NULL;
+                const char *old_asan = getenv("ASAN_OPTIONS");
+
+                /* Only this agent gets the shim (an ASan agent must accept a library before its
+                 * runtime). */
+                assert_true(asprintf(&asan, "%s%sverify_asan_link_order=0", old_asan ? old_asan : "",
+                                     old_asan ? ":" : "") > 0);
+                setenv("LD_PRELOAD", shim, 1);
+                setenv("VMUSER_TEST_FAIL_UNLINK", "big.group", 1);
+                setenv("ASAN_OPTIONS", asan, 1);
+                snprintf(opts, sizeof(opts), "nr_inodes=%d,mode=0755", n);
+                bool started = start_on_small("/run/userdb", opts, &a);
+                unsetenv("LD_PRELOAD");
+                unsetenv("VMUSER_TEST_FAIL_UNLINK");
+                if (old_asan)
+                        setenv("ASAN_OPTIONS", old_asan, 1);
+                else
+                        unsetenv("ASAN_OPTIONS");
+                assert_true(started);
+
+                assert_int_equal(test_agent_call(&a, BIG_ATTACH("false"), &reply), 0);
+                if (!strstr(reply, "writing the records of 'big' failed: No space left on device"))
+                        fail_msg("%s: unexpected reply: %s", opts, reply);
+                assert_int_equal(count_entries("/run/vmuser/pending", ".json"), 1);
+                journals++;
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
+                assert_string_equal(ping, "{\"return\":{}}");
+                assert_int_equal(test_agent_stop(&a), 0);
+
+                assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
+                _cleanup_free_ char *ping2 = NULL;
+                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping2), 0);
+                assert_int_equal(check_consistent(), 1);
+                assert_non_null(getpwnam("big"));
+                assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"big\"}}", &r2), 0);
+                assert_non_null(strstr(r2, "\"return\""));
+                assert_int_equal(check_consistent(), 0);
+                assert_int_equal(test_agent_stop(&a), 0);
+                assert_int_equal(umount("/run/userdb"), 0);
+        }
+        printf("undo failed after ENOSPC at %d steps: journal kept, finished by the next start-up\n", journals);
+}
+
 /* Attaches v0, v1, ... until the agent refuses one; returns how many it took. The refused
  * reply goes to *ret_refusal. */
 static int attach_until_refused(struct test_agent *a, int max, char **ret_refusal) {
@@ -641,6 +699,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_enospc_leaves_nothing, unmount_small),
                 cmocka_unit_test_teardown(test_enospc_sweep, unmount_small),
                 cmocka_unit_test_teardown(test_enospc_replace_finished_by_replay, unmount_small),
+                cmocka_unit_test_teardown(test_enospc_failing_undo, unmount_small),
                 cmocka_unit_test_teardown(test_reserve_keeps_run_usable, unmount_small),
                 cmocka_unit_test(test_sigkill_during_attaches),
         };
