@@ -123,18 +123,26 @@ int test_run(char *const argv[], const char *input, char **ret_out) {
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd) {
-        char *argv[64];
+size_t test_agent_argv_prefix(char *argv[], char **ret_words) {
         size_t n = 0;
-        pid_t pid;
 
         /* VMUSER_AGENT_WRAPPER (e.g. "valgrind -q --error-exitcode=99") runs the agent under a
          * checker; words are split on spaces. */
-        _cleanup_free_ char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
+        char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
         char *save = NULL;
         for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
                 argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
+        *ret_words = wrapper;
+        return n;
+}
+
+pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd) {
+        char *argv[64];
+        _cleanup_free_ char *words = NULL;
+        size_t n = test_agent_argv_prefix(argv, &words);
+        pid_t pid;
+
         for (size_t i = 0; args && args[i] && n < 62; i++)
                 argv[n++] = args[i];
         argv[n] = NULL;

@@ -27,6 +27,10 @@ int test_run(char *const argv[], const char *input, char **ret_out);
  * ...", split on spaces) runs each of them under the checker; the checker's verdict is the
  * agent's exit status, which the caller must assert. */
 pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd);
+/* The first words of an agent command line: VMUSER_AGENT_WRAPPER's words, then VMUSER_AGENT.
+ * Fills argv (room for 17) and returns the count; *ret_words is the storage of the words (free
+ * it once argv is no longer needed). For helpers that build their own command line. */
+size_t test_agent_argv_prefix(char *argv[], char **ret_words);
 
 /* Starts the agent on --stdio with extra arguments; returns pipes to talk to it. */
 struct test_agent {
