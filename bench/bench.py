@@ -305,6 +305,13 @@ echo "qga $(dpkg-query -W -f='${{Version}}' qemu-guest-agent)"
         # The real home export, once the host tool can do it; else the tmpfs stand-in.
         help_text = self.vmuser_run("attach", "--help").stdout
         self.export_available = "--home-source" in help_text
+        # The peer of the bulk's "name found nowhere": the same miss with no user attached yet.
+        self.records0 = self.count_records()
+        self.miss0, self.miss0_bad = self.getent_group_miss(self.reps * 3)
+
+    def count_records(self):
+        """User records in the guest's /run/userdb (NAME.user, not the UID links)."""
+        return int(self.g.run("ls /run/userdb | grep -c '^[^0-9].*\\.user$' || true").strip() or 0)
 
     # -- attach latency
 
@@ -606,8 +613,6 @@ done
         n = self.a.users
         # The peers, in the state ours starts from (before the bulk: no bulk records in
         # nss-systemd, which useradd enumerates through NSS and would be slowed by).
-        records0 = int(self.g.run("ls /run/userdb | grep -c '^[^0-9].*\\.user$' || true").strip() or 0)
-        miss0, miss0_bad = self.getent_group_miss(self.reps * 3)
         k = self.a.peer_users
         etc_files = "/etc/passwd /etc/group /etc/shadow /etc/gshadow"
         etc0 = int(self.g.run(f"cat {etc_files} | wc -c").strip())
@@ -704,9 +709,10 @@ done
         # A name that exists nowhere: what the agent's conflict checks meet on every attach; the
         # peer is the same miss before the bulk, not a hit in /etc/group.
         miss1, bad = self.getent_group_miss(reps)
-        bad = (bad or []) + (miss0_bad or [])
-        self.t.add(sec, f"getent group, name found nowhere, {ok:,} records", "s", miss1,
-                   f"the same miss before the bulk ({records0} records)", miss0,
+        records1 = self.count_records()
+        bad = (bad or []) + (self.miss0_bad or [])
+        self.t.add(sec, f"getent group, name found nowhere, {records1:,} records", "s", miss1,
+                   f"the same miss at set-up ({self.records0} records)", self.miss0,
                    f"files, then nss-systemd: the miss every attach's conflict check meets"
                    + (f"; failed look-ups: {bad}" if bad else ""))
 
