@@ -710,7 +710,8 @@ done
         # peer is the same miss before the bulk, not a hit in /etc/group.
         miss1, bad = self.getent_group_miss(reps)
         records1 = self.count_records()
-        bad = (bad or []) + (self.miss0_bad or [])
+        bad = {**{f"{k} ({records1:,} records)": v for k, v in bad.items()},
+               **{f"{k} (at set-up)": v for k, v in self.miss0_bad.items()}}
         self.t.add(sec, f"getent group, name found nowhere, {records1:,} records", "s", miss1,
                    f"the same miss at set-up ({self.records0} records)", self.miss0,
                    f"files, then nss-systemd: the miss every attach's conflict check meets"
