@@ -123,34 +123,58 @@ int test_run(char *const argv[], const char *input, char **ret_out) {
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int test_agent_start(struct test_agent *a, char *const extra_args[]) {
-        int in[2], out[2];
-        char *argv[64];
+size_t test_agent_argv_prefix(char *argv[], char **ret_words) {
         size_t n = 0;
 
         /* VMUSER_AGENT_WRAPPER (e.g. "valgrind -q --error-exitcode=99") runs the agent under a
          * checker; words are split on spaces. */
-        _cleanup_free_ char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
+        char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
         char *save = NULL;
         for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
                 argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
-        argv[n++] = (char *) "--stdio";
-        for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
-                argv[n++] = extra_args[i];
+        *ret_words = wrapper;
+        return n;
+}
+
+pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd) {
+        char *argv[64];
+        _cleanup_free_ char *words = NULL;
+        size_t n = test_agent_argv_prefix(argv, &words);
+        pid_t pid;
+
+        for (size_t i = 0; args && args[i] && n < 62; i++)
+                argv[n++] = args[i];
         argv[n] = NULL;
 
-        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+        pid = fork();
+        if (pid < 0)
                 return -errno;
-        a->pid = fork();
-        if (a->pid < 0)
-                return -errno;
-        if (a->pid == 0) {
-                dup2(in[0], 0);
-                dup2(out[1], 1);
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                dup2(in_fd >= 0 ? in_fd : null, 0);
+                dup2(out_fd >= 0 ? out_fd : null, 1);
                 execvp(argv[0], argv);
                 _exit(127);
         }
+        return pid;
+}
+
+int test_agent_start(struct test_agent *a, char *const extra_args[]) {
+        int in[2], out[2];
+        char *args[64];
+        size_t n = 0;
+
+        args[n++] = (char *) "--stdio";
+        for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
+                args[n++] = extra_args[i];
+        args[n] = NULL;
+
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        a->pid = test_agent_spawn(args, in[0], out[1]);
+        if (a->pid < 0)
+                return a->pid;
         close(in[0]);
         close(out[1]);
         a->in_fd = in[1];
@@ -198,9 +222,12 @@ int test_agent_call(struct test_agent *a, const char *request, char **ret_reply)
 
 int test_agent_stop(struct test_agent *a) {
         int status;
+        if (a->pid <= 0)
+                return -ECHILD;
         close(a->in_fd);
         if (waitpid(a->pid, &status, 0) < 0)
                 return -errno;
+        a->pid = 0;
         close(a->out_fd);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

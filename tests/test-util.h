@@ -21,6 +21,17 @@ const char *test_env_path(const char *var);
  * *ret_out (malloc'ed, may be NULL) and returns the exit status (or -errno). */
 int test_run(char *const argv[], const char *input, char **ret_out);
 
+/* Starts the agent (VMUSER_AGENT) with args (NULL-terminated, after the program name), stdin
+ * from in_fd and stdout to out_fd (-1: /dev/null); returns its pid or -errno. Every test that
+ * starts an agent goes through here, so VMUSER_AGENT_WRAPPER ("valgrind -q --error-exitcode=99
+ * ...", split on spaces) runs each of them under the checker; the checker's verdict is the
+ * agent's exit status, which the caller must assert. */
+pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd);
+/* The first words of an agent command line: VMUSER_AGENT_WRAPPER's words, then VMUSER_AGENT.
+ * Fills argv (room for 17) and returns the count; *ret_words is the storage of the words (free
+ * it once argv is no longer needed). For helpers that build their own command line. */
+size_t test_agent_argv_prefix(char *argv[], char **ret_words);
+
 /* Starts the agent on --stdio with extra arguments; returns pipes to talk to it. */
 struct test_agent {
         pid_t pid;
@@ -31,7 +42,8 @@ int test_agent_start(struct test_agent *a, char *const extra_args[]);
 /* Sends one request line and reads one reply line (up to 1 MiB), with a 10 s timeout. The
  * returned string is malloc'ed and has no trailing newline (and no leading 0xFF). */
 int test_agent_call(struct test_agent *a, const char *request, char **ret_reply);
-/* Closes its stdin and waits; returns the exit status. */
+/* Closes its stdin and waits; returns the exit status (128+N for signal N; -ECHILD when already
+ * stopped, so a group teardown can stop what a failed test left running). */
 int test_agent_stop(struct test_agent *a);
 
 /* Byte-for-byte snapshot of a directory tree (names, modes, owners, link targets, contents),

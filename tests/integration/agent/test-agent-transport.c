@@ -31,16 +31,12 @@
 
 #define SOCK "/run/vmuser-test-agent.sock"
 
+/* Through test_agent_spawn(), so VMUSER_AGENT_WRAPPER (valgrind) covers these transports too;
+ * stop() asserts the exit status, which carries the checker's verdict. */
 static pid_t spawn_agent(const char *mode, const char *path) {
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                int null = open("/dev/null", O_RDWR);
-                dup2(null, 0);
-                dup2(null, 1);
-                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", mode, path, (char *) NULL);
-                _exit(127);
-        }
+        char *args[] = { (char *) mode, (char *) path, NULL };
+        pid_t pid = test_agent_spawn(args, -1, -1);
+        assert_true(pid > 0);
         return pid;
 }
 

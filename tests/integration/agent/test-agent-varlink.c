@@ -146,9 +146,19 @@ static int setup(void **state) {
         return 0;
 }
 
+/* cmocka 1.1.5 exits 0 when a group teardown fails: the agent's exit status (a memory
+ * checker's verdict under VMUSER_AGENT_WRAPPER) is asserted in test_agent_exits_cleanly; this
+ * only stops an agent a failed run left behind. */
 static int teardown(void **state) {
         (void) state;
-        return test_agent_stop(&agent) == 0 ? 0 : -1;
+        if (agent.pid > 0)
+                (void) test_agent_stop(&agent);
+        return 0;
+}
+
+static void test_agent_exits_cleanly(void **state) {
+        (void) state;
+        assert_int_equal(test_agent_stop(&agent), 0);
 }
 
 static void test_no_dropins(void **state) {
@@ -509,6 +519,7 @@ int main(void) {
                 cmocka_unit_test(test_detach_and_reattach),
                 cmocka_unit_test(test_many_users),
                 cmocka_unit_test(test_restart_rebuilds_index),
+                cmocka_unit_test(test_agent_exits_cleanly), /* last: the agent's exit status */
         };
         test_enter_private_run();
         return cmocka_run_group_tests(tests, setup, teardown);

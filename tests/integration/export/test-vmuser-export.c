@@ -329,7 +329,7 @@ static void test_detach_after_vm_died(void **state) {
 
         /* The agent gone but QEMU alive: nothing says the guest forgot the user, so the export
          * stays. */
-        ht_stop(agent_pid);
+        assert_int_equal(ht_stop(agent_pid), 0); /* its exit status: a checker's verdict */
         agent_pid = 0;
         ht_vmuser(&r, "detach", VM, CAROL, NULL);
         ht_expect(&r, 3, NULL, "the agent socket");

@@ -427,7 +427,11 @@ static pid_t start_listener(const char *vm, char *const prefix[], char *const ex
 }
 
 pid_t ht_agent_start(const char *vm, char *const extra_args[]) {
-        char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--listen", NULL };
+        char *prefix[20];
+        _cleanup_free_ char *words = NULL;
+        size_t n = test_agent_argv_prefix(prefix, &words); /* under VMUSER_AGENT_WRAPPER too */
+        prefix[n++] = (char *) "--listen";
+        prefix[n] = NULL;
         return start_listener(vm, prefix, extra_args);
 }
 
@@ -447,13 +451,15 @@ pid_t ht_fake_qmp_start(const char *vm, const char *mode) {
         return start_listener_at(vm, "qmp.sock", prefix, NULL);
 }
 
-void ht_stop(pid_t pid) {
+int ht_stop(pid_t pid) {
         int status;
         if (pid <= 0)
-                return;
+                return -ECHILD;
         kill(pid, SIGTERM);
-        waitpid(pid, &status, 0);
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
         track_listener(pid, false);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 size_t ht_count_lines(const char *s) {

@@ -79,9 +79,12 @@ pid_t ht_agent_start(const char *vm, char *const extra_args[]);
 pid_t ht_fake_start(const char *vm, const char *mode, char *const extra_args[]);
 /* Starts fake-agent.py --qmp in a mode on HT_VM_DIR/VM/qmp.sock (a hostile QEMU). */
 pid_t ht_fake_qmp_start(const char *vm, const char *mode);
-/* SIGTERM and wait. Whatever is still running when the test exits is killed then (a failed
- * test must not leave a listener holding the test's output pipes open). */
-void ht_stop(pid_t pid);
+/* SIGTERM and wait; returns the exit status (128+N for signal N, -ECHILD for pid <= 0), which
+ * for the real agent carries a memory checker's verdict: assert it in a test case, not in a
+ * group teardown (cmocka 1.1.5 exits 0 when one fails). Whatever is still running when the test
+ * exits is killed then (a failed test must not leave a listener holding the test's output pipes
+ * open). */
+int ht_stop(pid_t pid);
 
 /* Counts lines; finds a line containing needle (NULL if none). */
 size_t ht_count_lines(const char *s);

@@ -547,6 +547,13 @@ static void test_detach_batch(void **state) {
         assert_string_equal(users, "");
 }
 
+/* Last: the agent's exit status (a memory checker's verdict under VMUSER_AGENT_WRAPPER); the
+ * group teardown only stops what a failed run left behind. */
+static void test_agent_exits_cleanly(void **state) {
+        assert_int_equal(ht_stop(agent_pid), 0);
+        agent_pid = 0;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status),
@@ -561,6 +568,7 @@ int main(void) {
                 cmocka_unit_test(test_warnings_and_options),
                 cmocka_unit_test(test_detach_busy_then_force),
                 cmocka_unit_test(test_detach_batch),
+                cmocka_unit_test(test_agent_exits_cleanly),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -138,9 +138,17 @@ static void test_bulk(void **state) {
         fflush(stdout);
 }
 
+/* Last: the agent's exit status (a memory checker's verdict under VMUSER_AGENT_WRAPPER); the
+ * group teardown only stops what a failed run left behind. */
+static void test_agent_exits_cleanly(void **state) {
+        assert_int_equal(ht_stop(agent_pid), 0);
+        agent_pid = 0;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_bulk),
+                cmocka_unit_test(test_agent_exits_cleanly),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -292,7 +292,7 @@ static void test_stale_bytes_before_sync(void **state) {
         ht_result_done(&r);
 
         ht_stop(proxy);
-        ht_stop(agent);
+        assert_int_equal(ht_stop(agent), 0);
 }
 
 static void test_usage(void **state) {
