@@ -78,17 +78,18 @@ vm_on_exit() {
 
 # ---- the guest image with this tree in it ---------------------------------------------------
 
-# vm_build_guest_image TOP WORK: build the project in TOP for the guest (prefix /usr) under
-# WORK/build, stage it, and make the test image in WORK/image (debootstrap part cached).
+# vm_build_guest_image TOP WORK: build the guest packages of TOP (vmuser-agent, libpam-vmuser:
+# scripts/build-debs --guest-only) into WORK/debs and make the test image in WORK/image with
+# them installed by apt, as an admin installs them (the debootstrap part is cached).
 # Every VM script gets the project into its guest this one way; sets VM_IMAGE_DIR.
 vm_build_guest_image() {
     local top=$1 work=$2
-    vm_log "building the project for the guest (prefix /usr)"
-    meson setup "$work/build" "$top" --prefix=/usr --sysconfdir=/etc -Dtests=false >"$work/setup.log" 2>&1 ||
-        { cat "$work/setup.log"; vm_die "meson setup for the guest failed"; }
-    ninja -C "$work/build" >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; vm_die "guest build failed"; }
-    DESTDIR=$work/overlay meson install -C "$work/build" --quiet >/dev/null
-    "$VM_LIB_DIR/build-image" --out "$work/image" --overlay "$work/overlay" || vm_die "build-image failed"
+    vm_ensure_packages debhelper dpkg-dev
+    vm_log "building the guest packages (dpkg-buildpackage, profile pkg.vmuser.guest-only)"
+    "$top/scripts/build-debs" "$work/debs" --guest-only >/dev/null || vm_die "building the guest packages failed"
+    "$VM_LIB_DIR/build-image" --out "$work/image" \
+        --deb "$(echo "$work"/debs/vmuser-agent_*.deb)" --deb "$(echo "$work"/debs/libpam-vmuser_*.deb)" ||
+        vm_die "build-image failed"
     VM_IMAGE_DIR=$work/image
 }
 
