@@ -136,7 +136,8 @@ static void test_sshd_keys_command(void **state) {
         FILE *f;
         size_t n;
 
-        snprintf(path, sizeof(path), "%s/pam_module/sshd-vmuser.conf", test_env_path("VMUSER_SOURCE_ROOT"));
+        /* The snippet as meson generates it (from sshd-vmuser.conf.in) and installs it. */
+        snprintf(path, sizeof(path), "%s/pam_module/10-vmuser.conf", test_env_path("VMUSER_BUILD_ROOT"));
         f = fopen(path, "re");
         assert_non_null(f);
         snippet = calloc(1, 65536);
