@@ -219,22 +219,33 @@ static void detach_one(struct detach_batch *b, const char *name) {
 enum outcome detach_run(const struct detach_options *o) {
         struct detach_batch b = {
                 .o = o,
-                .rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm },
+                .rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm,
+                         .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
         };
         struct verr e = {};
         int r;
 
-        r = vm_open(&o->common, &b.vm, &e);
-        if (r < 0) {
-                log_error("%s", verr_text(&e, r));
-                return vm_open_outcome(r);
+        if (o->common.opened_vm)
+                b.vm = *o->common.opened_vm;
+        else {
+                r = vm_open(&o->common, &b.vm, &e);
+                if (r < 0) {
+                        log_error("%s", verr_text(&e, r));
+                        return vm_open_outcome(r);
+                }
         }
+        if (o->common.shared_agent)
+                b.agent = *o->common.shared_agent;
         b.rep.vm_label = b.vm.label;
 
         for (size_t i = 0; i < o->n_users; i++)
                 detach_one(&b, o->users[i]);
 
-        qga_client_free(b.agent);
-        vm_close(&b.vm);
+        if (o->common.shared_agent)
+                *o->common.shared_agent = b.agent;
+        else
+                qga_client_free(b.agent);
+        if (!o->common.opened_vm)
+                vm_close(&b.vm);
         return report_outcome(&b.rep);
 }

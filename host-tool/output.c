@@ -82,6 +82,10 @@ enum outcome outcome_from_agent_error(int r, const struct qga_error *qe) {
 void report_success(struct report *rep, const char *user, json_object *fields, const char *fmt, ...) {
         rep->n_ok++;
 
+        if (rep->sink) {
+                rep->sink(rep->sink_userdata, user, OUTCOME_OK, fields, NULL, NULL);
+                return;
+        }
         if (rep->json) {
                 _cleanup_json_ json_object *line = json_object_new_object();
                 if (!line)
@@ -114,6 +118,11 @@ void report_failure(struct report *rep, const char *user, enum outcome o, const 
         if (qe && (o == OUTCOME_REFUSED || o == OUTCOME_BUSY))
                 reason = qe->desc;
 
+        if (rep->sink) {
+                rep->sink(rep->sink_userdata, user, o, NULL, reason,
+                          qe && (o == OUTCOME_REFUSED || o == OUTCOME_BUSY) ? qe->error_class : NULL);
+                return;
+        }
         text_sanitize(reason, safe, sizeof(safe));
         if (o == OUTCOME_REFUSED || o == OUTCOME_BUSY)
                 log_error("Failed to %s '%s' %s %s: refused by the guest (%s): %s", rep->verb, user, rep->preposition,

@@ -38,6 +38,8 @@ struct report {
         size_t n_ok;
         size_t n_failed;
         enum outcome first_failure;
+        report_sink_fn sink;   /* set: results go here, nothing is printed (apply.c) */
+        void *sink_userdata;
 };
 
 /* A user succeeded: with --json prints {"userName", "result": "ok", <fields>} (fields is
