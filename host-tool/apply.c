@@ -14,9 +14,10 @@
  *                                          changed=false for an identical record -> unchanged;
  *                                          a different record is refused -> replace
  *                  replace, home unchanged attach --replace               -> replaced
- *                  replace, home changed   detach + attach (same UID): the export changes
- *                                          too -> replaced; but not while the user is logged
- *                                          in (sessions, home mounted)    -> pending
+ *                  replace, home changed   the old export removed, attach --replace (the
+ *                                          UID stays) exports the new one -> replaced; but not
+ *                                          while the user is logged in (sessions, home
+ *                                          mounted)                       -> pending
  *                listed, not declared      detach without force (unless --no-prune) -> removed;
  *                                          refused for sessions           -> pending
  *              --check runs the same decisions without a change: listed users are probed with
@@ -436,12 +437,18 @@ static void reconcile_user(struct worker *w, const struct desired *d, const stru
                 return;
         }
         if (home) {
-                /* The export follows the spec only through a detach: keep the UID the files have. */
-                s = do_detach(w, d->name);
-                if (s.o == OUTCOME_OK)
-                        s = do_attach(w, d, false, false, &l->uid);
-        } else
-                s = do_attach(w, d, true, false, NULL);
+                /* The user is logged out: the old export goes (host side; the guest has nothing
+                 * mounted), the replace keeps the UID, and attach exports the new home. */
+                struct verr ue = {};
+                int u = vm_backend_unexport_home(w->vm.backend, d->name, 0, 0, &ue);
+                if (u < 0 && u != -ENOENT) {
+                        s = (struct sink_result) { .got = true, .o = OUTCOME_FAILED };
+                        snprintf(s.reason, sizeof(s.reason), "cannot remove the old home export: %s", verr_text(&ue, u));
+                        fail_user(w, d->name, &s);
+                        return;
+                }
+        }
+        s = do_attach(w, d, true, false, NULL);
         if (s.o != OUTCOME_OK)
                 fail_user(w, d->name, &s);
         else {
