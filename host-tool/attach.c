@@ -536,7 +536,7 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
         struct home_export_info existing;
         int r;
 
-        if (!j->source)
+        if (!j->source || b->o->probe)
                 return 0;
         r = vm_backend_export_home(b->vm.backend, &p, &j->export, &j->e);
         if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
@@ -651,10 +651,16 @@ static void attach_one(struct attach_batch *b, const char *name) {
         attach_job_done(&j);
 }
 
+bool attach_refusal_is_difference(const char *desc) {
+        /* libvmuser/userdb.c, userdb_attach(): the refusal of a different record without replace */
+        return desc && strstr(desc, "is already attached with a different record");
+}
+
 enum outcome attach_run(const struct attach_options *o) {
         struct attach_batch b = {
                 .o = o,
-                .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm },
+                .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm,
+                            .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
         };
         uid_t owners[2] = { audit_invoker_uid(), 0 };
         size_t n_owners = 1;
@@ -662,11 +668,17 @@ enum outcome attach_run(const struct attach_options *o) {
         struct verr e = {};
         int r;
 
-        r = vm_open(&o->common, &b.vm, &e);
-        if (r < 0) {
-                log_error("%s", verr_text(&e, r));
-                return vm_open_outcome(r);
+        if (o->common.opened_vm)
+                b.vm = *o->common.opened_vm;
+        else {
+                r = vm_open(&o->common, &b.vm, &e);
+                if (r < 0) {
+                        log_error("%s", verr_text(&e, r));
+                        return vm_open_outcome(r);
+                }
         }
+        if (o->common.shared_agent)
+                b.agent = *o->common.shared_agent;
         b.report.vm_label = b.vm.label;
         b.report.on_result = attach_audit;
         b.report.on_result_userdata = &b;
@@ -694,10 +706,14 @@ enum outcome attach_run(const struct attach_options *o) {
         result = report_outcome(&b.report);
 
 finish:
-        qga_client_free(b.agent);
+        if (o->common.shared_agent)
+                *o->common.shared_agent = b.agent;
+        else
+                qga_client_free(b.agent);
         json_object_put(b.attached_before);
         free(b.exports_before);
         host_user_keys_done(&b.extra_keys);
-        vm_close(&b.vm);
+        if (!o->common.opened_vm)
+                vm_close(&b.vm);
         return result;
 }

@@ -26,20 +26,7 @@
 #include "vm.h"
 #include "vmuser.h"
 
-/* An attached user as the agent reports it, after checking. */
-struct listed_user {
-        const char *name;
-        uint32_t uid;
-        uint32_t gid;
-        const char *home_directory;
-        json_object *home; /* home spec or NULL */
-        bool mounted;
-        uint32_t sessions;
-        int64_t attached_usec;
-        const struct home_export_info *export; /* host side, NULL: none */
-};
-
-static int check_entry(json_object *o, size_t i, struct listed_user *ret, struct verr *e) {
+int list_check_entry(json_object *o, size_t i, struct listed_user *ret, struct verr *e) {
         struct listed_user u = {};
         json_object *v;
 
@@ -198,7 +185,7 @@ enum outcome list_run(const struct common_options *o) {
                 goto finish;
         }
         for (size_t i = 0; i < n; i++) {
-                r = check_entry(json_object_array_get_idx(value, i), i, &users[i], &e);
+                r = list_check_entry(json_object_array_get_idx(value, i), i, &users[i], &e);
                 if (r < 0) {
                         log_error("Failed to list the users of VM %s: %s", vm.label, verr_text(&e, r));
                         result = OUTCOME_UNREACHABLE;

@@ -51,7 +51,8 @@ static void help_main(void) {
                "  attach [OPTIONS] VM USER...   push host users and their homes into the running VM\n"
                "  detach [--force] VM USER...   remove them and their home exports again\n"
                "  list [--json] VM              who is attached, home exported/mounted?, sessions\n"
-               "  status [--json] VM            agent and QMP reachable?, version, capabilities\n\n"
+               "  status [--json] VM            agent and QMP reachable?, version, capabilities\n"
+               "  apply [OPTIONS] MANIFEST      converge many VMs to the users a manifest declares\n\n"
                "VM is a directory holding agent.sock and qmp.sock, or a name looked up in\n"
                "$VMUSER_VM_DIR (default " VMUSER_VM_DIR_DEFAULT "), or libvirt:DOMAIN, a libvirt domain\n"
                "(" VM_BACKEND_LIBVIRT_DEFAULT_URI ", or --connect URI DOMAIN). 'vmuser COMMAND --help' and\n"
@@ -149,6 +150,10 @@ enum {
         ARG_VERSION,
         ARG_CONNECT,
         ARG_PERSISTENT,
+        ARG_CHECK,
+        ARG_DIFF,
+        ARG_JOBS,
+        ARG_NO_PRUNE,
 };
 
 #define COMMON_OPTIONS                                             \
@@ -373,6 +378,81 @@ static int run_detach(int argc, char *argv[]) {
         return exit_code(detach_run(&o));
 }
 
+static void help_apply(void) {
+        printf("Usage: vmuser apply [OPTIONS] MANIFEST\n\n"
+               "Converge VMs to the users MANIFEST (JSON, see vmuser-apply(5); - reads stdin)\n"
+               "declares for them: attach the missing, replace the changed, detach those vmuser\n"
+               "attached that are no longer declared. All VMs in parallel, one agent connection\n"
+               "each; a change that needs a user to log out first is reported as pending.\n\n"
+               "Options:\n"
+               "  --check            change nothing; exit 2 when something would change\n"
+               "  --diff             show each user that changes (+ added, ~ replaced, - removed,\n"
+               "                     ! pending, x failed)\n"
+               "  --jobs N           at most N VMs at a time (default 16)\n"
+               "  --no-prune         do not detach users the manifest does not declare\n"
+               "  --json             one JSON object per VM: added, replaced, removed, unchanged,\n"
+               "                     pending, failed, error, changed\n"
+               "  --connect URI      libvirt URI for libvirt:PATTERN entries (default\n"
+               "                     " VM_BACKEND_LIBVIRT_DEFAULT_URI ")\n"
+               "  --timeout SECONDS  per-request timeout (default 5)\n"
+               "  -h --help          show this help\n\n"
+               "Exit status: 0 done or nothing to do, 1 some VM failed, 2 --check found changes.\n");
+}
+
+static int run_apply(int argc, char *argv[]) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "check", no_argument, NULL, ARG_CHECK },
+                { "diff", no_argument, NULL, ARG_DIFF },
+                { "jobs", required_argument, NULL, ARG_JOBS },
+                { "no-prune", no_argument, NULL, ARG_NO_PRUNE },
+                {},
+        };
+        struct common_options c = { .timeout_ms = VMUSER_TIMEOUT_MS_DEFAULT };
+        struct apply_options o = { .jobs = 16 };
+        int ch, r;
+
+        while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (ch == ARG_AGENT || ch == ARG_QMP)
+                        return usage_error("apply", "--agent and --qmp name one VM's sockets; a manifest names VMs");
+                r = parse_common(ch, optarg, &c, "apply");
+                if (r < 0)
+                        return exit_code(OUTCOME_USAGE);
+                if (r > 0)
+                        continue;
+                switch (ch) {
+                case 'h':
+                        help_apply();
+                        return 0;
+                case ARG_CHECK:
+                        o.check = true;
+                        break;
+                case ARG_DIFF:
+                        o.diff = true;
+                        break;
+                case ARG_NO_PRUNE:
+                        o.no_prune = true;
+                        break;
+                case ARG_JOBS: {
+                        uint32_t jobs;
+                        if (id_parse(optarg, &jobs) < 0 || jobs < 1 || jobs > 1024)
+                                return usage_error("apply", "--jobs '%s' is not a number from 1 to 1024", optarg);
+                        o.jobs = jobs;
+                        break;
+                }
+                default:
+                        return exit_code(OUTCOME_USAGE);
+                }
+        }
+        if (argc - optind != 1)
+                return usage_error("apply", "expected exactly one MANIFEST");
+        o.manifest = argv[optind];
+        o.connect_uri = c.connect_uri;
+        o.timeout_ms = c.timeout_ms;
+        o.json = c.json;
+        return apply_run(&o);
+}
+
 /* list and status take the same options and one VM. */
 static int run_simple(int argc, char *argv[], const char *verb, void (*help)(void),
                       enum outcome (*run)(const struct common_options *o)) {
@@ -423,6 +503,7 @@ int main(int argc, char *argv[]) {
                 { "detach", run_detach },
                 { "list", run_list },
                 { "status", run_status },
+                { "apply", run_apply },
         };
         int c;
 
@@ -442,7 +523,7 @@ int main(int argc, char *argv[]) {
                 }
         }
         if (optind >= argc)
-                return usage_error(NULL, "no command given: attach, detach, list or status");
+                return usage_error(NULL, "no command given: attach, detach, list, status or apply");
 
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[optind], verbs[i].name)) {
@@ -451,5 +532,5 @@ int main(int argc, char *argv[]) {
                         optind = 0; /* restart getopt on the subcommand's arguments */
                         return verbs[i].run(sub_argc, sub_argv);
                 }
-        return usage_error(NULL, "unknown command '%s': attach, detach, list or status", argv[optind]);
+        return usage_error(NULL, "unknown command '%s': attach, detach, list, status or apply", argv[optind]);
 }

@@ -84,6 +84,10 @@ void report_success(struct report *rep, const char *user, json_object *fields, c
         if (rep->on_result)
                 rep->on_result(rep->on_result_userdata, user, "ok", NULL, fields);
 
+        if (rep->sink) {
+                rep->sink(rep->sink_userdata, user, OUTCOME_OK, fields, NULL, NULL);
+                return;
+        }
         if (rep->json) {
                 _cleanup_json_ json_object *line = json_object_new_object();
                 if (!line)
@@ -118,6 +122,11 @@ void report_failure(struct report *rep, const char *user, enum outcome o, const 
 
         if (rep->on_result)
                 rep->on_result(rep->on_result_userdata, user, outcome_to_string(o), reason, NULL);
+        if (rep->sink) {
+                rep->sink(rep->sink_userdata, user, o, NULL, reason,
+                          qe && (o == OUTCOME_REFUSED || o == OUTCOME_BUSY) ? qe->error_class : NULL);
+                return;
+        }
         text_sanitize(reason, safe, sizeof(safe));
         if (o == OUTCOME_REFUSED || o == OUTCOME_BUSY)
                 log_error("Failed to %s '%s' %s %s: refused by the guest (%s): %s", rep->verb, user, rep->preposition,

@@ -43,6 +43,8 @@ struct report {
         void (*on_result)(void *userdata, const char *user, const char *result, const char *reason,
                           json_object *fields);
         void *on_result_userdata;
+        report_sink_fn sink;   /* set: results go here, nothing is printed (apply.c) */
+        void *sink_userdata;
 };
 
 /* A user succeeded: with --json prints {"userName", "result": "ok", <fields>} (fields is
