@@ -523,6 +523,9 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
 
         if (!j->source)
                 return 0;
+        /* The guest has the record now: wipe its hash before the export forks a long-lived
+         * virtiofsd supervisor that would carry a copy of our memory. */
+        host_user_record_erase(j->record);
         r = vm_backend_export_home(b->vm.backend, &p, &j->export, &j->e);
         if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
             existing.guest_uid == j->uid && existing.guest_gid == j->gid && existing.host_uid == j->host->uid &&
@@ -597,14 +600,24 @@ static void attach_one(struct attach_batch *b, const char *name) {
                                 json_object_object_add(fields, "homeTag", json_object_new_string(j.export.tag));
                                 json_object_object_add(fields, "homeSource", json_object_new_string(j.export.source));
                                 json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
+                                json_object_object_add(fields, "fileServer",
+                                                       json_object_new_string(home_export_server_to_string(j.export.server)));
+                                if (j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                                        json_object_object_add(fields, "fileServerUid",
+                                                               json_object_new_int64(j.export.server_uid));
                         }
                 }
-                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "";
+                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 192] = "", server[64];
                 text_sanitize(j.home_directory, home, sizeof(home));
+                if (j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                        snprintf(server, sizeof(server), "unprivileged file server, host uid %u",
+                                 (unsigned) j.export.server_uid);
+                else
+                        snprintf(server, sizeof(server), "file server running as root");
                 if (j.exported)
-                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s",
+                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s (%s)",
                                  j.export_existed ? "already exported" : "exported", j.export.source,
-                                 j.export.read_only ? " read-only" : "", j.export.tag);
+                                 j.export.read_only ? " read-only" : "", j.export.tag, server);
                 if (j.changed)
                         report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.",
                                        name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export);

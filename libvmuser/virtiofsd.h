@@ -16,6 +16,17 @@
  * Either way virtiofsd runs with its own namespace sandbox and without the capabilities a home
  * share does not need (mknod, setfcap).
  *
+ * Without host root (cfg->unprivileged, the default where user namespaces exist): vmuser binds
+ * and listens on the socket itself; the supervisor forks a child that enters the shared
+ * directory, drops to server_uid/server_gid (no capability left in the host's namespace), makes
+ * a user namespace and waits; the supervisor writes its maps (only "GUEST HOST 1" for users and
+ * groups, setgroups denied), and the child raises the capabilities virtiofsd needs as ambient
+ * ones in its namespace and execs "virtiofsd --fd=3" serving its working directory. Inside, ID 0
+ * is not mapped, so nothing the guest's root asks for can be done as 0 (or as any ID but the
+ * user's); on the host virtiofsd is server_uid, and its capabilities only reach files whose
+ * owner and group are mapped, i.e. the user's. systemd cannot write such maps: this mode always
+ * uses the daemon supervisor.
+ *
  * Flow: virtiofsd_detect() -> virtiofsd_build_argv() -> virtiofsd_start(): stale socket removed,
  * process started, then waits until the socket listens (without connecting: virtiofsd serves the
  * first connection only) or the process dies (the error then quotes its log) ->
@@ -59,12 +70,28 @@ int virtiofsd_detect(const char *path, struct virtiofsd_binary *ret, struct verr
 
 struct virtiofsd_config {
         const char *shared_dir;  /* what to serve (the staging mount) */
-        const char *socket_path; /* vhost-user socket virtiofsd creates and listens on */
+        const char *socket_path; /* vhost-user socket virtiofsd (or, unprivileged, vmuser) listens on */
         bool read_only;          /* adds --readonly when the binary has it */
         bool translate_ids;      /* adds --translate-uid/gid map:GUEST:HOST:1 (binary must have it) */
         uid_t host_uid, guest_uid;
         gid_t host_gid, guest_gid;
+        /* Unprivileged (see "Without host root" above): virtiofsd runs as server_uid/server_gid
+         * in a user namespace that maps only guest_uid/gid -> host_uid/gid; always under the
+         * daemon supervisor. */
+        bool unprivileged;
+        uid_t server_uid;
+        gid_t server_gid;
 };
+
+/* 1 when this kernel lets a process make a user namespace (a forked child tries), 0 when not
+ * (user.max_user_namespaces=0, a seccomp policy, ...): then only the root virtiofsd is left. */
+int virtiofsd_userns_available(void);
+
+/* The descriptor an unprivileged virtiofsd gets its listening socket on (--fd=), and the path it
+ * serves: its working directory, entered while still root (the staging mount lies below
+ * root-only directories that its own ID could not walk). */
+#define VIRTIOFSD_LISTEN_FD 3
+#define VIRTIOFSD_CWD_SOURCE "/proc/self/cwd/."
 
 /* The command line for cfg: a NULL-terminated, malloc'ed vector (argv[0] is the binary's path);
  * free it with virtiofsd_argv_free(). */
