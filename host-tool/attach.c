@@ -607,26 +607,27 @@ static void attach_one(struct attach_batch *b, const char *name) {
                                                                json_object_new_int64(j.export.server_uid));
                         }
                 }
-                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 192] = "", server[64];
+                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "", server[80] = "";
                 text_sanitize(j.home_directory, home, sizeof(home));
-                if (j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
-                        snprintf(server, sizeof(server), "unprivileged file server, host uid %u",
-                                 (unsigned) j.export.server_uid);
-                else
-                        snprintf(server, sizeof(server), "file server running as root");
                 if (j.exported)
-                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s (%s)",
+                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s",
                                  j.export_existed ? "already exported" : "exported", j.export.source,
-                                 j.export.read_only ? " read-only" : "", j.export.tag, server);
+                                 j.export.read_only ? " read-only" : "", j.export.tag);
+                /* Which file server serves the home: a sentence of its own, after the rest. */
+                if (j.exported && j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                        snprintf(server, sizeof(server), " File server: unprivileged, host uid %u.",
+                                 (unsigned) j.export.server_uid);
+                else if (j.exported)
+                        snprintf(server, sizeof(server), " File server: root.");
                 if (j.changed)
-                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.",
-                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export);
+                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.%s",
+                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export, server);
                 else if (j.exported && !j.export_existed)
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.", name,
-                                       b->vm.label, j.uid, export);
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.%s", name,
+                                       b->vm.label, j.uid, export, server);
                 else
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.",
-                                       name, b->vm.label, j.uid, export);
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.%s",
+                                       name, b->vm.label, j.uid, export, server);
         }
         attach_job_done(&j);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "virtiofsd.h"
 
 static bool in_range(uid_t id) {
         return id >= SERVER_ID_BASE && id - SERVER_ID_BASE < SERVER_ID_COUNT;
@@ -121,5 +122,9 @@ int server_id_release(uid_t id) {
         snprintf(name, sizeof(name), "%u", (unsigned) id);
         if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
                 return negative_errno();
+        /* The (empty) directory its virtiofsd served from, see virtiofsd.h. */
+        char root[64];
+        snprintf(root, sizeof(root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) id);
+        (void) rmdir(root);
         return 0;
 }

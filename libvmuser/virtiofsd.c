@@ -26,6 +26,7 @@
 #include <sys/pidfd.h>
 #include <grp.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -282,6 +283,7 @@ static bool option_value_is_safe(const char *s) {
 int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofsd_config *cfg, char ***ret,
                          struct verr *e) {
         struct argv_builder a = {};
+        char userns_root[64];
         const char *source;
 
         if (!option_value_is_safe(cfg->shared_dir))
@@ -293,9 +295,10 @@ int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofs
         if (cfg->translate_ids && !b->translate_ids)
                 return verr_set(e, -EOPNOTSUPP, "virtiofsd '%s' cannot translate IDs", b->path);
 
-        /* Unprivileged, virtiofsd serves its working directory and gets the socket as a
+        /* Unprivileged, virtiofsd serves the directory its launcher mounted and gets the socket as a
          * descriptor (see virtiofsd.h); the namespace, not virtiofsd, maps the IDs. */
-        source = cfg->unprivileged ? VIRTIOFSD_CWD_SOURCE : cfg->shared_dir;
+        snprintf(userns_root, sizeof(userns_root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) cfg->server_uid);
+        source = cfg->unprivileged ? userns_root : cfg->shared_dir;
         if (cfg->unprivileged && cfg->translate_ids)
                 return verr_set(e, -EINVAL, "an unprivileged virtiofsd gets its IDs mapped by its user namespace");
         if (cfg->unprivileged && (cfg->server_uid == 0 || cfg->server_gid == 0))
@@ -488,7 +491,7 @@ enum launch_stage {
 static const char *launch_stage_to_string(int stage) {
         switch (stage) {
         case LAUNCH_CHDIR:
-                return "entering the shared directory";
+                return "mounting the shared directory below " VIRTIOFSD_USERNS_ROOT;
         case LAUNCH_DROP_IDS:
                 return "dropping to the file server's host ID";
         case LAUNCH_UNSHARE:
@@ -516,7 +519,8 @@ struct supervisor_report {
 /* An unprivileged start, everything prepared before the fork (the children may not allocate). */
 struct userns_launch {
         bool enabled;
-        const char *dir;          /* entered while still root */
+        const char *dir;          /* bind-mounted on root while still root */
+        char root[64];            /* VIRTIOFSD_USERNS_ROOT/UID */
         uid_t uid;                /* the file server's host IDs */
         gid_t gid;
         char uid_map[64], gid_map[64];
@@ -644,7 +648,8 @@ static int capset_raw(uint64_t permitted, uint64_t effective, uint64_t inheritab
         return (int) syscall(SYS_capset, &h, d);
 }
 
-/* The child of an unprivileged start, still root on the host: enter the directory, drop to the
+/* The child of an unprivileged start, still root on the host: mount the directory where the
+ * server can reach it, in a mount namespace of its own, drop to the
  * server's IDs (all capabilities go), make the user namespace, let the supervisor write the maps,
  * then keep only u->caps (bounding set, and ambient so they survive the exec of a binary run by
  * an ID that is not 0 in its namespace). Returns the failed stage (errno set) or LAUNCH_OK. */
@@ -652,7 +657,8 @@ static int child_enter_userns(const struct userns_launch *u, int sync_wr, int go
         struct rlimit nofile = { 1048576, 1048576 };
         char c = 0;
 
-        if (chdir(u->dir) < 0)
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+            mount(u->dir, u->root, NULL, MS_BIND, NULL) < 0 || chdir("/") < 0)
                 return LAUNCH_CHDIR;
         /* virtiofsd wants many descriptors; only here can the hard limit still be raised. */
         (void) setrlimit(RLIMIT_NOFILE, &nofile);
@@ -791,6 +797,7 @@ static void userns_launch_prepare(const struct virtiofsd_config *cfg, struct use
                 .gid = cfg->server_gid,
                 .caps = virtiofsd_capability_bounding_set(),
         };
+        snprintf(u->root, sizeof(u->root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) cfg->server_uid);
         snprintf(u->uid_map, sizeof(u->uid_map), "%lu %lu 1\n", (unsigned long) cfg->guest_uid,
                  (unsigned long) cfg->host_uid);
         snprintf(u->gid_map, sizeof(u->gid_map), "%lu %lu 1\n", (unsigned long) cfg->guest_gid,
@@ -839,6 +846,9 @@ static int start_daemon(const char *path, char **argv, const struct virtiofsd_co
                 if (hi_listen < 0)
                         return negative_errno();
                 userns_launch_prepare(cfg, &u);
+                (void) mkdir("/run/vmuser", 0755);
+                if ((mkdir(VIRTIOFSD_USERNS_ROOT, 0755) < 0 && errno != EEXIST) || (mkdir(u.root, 0755) < 0 && errno != EEXIST))
+                        return verr_set(e, negative_errno(), "cannot create '%s': %m", u.root);
         }
 
         pid = fork();

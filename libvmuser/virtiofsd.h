@@ -17,11 +17,11 @@
  * share does not need (mknod, setfcap).
  *
  * Without host root (cfg->unprivileged, the default where user namespaces exist): vmuser binds
- * and listens on the socket itself; the supervisor forks a child that enters the shared
- * directory, drops to server_uid/server_gid (no capability left in the host's namespace), makes
+ * and listens on the socket itself; the supervisor forks a child that makes a mount namespace
+ * with the shared directory on VIRTIOFSD_USERNS_ROOT, drops to server_uid/server_gid (no capability left in the host's namespace), makes
  * a user namespace and waits; the supervisor writes its maps (only "GUEST HOST 1" for users and
  * groups, setgroups denied), and the child raises the capabilities virtiofsd needs as ambient
- * ones in its namespace and execs "virtiofsd --fd=3" serving its working directory. Inside, ID 0
+ * ones in its namespace and execs "virtiofsd --fd=3" serving VIRTIOFSD_USERNS_ROOT/SERVER_UID. Inside, ID 0
  * is not mapped, so nothing the guest's root asks for can be done as 0 (or as any ID but the
  * user's); on the host virtiofsd is server_uid, and its capabilities only reach files whose
  * owner and group are mapped, i.e. the user's. systemd cannot write such maps: this mode always
@@ -88,10 +88,12 @@ struct virtiofsd_config {
 int virtiofsd_userns_available(void);
 
 /* The descriptor an unprivileged virtiofsd gets its listening socket on (--fd=), and the path it
- * serves: its working directory, entered while still root (the staging mount lies below
- * root-only directories that its own ID could not walk). */
+ * serves: VIRTIOFSD_USERNS_ROOT/SERVER_UID, an empty directory (root's, 0755) on which, in a
+ * mount namespace of its own made while still root, the shared directory is bind-mounted (the
+ * staging mount lies below root-only directories that the server's ID could not walk; the bind
+ * is seen by nobody else). ps shows the ID in that path and as the process's user. */
 #define VIRTIOFSD_LISTEN_FD 3
-#define VIRTIOFSD_CWD_SOURCE "/proc/self/cwd/."
+#define VIRTIOFSD_USERNS_ROOT "/run/vmuser/server-root"
 
 /* The command line for cfg: a NULL-terminated, malloc'ed vector (argv[0] is the binary's path);
  * free it with virtiofsd_argv_free(). */
