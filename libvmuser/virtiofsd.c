@@ -649,10 +649,11 @@ static int capset_raw(uint64_t permitted, uint64_t effective, uint64_t inheritab
 }
 
 /* The child of an unprivileged start, still root on the host: mount the directory where the
- * server can reach it, in a mount namespace of its own, drop to the
- * server's IDs (all capabilities go), make the user namespace, let the supervisor write the maps,
- * then keep only u->caps (bounding set, and ambient so they survive the exec of a binary run by
- * an ID that is not 0 in its namespace). Returns the failed stage (errno set) or LAUNCH_OK. */
+ * server can reach it, in a mount namespace of its own, make the user namespace, let the
+ * supervisor write the maps, become the server's ID inside (its host ID outside; all
+ * capabilities in the host's namespace go), then keep only u->caps (bounding set, and ambient so
+ * they survive the exec of a binary run by an ID that is not 0 in its namespace). Returns the
+ * failed stage (errno set) or LAUNCH_OK. */
 static int child_enter_userns(const struct userns_launch *u, int sync_wr, int go_rd) {
         struct rlimit nofile = { 1048576, 1048576 };
         char c = 0;
@@ -662,14 +663,22 @@ static int child_enter_userns(const struct userns_launch *u, int sync_wr, int go
                 return LAUNCH_CHDIR;
         /* virtiofsd wants many descriptors; only here can the hard limit still be raised. */
         (void) setrlimit(RLIMIT_NOFILE, &nofile);
-        if (setgroups(0, NULL) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 || setresuid(u->uid, u->uid, u->uid) < 0)
+        if (setgroups(0, NULL) < 0)
                 return LAUNCH_DROP_IDS;
+        /* Made while still root: the namespace's owner is root, so no host process running as
+         * the server's ID has any capability in it. */
         if (unshare(CLONE_NEWUSER) < 0)
                 return LAUNCH_UNSHARE;
         if (write(sync_wr, &c, 1) != 1 || read(go_rd, &c, 1) != 1) {
                 errno = EPROTO;
                 return LAUNCH_MAPS; /* the supervisor reports why */
         }
+        /* VIRTIOFSD_SERVER_INSIDE_ID is the server's host ID: everything of ours goes. */
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 ||
+            setresgid(VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID) < 0 ||
+            setresuid(VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID) < 0 ||
+            prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+                return LAUNCH_DROP_IDS;
         for (int cap = 0; cap < 64; cap++)
                 if (!(u->caps & (UINT64_C(1) << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
                         return LAUNCH_CAPS;
@@ -798,10 +807,10 @@ static void userns_launch_prepare(const struct virtiofsd_config *cfg, struct use
                 .caps = virtiofsd_capability_bounding_set(),
         };
         snprintf(u->root, sizeof(u->root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) cfg->server_uid);
-        snprintf(u->uid_map, sizeof(u->uid_map), "%lu %lu 1\n", (unsigned long) cfg->guest_uid,
-                 (unsigned long) cfg->host_uid);
-        snprintf(u->gid_map, sizeof(u->gid_map), "%lu %lu 1\n", (unsigned long) cfg->guest_gid,
-                 (unsigned long) cfg->host_gid);
+        snprintf(u->uid_map, sizeof(u->uid_map), "%lu %lu 1\n%lu %lu 1\n", (unsigned long) VIRTIOFSD_SERVER_INSIDE_ID,
+                 (unsigned long) cfg->server_uid, (unsigned long) cfg->guest_uid, (unsigned long) cfg->host_uid);
+        snprintf(u->gid_map, sizeof(u->gid_map), "%lu %lu 1\n%lu %lu 1\n", (unsigned long) VIRTIOFSD_SERVER_INSIDE_ID,
+                 (unsigned long) cfg->server_gid, (unsigned long) cfg->guest_gid, (unsigned long) cfg->host_gid);
 }
 
 static int start_daemon(const char *path, char **argv, const struct virtiofsd_config *cfg, int state_fd,

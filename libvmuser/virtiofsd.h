@@ -18,14 +18,16 @@
  *
  * Without host root (cfg->unprivileged, the default where user namespaces exist): vmuser binds
  * and listens on the socket itself; the supervisor forks a child that makes a mount namespace
- * with the shared directory on VIRTIOFSD_USERNS_ROOT, drops to server_uid/server_gid (no capability left in the host's namespace), makes
- * a user namespace and waits; the supervisor writes its maps (only "GUEST HOST 1" for users and
- * groups, setgroups denied), and the child raises the capabilities virtiofsd needs as ambient
- * ones in its namespace and execs "virtiofsd --fd=3" serving VIRTIOFSD_USERNS_ROOT/SERVER_UID. Inside, ID 0
- * is not mapped, so nothing the guest's root asks for can be done as 0 (or as any ID but the
- * user's); on the host virtiofsd is server_uid, and its capabilities only reach files whose
- * owner and group are mapped, i.e. the user's. systemd cannot write such maps: this mode always
- * uses the daemon supervisor.
+ * with the shared directory on VIRTIOFSD_USERNS_ROOT/SERVER_UID, makes a user namespace (owned
+ * by root) and waits; the supervisor writes its maps, "VIRTIOFSD_SERVER_INSIDE_ID SERVER 1" and
+ * "GUEST HOST 1" for users and groups (setgroups denied); the child becomes
+ * VIRTIOFSD_SERVER_INSIDE_ID inside (server_uid/gid outside: no capability left in the host's
+ * namespace), raises the capabilities virtiofsd needs as ambient ones in its namespace and
+ * execs "virtiofsd --fd=3". virtiofsd must be able to switch back to its own IDs after acting
+ * as the caller's, hence its own ID is mapped; ID 0 is not, so nothing guest root asks for as
+ * 0 can be done; its capabilities only reach files whose owner and group are mapped (the
+ * user's, and the server's own). systemd cannot write such maps: this mode always uses the
+ * daemon supervisor.
  *
  * Flow: virtiofsd_detect() -> virtiofsd_build_argv() -> virtiofsd_start(): stale socket removed,
  * process started, then waits until the socket listens (without connecting: virtiofsd serves the
@@ -93,6 +95,9 @@ int virtiofsd_userns_available(void);
  * staging mount lies below root-only directories that the server's ID could not walk; the bind
  * is seen by nobody else). ps shows the ID in that path and as the process's user. */
 #define VIRTIOFSD_LISTEN_FD 3
+/* The unprivileged virtiofsd's own UID and GID inside its namespace: (uid_t) -2, the last valid
+ * one, which no guest account uses (guest root could still switch to it, see HOME-EXPORT.txt). */
+#define VIRTIOFSD_SERVER_INSIDE_ID 4294967294u
 #define VIRTIOFSD_USERNS_ROOT "/run/vmuser/server-root"
 
 /* The command line for cfg: a NULL-terminated, malloc'ed vector (argv[0] is the binary's path);

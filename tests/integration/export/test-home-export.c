@@ -385,7 +385,7 @@ static void test_export_unprivileged(void **state) {
                 assert_int_equal(ids[i], sid);
         printf("# unprivileged virtiofsd: pid %d, host uid/gid %u\n", (int) pid, (unsigned) sid);
 
-        /* In a user namespace of its own, which maps the user's IDs and nothing else (no 0):
+        /* In a user namespace of its own, which maps the user's IDs and its own, and not 0:
          * whatever capabilities it has are capabilities over that namespace, i.e. over files
          * owned by the user; in the host's namespace it has none. */
         n = readlink("/proc/self/ns/user", ns_ours, sizeof(ns_ours) - 1);
@@ -396,10 +396,13 @@ static void test_export_unprivileged(void **state) {
         assert_true(n > 0);
         ns_theirs[n] = '\0';
         assert_string_not_equal(ns_ours, ns_theirs);
+        char want[128];
+        snprintf(want, sizeof(want), "%u %u 1|60002 4242 1", VIRTIOFSD_SERVER_INSIDE_ID, (unsigned) sid);
         proc_map(pid, "uid_map", map, sizeof(map));
-        assert_string_equal(map, "60002 4242 1");
+        assert_string_equal(map, want);
+        snprintf(want, sizeof(want), "%u %u 1|60003 4243 1", VIRTIOFSD_SERVER_INSIDE_ID, (unsigned) sid);
         proc_map(pid, "gid_map", map, sizeof(map));
-        assert_string_equal(map, "60003 4243 1");
+        assert_string_equal(map, want);
         proc_map(pid, "setgroups", map, sizeof(map));
         assert_string_equal(map, "deny");
         /* Within it, no more than the documented set (no mknod, no setfcap, no net_admin...). */
