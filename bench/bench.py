@@ -235,6 +235,7 @@ HOME_IO_OPS = (("create", "create {files:,} small files"), ("write", "write {mib
 # timed step prints "TAG RC T0 T1" (EPOCHREALTIME); the guest's caches are dropped before reads.
 HOME_IO_ROUND = r"""
 set -u
+cd /  # find returns to its starting directory: not root's home, which the user cannot enter
 uid={uid}; gid={gid}; d={dir}/vbh-io; tgt={tgt}
 as_user() {{ setpriv --reuid=$uid --regid=$gid --clear-groups -- "$@"; }}
 t() {{ local tag=$1 t0 rc; shift; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; rc=$?; echo "$tag-$tgt $rc $t0 $EPOCHREALTIME"; }}
