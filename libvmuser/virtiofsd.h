@@ -96,7 +96,8 @@ int virtiofsd_userns_available(void);
  * is seen by nobody else). ps shows the ID in that path and as the process's user. */
 #define VIRTIOFSD_LISTEN_FD 3
 /* The unprivileged virtiofsd's own UID and GID inside its namespace: (uid_t) -2, the last valid
- * one, which no guest account uses (guest root could still switch to it, see HOME-EXPORT.txt). */
+ * one, which no guest account uses (guest root could switch to it; the staging mount, which
+ * maps only the user's IDs, still refuses its creations: see HOME-EXPORT.txt). */
 #define VIRTIOFSD_SERVER_INSIDE_ID 4294967294u
 #define VIRTIOFSD_USERNS_ROOT "/run/vmuser/server-root"
 
