@@ -224,6 +224,107 @@ class HostUsers:
             os.rename(path + ".bench-tmp", path)
 
 
+# ---- home I/O (issue 15): the virtiofs home vs the guest's disk, both file servers ---------------
+
+HOME_IO_USERS = (("vbhomeu", "unprivileged"), ("vbhomer", "root"))  # host users, file server each
+HOME_IO_HOST_UID_BASE = 190101
+HOME_IO_OPS = (("create", "create {files:,} small files"), ("write", "write {mib} MiB (dd, fsync)"),
+               ("read", "read {mib} MiB (dd, caches dropped)"), ("stat", "stat walk of the {files:,} files (find)"))
+
+# One round on one directory, as root in the guest; the workload runs as the user (setpriv). Each
+# timed step prints "TAG RC T0 T1" (EPOCHREALTIME); the guest's caches are dropped before reads.
+HOME_IO_ROUND = r"""
+set -u
+cd /  # find returns to its starting directory: not root's home, which the user cannot enter
+uid={uid}; gid={gid}; d={dir}/vbh-io; tgt={tgt}
+as_user() {{ setpriv --reuid=$uid --regid=$gid --clear-groups -- "$@"; }}
+t() {{ local tag=$1 t0 rc; shift; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; rc=$?; echo "$tag-$tgt $rc $t0 $EPOCHREALTIME"; }}
+drop() {{ sync; echo 3 >/proc/sys/vm/drop_caches; }}
+as_user rm -rf "$d"; as_user mkdir "$d" || exit 1
+drop
+t create as_user bash -c 'cd "$1" && for i in $(seq {files}); do echo x >f$i; done' _ "$d"
+t write as_user dd if=/dev/zero of="$d/big" bs=1M count={mib} conv=fsync
+drop
+t read as_user dd if="$d/big" of=/dev/null bs=1M
+drop
+t stat as_user find "$d" -printf '%u %s %T@\n'
+as_user rm -rf "$d"
+"""
+
+
+class HomeIO:
+    """The home I/O rows: the same workload, in the same run, on the guest's own disk and on the
+    virtiofs homes of two users attached at the same time, one served by the unprivileged file
+    server and one by the root file server (VMUSER_FILE_SERVER). Rounds are interleaved and their
+    order rotated, so that noise hits all three alike."""
+
+    SECTION = "home I/O (in the guest: virtiofs home vs the guest's disk; unprivileged vs root file server)"
+
+    def __init__(self, bench):
+        self.b = bench
+
+    def run(self):
+        b = self.b
+        files, mib, reps = b.a.home_files, b.a.home_mib, b.reps
+        log(f"home I/O: {reps} rounds of {files} files, {mib} MiB, on disk and both homes")
+        homes = os.path.join(b.work, "homes")
+        mine = []
+        for i, (name, _) in enumerate(HOME_IO_USERS):
+            home = os.path.join(homes, name)
+            os.makedirs(home, exist_ok=True)
+            os.chown(home, HOME_IO_HOST_UID_BASE + i, HOME_IO_HOST_UID_BASE + i)
+            os.chmod(home, 0o700)
+            mine.append((name, HOME_IO_HOST_UID_BASE + i, home))
+        b.hostdb.set_users(b.host_users + mine)
+        targets = {}
+        try:
+            for name, server in HOME_IO_USERS:
+                env = dict(os.environ, VMUSER_FILE_SERVER=server)
+                p = subprocess.run([b.vmuser, "attach", "--json", "--replace", "--no-password", b.vm_dir, name],
+                                   capture_output=True, text=True, env=env, timeout=600)
+                if p.returncode != 0:
+                    raise RuntimeError(f"attach {name} ({server}) failed: {(p.stdout + p.stderr).strip()[:300]}")
+                reply = json.loads(p.stdout.strip().splitlines()[-1])
+                if reply.get("fileServer") != server:
+                    raise RuntimeError(f"attach {name} asked for a {server} file server, got {reply.get('fileServer')}")
+                uid, tag = int(reply["uid"]), reply["homeTag"]
+                b.g.run(f"set -e; install -d /mnt/{name}; mountpoint -q /mnt/{name} || "
+                        f"mount -t virtiofs {tag} /mnt/{name}")
+                targets[server] = (uid, f"/mnt/{name}")
+            uid = targets["unprivileged"][0]
+            b.g.run(f"set -e; install -d -o {uid} -g {uid} /var/tmp/vbh-disk")
+            targets["disk"] = (uid, "/var/tmp/vbh-disk")
+            order = ["disk", "unprivileged", "root"]
+            res = {}
+            for r in range(reps + b.warm):
+                rot = order[r % 3:] + order[:r % 3]
+                for tgt in rot:
+                    u, d = targets[tgt]
+                    out = b.g.run(HOME_IO_ROUND.format(uid=u, gid=u, dir=d, tgt=tgt, files=files, mib=mib),
+                                  timeout=3600)
+                    got, bad = timed_pairs(out)
+                    if bad:
+                        raise RuntimeError(f"home I/O on {tgt} failed: {bad}")
+                    if r >= b.warm:
+                        for k, v in got.items():
+                            res.setdefault(k, []).extend(v)
+            for op, label in HOME_IO_OPS:
+                fig = label.format(files=files, mib=mib)
+                disk = res.get(f"{op}-disk", [])
+                unpriv = res.get(f"{op}-unprivileged", [])
+                root = res.get(f"{op}-root", [])
+                b.t.add(self.SECTION, f"{fig}: home, unprivileged server", "s", unpriv, "guest disk", disk)
+                b.t.add(self.SECTION, f"{fig}: home, root server", "s", root, "guest disk", disk)
+                b.t.add(self.SECTION, f"{fig}: unprivileged vs root server", "s", unpriv, "root server", root)
+            b.t.notes.append("home I/O: guest page cache dropped before each read and stat walk, not the host's "
+                             "(virtiofsd reads through the host's cache, alike for both servers); cache=auto")
+        finally:
+            b.g.run("umount /mnt/vbhomeu /mnt/vbhomer 2>/dev/null; rm -rf /var/tmp/vbh-disk; true", check=False)
+            for name, _ in HOME_IO_USERS:
+                b.vmuser_run("detach", "--force", b.vm_dir, name)
+            b.hostdb.set_users(b.host_users)
+
+
 # ---- the benchmarks ------------------------------------------------------------------------------
 
 class Bench:
@@ -789,11 +890,16 @@ done
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         return done, names_done, (done[-1] if rc is None and done else dt), rc, first_fail, cpu
 
+    # -- home I/O (section of its own: HomeIO above)
+
+    def home_io(self):
+        HomeIO(self).run()
+
     # -- driver
 
     def run(self):
         steps = (("attach latency", self.attach_latency), ("login overhead", self.login_overhead),
-                 ("footprint", self.footprint), ("bulk", self.bulk))
+                 ("footprint", self.footprint), ("bulk", self.bulk), ("home I/O", self.home_io))
         self.setup()
         for name, fn in steps:
             if self.a.only and name.split()[0] not in self.a.only:
@@ -838,7 +944,9 @@ def main():
     ap.add_argument("--bulk-budget", type=int,
                     help="seconds for the bulk attach; 0: no limit; default: 120 with --quick, else what is "
                          f"left of {RUN_TARGET} s for the whole run (at least 60)")
-    ap.add_argument("--only", action="append", choices=["attach", "login", "footprint", "bulk"],
+    ap.add_argument("--home-files", type=int, help="home I/O: small files to create (default 2,000)")
+    ap.add_argument("--home-mib", type=int, help="home I/O: MiB to write and read (default 100)")
+    ap.add_argument("--only", action="append", choices=["attach", "login", "footprint", "bulk", "home"],
                     help="run only this section (repeatable; for working on the bench)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--accel", default="tcg")
@@ -849,6 +957,8 @@ def main():
     a.reps = a.reps or (3 if a.quick else 10)
     a.users = a.users or (1000 if a.quick else 10000)
     a.peer_users = a.peer_users or (20 if a.quick else 50)
+    a.home_files = a.home_files or 2000
+    a.home_mib = a.home_mib or 100
     if a.bulk_budget is None and a.quick:
         a.bulk_budget = 120
     if os.geteuid() != 0:

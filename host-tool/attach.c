@@ -538,6 +538,9 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
 
         if (!j->source || b->o->probe)
                 return 0;
+        /* The guest has the record now: wipe its hash before the export forks a long-lived
+         * virtiofsd supervisor that would carry a copy of our memory. */
+        host_user_record_erase(j->record);
         r = vm_backend_export_home(b->vm.backend, &p, &j->export, &j->e);
         if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
             existing.guest_uid == j->uid && existing.guest_gid == j->gid && existing.host_uid == j->host->uid &&
@@ -629,23 +632,34 @@ static void attach_one(struct attach_batch *b, const char *name) {
                                 json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
                                 json_object_object_add(fields, "sourceAllowsSetuid",
                                                        json_object_new_boolean(j.source_allows_setuid));
+                                json_object_object_add(fields, "fileServer",
+                                                       json_object_new_string(home_export_server_to_string(j.export.server)));
+                                if (j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                                        json_object_object_add(fields, "fileServerUid",
+                                                               json_object_new_int64(j.export.server_uid));
                         }
                 }
-                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "";
+                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "", server[80] = "";
                 text_sanitize(j.home_directory, home, sizeof(home));
                 if (j.exported)
                         snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s",
                                  j.export_existed ? "already exported" : "exported", j.export.source,
                                  j.export.read_only ? " read-only" : "", j.export.tag);
+                /* Which file server serves the home: a sentence of its own, after the rest. */
+                if (j.exported && j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                        snprintf(server, sizeof(server), " File server: unprivileged, host uid %u.",
+                                 (unsigned) j.export.server_uid);
+                else if (j.exported)
+                        snprintf(server, sizeof(server), " File server: root.");
                 if (j.changed)
-                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.",
-                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export);
+                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.%s",
+                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export, server);
                 else if (j.exported && !j.export_existed)
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.", name,
-                                       b->vm.label, j.uid, export);
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.%s", name,
+                                       b->vm.label, j.uid, export, server);
                 else
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.",
-                                       name, b->vm.label, j.uid, export);
+                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.%s",
+                                       name, b->vm.label, j.uid, export, server);
         }
         b->current = NULL;
         attach_job_done(&j);

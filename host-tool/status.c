@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "agent-conn.h"
+#include "home-export.h"
 #include "json-util.h"
 #include "macro.h"
 #include "output.h"
@@ -114,6 +115,19 @@ enum outcome status_run(const struct common_options *o) {
                 log_error("VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
         }
 
+        /* Which file server the home exports run (new ones, and those there now). */
+        bool userns = virtiofsd_userns_available() > 0;
+        const char *new_server = vm.info.kind == VM_BACKEND_LIBVIRT ? "root"
+                                 : userns                           ? "unprivileged"
+                                                                    : "root";
+        _cleanup_free_ struct home_export_info *exports = NULL;
+        size_t n_exports = 0;
+        {
+                struct verr ignored = {};
+                if (vm_backend_list_exports(vm.backend, &exports, &n_exports, &ignored) < 0)
+                        n_exports = 0;
+        }
+
         if (o->json) {
                 out = json_object_new_object();
                 if (!out) {
@@ -148,6 +162,22 @@ enum outcome status_run(const struct common_options *o) {
                         json_object_object_add(out, "qemuVersion", json_object_new_string(qemu_version));
                 if (qmp_present && qmp_r < 0)
                         json_object_object_add(out, "qmpError", json_object_new_string(verr_text(&qmp_e, qmp_r)));
+                json_object_object_add(out, "fileServer", json_object_new_string(new_server));
+                json_object_object_add(out, "userNamespaces", json_object_new_boolean(userns));
+                json_object *xs = json_object_new_array();
+                json_object_object_add(out, "exports", xs);
+                for (size_t i = 0; xs && i < n_exports; i++) {
+                        json_object *x = json_object_new_object();
+                        if (!x)
+                                break;
+                        json_object_object_add(x, "user", json_object_new_string(exports[i].user));
+                        json_object_object_add(x, "tag", json_object_new_string(exports[i].tag));
+                        json_object_object_add(x, "fileServer",
+                                               json_object_new_string(home_export_server_to_string(exports[i].server)));
+                        if (exports[i].server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                                json_object_object_add(x, "fileServerUid", json_object_new_int64(exports[i].server_uid));
+                        json_object_array_add(xs, x);
+                }
                 json_object_object_add(out, "reachable", json_object_new_boolean(result == OUTCOME_OK ||
                                                                                  result == OUTCOME_REFUSED));
                 json_object_object_add(out, "result", json_object_new_string(outcome_to_string(result)));
@@ -193,6 +223,17 @@ enum outcome status_run(const struct common_options *o) {
                                                                                         "unreachable");
         if (vm.monitor_socket[0])
                 printf("QMP:      %s: %s\n", vm.monitor_socket, qmp_state);
+        printf("Files:    new exports: %s file server (%s)\n", new_server,
+               vm.info.kind == VM_BACKEND_LIBVIRT ? "libvirt starts virtiofsd"
+               : userns                           ? "in a user namespace, as a host ID of its own"
+                                                  : "user namespaces unavailable");
+        for (size_t i = 0; i < n_exports; i++) {
+                if (exports[i].server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                        printf("          %s: unprivileged, host uid %u\n", exports[i].user,
+                               (unsigned) exports[i].server_uid);
+                else
+                        printf("          %s: root\n", exports[i].user);
+        }
         if (result != OUTCOME_OK)
                 goto finish;
         printf("Version:  %s\n", text_sanitize(version, safe, sizeof(safe)));

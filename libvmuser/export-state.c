@@ -24,6 +24,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "server-id.h"
 #include "virtiofsd.h"
 
 int export_source_open(const char *user, uid_t host_uid, gid_t host_gid, uid_t guest_uid, gid_t guest_gid,
@@ -136,6 +137,10 @@ static int info_to_json(const struct home_export_info *i, unsigned flags, char *
                 json_object_object_add(o, "virtiofsd", json_object_new_string(i->virtiofsd_path));
                 json_object_object_add(o, "flavour", json_object_new_string(virtiofsd_flavour_to_string(i->flavour)));
                 json_object_object_add(o, "translateIds", json_object_new_boolean(i->translate_ids));
+                json_object_object_add(o, "fileServer",
+                                       json_object_new_string(home_export_server_to_string(i->server)));
+                if (i->server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                        json_object_object_add(o, "serverUid", json_object_new_int64(i->server_uid));
         }
         json_object_object_add(o, "phase", json_object_new_string(i->phase));
         s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -174,8 +179,8 @@ static int optional(int k, bool absent_ok) {
 
 static int info_from_json(json_object *o, const struct home_export_info *defaults, struct home_export_info *ret) {
         struct home_export_info i = {};
-        const char *flavour = NULL;
-        uint32_t hu, hg, gu, gg;
+        const char *flavour = NULL, *server = NULL;
+        uint32_t hu, hg, gu, gg, su = 0;
         bool opt = defaults != NULL;
         int k = 0;
 
@@ -200,8 +205,17 @@ static int info_from_json(json_object *o, const struct home_export_info *default
         k = k < 0 ? k : json_get_uint32(o, "guestUid", &gu);
         k = k < 0 ? k : json_get_uint32(o, "guestGid", &gg);
         k = k < 0 ? k : optional(json_get_string(o, "flavour", &flavour), opt);
+        /* Absent in states written before the unprivileged file server: those ran as root. */
+        k = k < 0 ? k : optional(json_get_string(o, "fileServer", &server), true);
+        k = k < 0 ? k : optional(json_get_uint32(o, "serverUid", &su), true);
         if (k < 0)
                 return -EBADMSG;
+        i.server = HOME_EXPORT_SERVER_ROOT;
+        if (server && home_export_server_from_string(server, &i.server) < 0)
+                return -EBADMSG;
+        if (i.server == HOME_EXPORT_SERVER_UNPRIVILEGED && (su < SERVER_ID_BASE || su - SERVER_ID_BASE >= SERVER_ID_COUNT))
+                return -EBADMSG;
+        i.server_uid = su;
         i.host_uid = hu, i.host_gid = hg, i.guest_uid = gu, i.guest_gid = gg;
         if (flavour)
                 i.flavour = streq(flavour, "rust") ? VIRTIOFSD_FLAVOUR_RUST : VIRTIOFSD_FLAVOUR_C;

@@ -32,6 +32,7 @@
 #include "macro.h"
 #include "names.h"
 #include "qmp-client.h"
+#include "server-id.h"
 
 #define VIRTIOFSD_STOP_TIMEOUT_MS 5000
 
@@ -42,6 +43,26 @@ const char *home_export_step_to_string(enum home_export_step step) {
                 [HOME_EXPORT_STEP_DEVICE] = "device",       [HOME_EXPORT_STEP_RECORD] = "record",
         };
         return step < _HOME_EXPORT_STEP_MAX ? names[step] : "unknown";
+}
+
+const char *home_export_server_to_string(enum home_export_server s) {
+        switch (s) {
+        case HOME_EXPORT_SERVER_UNPRIVILEGED:
+                return "unprivileged";
+        case HOME_EXPORT_SERVER_ROOT:
+                return "root";
+        default:
+                return "auto";
+        }
+}
+
+int home_export_server_from_string(const char *s, enum home_export_server *ret) {
+        for (enum home_export_server i = HOME_EXPORT_SERVER_AUTO; i <= HOME_EXPORT_SERVER_ROOT; i++)
+                if (s && streq(s, home_export_server_to_string(i))) {
+                        *ret = i;
+                        return 0;
+                }
+        return -EINVAL;
 }
 
 /* What a step does, for "Cannot export ...: <what> failed: ...". */
@@ -332,7 +353,7 @@ struct export_ctx {
         int vm_fd, homes_fd, user_fd, lock_fd, source_fd;
         int qmp_timeout, start_timeout;
         char unit[256];
-        bool dir_made, mounted, virtiofsd_started, chardev_added, device_added;
+        bool dir_made, mounted, virtiofsd_started, chardev_added, device_added, id_claimed;
 };
 
 static int export_check(struct export_ctx *x, struct verr *e) {
@@ -434,6 +455,21 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         i->flavour = x->binary.flavour;
         i->translate_ids = x->binary.translate_ids && (p->host_uid != p->guest_uid || p->host_gid != p->guest_gid);
 
+        /* The file server: unprivileged unless the kernel cannot make user namespaces. */
+        i->server = p->server;
+        if (i->server == HOME_EXPORT_SERVER_AUTO)
+                i->server = virtiofsd_userns_available() ? HOME_EXPORT_SERVER_UNPRIVILEGED : HOME_EXPORT_SERVER_ROOT;
+        else if (i->server == HOME_EXPORT_SERVER_UNPRIVILEGED && !virtiofsd_userns_available())
+                return verr_set(e, -EOPNOTSUPP, "an unprivileged file server needs user namespaces, which this "
+                                                "kernel does not allow (user.max_user_namespaces?)");
+        if (i->server == HOME_EXPORT_SERVER_UNPRIVILEGED) {
+                i->translate_ids = false; /* the user namespace maps the IDs */
+                k = server_id_claim(x->paths.dirs.user_dir, &i->server_uid, e);
+                if (k < 0)
+                        return k;
+                x->id_claimed = true;
+        }
+
         /* The user's directory, and the state file before anything else happens. */
         k = export_state_ensure_dir_at(x->homes_fd, p->user, 0711, &x->user_fd);
         if (k < 0)
@@ -449,13 +485,15 @@ static int export_check(struct export_ctx *x, struct verr *e) {
 static int export_staging(struct export_ctx *x, struct verr *e) {
         const struct home_export_params *p = x->p;
         _cleanup_close_ int mnt_fd = -1, staging_fd = -1;
+        bool unprivileged = x->info.server == HOME_EXPORT_SERVER_UNPRIVILEGED;
         struct idmap_mount_map map = {
                 .disk_uid = p->host_uid,
                 .disk_gid = p->host_gid,
-                /* When virtiofsd translates, the mount maps the host IDs onto themselves: it still
-                 * confines what the guest can create to the user's own IDs. */
-                .mount_uid = x->info.translate_ids ? p->host_uid : p->guest_uid,
-                .mount_gid = x->info.translate_ids ? p->host_gid : p->guest_gid,
+                /* When virtiofsd translates, or its user namespace maps, the mount maps the host
+                 * IDs onto themselves: it still confines what the guest can create to the user's
+                 * own IDs, and carries nosuid, nodev and read-only. */
+                .mount_uid = x->info.translate_ids || unprivileged ? p->host_uid : p->guest_uid,
+                .mount_gid = x->info.translate_ids || unprivileged ? p->host_gid : p->guest_gid,
         };
         int k;
 
@@ -490,6 +528,9 @@ static int export_virtiofsd(struct export_ctx *x, struct verr *e) {
                 .host_gid = p->host_gid,
                 .guest_uid = p->guest_uid,
                 .guest_gid = p->guest_gid,
+                .unprivileged = x->info.server == HOME_EXPORT_SERVER_UNPRIVILEGED,
+                .server_uid = x->info.server_uid,
+                .server_gid = (gid_t) x->info.server_uid,
         };
         uid_t qemu_uid = qmp_client_peer_uid(x->qmp);
         int k;
@@ -649,6 +690,8 @@ static void export_rollback(struct export_ctx *x, struct verr *e) {
                 if (k < 0)
                         keep_state = true;
         }
+        if (x->id_claimed && !keep_state)
+                (void) server_id_release(x->info.server_uid);
         if (keep_state && x->user_fd >= 0)
                 (void) export_state_write(x->user_fd, &x->info, "exporting", 0);
 }
@@ -829,6 +872,8 @@ int home_unexport(const struct home_unexport_params *p, struct verr *e) {
         k = export_state_remove_user_dir(homes_fd, p->user, &paths.dirs, &why);
         if (k < 0)
                 return verr_set(e, k, "Cannot detach the home of %s: %s", p->user, verr_text(&why, k));
+        if (info.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
+                (void) server_id_release(info.server_uid);
         return qemu_keeps ? 1 : 0;
 }
 

@@ -13,9 +13,12 @@
  *             q35, pci.0 on pc), no device of ours left over (a stale chardev is removed)
  *   staging   VMDIR/homes/NAME/mnt/home: an idmapped, nosuid,nodev[,ro] clone of the source,
  *             mapping host UID/GID -> guest UID/GID (or identity when virtiofsd translates IDs
- *             itself; the mount still confines the share to that one UID/GID)
- *   virtiofsd one per user, serving the staging mount on VMDIR/homes/NAME/virtiofsd.sock,
- *             as a transient systemd unit or a supervised daemon (see virtiofsd.h)
+ *             itself, or when it runs unprivileged and its user namespace maps them; the mount
+ *             still confines the share to that one UID/GID)
+ *   virtiofsd one per user, serving the staging mount on VMDIR/homes/NAME/virtiofsd.sock:
+ *             unprivileged (a host ID of its own from server-id.h, in a user namespace, under
+ *             the daemon supervisor) where the kernel has user namespaces, else as root, as a
+ *             transient systemd unit or a supervised daemon (see virtiofsd.h)
  *   chardev   chardev-add vmuser-fs-NAME, a socket client of virtiofsd.sock
  *   device    device_add vhost-user-fs-pci, id vmuser-fs-NAME, tag vmuser-NAME, on that bus
  *   record    VMDIR/homes/NAME/state.json says "exported"
@@ -72,6 +75,17 @@ const char *home_export_step_to_string(enum home_export_step step);
  * rolled back and the export fails with that error): for progress output and for tests. */
 typedef int (*home_export_progress)(enum home_export_step done, void *userdata);
 
+/* How the export's virtiofsd runs (doc/HOME-EXPORT.txt, "The file server"). */
+enum home_export_server {
+        HOME_EXPORT_SERVER_AUTO,         /* unprivileged where user namespaces exist, else root */
+        HOME_EXPORT_SERVER_UNPRIVILEGED, /* a host ID of its own (server-id.h) in a user namespace */
+        HOME_EXPORT_SERVER_ROOT,         /* host root, IDs mapped by the idmapped staging mount */
+};
+
+/* "auto", "unprivileged", "root"; and back (-EINVAL for anything else). */
+const char *home_export_server_to_string(enum home_export_server s);
+int home_export_server_from_string(const char *s, enum home_export_server *ret);
+
 struct home_export_params {
         const char *vm_dir;     /* the VM's runtime directory, e.g. /run/vmuser/vm/web01 */
         const char *qmp_socket; /* NULL: VM_DIR/qmp.sock */
@@ -85,6 +99,7 @@ struct home_export_params {
         bool read_only;
         const char *virtiofsd;  /* NULL: find one (virtiofsd_detect()) */
         enum virtiofsd_supervisor supervisor; /* normally VIRTIOFSD_SUPERVISOR_AUTO */
+        enum home_export_server server;       /* normally HOME_EXPORT_SERVER_AUTO */
         int qmp_timeout_ms;     /* per QMP command and for connecting; 0: default */
         int start_timeout_ms;   /* for virtiofsd to listen; 0: default */
         home_export_progress progress; /* may be NULL */
@@ -105,6 +120,8 @@ struct home_export_info {
         char virtiofsd_path[PATH_MAX];
         enum virtiofsd_flavour flavour;
         bool translate_ids;                 /* virtiofsd maps the IDs (else the staging mount) */
+        enum home_export_server server;     /* UNPRIVILEGED or ROOT */
+        uid_t server_uid;                   /* host UID (= GID) of an unprivileged virtiofsd */
         char phase[16];                     /* "exporting", "exported" or "unexporting" */
         /* Live state (filled by home_export_get/list, not stored): */
         enum virtiofsd_state virtiofsd_state;

@@ -24,8 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
@@ -276,6 +283,8 @@ static bool option_value_is_safe(const char *s) {
 int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofsd_config *cfg, char ***ret,
                          struct verr *e) {
         struct argv_builder a = {};
+        char userns_root[64];
+        const char *source;
 
         if (!option_value_is_safe(cfg->shared_dir))
                 return verr_set(e, -EINVAL, "shared directory '%s' must be an absolute path without ','",
@@ -286,15 +295,27 @@ int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofs
         if (cfg->translate_ids && !b->translate_ids)
                 return verr_set(e, -EOPNOTSUPP, "virtiofsd '%s' cannot translate IDs", b->path);
 
+        /* Unprivileged, virtiofsd serves the directory its launcher mounted and gets the socket as a
+         * descriptor (see virtiofsd.h); the namespace, not virtiofsd, maps the IDs. */
+        snprintf(userns_root, sizeof(userns_root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) cfg->server_uid);
+        source = cfg->unprivileged ? userns_root : cfg->shared_dir;
+        if (cfg->unprivileged && cfg->translate_ids)
+                return verr_set(e, -EINVAL, "an unprivileged virtiofsd gets its IDs mapped by its user namespace");
+        if (cfg->unprivileged && (cfg->server_uid == 0 || cfg->server_gid == 0))
+                return verr_set(e, -EINVAL, "an unprivileged virtiofsd needs a host ID other than 0");
+
         a.v = calloc(ARGV_MAX, sizeof(char *));
         if (!a.v)
                 return -ENOMEM;
         argv_add(&a, "%s", b->path);
-        argv_add(&a, "--socket-path=%s", cfg->socket_path);
+        if (cfg->unprivileged)
+                argv_add(&a, "--fd=%d", VIRTIOFSD_LISTEN_FD);
+        else
+                argv_add(&a, "--socket-path=%s", cfg->socket_path);
         if (b->flavour == VIRTIOFSD_FLAVOUR_C) {
                 /* Read-only comes from the staging mount: this virtiofsd has no switch for it. */
                 argv_add(&a, "-o");
-                argv_add(&a, "source=%s", cfg->shared_dir);
+                argv_add(&a, "source=%s", source);
                 argv_add(&a, "-o");
                 argv_add(&a, "sandbox=namespace");
                 argv_add(&a, "-o");
@@ -306,7 +327,7 @@ int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofs
                 argv_add(&a, "-o");
                 argv_add(&a, "log_level=warn");
         } else {
-                argv_add(&a, "--shared-dir=%s", cfg->shared_dir);
+                argv_add(&a, "--shared-dir=%s", source);
                 argv_add(&a, "--sandbox=namespace");
                 argv_add(&a, "--cache=auto");
                 argv_add(&a, "--modcaps=%s", VIRTIOFSD_MODCAPS);
@@ -326,6 +347,20 @@ int virtiofsd_build_argv(const struct virtiofsd_binary *b, const struct virtiofs
         }
         *ret = a.v;
         return 0;
+}
+
+int virtiofsd_userns_available(void) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return 0;
+        if (pid == 0)
+                _exit(unshare(CLONE_NEWUSER) < 0 ? 1 : 0);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return 0;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 /* ---- /proc helpers ------------------------------------------------------------------------ */
@@ -378,14 +413,21 @@ static int pid_is_alive(pid_t pid, unsigned long long starttime) {
         return t == starttime && state != 'Z' && state != 'X' && state != 'x';
 }
 
-/* Whether a listening UNIX socket is bound to path in our network namespace: 1 listening,
- * 0 bound but not (yet) listening, -ENOENT not listed at all. */
-static int socket_listening(const char *path) {
-        _cleanup_fclose_ FILE *f = fopen("/proc/net/unix", "re");
+/* Whether a listening UNIX socket is bound to path in the network namespace of pid (ours when
+ * pid is 0; a systemd unit's may be private): 1 listening, 0 bound but not (yet) listening,
+ * -ENOENT not listed at all (or the list unreadable). Only 1 means ready. */
+static int socket_listening(const char *path, pid_t pid) {
+        _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ char *line = NULL;
         size_t cap = 0, plen = strlen(path);
         int found = -ENOENT;
+        char list[64];
 
+        if (pid > 0)
+                snprintf(list, sizeof(list), "/proc/%d/net/unix", (int) pid);
+        else
+                snprintf(list, sizeof(list), "/proc/net/unix");
+        f = fopen(list, "re");
         if (!f)
                 return -ENOENT;
         while (getline(&line, &cap, f) > 0) {
@@ -434,11 +476,59 @@ static void log_tail(int state_fd, char *buf, size_t size) {
 
 /* ---- the supervised daemon ---------------------------------------------------------------- */
 
+/* Where starting virtiofsd failed, with errno: reported by the child (or, for the maps, by the
+ * supervisor) over a pipe. */
+enum launch_stage {
+        LAUNCH_OK,
+        LAUNCH_EXEC,
+        LAUNCH_CHDIR,
+        LAUNCH_DROP_IDS,
+        LAUNCH_UNSHARE,
+        LAUNCH_MAPS,
+        LAUNCH_CAPS,
+};
+
+static const char *launch_stage_to_string(int stage) {
+        switch (stage) {
+        case LAUNCH_CHDIR:
+                return "mounting the shared directory below " VIRTIOFSD_USERNS_ROOT;
+        case LAUNCH_DROP_IDS:
+                return "dropping to the file server's host ID";
+        case LAUNCH_UNSHARE:
+                return "making its user namespace";
+        case LAUNCH_MAPS:
+                return "writing its UID/GID maps";
+        case LAUNCH_CAPS:
+                return "setting its capabilities";
+        default:
+                return "executing it";
+        }
+}
+
+struct launch_error {
+        int stage;
+        int err;
+};
+
 struct supervisor_report {
         pid_t supervisor;
         pid_t pid;
-        int exec_errno;
+        struct launch_error failed; /* stage LAUNCH_OK: it runs */
 };
+
+/* An unprivileged start, everything prepared before the fork (the children may not allocate). */
+struct userns_launch {
+        bool enabled;
+        const char *dir;          /* bind-mounted on root while still root */
+        char root[64];            /* VIRTIOFSD_USERNS_ROOT/UID */
+        uid_t uid;                /* the file server's host IDs */
+        gid_t gid;
+        char uid_map[64], gid_map[64];
+        uint64_t caps;            /* what virtiofsd keeps, in its namespace */
+};
+
+/* In the supervisor and its child, the listening socket of an unprivileged start. */
+#define SUPERVISOR_LISTEN_FD 4
 
 /* What the pid file holds: virtiofsd and its supervisor, each with its start time. */
 struct daemon_ids {
@@ -530,34 +620,143 @@ static void command_line_set(const struct command_line *c) {
         memcpy(c->args, c->title, c->title_size < c->args_size - 1 ? c->title_size : c->args_size - 1);
 }
 
-/* The supervisor: fds 0-2 are set, the report pipe is fd 3, nothing else is open. cl is what ps
- * is to show for it (see command_line_set()). */
-_Noreturn static void supervisor_main(const char *path, char *const argv[], const struct command_line *cl) {
+/* Writes s to /proc/PID/NAME; 0 or errno. Async-signal-safe. */
+static int write_proc_file(pid_t pid, const char *name, const char *s) {
+        char path[64];
+        size_t n = 0, len = strlen(s);
+        int fd, err = 0;
+
+        memcpy(path, "/proc/", 6), n = 6;
+        n += fmt_ulong(path + n, (unsigned long) pid);
+        path[n++] = '/';
+        memcpy(path + n, name, strlen(name) + 1);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return errno;
+        if (write(fd, s, len) != (ssize_t) len)
+                err = errno ? errno : EIO;
+        close(fd);
+        return err;
+}
+
+static int capset_raw(uint64_t permitted, uint64_t effective, uint64_t inheritable) {
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct d[2] = {
+                { (uint32_t) effective, (uint32_t) permitted, (uint32_t) inheritable },
+                { (uint32_t) (effective >> 32), (uint32_t) (permitted >> 32), (uint32_t) (inheritable >> 32) },
+        };
+        return (int) syscall(SYS_capset, &h, d);
+}
+
+/* The child of an unprivileged start, still root on the host: mount the directory where the
+ * server can reach it, in a mount namespace of its own, make the user namespace, let the
+ * supervisor write the maps, become the server's ID inside (its host ID outside; all
+ * capabilities in the host's namespace go), then keep only u->caps (bounding set, and ambient so
+ * they survive the exec of a binary run by an ID that is not 0 in its namespace). Returns the
+ * failed stage (errno set) or LAUNCH_OK. */
+static int child_enter_userns(const struct userns_launch *u, int sync_wr, int go_rd) {
+        struct rlimit nofile = { 1048576, 1048576 };
+        char c = 0;
+
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+            mount(u->dir, u->root, NULL, MS_BIND, NULL) < 0 || chdir("/") < 0)
+                return LAUNCH_CHDIR;
+        /* virtiofsd wants many descriptors; only here can the hard limit still be raised. */
+        (void) setrlimit(RLIMIT_NOFILE, &nofile);
+        if (setgroups(0, NULL) < 0)
+                return LAUNCH_DROP_IDS;
+        /* Made while still root: the namespace's owner is root, so no host process running as
+         * the server's ID has any capability in it. */
+        if (unshare(CLONE_NEWUSER) < 0)
+                return LAUNCH_UNSHARE;
+        if (write(sync_wr, &c, 1) != 1 || read(go_rd, &c, 1) != 1) {
+                errno = EPROTO;
+                return LAUNCH_MAPS; /* the supervisor reports why */
+        }
+        /* VIRTIOFSD_SERVER_INSIDE_ID is the server's host ID: everything of ours goes. */
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 ||
+            setresgid(VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID) < 0 ||
+            setresuid(VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID, VIRTIOFSD_SERVER_INSIDE_ID) < 0 ||
+            prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+                return LAUNCH_DROP_IDS;
+        for (int cap = 0; cap < 64; cap++)
+                if (!(u->caps & (UINT64_C(1) << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                        return LAUNCH_CAPS;
+        if (capset_raw(u->caps, u->caps, u->caps) < 0)
+                return LAUNCH_CAPS;
+        for (int cap = 0; cap < 64; cap++)
+                if ((u->caps & (UINT64_C(1) << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                        return LAUNCH_CAPS;
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return LAUNCH_CAPS;
+        return LAUNCH_OK;
+}
+
+/* The supervisor: fds 0-2 are set, the report pipe is fd 3, for an unprivileged start the
+ * listening socket is fd 4, nothing else is open. cl is what ps is to show for it (see
+ * command_line_set()). */
+_Noreturn static void supervisor_main(const char *path, char *const argv[], const struct command_line *cl,
+                                      const struct userns_launch *u) {
         struct supervisor_report r = {};
-        int errpipe[2], status;
+        int errpipe[2], sync[2] = { -1, -1 }, go[2] = { -1, -1 }, status;
         pid_t pid;
 
+        /* Keep no directory of the caller's busy (an unmount of it would fail for as long as the
+         * export lasts). */
+        (void) !chdir("/");
         (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
         (void) prctl(PR_SET_NAME, "vmuser-vfs-sup");
         command_line_set(cl);
         if (pipe2(errpipe, O_CLOEXEC) < 0)
                 _exit(1);
+        if (u->enabled && (pipe2(sync, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0))
+                _exit(1);
         pid = fork();
         if (pid < 0)
                 _exit(1);
         if (pid == 0) {
-                int err;
+                struct launch_error le = {};
                 close(3);
-                execv(path, argv);
-                err = errno;
-                (void) !write(errpipe[1], &err, sizeof(err));
+                if (u->enabled) {
+                        le.stage = child_enter_userns(u, sync[1], go[0]);
+                        if (le.stage == LAUNCH_OK &&
+                            (dup2(SUPERVISOR_LISTEN_FD, VIRTIOFSD_LISTEN_FD) < 0 || close(SUPERVISOR_LISTEN_FD) < 0))
+                                le.stage = LAUNCH_EXEC;
+                }
+                if (le.stage == LAUNCH_OK) {
+                        execv(path, argv);
+                        le.stage = LAUNCH_EXEC;
+                }
+                le.err = errno;
+                (void) !write(errpipe[1], &le, sizeof(le));
                 _exit(127);
         }
         close(errpipe[1]);
+        if (u->enabled) {
+                char c;
+                close(sync[1]);
+                close(go[0]);
+                close(SUPERVISOR_LISTEN_FD); /* virtiofsd alone holds it: if it dies, QEMU's connect fails */
+                if (read(sync[0], &c, 1) == 1) {
+                        int err = write_proc_file(pid, "setgroups", "deny");
+                        if (!err)
+                                err = write_proc_file(pid, "uid_map", u->uid_map);
+                        if (!err)
+                                err = write_proc_file(pid, "gid_map", u->gid_map);
+                        if (err) {
+                                r.failed = (struct launch_error){ LAUNCH_MAPS, err };
+                                (void) kill(pid, SIGKILL);
+                        } else
+                                (void) !write(go[1], &c, 1);
+                }
+                close(sync[0]);
+                close(go[1]);
+        }
         r.supervisor = getpid();
         r.pid = pid;
-        if (read(errpipe[0], &r.exec_errno, sizeof(r.exec_errno)) != (ssize_t) sizeof(r.exec_errno))
-                r.exec_errno = 0;
+        if (r.failed.stage == LAUNCH_OK &&
+            read(errpipe[0], &r.failed, sizeof(r.failed)) != (ssize_t) sizeof(r.failed))
+                r.failed = (struct launch_error){};
         close(errpipe[0]);
         (void) !write(3, &r, sizeof(r));
         close(3);
@@ -575,9 +774,50 @@ _Noreturn static void supervisor_main(const char *path, char *const argv[], cons
         _exit(0);
 }
 
-static int start_daemon(const char *path, char **argv, const char *socket_path, int state_fd, struct daemon_ids *ret,
-                        struct verr *e) {
-        _cleanup_close_ int log_fd = -1, null_fd = -1, rd = -1, wr = -1;
+/* A listening socket bound to path, for an unprivileged virtiofsd (which could not create one in
+ * a root-only directory). QEMU's connection waits in the backlog until virtiofsd accepts it. */
+static int listen_socket(const char *path, int *ret_fd, struct verr *e) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        if (fd < 0)
+                return verr_set(e, negative_errno(), "cannot make a socket: %m");
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return verr_set(e, -ENAMETOOLONG, "socket path '%s' is too long", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return verr_set(e, negative_errno(), "cannot bind socket '%s': %m", path);
+        if (chmod(path, 0600) < 0 || listen(fd, 1) < 0) {
+                int k = negative_errno();
+                (void) unlink(path);
+                return verr_set(e, k, "cannot listen on socket '%s': %s", path, strerror(-k));
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static uint64_t virtiofsd_capability_bounding_set(void);
+
+static void userns_launch_prepare(const struct virtiofsd_config *cfg, struct userns_launch *u) {
+        *u = (struct userns_launch){
+                .enabled = true,
+                .dir = cfg->shared_dir,
+                .uid = cfg->server_uid,
+                .gid = cfg->server_gid,
+                .caps = virtiofsd_capability_bounding_set(),
+        };
+        snprintf(u->root, sizeof(u->root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) cfg->server_uid);
+        snprintf(u->uid_map, sizeof(u->uid_map), "%lu %lu 1\n%lu %lu 1\n", (unsigned long) VIRTIOFSD_SERVER_INSIDE_ID,
+                 (unsigned long) cfg->server_uid, (unsigned long) cfg->guest_uid, (unsigned long) cfg->host_uid);
+        snprintf(u->gid_map, sizeof(u->gid_map), "%lu %lu 1\n%lu %lu 1\n", (unsigned long) VIRTIOFSD_SERVER_INSIDE_ID,
+                 (unsigned long) cfg->server_gid, (unsigned long) cfg->guest_gid, (unsigned long) cfg->host_gid);
+}
+
+static int start_daemon(const char *path, char **argv, const struct virtiofsd_config *cfg, int state_fd,
+                        struct daemon_ids *ret, struct verr *e) {
+        _cleanup_close_ int log_fd = -1, null_fd = -1, rd = -1, wr = -1, listen_fd = -1, hi_listen = -1;
+        const char *socket_path = cfg->socket_path;
+        struct userns_launch u = {};
         _cleanup_free_ char *title = NULL;
         struct supervisor_report r = {};
         int p[2], status, title_len;
@@ -607,6 +847,18 @@ static int start_daemon(const char *path, char **argv, const char *socket_path, 
                             hi_wr = fcntl(wr, F_DUPFD_CLOEXEC, 10);
         if (hi_log < 0 || hi_null < 0 || hi_wr < 0)
                 return negative_errno();
+        if (cfg->unprivileged) {
+                int k = listen_socket(socket_path, &listen_fd, e);
+                if (k < 0)
+                        return k;
+                hi_listen = fcntl(listen_fd, F_DUPFD_CLOEXEC, 10);
+                if (hi_listen < 0)
+                        return negative_errno();
+                userns_launch_prepare(cfg, &u);
+                (void) mkdir("/run/vmuser", 0755);
+                if ((mkdir(VIRTIOFSD_USERNS_ROOT, 0755) < 0 && errno != EEXIST) || (mkdir(u.root, 0755) < 0 && errno != EEXIST))
+                        return verr_set(e, negative_errno(), "cannot create '%s': %m", u.root);
+        }
 
         pid = fork();
         if (pid < 0)
@@ -621,8 +873,10 @@ static int start_daemon(const char *path, char **argv, const char *socket_path, 
                         _exit(s < 0 ? 1 : 0);
                 if (dup2(hi_null, 0) < 0 || dup2(hi_log, 1) < 0 || dup2(hi_log, 2) < 0 || dup2(hi_wr, 3) < 0)
                         _exit(1);
-                close_range(4, ~0U, 0);
-                supervisor_main(path, argv, &cl);
+                if (u.enabled && dup2(hi_listen, SUPERVISOR_LISTEN_FD) < 0)
+                        _exit(1);
+                close_range(u.enabled ? SUPERVISOR_LISTEN_FD + 1 : SUPERVISOR_LISTEN_FD, ~0U, 0);
+                supervisor_main(path, argv, &cl, &u);
         }
         close(TAKE_FD(wr));
         close(TAKE_FD(hi_wr));
@@ -635,8 +889,13 @@ static int start_daemon(const char *path, char **argv, const char *socket_path, 
         struct pollfd pfd = { .fd = rd, .events = POLLIN };
         if (poll(&pfd, 1, DETECT_TIMEOUT_MS) <= 0 || read(rd, &r, sizeof(r)) != (ssize_t) sizeof(r) || r.pid <= 0)
                 return verr_set(e, -ECHILD, "the virtiofsd supervisor did not report back");
-        if (r.exec_errno != 0)
-                return verr_set(e, -r.exec_errno, "cannot execute '%s': %s", path, strerror(r.exec_errno));
+        if (r.failed.stage != LAUNCH_OK) {
+                int err = r.failed.err > 0 ? r.failed.err : EIO;
+                if (r.failed.stage == LAUNCH_EXEC)
+                        return verr_set(e, -err, "cannot execute '%s': %s", path, strerror(err));
+                return verr_set(e, -err, "cannot start virtiofsd as host ID %u: %s failed: %s",
+                                (unsigned) cfg->server_uid, launch_stage_to_string(r.failed.stage), strerror(err));
+        }
 
         struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
         char state;
@@ -860,7 +1119,7 @@ static bool unit_name_is_valid(const char *unit) {
 }
 
 /* Polls until the socket listens, or the process is gone, or the deadline passes. */
-static int wait_for_socket(const char *socket_path, int state_fd, const struct virtiofsd_process *proc,
+static int wait_for_socket(const char *socket_path, bool unprivileged, int state_fd, const struct virtiofsd_process *proc,
                            unsigned long long starttime, int64_t deadline, struct verr *e) {
         int64_t started = now_ms();
 
@@ -868,7 +1127,12 @@ static int wait_for_socket(const char *socket_path, int state_fd, const struct v
                 struct stat st;
                 int alive;
 
-                if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) && socket_listening(socket_path) != 0)
+                /* Unprivileged, vmuser made the socket and it listens already; virtiofsd is ready
+                 * once it has been executed in its namespace (the supervisor reported that), and
+                 * stays so while it lives (see below). */
+                if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+                    (unprivileged || (proc->supervisor != VIRTIOFSD_SUPERVISOR_SYSTEMD &&
+                                      socket_listening(socket_path, proc->pid) == 1)))
                         return 0;
 
                 if (proc->supervisor == VIRTIOFSD_SUPERVISOR_SYSTEMD) {
@@ -877,6 +1141,11 @@ static int wait_for_socket(const char *socket_path, int state_fd, const struct v
                         int k = systemd_unit_state(proc->unit, state, sizeof(state), &pid, e);
                         if (k < 0)
                                 return k;
+                        /* The unit has PrivateNetwork=: its socket is listed in its own network
+                         * namespace, which /proc/MAINPID/net/unix shows. */
+                        if (pid > 0 && stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+                            socket_listening(socket_path, pid) == 1)
+                                return 0;
                         /* Right after StartTransientUnit the job may not have run yet: only
                          * "failed", or "inactive"/unknown after a grace second, means it died. */
                         alive = !(streq(state, "failed") ||
@@ -927,6 +1196,8 @@ int virtiofsd_start(const struct virtiofsd_binary *b, const struct virtiofsd_con
 
         if (supervisor == VIRTIOFSD_SUPERVISOR_AUTO)
                 supervisor = sd_booted() > 0 ? VIRTIOFSD_SUPERVISOR_SYSTEMD : VIRTIOFSD_SUPERVISOR_DAEMON;
+        if (cfg->unprivileged)
+                supervisor = VIRTIOFSD_SUPERVISOR_DAEMON; /* systemd cannot write the maps (see virtiofsd.h) */
         proc.supervisor = supervisor;
 
         if (unlink(cfg->socket_path) < 0 && errno != ENOENT)
@@ -947,7 +1218,7 @@ int virtiofsd_start(const struct virtiofsd_binary *b, const struct virtiofsd_con
                 }
         } else {
                 struct daemon_ids ids = {};
-                k = start_daemon(argv[0], argv, cfg->socket_path, state_fd, &ids, e);
+                k = start_daemon(argv[0], argv, cfg, state_fd, &ids, e);
                 if (k < 0)
                         return k;
                 proc.pid = ids.pid;
@@ -961,7 +1232,7 @@ int virtiofsd_start(const struct virtiofsd_binary *b, const struct virtiofsd_con
                 }
         }
 
-        k = wait_for_socket(cfg->socket_path, state_fd, &proc, starttime, deadline, e);
+        k = wait_for_socket(cfg->socket_path, cfg->unprivileged, state_fd, &proc, starttime, deadline, e);
         if (k < 0) {
                 (void) virtiofsd_stop(state_dir, cfg->socket_path, 1000, NULL);
                 return k;

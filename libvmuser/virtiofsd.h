@@ -16,6 +16,19 @@
  * Either way virtiofsd runs with its own namespace sandbox and without the capabilities a home
  * share does not need (mknod, setfcap).
  *
+ * Without host root (cfg->unprivileged, the default where user namespaces exist): vmuser binds
+ * and listens on the socket itself; the supervisor forks a child that makes a mount namespace
+ * with the shared directory on VIRTIOFSD_USERNS_ROOT/SERVER_UID, makes a user namespace (owned
+ * by root) and waits; the supervisor writes its maps, "VIRTIOFSD_SERVER_INSIDE_ID SERVER 1" and
+ * "GUEST HOST 1" for users and groups (setgroups denied); the child becomes
+ * VIRTIOFSD_SERVER_INSIDE_ID inside (server_uid/gid outside: no capability left in the host's
+ * namespace), raises the capabilities virtiofsd needs as ambient ones in its namespace and
+ * execs "virtiofsd --fd=3". virtiofsd must be able to switch back to its own IDs after acting
+ * as the caller's, hence its own ID is mapped; ID 0 is not, so nothing guest root asks for as
+ * 0 can be done; its capabilities only reach files whose owner and group are mapped (the
+ * user's, and the server's own). systemd cannot write such maps: this mode always uses the
+ * daemon supervisor.
+ *
  * Flow: virtiofsd_detect() -> virtiofsd_build_argv() -> virtiofsd_start(): stale socket removed,
  * process started, then waits until the socket listens (without connecting: virtiofsd serves the
  * first connection only) or the process dies (the error then quotes its log) ->
@@ -59,12 +72,34 @@ int virtiofsd_detect(const char *path, struct virtiofsd_binary *ret, struct verr
 
 struct virtiofsd_config {
         const char *shared_dir;  /* what to serve (the staging mount) */
-        const char *socket_path; /* vhost-user socket virtiofsd creates and listens on */
+        const char *socket_path; /* vhost-user socket virtiofsd (or, unprivileged, vmuser) listens on */
         bool read_only;          /* adds --readonly when the binary has it */
         bool translate_ids;      /* adds --translate-uid/gid map:GUEST:HOST:1 (binary must have it) */
         uid_t host_uid, guest_uid;
         gid_t host_gid, guest_gid;
+        /* Unprivileged (see "Without host root" above): virtiofsd runs as server_uid/server_gid
+         * in a user namespace that maps only guest_uid/gid -> host_uid/gid; always under the
+         * daemon supervisor. */
+        bool unprivileged;
+        uid_t server_uid;
+        gid_t server_gid;
 };
+
+/* 1 when this kernel lets a process make a user namespace (a forked child tries), 0 when not
+ * (user.max_user_namespaces=0, a seccomp policy, ...): then only the root virtiofsd is left. */
+int virtiofsd_userns_available(void);
+
+/* The descriptor an unprivileged virtiofsd gets its listening socket on (--fd=), and the path it
+ * serves: VIRTIOFSD_USERNS_ROOT/SERVER_UID, an empty directory (root's, 0755) on which, in a
+ * mount namespace of its own made while still root, the shared directory is bind-mounted (the
+ * staging mount lies below root-only directories that the server's ID could not walk; the bind
+ * is seen by nobody else). ps shows the ID in that path and as the process's user. */
+#define VIRTIOFSD_LISTEN_FD 3
+/* The unprivileged virtiofsd's own UID and GID inside its namespace: (uid_t) -2, the last valid
+ * one, which no guest account uses (guest root could switch to it; the staging mount, which
+ * maps only the user's IDs, still refuses its creations: see HOME-EXPORT.txt). */
+#define VIRTIOFSD_SERVER_INSIDE_ID 4294967294u
+#define VIRTIOFSD_USERNS_ROOT "/run/vmuser/server-root"
 
 /* The command line for cfg: a NULL-terminated, malloc'ed vector (argv[0] is the binary's path);
  * free it with virtiofsd_argv_free(). */

@@ -308,6 +308,7 @@ static int make_user_paths(struct libvirt_backend *l, const char *user, struct u
  * virtiofsd and the chardev. */
 static const struct home_export_info libvirt_state_defaults = {
         .virtiofsd_path = "(libvirt)",
+        .server = HOME_EXPORT_SERVER_ROOT,
         .flavour = VIRTIOFSD_FLAVOUR_C,
 };
 
@@ -584,6 +585,7 @@ static int lv_export_home(struct vm_backend *b, const struct vm_home_params *p, 
         snprintf(i.device_id, sizeof(i.device_id), "%s", up.alias);
         snprintf(i.source, sizeof(i.source), "%s", p->source_dir);
         snprintf(i.virtiofsd_path, sizeof(i.virtiofsd_path), "(libvirt)");
+        i.server = HOME_EXPORT_SERVER_ROOT; /* libvirt 9.0 starts virtiofsd itself, as root */
         i.read_only = p->read_only;
         i.host_uid = p->host_uid, i.host_gid = p->host_gid;
         i.guest_uid = p->guest_uid, i.guest_gid = p->guest_gid;

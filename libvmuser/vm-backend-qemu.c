@@ -64,6 +64,10 @@ static int qemu_export_home(struct vm_backend *b, const struct vm_home_params *p
                 .read_only = p->read_only,
                 .qmp_timeout_ms = q->timeout_ms,
         };
+        /* $VMUSER_FILE_SERVER: "auto" (default), "unprivileged" or "root" (vmuser(1)). */
+        const char *server = getenv("VMUSER_FILE_SERVER");
+        if (server && *server && home_export_server_from_string(server, &hp.server) < 0)
+                return verr_set(e, -EINVAL, "$VMUSER_FILE_SERVER is '%s', not auto, unprivileged or root", server);
         return home_export(&hp, ret, NULL, e);
 }
 

@@ -202,6 +202,16 @@ _vm_kill_virtiofsd() {
         kill -TERM "$pid" 2>/dev/null
         _vm_wait_gone "$pid" 5 || kill -KILL "$pid" 2>/dev/null
     done
+    # An unprivileged one names no path of VM_DIR (it serves /run/vmuser/server-root/ID): its
+    # pid file does.
+    for pid_dir in "$VM_DIR"/homes/*/virtiofsd.pid; do
+        [[ -f $pid_dir ]] || continue
+        read -r pid _ <"$pid_dir" || continue
+        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */virtiofsd* ]] || continue
+        vm_log "stopping virtiofsd $pid"
+        kill -TERM "$pid" 2>/dev/null
+        _vm_wait_gone "$pid" 5 || kill -KILL "$pid" 2>/dev/null
+    done
     return 0
 }
 

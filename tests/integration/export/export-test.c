@@ -245,6 +245,11 @@ static size_t pids_with_arg_prefix(const char *prefix, pid_t *pids, size_t n) {
         return count;
 }
 
+int test_count_processes_with_arg_prefix(const char *prefix) {
+        pid_t pids[256];
+        return (int) pids_with_arg_prefix(prefix, pids, ELEMENTSOF(pids));
+}
+
 void test_cleanup(void) {
         pid_t pids[64];
         size_t n;
@@ -258,6 +263,10 @@ void test_cleanup(void) {
                 }
         /* virtiofsd outlives its starter by design; a failed test must not leave one behind. */
         n = pids_with_arg_prefix("--socket-path=/run/vmuser/vm/" TEST_VM_PREFIX, pids, ELEMENTSOF(pids));
+        for (size_t i = 0; i < n; i++)
+                kill(pids[i], SIGKILL);
+        /* Unprivileged ones serve VIRTIOFSD_USERNS_ROOT/ID (the tests run under the VM lock). */
+        n = pids_with_arg_prefix("source=/run/vmuser/server-root/", pids, ELEMENTSOF(pids));
         for (size_t i = 0; i < n; i++)
                 kill(pids[i], SIGKILL);
 }

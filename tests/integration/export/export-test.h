@@ -50,6 +50,8 @@ int test_count_processes_with_arg(const char *arg);
 /* Sends sig to every process whose command line has exactly the argument arg and waits until
  * they have exited (sig must be fatal); returns how many were signalled. */
 int test_kill_processes_with_arg(const char *arg, int sig);
+/* How many processes have an argument starting with prefix. */
+int test_count_processes_with_arg_prefix(const char *prefix);
 
 /* Milliseconds on the monotonic clock. */
 long long test_now_ms(void);

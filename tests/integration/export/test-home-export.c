@@ -9,7 +9,11 @@
  * the caller aborts after the staging mount; and unplug without a guest: device_del is accepted but DEVICE_DELETED never
  * comes, so unexport times out (and changes nothing), --force cleans the host side, QEMU keeps
  * the device, and a new export of the same user is refused until the guest lets go. After every
- * failure, nothing may be left: no directory, mount, virtiofsd, chardev or device. */
+ * failure, nothing may be left: no directory, mount, virtiofsd, chardev or device.
+ *
+ * Those run the root file server (the fallback where user namespaces are missing); the
+ * unprivileged one (the default) has a test of its own: its host ID, its user namespace and
+ * maps, its capabilities, the ID claimed and released, the supervisor's working directory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -32,6 +36,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "qmp-client.h"
+#include "server-id.h"
 #include "test-util.h"
 #include "virtiofsd.h"
 
@@ -74,6 +79,7 @@ static struct home_export_params params_for(const struct test_qemu *q, const str
                 .guest_gid = u->guest_gid,
                 .source_dir = u->home,
                 .supervisor = VIRTIOFSD_SUPERVISOR_DAEMON,
+                .server = HOME_EXPORT_SERVER_ROOT,
                 .qmp_timeout_ms = 5000,
         };
 }
@@ -142,6 +148,9 @@ static void assert_nothing_left(const struct test_qemu *q, const struct user *u,
         for (int i = 0; i < 100 && test_count_processes_with_arg(arg) > 0; i++)
                 usleep(20 * 1000);
         assert_int_equal(test_count_processes_with_arg(arg), 0);
+        for (int i = 0; i < 100 && test_count_processes_with_arg_prefix("source=" VIRTIOFSD_USERNS_ROOT "/") > 0; i++)
+                usleep(20 * 1000);
+        assert_int_equal(test_count_processes_with_arg_prefix("source=" VIRTIOFSD_USERNS_ROOT "/"), 0);
         assert_int_equal(home_export_get(q->vm_dir, u->name, &info, NULL), -ENOENT);
         if (check_qemu) {
                 snprintf(id, sizeof(id), "vmuser-fs-%s", u->name);
@@ -273,6 +282,171 @@ static void test_export_q35(void **state) {
         assert_int_equal(unexport(&q, &bob, HOME_UNEXPORT_FORCE, 500, &e), 1);
         assert_nothing_left(&q, &bob, false);
         assert_int_equal(unexport(&q, &bob, 0, 500, &e), -ENOENT);
+        test_qemu_stop(&q);
+}
+
+/* ---- the unprivileged file server ------------------------------------------------------------ */
+
+/* The four numbers of a "Uid:"/"Gid:" line of /proc/PID/status, or the hex value of a "Cap...:"
+ * line in ret[0]. */
+static void proc_status_field(pid_t pid, const char *key, unsigned long long ret[4]) {
+        char path[64], line[512];
+        FILE *f;
+        bool found = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, key, strlen(key)) == 0) {
+                        const char *v = line + strlen(key);
+                        if (strncmp(key, "Cap", 3) == 0)
+                                found = sscanf(v, "%llx", &ret[0]) == 1;
+                        else
+                                found = sscanf(v, "%llu %llu %llu %llu", &ret[0], &ret[1], &ret[2], &ret[3]) == 4;
+                        break;
+                }
+        fclose(f);
+        if (!found)
+                fail_msg("no '%s' in %s", key, path);
+}
+
+/* /proc/PID/NAME with runs of blanks made one space, lines joined with '|'. */
+static void proc_map(pid_t pid, const char *name, char *buf, size_t size) {
+        char path[64], raw[512];
+        size_t o = 0;
+        int fd;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        n = read(fd, raw, sizeof(raw) - 1);
+        close(fd);
+        assert_true(n > 0);
+        raw[n] = '\0';
+        for (char *p = raw; *p && o + 2 < size; p++) {
+                if (*p == ' ' || *p == '\t') {
+                        if (o > 0 && buf[o - 1] != ' ' && buf[o - 1] != '|')
+                                buf[o++] = ' ';
+                } else if (*p == '\n') {
+                        if (o > 0 && buf[o - 1] == ' ')
+                                o--;
+                        if (p[1])
+                                buf[o++] = '|';
+                } else
+                        buf[o++] = *p;
+        }
+        buf[o] = '\0';
+}
+
+static void test_export_unprivileged(void **state) {
+        struct home_export_params p;
+        struct home_export_info info;
+        enum home_export_step step;
+        struct test_qemu q;
+        struct verr e = {};
+        unsigned long long ids[4], cap[4];
+        char path[512], ns_ours[64], ns_theirs[64], map[256], cwd[64];
+        struct stat st;
+        uid_t sid;
+        pid_t pid, sup = 0;
+        ssize_t n;
+
+        if (!virtiofsd_userns_available())
+                skip();
+        start_vm(&q, "userns", q35_one_port);
+        p = params_for(&q, &alice);
+        p.server = HOME_EXPORT_SERVER_UNPRIVILEGED;
+        if (home_export(&p, &info, &step, &e) < 0)
+                fail_msg("export failed: %s", e.text);
+        assert_int_equal(info.server, HOME_EXPORT_SERVER_UNPRIVILEGED);
+        assert_false(info.translate_ids);
+        sid = info.server_uid;
+        assert_true(sid >= SERVER_ID_BASE && sid - SERVER_ID_BASE < SERVER_ID_COUNT);
+        assert_int_equal(server_id_is_usable(sid), 1);
+        snprintf(path, sizeof(path), SERVER_ID_DIR "/%u", (unsigned) sid);
+        assert_int_equal(access(path, F_OK), 0);
+        /* QEMU's vhost-user handshake went through (device_add waits for it): it serves. */
+        assert_int_equal(qemu_has(&q, "device", "vmuser-fs-alice"), 1);
+
+        /* The state says so; virtiofsd runs as the server's ID, all four of them, no groups. */
+        assert_int_equal(home_export_get(q.vm_dir, "alice", &info, &e), 0);
+        assert_int_equal(info.server, HOME_EXPORT_SERVER_UNPRIVILEGED);
+        assert_int_equal(info.server_uid, sid);
+        assert_int_equal(info.virtiofsd_state, VIRTIOFSD_STATE_RUNNING);
+        pid = info.virtiofsd.pid;
+        assert_true(pid > 0);
+        proc_status_field(pid, "Uid:", ids);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(ids[i], sid);
+        proc_status_field(pid, "Gid:", ids);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(ids[i], sid);
+        printf("# unprivileged virtiofsd: pid %d, host uid/gid %u\n", (int) pid, (unsigned) sid);
+
+        /* In a user namespace of its own, which maps the user's IDs and its own, and not 0:
+         * whatever capabilities it has are capabilities over that namespace, i.e. over files
+         * owned by the user; in the host's namespace it has none. */
+        n = readlink("/proc/self/ns/user", ns_ours, sizeof(ns_ours) - 1);
+        assert_true(n > 0);
+        ns_ours[n] = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) pid);
+        n = readlink(path, ns_theirs, sizeof(ns_theirs) - 1);
+        assert_true(n > 0);
+        ns_theirs[n] = '\0';
+        assert_string_not_equal(ns_ours, ns_theirs);
+        char want[128];
+        snprintf(want, sizeof(want), "%u %u 1|60002 4242 1", VIRTIOFSD_SERVER_INSIDE_ID, (unsigned) sid);
+        proc_map(pid, "uid_map", map, sizeof(map));
+        assert_string_equal(map, want);
+        snprintf(want, sizeof(want), "%u %u 1|60003 4243 1", VIRTIOFSD_SERVER_INSIDE_ID, (unsigned) sid);
+        proc_map(pid, "gid_map", map, sizeof(map));
+        assert_string_equal(map, want);
+        proc_map(pid, "setgroups", map, sizeof(map));
+        assert_string_equal(map, "deny");
+        /* Within it, no more than the documented set (no mknod, no setfcap, no net_admin...). */
+        proc_status_field(pid, "CapEff:", cap);
+        printf("# CapEff within its namespace: %016llx\n", cap[0]);
+        assert_int_equal(cap[0] & ~(0ull | (1ull << 0) | (1ull << 1) | (1ull << 2) | (1ull << 3) | (1ull << 4) |
+                                    (1ull << 6) | (1ull << 7) | (1ull << 8) | (1ull << 18) | (1ull << 21) |
+                                    (1ull << 24)),
+                         0);
+        proc_status_field(pid, "CapBnd:", cap);
+        assert_int_equal(cap[0] & ((1ull << 27) | (1ull << 31) | (1ull << 12)), 0); /* mknod, setfcap, net_admin */
+
+        /* The staging mount maps the host IDs onto themselves (the namespace maps them). */
+        snprintf(path, sizeof(path), "%s/homes/alice/mnt/home/hello", q.vm_dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_uid, 4242);
+
+        /* The supervisor keeps no directory of ours busy. */
+        {
+                char line[128];
+                long v, s;
+                unsigned long long t;
+                int fd;
+                snprintf(path, sizeof(path), "%s/homes/alice/" VIRTIOFSD_PID_FILE, q.vm_dir);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                n = read(fd, line, sizeof(line) - 1);
+                close(fd);
+                assert_true(n > 0);
+                line[n] = '\0';
+                assert_int_equal(sscanf(line, "%ld %llu %ld", &v, &t, &s), 3);
+                sup = (pid_t) s;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/cwd", (int) sup);
+        n = readlink(path, cwd, sizeof(cwd) - 1);
+        assert_true(n > 0);
+        cwd[n] = '\0';
+        assert_string_equal(cwd, "/");
+
+        /* Gone with the export, and the ID with it. */
+        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 500, &e), 1);
+        assert_nothing_left(&q, &alice, false);
+        snprintf(path, sizeof(path), SERVER_ID_DIR "/%u", (unsigned) sid);
+        assert_int_equal(access(path, F_OK), -1);
         test_qemu_stop(&q);
 }
 
@@ -604,6 +778,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_tag, teardown),
                 cmocka_unit_test_teardown(test_export_q35, teardown),
+                cmocka_unit_test_teardown(test_export_unprivileged, teardown),
                 cmocka_unit_test_teardown(test_outlives_caller_and_vm_gone, teardown),
                 cmocka_unit_test_teardown(test_rollback_virtiofsd_dies_before_chardev, teardown),
                 cmocka_unit_test_teardown(test_rollback_device_add_refused, teardown),

@@ -45,6 +45,35 @@
 #define CAROL "vmtxcarol"
 #define SOCKET_ARG(user) "--socket-path=" VM_DIR "/homes/" user "/virtiofsd.sock"
 
+/* The argument that tells the user's virtiofsd among all processes: the socket path of a root
+ * one, or the directory an unprivileged one serves, named for its host ID (from state.json,
+ * remembered for after the detach). */
+static const char *vfsd_arg(const char *user) {
+        static struct {
+                const char *user;
+                char arg[160];
+        } known[] = { { ALICE, "" }, { BOB, "" }, { CAROL, "" } };
+        for (size_t i = 0; i < ELEMENTSOF(known); i++) {
+                char path[256];
+                json_object *o, *v;
+                if (!streq(known[i].user, user))
+                        continue;
+                snprintf(path, sizeof(path), VM_DIR "/homes/%s/state.json", user);
+                o = json_object_from_file(path);
+                if (o && json_object_object_get_ex(o, "serverUid", &v))
+                        snprintf(known[i].arg, sizeof(known[i].arg), "source=" VIRTIOFSD_USERNS_ROOT "/%u",
+                                 (unsigned) json_object_get_int64(v));
+                else if (o)
+                        snprintf(known[i].arg, sizeof(known[i].arg), SOCKET_ARG("%s"), user);
+                json_object_put(o);
+                if (!known[i].arg[0])
+                        snprintf(known[i].arg, sizeof(known[i].arg), SOCKET_ARG("%s"), user);
+                return known[i].arg;
+        }
+        fail_msg("unknown user %s", user);
+        return NULL;
+}
+
 static struct test_qemu qemu;
 static pid_t agent_pid;
 static uint32_t alice_guest_uid;
@@ -99,9 +128,9 @@ static int qemu_has_device(const char *id) {
 }
 
 static void kill_leftovers(void) {
-        (void) test_kill_processes_with_arg(SOCKET_ARG(ALICE), SIGKILL);
-        (void) test_kill_processes_with_arg(SOCKET_ARG(BOB), SIGKILL);
-        (void) test_kill_processes_with_arg(SOCKET_ARG(CAROL), SIGKILL);
+        (void) test_kill_processes_with_arg(vfsd_arg(ALICE), SIGKILL);
+        (void) test_kill_processes_with_arg(vfsd_arg(BOB), SIGKILL);
+        (void) test_kill_processes_with_arg(vfsd_arg(CAROL), SIGKILL);
 }
 
 static int group_setup(void **state) {
@@ -168,18 +197,22 @@ static void test_attach_exports(void **state) {
         assert_false(ht_jbool(o, "readOnly"));
         /* The test's /run is nosuid: no setuid warning (test-host-setuid has the other case). */
         assert_false(ht_jbool(o, "sourceAllowsSetuid"));
+        assert_string_equal(ht_jstr(o, "fileServer"), "unprivileged");
+        assert_true(json_object_get_int64(ht_jget(o, "fileServerUid")) >= 1879048192);
         alice_guest_uid = (uint32_t) json_object_get_int64(ht_jget(o, "uid"));
         json_object_put(o);
         ht_result_done(&r);
 
         /* QEMU has the device, virtiofsd serves, the state is kept. */
         assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
-        assert_true(test_count_processes_with_arg(SOCKET_ARG(ALICE)) >= 1);
+        assert_true(test_count_processes_with_arg(vfsd_arg(ALICE)) >= 1);
         assert_true(exists(VM_DIR "/homes/" ALICE "/state.json"));
-        /* Through the staging mount the host user's home belongs to the guest UID. */
+        /* The file server is the unprivileged one (this kernel has user namespaces): its user
+         * namespace maps the IDs, the staging mount maps the host IDs onto themselves. */
         assert_true(mounted(VM_DIR "/homes/" ALICE "/mnt/home"));
         assert_int_equal(stat(VM_DIR "/homes/" ALICE "/mnt/home", &st), 0);
-        assert_int_equal(st.st_uid, alice_guest_uid);
+        assert_int_equal(st.st_uid, host_uid);
+        assert_true(alice_guest_uid != host_uid);
         assert_int_equal(stat(HT_HOMES "/" ALICE, &st), 0);
         assert_int_equal(st.st_uid, host_uid);
 
@@ -200,6 +233,15 @@ static void test_attach_exports(void **state) {
         ht_vmuser(&r, "list", VM, NULL);
         ht_expect(&r, 0, "vmuser-" ALICE " running", NULL);
         ht_result_done(&r);
+
+        /* status says which file server serves it, and which new exports get. */
+        ht_vmuser(&r, "status", "--json", VM, NULL);
+        ht_expect(&r, 0, "\"fileServer\":\"unprivileged\"", NULL);
+        assert_true(ht_contains(r.out, "{\"user\":\"" ALICE "\",\"tag\":\"vmuser-" ALICE "\",\"fileServer\":\"unprivileged\""));
+        ht_result_done(&r);
+        ht_vmuser(&r, "status", VM, NULL);
+        ht_expect(&r, 0, ALICE ": unprivileged, host uid ", NULL);
+        ht_result_done(&r);
 }
 
 static void test_reattach_is_idempotent(void **state) {
@@ -216,7 +258,7 @@ static void test_reattach_is_idempotent(void **state) {
         ht_vmuser(&r, "attach", VM, ALICE, NULL);
         ht_expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
         ht_result_done(&r);
-        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(ALICE)) >= 1, 1);
+        assert_int_equal(test_count_processes_with_arg(vfsd_arg(ALICE)) >= 1, 1);
 }
 
 static void test_failed_export_undoes_push(void **state) {
@@ -257,7 +299,7 @@ static void test_read_only_export(void **state) {
         assert_true(ht_contains(r.err, "still holds the home device"));
         ht_result_done(&r);
         assert_false(exists(VM_DIR "/homes/" BOB));
-        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(BOB)), 0);
+        assert_int_equal(test_count_processes_with_arg(vfsd_arg(BOB)), 0);
         assert_int_equal(guest_status("getent", "passwd", BOB, NULL), 2);
 }
 
@@ -298,7 +340,7 @@ static void test_detach_orphan_force(void **state) {
         /* Nothing left on the host; QEMU keeps the device until a guest lets go of it. */
         assert_false(exists(VM_DIR "/homes/" ALICE));
         assert_false(mounted(VM_DIR "/homes/" ALICE "/mnt/home"));
-        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(ALICE)), 0);
+        assert_int_equal(test_count_processes_with_arg(vfsd_arg(ALICE)), 0);
         assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
 
         ht_vmuser(&r, "list", VM, NULL);
@@ -336,7 +378,7 @@ static void test_detach_after_vm_died(void **state) {
         ht_result_done(&r);
         assert_true(exists(VM_DIR "/homes/" CAROL "/state.json"));
         assert_true(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
-        assert_true(test_count_processes_with_arg(SOCKET_ARG(CAROL)) >= 1);
+        assert_true(test_count_processes_with_arg(vfsd_arg(CAROL)) >= 1);
 
         test_qemu_kill(&qemu);
         assert_true(exists(qemu.qmp)); /* the stale socket stays */
@@ -354,7 +396,7 @@ static void test_detach_after_vm_died(void **state) {
         ht_result_done(&r);
         assert_false(exists(VM_DIR "/homes/" CAROL));
         assert_false(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
-        assert_int_equal(test_count_processes_with_arg(SOCKET_ARG(CAROL)), 0);
+        assert_int_equal(test_count_processes_with_arg(vfsd_arg(CAROL)), 0);
 
         /* Nothing left: the same command is now a plain failure to reach the agent. */
         ht_vmuser(&r, "detach", VM, CAROL, NULL);
