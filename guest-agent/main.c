@@ -37,6 +37,7 @@ static void help(void) {
                "                       unmount through systemd\n"
                "  --userdb-dir PATH    where records go (default " VMUSER_USERDB_DIR ")\n"
                "  --state-dir PATH     agent state (default " VMUSER_STATE_DIR ")\n"
+               "  --cleanup-root PATH  look for a detached UID's leftovers below PATH (default /; tests)\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n",
                VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT, USERDB_RESERVE_PERCENT_DEFAULT,
@@ -69,7 +70,7 @@ static void strv_freep(char ***v) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_DEVICE = 0x100, ARG_LISTEN, ARG_STDIO, ARG_UID_MIN, ARG_UID_MAX, ARG_ALLOW, ARG_BLOCK,
-               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION, ARG_RUN_RESERVE };
+               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_CLEANUP_ROOT, ARG_VERSION, ARG_RUN_RESERVE };
         static const struct option options[] = {
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "listen", required_argument, NULL, ARG_LISTEN },
@@ -82,6 +83,7 @@ int main(int argc, char *argv[]) {
                 { "run-reserve", required_argument, NULL, ARG_RUN_RESERVE },
                 { "userdb-dir", required_argument, NULL, ARG_USERDB_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "cleanup-root", required_argument, NULL, ARG_CLEANUP_ROOT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -160,6 +162,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_STATE_DIR:
                         config.state_dir = optarg;
+                        break;
+                case ARG_CLEANUP_ROOT:
+                        config.cleanup_root = optarg;
                         break;
                 case 'h':
                         help();

@@ -37,3 +37,5 @@ int session_remove(struct session_lock *l, pid_t pid);
 int session_foreach(struct session_lock *l, int (*cb)(pid_t pid, void *userdata), void *userdata);
 /* Removes every entry, the lock file and the directory (forced detach, after the sessions ended). */
 int session_remove_all(int state_dir_fd, const char *user_name);
+/* The same, for a caller that holds the lock already (the agent's detach holds it throughout). */
+int session_remove_all_locked(struct session_lock *l);

@@ -212,6 +212,16 @@ static const char *count_error_text(int r) {
         return r == -ENOMEDIUM ? "/proc is not mounted" : errno_text(r);
 }
 
+/* The user is being (or was just) detached by vmuser-agent: the session is refused, nofail or not
+ * (the agent ends every process of the UID when the detach completes). */
+static int refuse_detaching(pam_handle_t *pamh, int flags, const char *user) {
+        pam_syslog(pamh, LOG_NOTICE, "Refusing a session of %s: vmuser is detaching the user from this guest.", user);
+        if (!(flags & PAM_SILENT))
+                pam_error(pamh, "Your account is being removed from this machine (vmuser detach); no new "
+                                "sessions are accepted.");
+        return PAM_SESSION_ERR;
+}
+
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
         _cleanup_close_ int state_fd = -1;
@@ -229,6 +239,9 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                 return open_failed(pamh, &a, flags, user, "%s", verr_text(&e, -EIO));
         if (r != PAM_SUCCESS)
                 return r;
+
+        if (state.detaching)
+                return refuse_detaching(pamh, flags, user);
 
         if (geteuid() != 0) {
                 pam_syslog(pamh, LOG_WARNING,
@@ -248,12 +261,20 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         bool told = false;
         for (;;) {
                 r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
-                if (r < 0)
+                if (r < 0) {
+                        /* The agent holds the lock through a whole detach: not a case for nofail. */
+                        struct attach_state now;
+                        int k = attach_state_read(state_fd, user, &now);
+                        if (k == -ENOENT || (k >= 0 && now.detaching))
+                                return refuse_detaching(pamh, flags, user);
                         return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
                                            VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+                }
+                /* Read again under the lock: a detach (or a replace) may have run since the
+                 * look-up. A user that is gone or going must not get a session (nor a home). */
                 r = attach_state_read(state_fd, user, &state);
-                if (r == -ENOENT)
-                        return PAM_IGNORE;
+                if (r == -ENOENT || (r >= 0 && state.detaching))
+                        return refuse_detaching(pamh, flags, user);
                 if (r < 0)
                         return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
                                            errno_text(r));

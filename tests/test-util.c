@@ -136,6 +136,10 @@ int test_agent_start(struct test_agent *a, char *const extra_args[]) {
                 argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
         argv[n++] = (char *) "--stdio";
+        /* A detach ends every process of the UID and removes its files: in tests only those below
+         * this scratch root (inside the test's private /run; absent unless a test builds it), never
+         * another test's that happens to use the same UID. A later --cleanup-root wins. */
+        argv[n++] = (char *) "--cleanup-root=" TEST_CLEANUP_ROOT;
         for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
                 argv[n++] = extra_args[i];
         argv[n] = NULL;

@@ -21,7 +21,9 @@ const char *test_env_path(const char *var);
  * *ret_out (malloc'ed, may be NULL) and returns the exit status (or -errno). */
 int test_run(char *const argv[], const char *input, char **ret_out);
 
-/* Starts the agent on --stdio with extra arguments; returns pipes to talk to it. */
+/* Starts the agent on --stdio with extra arguments (after --cleanup-root=TEST_CLEANUP_ROOT);
+ * returns pipes to talk to it. */
+#define TEST_CLEANUP_ROOT "/run/test-cleanup-root"
 struct test_agent {
         pid_t pid;
         int in_fd;  /* write requests here */

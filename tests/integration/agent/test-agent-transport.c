@@ -38,7 +38,8 @@ static pid_t spawn_agent(const char *mode, const char *path) {
                 int null = open("/dev/null", O_RDWR);
                 dup2(null, 0);
                 dup2(null, 1);
-                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", mode, path, (char *) NULL);
+                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--cleanup-root=" TEST_CLEANUP_ROOT, mode, path,
+                      (char *) NULL);
                 _exit(127);
         }
         return pid;

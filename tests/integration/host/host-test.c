@@ -419,7 +419,9 @@ static pid_t start_listener(const char *vm, char *const prefix[], char *const ex
 }
 
 pid_t ht_agent_start(const char *vm, char *const extra_args[]) {
-        char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--listen", NULL };
+        /* --cleanup-root: see test_agent_start(). */
+        char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--cleanup-root=" TEST_CLEANUP_ROOT,
+                           (char *) "--listen", NULL };
         return start_listener(vm, prefix, extra_args);
 }
 

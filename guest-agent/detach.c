@@ -1,0 +1,175 @@
+/* detach.c: vmuser-detach, the end of a transient UID's attachment (doc/PROTOCOL.txt, "The life
+ * of a transient UID").
+ *
+ * Under the agent lock: mark the user "detaching" in its state file (pam_vmuser refuses new
+ * sessions from here on), take the user's session lock and hold it to the end (a login that got
+ * past the mark waits behind it, then finds the state gone and fails), count sessions (busy
+ * without force), end them (tracked session processes, logind's user), unmount the home, remove
+ * the records, then end every process still running as the UID and remove its IPC objects and
+ * files (uid-cleanup.c). A UID with anything left goes into quarantine (uid-alloc.h). Any failure
+ * before the records go clears the mark again. The reply says what was ended and removed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-login.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "json-util.h"
+#include "macro.h"
+#include "paths.h"
+#include "session-track.h"
+#include "uid-alloc.h"
+#include "uid-cleanup.h"
+
+/* The agent holds the user's session lock for the whole detach; a forced one may take a while. */
+#define DETACH_SESSION_LOCK_MSEC 10000u
+
+static int collect_pid(pid_t pid, void *userdata) {
+        pid_t *pids = userdata;
+        for (int i = 0; i < 64; i++)
+                if (pids[i] == 0) {
+                        pids[i] = pid;
+                        return 0;
+                }
+        return 0;
+}
+
+static bool pid_alive(pid_t pid) {
+        return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* Ends the sessions counted under l: SIGTERM to the processes that opened them, logind's
+ * TerminateUser (through agent_release_user_manager(), which waits for the user's slice to go),
+ * then SIGKILL to any opener still there after 1.5 s. */
+static int end_sessions(struct agent *a, const struct attach_state *s, struct session_lock *l, struct verr *e) {
+        pid_t pids[64] = {};
+        int r;
+
+        (void) session_foreach(l, collect_pid, pids);
+        for (int i = 0; i < 64 && pids[i]; i++)
+                (void) kill(pids[i], SIGTERM);
+        r = agent_release_user_manager(a, s, e);
+        if (r < 0)
+                return r;
+        for (int round = 0; round < 40; round++) {
+                bool any = false;
+                for (int i = 0; i < 64 && pids[i]; i++)
+                        any = any || pid_alive(pids[i]);
+                if (!any)
+                        break;
+                if (round == 30)
+                        for (int i = 0; i < 64 && pids[i]; i++)
+                                (void) kill(pids[i], SIGKILL);
+                usleep(50 * 1000);
+        }
+        return 0;
+}
+
+static json_object *cleanup_to_json(const struct uid_cleanup_report *c, bool quarantined) {
+        json_object *o = json_object_new_object(), *kept = json_object_new_array();
+
+        if (!o || !kept) {
+                json_object_put(o);
+                json_object_put(kept);
+                return NULL;
+        }
+        for (size_t i = 0; i < UID_CLEANUP_KEPT_MAX && i < c->kept_count; i++)
+                if (c->kept[i])
+                        json_object_array_add(kept, json_object_new_string(c->kept[i]));
+        json_object_object_add(o, "processesEnded", json_object_new_int64(c->processes_ended));
+        json_object_object_add(o, "processesLeft", json_object_new_int64(c->processes_left));
+        json_object_object_add(o, "ipcRemoved", json_object_new_int64(c->ipc_removed));
+        json_object_object_add(o, "ipcLeft", json_object_new_int64(c->ipc_left));
+        json_object_object_add(o, "filesRemoved", json_object_new_int64(c->files_removed));
+        json_object_object_add(o, "dirsRemoved", json_object_new_int64(c->dirs_removed));
+        json_object_object_add(o, "keptCount", json_object_new_int64(c->kept_count));
+        json_object_object_add(o, "kept", kept);
+        json_object_object_add(o, "quarantined", json_object_new_boolean(quarantined));
+        return o;
+}
+
+int agent_detach(struct agent *a, const char *name, bool force, json_object **ret, struct verr *e) {
+        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+        _cleanup_(uid_cleanup_report_done) struct uid_cleanup_report report = {};
+        _cleanup_close_ int lock_fd = -1, users_fd = -1;
+        _cleanup_json_ json_object *reply = NULL;
+        struct attach_state s, removed;
+        int state_fd = userdb_state_fd(a->db);
+        int r, sessions, logind;
+
+        r = userdb_lock(a->db, &lock_fd);
+        if (r < 0)
+                return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
+        r = attach_state_read(state_fd, name, &s);
+        if (r == -ENOENT)
+                return verr_set(e, -ENOENT, "user '%s' is not attached", name);
+        if (r < 0)
+                return verr_set(e, r, "state of user '%s' is unreadable: %s", name, strerror(-r));
+
+        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (users_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open %s/%s: %m", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR);
+        r = attach_state_set_detaching(users_fd, name, true);
+        if (r < 0)
+                return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
+
+        r = session_lock_acquire_timeout(state_fd, name, true, DETACH_SESSION_LOCK_MSEC, &l);
+        if (r < 0) {
+                verr_set(e, r, "cannot lock the sessions of '%s': %s", name, strerror(-r));
+                goto undo;
+        }
+        sessions = session_prune_and_count(l);
+        logind = sd_uid_get_sessions(s.uid, 0, NULL);
+        if (sessions < 0) {
+                r = verr_set(e, sessions, "cannot count the sessions of '%s': %s", name, strerror(-sessions));
+                goto undo;
+        }
+        if (logind > sessions)
+                sessions = logind;
+        if (sessions > 0 && !force) {
+                r = verr_set(e, -EBUSY, "user '%s' has %d session(s); log them out or detach with force", name,
+                             sessions);
+                goto undo;
+        }
+        r = sessions > 0 ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
+        if (r < 0)
+                goto undo;
+        r = agent_unmount_home(a, &s, e);
+        if (r < 0)
+                goto undo;
+        (void) session_remove_all_locked(l);
+
+        r = userdb_detach_locked(a->db, name, &removed, e);
+        if (r < 0)
+                goto undo;
+
+        /* The records are gone: nothing can log in as the user any more, and whatever still runs
+         * as the UID (an escapee of the session, an at job, a nohup'ed process) goes now. */
+        r = uid_cleanup(userdb_cleanup_root(a->db), removed.uid, name, &report);
+        if (r < 0)
+                return verr_set(e, r, "user '%s' is detached, but looking for what uid %u left failed: %s", name,
+                                removed.uid, strerror(-r));
+        bool dirty = uid_cleanup_report_dirty(&report);
+        if (dirty)
+                (void) uid_quarantine_set(state_fd, removed.uid, true);
+
+        reply = json_object_new_object();
+        json_object *cleanup = cleanup_to_json(&report, dirty);
+        if (!reply || !cleanup) {
+                json_object_put(cleanup);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "userName", json_object_new_string(name));
+        json_object_object_add(reply, "uid", json_object_new_int64(removed.uid));
+        json_object_object_add(reply, "cleanup", cleanup);
+        *ret = TAKE_PTR(reply);
+        return 0;
+
+undo:
+        (void) attach_state_set_detaching(users_fd, name, false);
+        return r;
+}
