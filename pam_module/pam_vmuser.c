@@ -172,8 +172,26 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                 return PAM_SESSION_ERR;
         }
 
+        /* Mid-detach the records may already be gone from NSS: the caller decides (open refuses,
+         * close goes on), not the NSS check below. */
+        if (ret_state->detaching) {
+                *ret_state_fd = TAKE_FD(state_fd);
+                return PAM_SUCCESS;
+        }
+
         /* A local account of the same name shadowing the attached one must not get its home. */
         pw = pam_modutil_getpwnam(pamh, user);
+        if (!pw || pw->pw_uid != ret_state->uid) {
+                /* A detach may have removed the records since the state was read: then this is a
+                 * user going away (the caller refuses an open), not somebody else's account. */
+                struct attach_state now;
+                int k = attach_state_read(state_fd, user, &now);
+                if (k == -ENOENT || (k >= 0 && now.detaching)) {
+                        ret_state->detaching = true;
+                        *ret_state_fd = TAKE_FD(state_fd);
+                        return PAM_SUCCESS;
+                }
+        }
         if (!pw) {
                 pam_syslog(pamh, LOG_WARNING,
                            "%s is attached by vmuser but does not resolve through NSS; ignoring.", user);
