@@ -12,6 +12,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "session-track.h"
+#include "uid-alloc.h"
 
 static int cmd_sync(struct agent *a, json_object *args, json_object **ret, struct verr *e) {
         json_object *id;
@@ -62,6 +63,18 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
 
         if (!args)
                 return verr_set(e, -EINVAL, "vmuser-attach needs 'arguments'");
+        /* The host's reservations (uid-alloc.h) are agent state, not part of the record. */
+        json_object *reserved;
+        if (json_object_object_get_ex(args, "reservedUids", &reserved)) {
+                _cleanup_close_ int lock_fd = -1;
+                r = userdb_lock(a->db, &lock_fd);
+                if (r < 0)
+                        return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
+                r = uid_reservations_from_json(userdb_state_fd(a->db), reserved, userdb_range(a->db), e);
+                if (r < 0)
+                        return r;
+                json_object_object_del(args, "reservedUids");
+        }
         r = records_parse_attach(args, userdb_range(a->db), &req, e);
         if (r < 0)
                 return r;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "atomic-file.h"
+#include "json-util.h"
 #include "macro.h"
 #include "names.h"
 
@@ -134,4 +135,31 @@ int uid_reserved_for(int state_fd, uint32_t uid, char *ret_name, size_t size) {
                 return 0;
         snprintf(ret_name, size, "%s", buf);
         return 1;
+}
+
+int uid_reservations_from_json(int state_fd, json_object *array, const struct id_range *range, struct verr *e) {
+        size_t n;
+        int r;
+
+        if (!json_object_is_type(array, json_type_array))
+                return verr_set(e, -EINVAL, "argument 'reservedUids' must be an array");
+        n = json_object_array_length(array);
+        if (n > UID_RESERVED_MAX)
+                return verr_set(e, -EINVAL, "argument 'reservedUids' has more than %u entries", UID_RESERVED_MAX);
+        /* Check all, then write: a bad entry changes nothing. */
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < n; i++) {
+                        json_object *o = json_object_array_get_idx(array, i);
+                        const char *name;
+                        uint32_t uid;
+
+                        if (!json_object_is_type(o, json_type_object) || json_object_object_length(o) != 2 ||
+                            json_get_uint32(o, "uid", &uid) < 0 || json_get_string(o, "userName", &name) < 0 ||
+                            !name_is_valid(name) || uid < range->min || uid > range->max)
+                                return verr_set(e, -EINVAL, "entry %zu of 'reservedUids' is not {\"uid\": N in %u-%u, "
+                                                "\"userName\": S}", i, range->min, range->max);
+                        if (pass == 1 && (r = uid_reserve_set(state_fd, uid, name)) < 0)
+                                return verr_set(e, r, "cannot reserve uid %u for '%s': %s", uid, name, strerror(-r));
+                }
+        return 0;
 }

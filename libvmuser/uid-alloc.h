@@ -16,7 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #include "records.h"
+#include "verr.h"
 
 /* The first never-used UID of this boot (range->min when none was used yet). */
 int uid_highwater_get(int state_fd, const struct id_range *range, uint32_t *ret);
@@ -29,5 +32,10 @@ int uid_quarantine_has(int state_fd, uint32_t uid);
 
 /* Reserves uid for user_name (replacing an earlier reservation of that UID). */
 int uid_reserve_set(int state_fd, uint32_t uid, const char *user_name);
+/* Records the reservations of a vmuser-attach "reservedUids" argument: an array of at most
+ * UID_RESERVED_MAX {"uid": N, "userName": S} (N inside range). -EINVAL with the reason in e. */
+#define UID_RESERVED_MAX 64u
+int uid_reservations_from_json(int state_fd, json_object *array, const struct id_range *range, struct verr *e);
+
 /* 1 with the owner's name in ret_name when uid is reserved, 0 when not, -errno. */
 int uid_reserved_for(int state_fd, uint32_t uid, char *ret_name, size_t size);

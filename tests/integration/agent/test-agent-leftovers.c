@@ -296,6 +296,33 @@ static void test_kept_paths_are_reported(void **state) {
         free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"hank\"}}"));
 }
 
+/* A UID the host keeps an export for is its user's: never allocated to, nor taken by, another. */
+static void test_reserved_uids(void **state) {
+        unsigned hw = attach("ivy", 0);
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"ivy\"}}"));
+
+        /* The next never-used UIDs, hw+1 and hw+2, are reserved for judy. */
+        _cleanup_free_ char *r1 = call("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"kim\"},"
+                                       "\"reservedUids\":[{\"uid\":%u,\"userName\":\"judy\"},{\"uid\":%u,"
+                                       "\"userName\":\"judy\"}]}}", hw + 1, hw + 2);
+        if (!strstr(r1, "\"uid\":"))
+                fail_msg("%s", r1);
+        char want[32];
+        snprintf(want, sizeof(want), "\"uid\":%u,", hw + 3);
+        if (!strstr(r1, want))
+                fail_msg("kim got %s, wanted %u", r1, hw + 3);
+        _cleanup_free_ char *r2 = call("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"lou\","
+                                       "\"uid\":%u}}}", hw + 1);
+        assert_non_null(strstr(r2, "is reserved for 'judy', whose home export the host keeps"));
+        assert_int_equal(attach("judy", hw + 1), hw + 1);
+        /* A bad list changes nothing. */
+        _cleanup_free_ char *r3 = call("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"max\"},"
+                                       "\"reservedUids\":[{\"uid\":1,\"userName\":\"x\"}]}}");
+        assert_non_null(strstr(r3, "entry 0 of 'reservedUids' is not"));
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"kim\"}}"));
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"judy\"}}"));
+}
+
 static void build_root(void) {
         static const char *const dirs[] = { "tmp", "var", "var/tmp", "dev", "dev/shm", "run", "run/user", "run/lock",
                                             "var/spool", "var/spool/cron", "var/spool/cron/crontabs",
@@ -360,6 +387,7 @@ int main(void) {
                 cmocka_unit_test(test_detach_removes_leftovers),
                 cmocka_unit_test(test_allocation_avoids_dirty_uids),
                 cmocka_unit_test(test_kept_paths_are_reported),
+                cmocka_unit_test(test_reserved_uids),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
