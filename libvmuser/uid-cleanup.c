@@ -297,6 +297,20 @@ static void take_named(struct walk *w, const char *root, const char *dir, const 
         take_entry(w, fd, name, sub, &st, 0);
 }
 
+/* pam_namespace's instance of a polyinstantiated directory for method "user" is PREFIX/NAME,
+ * owned like the polydir (root, for /tmp): not the user's by owner, but by name. Taken only when
+ * the prefix directory is root's and closed to others, as pam_namespace requires (mode 000), so
+ * nobody else can have put a NAME there. */
+static void take_instance(struct walk *w, const char *root, const char *prefix, const char *name) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        if (join(path, sizeof(path), root, prefix) < 0 || lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) ||
+            st.st_uid != 0 || (st.st_mode & 0022))
+                return;
+        take_named(w, root, prefix, name);
+}
+
 static const char *const places[] = {
         "tmp", "var/tmp", "dev/shm", "dev/mqueue", "run/lock",
         "var/spool/cron/crontabs", "var/spool/cron/atjobs", "var/spool/cron/atspool", "var/mail",
@@ -310,6 +324,8 @@ static void walk_files(struct walk *w, const char *root, const char *user_name) 
         if (user_name) {
                 take_named(w, root, "var/spool/cron/crontabs", user_name);
                 take_named(w, root, "var/mail", user_name);
+                take_instance(w, root, "tmp/tmp-inst", user_name);
+                take_instance(w, root, "var/tmp/tmp-inst", user_name);
         }
         for (size_t i = 0; i < ELEMENTSOF(places); i++)
                 walk_place(w, root, places[i]);

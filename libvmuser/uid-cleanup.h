@@ -5,7 +5,8 @@
  * UID"). uid_cleanup() ends every process whose real, effective, saved or file-system UID is
  * the UID (scanning /proc, not only logind's sessions), removes its SysV IPC objects, and
  * removes what it owns in the places any login can write to: /tmp, /var/tmp, /dev/shm,
- * /dev/mqueue, /run/lock, /run/user/UID, the cron and at spools and /var/mail/NAME. What cannot
+ * /dev/mqueue, /run/lock, /run/user/UID, the cron and at spools and /var/mail/NAME, and
+ * pam_namespace's instances /tmp/tmp-inst/NAME and /var/tmp/tmp-inst/NAME. What cannot
  * be removed safely is kept and reported with the reason. uid_leftovers() is the same search
  * without removing anything, for the allocator (uid-alloc.c).
  *
