@@ -28,45 +28,63 @@
 /* The agent holds the user's session lock for the whole detach; a forced one may take a while. */
 #define DETACH_SESSION_LOCK_MSEC 10000u
 
+#define PIDS_PER_BATCH 64
+#define BATCHES_MAX 64
+
+struct pid_batch {
+        pid_t pids[PIDS_PER_BATCH];
+        size_t n;
+};
+
 static int collect_pid(pid_t pid, void *userdata) {
-        pid_t *pids = userdata;
-        for (int i = 0; i < 64; i++)
-                if (pids[i] == 0) {
-                        pids[i] = pid;
-                        return 0;
-                }
+        struct pid_batch *b = userdata;
+        if (b->n < PIDS_PER_BATCH)
+                b->pids[b->n++] = pid;
         return 0;
 }
 
-static bool pid_alive(pid_t pid) {
-        return kill(pid, 0) == 0 || errno == EPERM;
+/* Gone or a zombie (its parent reaps it; it holds nothing any more). */
+static bool pid_done(pid_t pid) {
+        char path[64], buf[512];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return kill(pid, 0) < 0 && errno == ESRCH;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return true;
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
-/* Ends the sessions counted under l: SIGTERM to the processes that opened them, logind's
- * TerminateUser (through agent_release_user_manager(), which waits for the user's slice to go),
- * then SIGKILL to any opener still there after 1.5 s. */
+/* Ends the sessions recorded under l, in batches (a user may have more sessions than one batch
+ * holds): SIGTERM to the processes that opened them, SIGKILL to those still there after 1.5 s,
+ * until no live entry is left. Then logind's part: TerminateUser through
+ * agent_release_user_manager(), which waits for the user's slice to go. */
 static int end_sessions(struct agent *a, const struct attach_state *s, struct session_lock *l, struct verr *e) {
-        pid_t pids[64] = {};
-        int r;
-
-        (void) session_foreach(l, collect_pid, pids);
-        for (int i = 0; i < 64 && pids[i]; i++)
-                (void) kill(pids[i], SIGTERM);
-        r = agent_release_user_manager(a, s, e);
-        if (r < 0)
-                return r;
-        for (int round = 0; round < 40; round++) {
-                bool any = false;
-                for (int i = 0; i < 64 && pids[i]; i++)
-                        any = any || pid_alive(pids[i]);
-                if (!any)
+        for (int batch = 0; batch < BATCHES_MAX; batch++) {
+                struct pid_batch b = {};
+                (void) session_foreach(l, collect_pid, &b);
+                if (b.n == 0)
                         break;
-                if (round == 30)
-                        for (int i = 0; i < 64 && pids[i]; i++)
-                                (void) kill(pids[i], SIGKILL);
-                usleep(50 * 1000);
+                for (size_t i = 0; i < b.n; i++)
+                        (void) kill(b.pids[i], SIGTERM);
+                for (int round = 0; round < 40; round++) {
+                        bool any = false;
+                        for (size_t i = 0; i < b.n; i++)
+                                any = any || !pid_done(b.pids[i]);
+                        if (!any)
+                                break;
+                        if (round == 30)
+                                for (size_t i = 0; i < b.n; i++)
+                                        (void) kill(b.pids[i], SIGKILL);
+                        usleep(50 * 1000);
+                }
         }
-        return 0;
+        return agent_release_user_manager(a, s, e);
 }
 
 static json_object *cleanup_to_json(const struct uid_cleanup_report *c, bool quarantined) {

@@ -227,10 +227,41 @@ static void test_replace_under_session(void **state) {
         free(agent_call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"stayer\"}}"));
 }
 
+/* More sessions than the agent ends in one batch (64): a forced detach ends every one. */
+static void test_many_sessions_all_ended(void **state) {
+        struct pam_test_holder h[100];
+
+        pam_test_attach("crowd", 60574, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-crowd\"}");
+        for (size_t i = 0; i < ELEMENTSOF(h); i++)
+                assert_int_equal(pam_test_holder_open(&h[i], SERVICE, "crowd", NULL, 0), PAM_SUCCESS);
+        assert_int_equal(pam_test_session_entries("crowd"), (int) ELEMENTSOF(h));
+        _cleanup_free_ char *reply =
+                agent_call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"crowd\",\"force\":true}}");
+        assert_non_null(strstr(reply, "{\"return\""));
+        for (size_t i = 0; i < ELEMENTSOF(h); i++) {
+                int status = 0;
+                pid_t k = 0;
+                /* Ended by the agent (the detach waited for it): reaped here without being told
+                 * anything. A survivor is killed so the test cannot hang on it. */
+                for (int t = 0; t < 100 && (k = waitpid(h[i].pid, &status, WNOHANG)) == 0; t++)
+                        usleep(10 * 1000);
+                if (k == 0) {
+                        kill(h[i].pid, SIGKILL);
+                        waitpid(h[i].pid, NULL, 0);
+                        fail_msg("session %zu (process %d) outlived the detach", i, (int) h[i].pid);
+                }
+                assert_true(WIFSIGNALED(status));
+                close(h[i].cmd_fd);
+                close(h[i].res_fd);
+        }
+        assert_int_equal(pam_test_mount_count("/run/vmhost/home/crowd", NULL, 0), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_detaching_refused),
                 cmocka_unit_test(test_replace_under_session),
+                cmocka_unit_test(test_many_sessions_all_ended),
                 cmocka_unit_test(test_logins_against_detach),
         };
 
