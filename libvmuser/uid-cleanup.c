@@ -399,13 +399,17 @@ static int proc_pass(const char *root, uid_t uid, bool kill_them, pid_t *seen, s
                 long pid = strtol(de->d_name, NULL, 10);
                 if (pid <= 1 || pid == getpid())
                         continue;
-                /* The pidfd first: the UIDs read after it are those of the process it names. */
+                /* The pidfd first: the UIDs read after it are those of the process it names.
+                 * Without pidfds (old kernels, valgrind) plain kill() after the check has to do. */
                 int pidfd = kill_them ? (int) syscall(SYS_pidfd_open, (pid_t) pid, 0) : -1;
-                if (kill_them && pidfd < 0)
+                if (kill_them && pidfd < 0 && errno == ESRCH)
                         continue;
                 if (proc_has_uid(proc_fd, de->d_name, uid) > 0) {
                         found++;
-                        if (kill_them && syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0) {
+                        int k = !kill_them ? -1
+                                : pidfd >= 0 ? (int) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
+                                             : kill((pid_t) pid, SIGKILL);
+                        if (k == 0) {
                                 bool known = false;
                                 for (size_t i = 0; i < *n_seen; i++)
                                         known = known || seen[i] == (pid_t) pid;

@@ -102,19 +102,31 @@ static unsigned count_in_log(const char *log, const char *needle) {
 
 static void test_logins_against_detach(void **state) {
         unsigned refused = 0, recorded = 0, survivors = 0;
+        /* One agent for all rounds (as in a guest; and a checker wrapping it starts once). */
+        struct test_agent agent;
+
+        assert_int_equal(test_agent_start(&agent, NULL), 0);
 
         for (int round = 0; round < ROUNDS; round++) {
                 int stop[2], out[2];
                 pid_t alive[MAX_SESSIONS];
                 ssize_t n;
 
-                pam_test_attach("racer", 60570, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-racer\"}");
+                _cleanup_free_ char *attached = NULL;
+                assert_int_equal(test_agent_call(&agent, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":"
+                                                 "{\"userName\":\"racer\",\"uid\":60570},\"home\":{\"fstype\":"
+                                                 "\"tmpfs\",\"tag\":\"vmuser-racer\"}}}", &attached), 0);
+                if (strncmp(attached, "{\"return\"", 9) != 0)
+                        fail_msg("round %d: attach failed: %s", round, attached);
                 _cleanup_free_ char *before = pam_test_log();
                 assert_int_equal(pipe2(stop, O_CLOEXEC), 0);
                 assert_int_equal(pipe2(out, O_CLOEXEC), 0);
                 pid_t l = fork();
                 assert_true(l >= 0);
                 if (l == 0) {
+                        /* Not the agent's pipes: its stdin must see EOF when the test ends. */
+                        close(agent.in_fd);
+                        close(agent.out_fd);
                         close(stop[1]);
                         close(out[0]);
                         looper(stop[0], out[1]);
@@ -125,8 +137,9 @@ static void test_logins_against_detach(void **state) {
                 /* Let a few logins land first, a different number each round. */
                 struct timespec ts = { .tv_nsec = (round % 10) * 3 * 1000 * 1000L };
                 nanosleep(&ts, NULL);
-                _cleanup_free_ char *reply =
-                        agent_call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"racer\",\"force\":true}}");
+                _cleanup_free_ char *reply = NULL;
+                assert_int_equal(test_agent_call(&agent, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":"
+                                                 "\"racer\",\"force\":true}}", &reply), 0);
                 if (strncmp(reply, "{\"return\"", 9) != 0)
                         fail_msg("round %d: detach failed: %s", round, reply);
 
@@ -166,6 +179,7 @@ static void test_logins_against_detach(void **state) {
                 refused += count_in_log(since, "Refusing a session of racer");
                 recorded += count_in_log(since, "Session of racer in process");
         }
+        assert_int_equal(test_agent_stop(&agent), 0);
         fprintf(stderr,
                 "%d rounds: %u sessions accepted by pam_vmuser (all ended by the detach), %u refused while "
                 "detaching, %u logins after the user was gone (not vmuser's)\n",
