@@ -323,6 +323,35 @@ static void test_reserved_uids(void **state) {
         free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"judy\"}}"));
 }
 
+/* When the never-used UIDs are gone, freed ones are handed out again, the clean ones only. */
+static void test_freed_uids_reused_when_clean(void **state) {
+        struct test_agent narrow;
+        char *args[] = { (char *) "--uid-min", (char *) "60600", (char *) "--uid-max", (char *) "60602", NULL };
+        struct test_agent saved = agent;
+        char path[128];
+
+        assert_int_equal(test_agent_start(&narrow, args), 0);
+        agent = narrow;
+        for (unsigned uid = 60600; uid <= 60602; uid++) {
+                assert_int_equal(attach("nina", 0), uid);
+                free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"nina\"}}"));
+        }
+        /* All used once: the first freed one comes back, unless it has a leftover. */
+        snprintf(path, sizeof(path), ROOT "/dev/shm/left-by-60600");
+        assert_int_equal(mknod(path, S_IFREG | 0600, 0), 0);
+        assert_int_equal(chown(path, 60600, 60600), 0);
+        assert_int_equal(attach("oscar", 0), 60601);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(attach("pia", 0), 60600);
+        _cleanup_free_ char *full = call("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"quin\"}}}");
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"oscar\"}}"));
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"pia\"}}"));
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"quin\"}}"));
+        agent = saved;
+        assert_int_equal(test_agent_stop(&narrow), 0);
+        assert_non_null(strstr(full, "\"uid\":60602"));
+}
+
 static void build_root(void) {
         static const char *const dirs[] = { "tmp", "var", "var/tmp", "dev", "dev/shm", "run", "run/user", "run/lock",
                                             "var/spool", "var/spool/cron", "var/spool/cron/crontabs",
@@ -392,6 +421,7 @@ int main(void) {
                 cmocka_unit_test(test_allocation_avoids_dirty_uids),
                 cmocka_unit_test(test_kept_paths_are_reported),
                 cmocka_unit_test(test_reserved_uids),
+                cmocka_unit_test(test_freed_uids_reused_when_clean),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
