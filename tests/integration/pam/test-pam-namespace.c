@@ -73,6 +73,12 @@ static void test_instances_and_detach(void **state) {
         put_file(INST "/polly/.X11-unix/root-owned", 0);
         put_file(INST "/quinn/keep", 60561);
 
+        /* A local account (outside the agent's UID range) keeps the shared directory. */
+        struct pam_test_holder n;
+        assert_int_equal(pam_test_holder_open(&n, SERVICE, "nobody", msgs, sizeof(msgs)), PAM_SUCCESS);
+        assert_int_equal(lstat(INST "/nobody", &st), -1);
+        assert_int_equal(pam_test_holder_close(&n), PAM_SUCCESS);
+
         assert_int_equal(pam_test_holder_close(&a), PAM_SUCCESS);
         _cleanup_free_ char *reply = detach("polly");
         /* One directory per place: the instance went with all it held. */
