@@ -287,7 +287,12 @@ static void take_named(struct walk *w, const char *root, const char *dir, const 
                 }
                 remove_contents(w, cfd, sub, st.st_dev, 1);
                 close(cfd);
-                if (unlinkat(fd, name, AT_REMOVEDIR) < 0)
+                /* logind unmounts /run/user/UID when it stops user-runtime-dir@UID.service,
+                 * shortly after the user's slice went: give it two seconds. */
+                int k;
+                for (int i = 0; (k = unlinkat(fd, name, AT_REMOVEDIR)) < 0 && errno == EBUSY && i < 20; i++)
+                        nanosleep(&(struct timespec) { .tv_nsec = 100 * 1000 * 1000 }, NULL);
+                if (k < 0)
                         keep(w, sub, errno == EBUSY ? "a mount point (logind's runtime directory is still mounted)"
                                                     : "cannot remove it: %m");
                 else
