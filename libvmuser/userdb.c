@@ -308,6 +308,13 @@ int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         return -EWOULDBLOCK;
 }
 
+static int clear_detaching(const struct attach_state *s, void *userdata) {
+        struct userdb *db = userdata;
+        if (s->detaching)
+                (void) attach_state_set_detaching(db->users_fd, s->user_name, false);
+        return 0;
+}
+
 int userdb_recover(struct userdb *db) {
         _cleanup_close_ int lock_fd = -1, dfd = -1;
         struct dirent *de;
@@ -335,6 +342,10 @@ int userdb_recover(struct userdb *db) {
                 n++;
         }
         closedir(d);
+
+        /* A detach the agent did not finish (it crashed before the records went) did not
+         * happen: the user is attached, and logins must work again. */
+        (void) userdb_foreach(db, clear_detaching, db);
 
         (void) atomic_clean_temporaries(db->userdb_fd);
         (void) atomic_clean_temporaries(db->users_fd);

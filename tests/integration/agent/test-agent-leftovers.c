@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "attach-state.h"
 #include "macro.h"
 #include "test-util.h"
 
@@ -352,6 +353,30 @@ static void test_freed_uids_reused_when_clean(void **state) {
         assert_non_null(strstr(full, "\"uid\":60602"));
 }
 
+/* A detach interrupted before the records went (the agent died) did not happen: the next start
+ * clears the "detaching" mark, so the user can log in again. */
+static void test_interrupted_detach_cleared(void **state) {
+        struct test_agent second;
+        attach("rita", 0);
+        int users_fd = open("/run/vmuser/users", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(users_fd >= 0);
+        assert_int_equal(attach_state_set_detaching(users_fd, "rita", true), 0);
+        int state_fd = open("/run/vmuser", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct attach_state st;
+        assert_true(state_fd >= 0);
+        assert_int_equal(attach_state_read(state_fd, "rita", &st), 0);
+        assert_true(st.detaching);
+        assert_int_equal(test_agent_start(&second, NULL), 0);
+        _cleanup_free_ char *reply = NULL;
+        assert_int_equal(test_agent_call(&second, "{\"execute\":\"guest-ping\"}", &reply), 0);
+        assert_int_equal(test_agent_stop(&second), 0);
+        assert_int_equal(attach_state_read(state_fd, "rita", &st), 0);
+        assert_false(st.detaching);
+        close(state_fd);
+        close(users_fd);
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"rita\"}}"));
+}
+
 static void build_root(void) {
         static const char *const dirs[] = { "tmp", "var", "var/tmp", "dev", "dev/shm", "run", "run/user", "run/lock",
                                             "var/spool", "var/spool/cron", "var/spool/cron/crontabs",
@@ -421,6 +446,7 @@ int main(void) {
                 cmocka_unit_test(test_allocation_avoids_dirty_uids),
                 cmocka_unit_test(test_kept_paths_are_reported),
                 cmocka_unit_test(test_reserved_uids),
+                cmocka_unit_test(test_interrupted_detach_cleared),
                 cmocka_unit_test(test_freed_uids_reused_when_clean),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
