@@ -118,6 +118,7 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         struct attach_state s, removed;
         int state_fd = userdb_state_fd(a->db);
         int r, sessions, logind;
+        bool early = false;
 
         r = userdb_lock(a->db, &lock_fd);
         if (r < 0)
@@ -154,6 +155,15 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
                 goto undo;
         }
         r = sessions > 0 ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
+        if (r == -ETIMEDOUT && force) {
+                /* logind's stop did not empty the user's slice in time (processes it does not
+                 * end, a user manager that hangs): with force, end every process of the UID now,
+                 * while its records still resolve, and wait for the slice once more. */
+                if (uid_cleanup(userdb_cleanup_root(a->db), s.uid, name, &report) >= 0)
+                        early = true;
+                e->text[0] = '\0';
+                r = agent_release_user_manager(a, &s, e);
+        }
         if (r < 0)
                 goto undo;
         r = agent_unmount_home(a, &s, e);
@@ -167,10 +177,20 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
 
         /* The records are gone: nothing can log in as the user any more, and whatever still runs
          * as the UID (an escapee of the session, an at job, a nohup'ed process) goes now. */
-        r = uid_cleanup(userdb_cleanup_root(a->db), removed.uid, name, &report);
+        struct uid_cleanup_report late = {};
+        r = uid_cleanup(userdb_cleanup_root(a->db), removed.uid, name, &late);
         if (r < 0)
                 return verr_set(e, r, "user '%s' is detached, but looking for what uid %u left failed: %s", name,
                                 removed.uid, strerror(-r));
+        if (early) {
+                /* Counts add up; what is left is what the last pass found. */
+                late.processes_ended += report.processes_ended;
+                late.ipc_removed += report.ipc_removed;
+                late.files_removed += report.files_removed;
+                late.dirs_removed += report.dirs_removed;
+        }
+        uid_cleanup_report_done(&report);
+        report = late;
         bool dirty = uid_cleanup_report_dirty(&report);
         if (dirty)
                 (void) uid_quarantine_set(state_fd, removed.uid, true);
