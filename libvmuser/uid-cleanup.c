@@ -66,6 +66,11 @@ static void keep(struct walk *w, const char *path, const char *fmt, ...) {
                 w->found++;
                 return;
         }
+        /* A named entry (crontabs/NAME) is also met by the walk of its place: report it once. */
+        size_t len = strlen(path);
+        for (size_t i = 0; i < w->report->kept_count && i < UID_CLEANUP_KEPT_MAX; i++)
+                if (w->report->kept[i] && strncmp(w->report->kept[i], path, len) == 0 && w->report->kept[i][len] == ':')
+                        return;
         va_start(ap, fmt);
         vsnprintf(reason, sizeof(reason), fmt, ap);
         va_end(ap);
