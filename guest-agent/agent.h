@@ -33,6 +33,7 @@ struct agent_config {
         unsigned reserve_percent; /* see userdb_set_reserve() */
         enum agent_userdb_mode userdb_mode;
         const char *varlink_socket; /* AGENT_USERDB_VARLINK/BOTH */
+        const char *cleanup_root; /* NULL: "/"; see uid-cleanup.h (tests point it at a scratch tree) */
 };
 
 struct user_index;
@@ -76,6 +77,9 @@ const struct agent_command *agent_command_find(const char *name);
 size_t agent_command_count(void);
 const struct agent_command *agent_command_at(size_t i);
 bool agent_command_enabled(const struct agent *a, const char *name);
+
+/* detach.c: vmuser-detach (sessions, home, records, then the UID's leftovers). */
+int agent_detach(struct agent *a, const char *name, bool force, json_object **ret, struct verr *e);
 
 /* sessions.c: what detach and list need to know about logins. */
 int agent_user_session_count(struct agent *a, const struct attach_state *s);

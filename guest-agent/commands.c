@@ -13,6 +13,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "session-track.h"
+#include "uid-alloc.h"
 
 static int cmd_sync(struct agent *a, json_object *args, json_object **ret, struct verr *e) {
         json_object *id;
@@ -63,6 +64,18 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
 
         if (!args)
                 return verr_set(e, -EINVAL, "vmuser-attach needs 'arguments'");
+        /* The host's reservations (uid-alloc.h) are agent state, not part of the record. */
+        json_object *reserved;
+        if (json_object_object_get_ex(args, "reservedUids", &reserved)) {
+                _cleanup_close_ int lock_fd = -1;
+                r = userdb_lock(a->db, &lock_fd);
+                if (r < 0)
+                        return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
+                r = uid_reservations_from_json(userdb_state_fd(a->db), reserved, userdb_range(a->db), e);
+                if (r < 0)
+                        return r;
+                json_object_object_del(args, "reservedUids");
+        }
         r = records_parse_attach(args, userdb_range(a->db), &req, e);
         if (r < 0)
                 return r;
@@ -88,12 +101,9 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
 }
 
 static int cmd_detach(struct agent *a, json_object *args, json_object **ret, struct verr *e) {
-        _cleanup_close_ int lock_fd = -1;
-        _cleanup_json_ json_object *reply = NULL;
-        struct attach_state s, removed;
         const char *name;
         bool force = false;
-        int r, sessions;
+        int r;
 
         if (!args)
                 return verr_set(e, -EINVAL, "vmuser-detach needs 'arguments'");
@@ -111,45 +121,7 @@ static int cmd_detach(struct agent *a, json_object *args, json_object **ret, str
         if (r == -EINVAL)
                 return verr_set(e, -EINVAL, "argument 'force' must be a boolean");
 
-        r = userdb_lock(a->db, &lock_fd);
-        if (r < 0)
-                return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
-        r = attach_state_read(userdb_state_fd(a->db), name, &s);
-        if (r == -ENOENT)
-                return verr_set(e, -ENOENT, "user '%s' is not attached", name);
-        if (r < 0)
-                return verr_set(e, r, "state of user '%s' is unreadable: %s", name, strerror(-r));
-
-        sessions = agent_user_session_count(a, &s);
-        if (sessions > 0 && !force)
-                return verr_set(e, -EBUSY, "user '%s' has %d session(s); log them out or detach with force", name,
-                                sessions);
-        if (sessions > 0) {
-                r = agent_terminate_sessions(a, &s, e);
-                if (r < 0)
-                        return r;
-        }
-        r = agent_release_user_manager(a, &s, e);
-        if (r < 0)
-                return r;
-        r = agent_unmount_home(a, &s, e);
-        if (r < 0)
-                return r;
-        (void) session_remove_all(userdb_state_fd(a->db), name);
-
-        r = userdb_detach_locked(a->db, name, &removed, e);
-        if (r < 0)
-                return r;
-        agent_audit_detached(name, removed.uid, NULL);
-        agent_userdb_changed(a, name);
-
-        reply = json_object_new_object();
-        if (!reply)
-                return -ENOMEM;
-        json_object_object_add(reply, "userName", json_object_new_string(name));
-        json_object_object_add(reply, "uid", json_object_new_int64(removed.uid));
-        *ret = TAKE_PTR(reply);
-        return 0;
+        return agent_detach(a, name, force, ret, e);
 }
 
 struct list_ctx {
@@ -358,6 +330,10 @@ void agent_reset_stream(struct agent *a) {
         proto_reader_reset(a->reader);
 }
 
+static int session_counter(const struct attach_state *s, void *userdata) {
+        return agent_user_session_count(userdata, s);
+}
+
 int agent_init(struct agent *a, const struct agent_config *config) {
         int r;
 
@@ -366,6 +342,8 @@ int agent_init(struct agent *a, const struct agent_config *config) {
         if (r < 0)
                 return r;
         userdb_set_reserve(a->db, config->reserve_percent);
+        userdb_set_cleanup_root(a->db, config->cleanup_root ? config->cleanup_root : "/");
+        userdb_set_session_counter(a->db, session_counter, a);
         r = proto_reader_new(PROTO_MAX_REQUEST_SIZE, &a->reader);
         if (r < 0)
                 return r;

@@ -44,6 +44,7 @@ static void help(void) {
                "                       default), varlink (experimental: a userdb varlink service,\n"
                "                       records kept in " VMUSER_VARLINK_RECORDS_DIR "), or both\n"
                "  --varlink-socket PATH  the service's socket (default " VMUSER_VARLINK_SOCKET ")\n"
+               "  --cleanup-root PATH  look for a detached UID's leftovers below PATH (default /; tests)\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n",
                VMUSER_UID_MIN_DEFAULT, VMUSER_UID_MAX_DEFAULT, USERDB_RESERVE_PERCENT_DEFAULT,
@@ -52,7 +53,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_DEVICE = 0x100, ARG_LISTEN, ARG_STDIO, ARG_UID_MIN, ARG_UID_MAX, ARG_ALLOW, ARG_BLOCK,
-               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_VERSION, ARG_RUN_RESERVE,
+               ARG_HOST_MOUNTS, ARG_USERDB_DIR, ARG_STATE_DIR, ARG_CLEANUP_ROOT, ARG_VERSION, ARG_RUN_RESERVE,
                ARG_USERDB, ARG_VARLINK_SOCKET };
         static const struct option options[] = {
                 { "device", required_argument, NULL, ARG_DEVICE },
@@ -68,6 +69,7 @@ int main(int argc, char *argv[]) {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "userdb", required_argument, NULL, ARG_USERDB },
                 { "varlink-socket", required_argument, NULL, ARG_VARLINK_SOCKET },
+                { "cleanup-root", required_argument, NULL, ARG_CLEANUP_ROOT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -174,6 +176,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_STATE_DIR:
                         config.state_dir = optarg;
+                        break;
+                case ARG_CLEANUP_ROOT:
+                        config.cleanup_root = optarg;
                         break;
                 case 'h':
                         help();

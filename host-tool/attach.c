@@ -410,6 +410,35 @@ static int check_reply(struct attach_job *j, json_object *v) {
         return 0;
 }
 
+/* The guest UIDs of the live exports this host keeps for the VM, for the agent to reserve for
+ * their users (doc/PROTOCOL.txt, section 10): after a guest reboot nobody else may get one. NULL
+ * when there are none (then older agents, which refuse the argument, see no difference). */
+static json_object *reserved_uids(struct attach_batch *b) {
+        json_object *list = NULL;
+        uint32_t ignored;
+
+        if (!attach_exports(b->o))
+                return NULL;
+        (void) leftover_export_uid(b, "", &ignored); /* lists the exports once per batch */
+        for (size_t i = 0; i < b->n_exports_before && i < 64; i++) {
+                const struct home_export_info *x = &b->exports_before[i];
+                if (!streq(x->phase, "exported") || x->guest_uid != x->guest_gid ||
+                    x->virtiofsd_state != VIRTIOFSD_STATE_RUNNING || !name_is_valid(x->user))
+                        continue;
+                json_object *o = json_object_new_object();
+                if (!list)
+                        list = json_object_new_array();
+                if (!o || !list || json_object_array_add(list, o) < 0) {
+                        json_object_put(o);
+                        json_object_put(list);
+                        return NULL;
+                }
+                json_object_object_add(o, "uid", json_object_new_int64(x->guest_uid));
+                json_object_object_add(o, "userName", json_object_new_string(x->user));
+        }
+        return list;
+}
+
 static int step_push(struct attach_batch *b, struct attach_job *j) {
         _cleanup_json_ json_object *args = NULL, *value = NULL;
         int r;
@@ -422,6 +451,11 @@ static int step_push(struct attach_batch *b, struct attach_job *j) {
         if (!args || json_object_object_add(args, "user", json_object_get(j->record)) < 0 ||
             (j->home && json_object_object_add(args, "home", json_object_get(j->home)) < 0) ||
             (b->o->replace && json_object_object_add(args, "replace", json_object_new_boolean(true)) < 0)) {
+                j->outcome = OUTCOME_FAILED;
+                return -ENOMEM;
+        }
+        json_object *reserved = reserved_uids(b);
+        if (reserved && json_object_object_add(args, "reservedUids", reserved) < 0) {
                 j->outcome = OUTCOME_FAILED;
                 return -ENOMEM;
         }

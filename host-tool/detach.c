@@ -40,6 +40,62 @@ static int check_reply(json_object *v, const char *name, uint32_t *ret_uid, stru
         return 0;
 }
 
+/* What the agent ended and removed of the UID (its "cleanup", doc/PROTOCOL.txt). Only the known
+ * members are taken, numbers checked, at most UID_KEPT_SHOWN kept paths of bounded length: the
+ * reply comes from the guest. NULL when the agent sent none (an older agent). */
+#define UID_KEPT_SHOWN 16u
+#define UID_KEPT_LEN_MAX 1024u
+static json_object *cleanup_from_reply(json_object *v, char *text, size_t text_size) {
+        static const char *const counts[] = { "processesEnded", "processesLeft", "ipcRemoved", "ipcLeft",
+                                              "filesRemoved", "dirsRemoved", "keptCount" };
+        uint32_t n[ELEMENTSOF(counts)];
+        json_object *c, *kept, *q;
+        size_t used;
+
+        text[0] = '\0';
+        if (!json_object_object_get_ex(v, "cleanup", &c) || !json_object_is_type(c, json_type_object))
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++)
+                if (json_get_uint32(c, counts[i], &n[i]) < 0)
+                        return NULL;
+        if (!json_object_object_get_ex(c, "kept", &kept) || !json_object_is_type(kept, json_type_array) ||
+            !json_object_object_get_ex(c, "quarantined", &q) || !json_object_is_type(q, json_type_boolean))
+                return NULL;
+
+        json_object *o = json_object_new_object(), *k = json_object_new_array();
+        if (!o || !k) {
+                json_object_put(o);
+                json_object_put(k);
+                return NULL;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++)
+                json_object_object_add(o, counts[i], json_object_new_int64(n[i]));
+        json_object_object_add(o, "kept", k);
+        json_object_object_add(o, "quarantined", json_object_new_boolean(json_object_get_boolean(q)));
+
+        snprintf(text, text_size, "; ended %u process(es) of the UID, removed %u IPC object(s), %u file(s) and %u "
+                 "director%s", n[0], n[2], n[4], n[5], n[5] == 1 ? "y" : "ies");
+        for (size_t i = 0; i < json_object_array_length(kept) && i < UID_KEPT_SHOWN; i++) {
+                json_object *item = json_object_array_get_idx(kept, i);
+                char clean[256];
+                if (!json_object_is_type(item, json_type_string) || json_object_get_string_len(item) > (int) UID_KEPT_LEN_MAX)
+                        continue;
+                const char *s = json_object_get_string(item);
+                json_object_array_add(k, json_object_new_string(s));
+                used = strlen(text);
+                snprintf(text + used, text_size - used, "%s%s", i == 0 ? "; kept: " : ", ",
+                         text_sanitize(s, clean, sizeof(clean)));
+        }
+        used = strlen(text);
+        if (n[1] > 0 || n[3] > 0)
+                snprintf(text + used, text_size - used, "; %u process(es) and %u IPC object(s) could not be removed",
+                         n[1], n[3]);
+        used = strlen(text);
+        if (json_object_get_boolean(q))
+                snprintf(text + used, text_size - used, "; the UID is in quarantine until that is gone");
+        return o;
+}
+
 /* Whether the agent lists name; -errno when the list cannot be had. */
 static int agent_knows(struct qga_client *agent, const char *name, int timeout_ms) {
         _cleanup_json_ json_object *list = NULL;
@@ -110,7 +166,7 @@ enum found {
 };
 
 static void report_detached(struct detach_batch *b, const char *name, enum found found, uint32_t uid, int unexported,
-                            bool qemu_keeps) {
+                            bool qemu_keeps, json_object *reply) {
         bool in_guest = found == FOUND_IN_GUEST;
         _cleanup_json_ json_object *fields = json_object_new_object();
         const char *home = unexported > 0 ? (qemu_keeps ? "; its home export is gone from this host, but the guest has "
@@ -118,9 +174,14 @@ static void report_detached(struct detach_batch *b, const char *name, enum found
                                                         : "; its home export was removed")
                                           : "";
 
+        char cleanup_text[2048] = "";
+        json_object *cleanup = reply ? cleanup_from_reply(reply, cleanup_text, sizeof(cleanup_text)) : NULL;
+
         if (fields) {
                 if (in_guest)
                         json_object_object_add(fields, "uid", json_object_new_int64(uid));
+                if (cleanup)
+                        json_object_object_add(fields, "cleanup", cleanup);
                 json_object_object_add(fields, "homeUnexported", json_object_new_boolean(unexported > 0));
                 if (unexported > 0)
                         json_object_object_add(fields, "deviceReleased", json_object_new_boolean(!qemu_keeps));
@@ -129,11 +190,14 @@ static void report_detached(struct detach_batch *b, const char *name, enum found
                 if (found == FOUND_VM_NOT_RUNNING)
                         json_object_object_add(fields, "vmRunning", json_object_new_boolean(false));
         }
+        if (!fields)
+                json_object_put(cleanup);
         if (qemu_keeps)
                 log_warning("QEMU of %s still holds the home device of '%s'; a new attach of '%s' is refused until the "
                             "guest releases it", b->vm.label, name, name);
         if (in_guest)
-                report_success(&b->rep, name, fields, "Detached '%s' (uid %u) from %s%s.", name, uid, b->vm.label, home);
+                report_success(&b->rep, name, fields, "Detached '%s' (uid %u) from %s%s%s.", name, uid, b->vm.label,
+                               cleanup_text, home);
         else if (found == FOUND_VM_NOT_RUNNING)
                 report_success(&b->rep, name, fields, "%s is not running; removed the home export of '%s' it left behind.",
                                b->vm.label, name);
@@ -167,7 +231,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
                         report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
                 else
                         report_detached(b, name, b->agent_r == -ENOLINK ? FOUND_ORPHAN : FOUND_VM_NOT_RUNNING, 0, u,
-                                        qemu_keeps);
+                                        qemu_keeps, NULL);
                 return;
         }
         if (b->agent_r < 0) {
@@ -191,7 +255,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
                         if (u < 0)
                                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, verr_text(&ue, u));
                         else
-                                report_detached(b, name, FOUND_ORPHAN, 0, u, qemu_keeps);
+                                report_detached(b, name, FOUND_ORPHAN, 0, u, qemu_keeps, NULL);
                         return;
                 }
         }
@@ -214,7 +278,7 @@ static void detach_one(struct detach_batch *b, const char *name) {
                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, text);
                 return;
         }
-        report_detached(b, name, FOUND_IN_GUEST, uid, u, qemu_keeps);
+        report_detached(b, name, FOUND_IN_GUEST, uid, u, qemu_keeps, value);
 }
 
 /* The audit entry of each user's result (report.on_result). */

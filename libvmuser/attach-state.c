@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 
+#include "atomic-file.h"
 #include "json-util.h"
 #include "macro.h"
 #include "paths.h"
@@ -36,6 +37,13 @@ int attach_state_from_json(json_object *obj, struct attach_state *ret) {
         json_object *at;
         if (json_object_object_get_ex(obj, "attachedAt", &at) && json_object_is_type(at, json_type_int))
                 s.attached_usec = (uint64_t) json_object_get_int64(at);
+
+        json_object *det;
+        if (json_object_object_get_ex(obj, "detaching", &det)) {
+                if (!json_object_is_type(det, json_type_boolean))
+                        return -EBADMSG;
+                s.detaching = json_object_get_boolean(det);
+        }
 
         snprintf(s.user_name, sizeof(s.user_name), "%s", name);
         snprintf(s.home_directory, sizeof(s.home_directory), "%s", home_dir);
@@ -85,6 +93,32 @@ int attach_state_to_json(const struct attach_state *s, json_object *member_of, j
             json_object_object_add(obj, "memberOf", member_of ? json_object_get(member_of) : json_object_new_array()) < 0 ||
             json_object_object_add(obj, "attachedAt", json_object_new_int64((int64_t) s->attached_usec)) < 0)
                 return -ENOMEM;
+        if (s->detaching && json_object_object_add(obj, "detaching", json_object_new_boolean(true)) < 0)
+                return -ENOMEM;
         *ret = TAKE_PTR(obj);
         return 0;
+}
+
+int attach_state_set_detaching(int users_dir_fd, const char *user_name, bool on) {
+        _cleanup_json_ json_object *obj = NULL;
+        _cleanup_free_ char *line = NULL;
+        char file[VMUSER_NAME_MAX + 8];
+        const char *text;
+        int r;
+
+        if (!name_is_valid(user_name))
+                return -ENOENT;
+        snprintf(file, sizeof(file), "%s.json", user_name);
+        r = json_read_file_at(users_dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
+        if (r < 0)
+                return r == -ENOENT || r == -ENOMEM ? r : -EBADMSG;
+        if (!json_object_is_type(obj, json_type_object))
+                return -EBADMSG;
+        json_object_object_del(obj, "detaching");
+        if (on && json_object_object_add(obj, "detaching", json_object_new_boolean(true)) < 0)
+                return -ENOMEM;
+        text = json_to_compact(obj);
+        if (!text || asprintf(&line, "%s\n", text) < 0)
+                return -ENOMEM;
+        return atomic_write_at(users_dir_fd, file, line, strlen(line), 0644);
 }

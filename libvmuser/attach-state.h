@@ -20,6 +20,8 @@ struct attach_state {
         bool has_home;
         struct home_spec home;
         uint64_t attached_usec;
+        /* Set by the agent for the whole of a detach: pam_vmuser refuses new sessions. */
+        bool detaching;
 };
 
 /* Reads and validates users/NAME.json under state_dir_fd (the /run/vmuser fd).
@@ -29,3 +31,7 @@ int attach_state_read(int state_dir_fd, const char *user_name, struct attach_sta
 /* Parses a state object (the content of the file). */
 int attach_state_from_json(json_object *obj, struct attach_state *ret);
 int attach_state_to_json(const struct attach_state *s, json_object *member_of, json_object **ret);
+
+/* Sets or clears "detaching" in users/NAME.json below users_dir_fd, keeping every other member
+ * as it is (clearing restores the file byte for byte). -ENOENT when the user is not attached. */
+int attach_state_set_detaching(int users_dir_fd, const char *user_name, bool on);

@@ -417,6 +417,11 @@ int session_remove_all(int state_dir_fd, const char *user_name) {
                 return 0;
         if (r < 0)
                 return r;
+        return session_remove_all_locked(l);
+}
+
+int session_remove_all_locked(struct session_lock *l) {
+        int r;
 
         r = foreach_entry(l, remove_one, NULL);
         if (r < 0)

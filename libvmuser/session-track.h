@@ -46,3 +46,6 @@ int session_entry_parse(const char *name, pid_t *ret_pid, uint64_t *ret_start);
  * -ESRCH when that process is gone (or its PID now belongs to another process). For the agent,
  * which watches sessions end without polling. */
 int session_entry_pidfd(pid_t pid, uint64_t start);
+/* session_remove_all(), for a caller that holds the lock already (the agent's detach holds it
+ * throughout). */
+int session_remove_all_locked(struct session_lock *l);

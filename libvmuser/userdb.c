@@ -26,6 +26,8 @@
 #include "json-util.h"
 #include "macro.h"
 #include "paths.h"
+#include "uid-alloc.h"
+#include "uid-cleanup.h"
 
 enum plan_dir {
         PLAN_DIR_USERDB,
@@ -58,8 +60,10 @@ struct userdb {
         int users_fd;
         int pending_fd;
         struct id_range range;
-        uint32_t alloc_hint;
         unsigned reserve_percent;
+        char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */
+        int (*session_count)(const struct attach_state *s, void *userdata);
+        void *session_count_userdata;
         char userdb_path[PATH_MAX]; /* for messages */
         char state_path[PATH_MAX];
 };
@@ -304,6 +308,13 @@ int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         return -EWOULDBLOCK;
 }
 
+static int clear_detaching(const struct attach_state *s, void *userdata) {
+        struct userdb *db = userdata;
+        if (s->detaching)
+                (void) attach_state_set_detaching(db->users_fd, s->user_name, false);
+        return 0;
+}
+
 int userdb_recover(struct userdb *db) {
         _cleanup_close_ int lock_fd = -1, dfd = -1;
         struct dirent *de;
@@ -332,6 +343,10 @@ int userdb_recover(struct userdb *db) {
         }
         closedir(d);
 
+        /* A detach the agent did not finish (it crashed before the records went) did not
+         * happen: the user is attached, and logins must work again. */
+        (void) userdb_foreach(db, clear_detaching, db);
+
         (void) atomic_clean_temporaries(db->userdb_fd);
         (void) atomic_clean_temporaries(db->users_fd);
         (void) atomic_clean_temporaries(db->pending_fd);
@@ -350,7 +365,7 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
                 return -ENOMEM;
         db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = -1;
         db->range = *range;
-        db->alloc_hint = range->min;
+        strcpy(db->cleanup_root, "/");
         if (snprintf(db->userdb_path, sizeof(db->userdb_path), "%s", userdb_dir) >= (int) sizeof(db->userdb_path) ||
             snprintf(db->state_path, sizeof(db->state_path), "%s", state_dir) >= (int) sizeof(db->state_path))
                 return -ENAMETOOLONG;
@@ -460,11 +475,49 @@ static int id_is_free(struct userdb *db, uint32_t id) {
         return 1;
 }
 
-/* First free ID at or after the hint, then from the start of the range. The hint only skips
- * IDs known to be taken (everything below it was taken when it was set). */
-static int allocate_id(struct userdb *db, uint32_t *ret) {
-        uint32_t start = db->alloc_hint >= db->range.min && db->alloc_hint <= db->range.max ? db->alloc_hint
-                                                                                            : db->range.min;
+/* How many candidates with leftovers one allocation looks at before giving up. */
+#define ALLOC_DIRTY_MAX 64
+
+/* A UID may go to user_name: not reserved for someone else, and nothing of an earlier user of
+ * it is left (process, IPC object, file in the places uid-cleanup.c searches). 1 = fit, 0 = not
+ * (reason in why), <0 = error. A UID found dirty is quarantined; a clean one leaves quarantine. */
+static int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
+        char owner[VMUSER_NAME_MAX + 1];
+        int r;
+
+        r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
+        if (r < 0)
+                return r;
+        if (r > 0 && !streq(owner, user_name)) {
+                snprintf(why, why_size, "uid %u is reserved for '%s', whose home export the host keeps", id, owner);
+                return 0;
+        }
+        r = uid_leftovers(db->cleanup_root, id, NULL);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                (void) uid_quarantine_set(db->state_fd, id, true);
+                snprintf(why, why_size,
+                         "uid %u still owns %d process(es), IPC object(s) or file(s) of an earlier user", id, r);
+                return 0;
+        }
+        (void) uid_quarantine_set(db->state_fd, id, false);
+        return 1;
+}
+
+/* Never-used IDs of this boot first (from the high-water mark up), then freed ones from the
+ * start of the range; each candidate must be free in NSS and fit (id_is_fit()). */
+static int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) {
+        uint32_t start;
+        unsigned dirty = 0;
+        char why[256];
+        int r;
+
+        r = uid_highwater_get(db->state_fd, &db->range, &start);
+        if (r < 0)
+                return r;
+        if (start < db->range.min || start > db->range.max)
+                start = db->range.min;
         for (int pass = 0; pass < 2; pass++) {
                 uint32_t from = pass == 0 ? start : db->range.min, to = pass == 0 ? db->range.max : start - 1;
                 if (pass == 1 && start == db->range.min)
@@ -472,16 +525,37 @@ static int allocate_id(struct userdb *db, uint32_t *ret) {
                 for (uint64_t id = from; id <= to; id++) {
                         if (id_is_special((uint32_t) id))
                                 continue;
-                        int r = id_is_free(db, (uint32_t) id);
+                        r = id_is_free(db, (uint32_t) id);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                continue;
+                        r = id_is_fit(db, (uint32_t) id, user_name, why, sizeof(why));
                         if (r < 0)
                                 return r;
                         if (r > 0) {
                                 *ret = (uint32_t) id;
                                 return 0;
                         }
+                        if (++dirty >= ALLOC_DIRTY_MAX)
+                                return -ENOSPC;
                 }
         }
         return -ENOSPC;
+}
+
+void userdb_set_cleanup_root(struct userdb *db, const char *root) {
+        snprintf(db->cleanup_root, sizeof(db->cleanup_root), "%s", root);
+}
+
+const char *userdb_cleanup_root(const struct userdb *db) {
+        return db->cleanup_root;
+}
+
+void userdb_set_session_counter(struct userdb *db, int (*fn)(const struct attach_state *s, void *userdata),
+                                void *userdata) {
+        db->session_count = fn;
+        db->session_count_userdata = userdata;
 }
 
 static uint64_t now_usec(void) {
@@ -738,10 +812,36 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                 uid = old.uid;
                 gid = old.gid;
         } else {
-                r = allocate_id(db, &uid);
+                r = allocate_id(db, req->user_name, &uid);
                 if (r < 0)
-                        return verr_set(e, r, "no free uid in the agent's range %u-%u", db->range.min, db->range.max);
+                        return verr_set(e, r, "no free uid in the agent's range %u-%u (UIDs in quarantine or "
+                                        "reserved do not count)", db->range.min, db->range.max);
                 gid = uid;
+        }
+
+        /* A UID the host chose (--uid, or a kept export's after a guest reboot) that this user
+         * does not hold already must be as clean as an allocated one. */
+        if (req->has_uid && (!ours || old.uid != uid)) {
+                char why[256];
+                r = id_is_fit(db, uid, req->user_name, why, sizeof(why));
+                if (r < 0)
+                        return verr_set(e, r, "checking uid %u for leftovers failed: %s", uid, strerror(-r));
+                if (r == 0)
+                        return verr_set(e, -EBUSY, "%s; it is in quarantine until they are gone", why);
+        }
+
+        /* A replace that moves the user to another UID or home under a live session would leave
+         * that session with the old identity or home. */
+        if (ours && req->replace && db->session_count &&
+            (old.uid != uid || old.gid != gid || !streq(old.home_directory, req->home_directory) ||
+             old.has_home != req->has_home ||
+             (old.has_home && (old.home.fstype != req->home.fstype || !streq(old.home.tag, req->home.tag) ||
+                               !streq(old.home.options, req->home.options))))) {
+                int n = db->session_count(&old, db->session_count_userdata);
+                if (n > 0)
+                        return verr_set(e, -EBUSY, "user '%s' has %d session(s): a replace that changes the UID or "
+                                        "the home is refused while they last; log them out or detach first",
+                                        req->user_name, n);
         }
 
         r = check_conflicts(db, req, ours, uid, gid, e);
@@ -795,10 +895,8 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                 verr_set(e, r, "writing the records of '%s' failed: %s", req->user_name, strerror(-r));
                 goto finish;
         }
-        if (!req->has_uid && uid == db->alloc_hint)
-                db->alloc_hint = uid + 1;
-        if (ours && old.uid != uid && old.uid < db->alloc_hint && old.uid >= db->range.min)
-                db->alloc_hint = old.uid; /* a replace freed the old number */
+        if (uid >= db->range.min && uid <= db->range.max)
+                (void) uid_highwater_raise(db->state_fd, uid);
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
 fill:
         strcpy(ret->user_name, req->user_name);
@@ -836,8 +934,6 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
                 verr_set(e, r, "removing the records of '%s' failed: %s", user_name, strerror(-r));
                 goto finish;
         }
-        if (old.uid < db->alloc_hint && old.uid >= db->range.min)
-                db->alloc_hint = old.uid;
         if (ret_old)
                 *ret_old = old;
 finish:

@@ -30,6 +30,16 @@ void userdb_closep(struct userdb **db);
 #define USERDB_RESERVE_PERCENT_MAX 50u
 void userdb_set_reserve(struct userdb *db, unsigned percent);
 
+/* Where uid_leftovers() looks before a UID is handed out ("/" by default; tests use a scratch
+ * tree, see vmuser-agent --cleanup-root). */
+void userdb_set_cleanup_root(struct userdb *db, const char *root);
+const char *userdb_cleanup_root(const struct userdb *db);
+
+/* Counts the live sessions of an attached user: a replace that changes its UID or home is
+ * refused (-EBUSY) while there are any. Without a counter the check is skipped. */
+void userdb_set_session_counter(struct userdb *db, int (*fn)(const struct attach_state *s, void *userdata),
+                                void *userdata);
+
 int userdb_state_fd(const struct userdb *db);
 const struct id_range *userdb_range(const struct userdb *db);
 
@@ -50,7 +60,9 @@ struct attach_result {
 
 /* Takes the lock itself. -EEXIST: name/ID taken by someone else or a different record is
  * attached (without replace); -ENOSPC: no free ID, or not enough room left (see
- * userdb_set_reserve); -ENOENT: a memberOf group is missing. */
+ * userdb_set_reserve); -ENOENT: a memberOf group is missing; -EBUSY: the requested UID still has
+ * leftovers of an earlier user or is reserved for another (uid-alloc.h), or a replace would
+ * change the UID or home under live sessions. Allocation prefers UIDs never used in this boot. */
 int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e);
 
 /* Removes every record of an attached user (the caller has dealt with sessions and the home

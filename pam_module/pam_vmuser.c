@@ -199,8 +199,26 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                 return PAM_SESSION_ERR;
         }
 
+        /* Mid-detach the records may already be gone from NSS: the caller decides (open refuses,
+         * close goes on), not the NSS check below. */
+        if (ret_state->detaching) {
+                *ret_state_fd = TAKE_FD(state_fd);
+                return PAM_SUCCESS;
+        }
+
         /* A local account of the same name shadowing the attached one must not get its home. */
         pw = pam_modutil_getpwnam(pamh, user);
+        if (!pw || pw->pw_uid != ret_state->uid) {
+                /* A detach may have removed the records since the state was read: then this is a
+                 * user going away (the caller refuses an open), not somebody else's account. */
+                struct attach_state now;
+                int k = attach_state_read(state_fd, user, &now);
+                if (k == -ENOENT || (k >= 0 && now.detaching)) {
+                        ret_state->detaching = true;
+                        *ret_state_fd = TAKE_FD(state_fd);
+                        return PAM_SUCCESS;
+                }
+        }
         if (!pw) {
                 pam_syslog(pamh, LOG_WARNING,
                            "%s is attached by vmuser but does not resolve through NSS; ignoring.", user);
@@ -267,6 +285,16 @@ static int audit_home(pam_handle_t *pamh, const char *message_id, int priority, 
         return r;
 }
 
+/* The user is being (or was just) detached by vmuser-agent: the session is refused, nofail or not
+ * (the agent ends every process of the UID when the detach completes). */
+static int refuse_detaching(pam_handle_t *pamh, int flags, const char *user) {
+        pam_syslog(pamh, LOG_NOTICE, "Refusing a session of %s: vmuser is detaching the user from this guest.", user);
+        if (!(flags & PAM_SILENT))
+                pam_error(pamh, "Your account is being removed from this machine (vmuser detach); no new "
+                                "sessions are accepted.");
+        return PAM_SESSION_ERR;
+}
+
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
         _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
         _cleanup_close_ int state_fd = -1;
@@ -284,6 +312,9 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                 return open_failed(pamh, &a, flags, user, "%s", verr_text(&e, -EIO));
         if (r != PAM_SUCCESS)
                 return r;
+
+        if (state.detaching)
+                return refuse_detaching(pamh, flags, user);
 
         if (geteuid() != 0) {
                 pam_syslog(pamh, LOG_WARNING,
@@ -303,12 +334,20 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         bool told = false;
         for (;;) {
                 r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
-                if (r < 0)
+                if (r < 0) {
+                        /* The agent holds the lock through a whole detach: not a case for nofail. */
+                        struct attach_state now;
+                        int k = attach_state_read(state_fd, user, &now);
+                        if (k == -ENOENT || (k >= 0 && now.detaching))
+                                return refuse_detaching(pamh, flags, user);
                         return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
                                            VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+                }
+                /* Read again under the lock: a detach (or a replace) may have run since the
+                 * look-up. A user that is gone or going must not get a session (nor a home). */
                 r = attach_state_read(state_fd, user, &state);
-                if (r == -ENOENT)
-                        return PAM_IGNORE;
+                if (r == -ENOENT || (r >= 0 && state.detaching))
+                        return refuse_detaching(pamh, flags, user);
                 if (r < 0)
                         return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
                                            errno_text(r));
@@ -369,9 +408,10 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                         char text[2 * HOME_PATH_MAX + 128];
                         snprintf(text, sizeof(text), "Mounted %s '%s' on '%s' for %s.",
                                  home_fstype_to_string(state.home.fstype), state.home.tag, state.home_directory, user);
-                        if (mounted_now && audit_home(pamh, AUDIT_PAM_MOUNTED, LOG_INFO, &state, NULL, text) < 0)
-                                pam_syslog(pamh, LOG_INFO, "%s", text);
-                        else if (a.debug)
+                        if (mounted_now) {
+                                if (audit_home(pamh, AUDIT_PAM_MOUNTED, LOG_INFO, &state, NULL, text) < 0)
+                                        pam_syslog(pamh, LOG_INFO, "%s", text);
+                        } else if (a.debug)
                                 pam_syslog(pamh, LOG_DEBUG, "'%s' is mounted already (%d live session%s).",
                                            state.home_directory, live, live == 1 ? "" : "s");
                         if (root_uid != state.uid)

@@ -133,6 +133,10 @@ size_t test_agent_argv_prefix(char *argv[], char **ret_words) {
         for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
                 argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
+        /* A detach ends every process of the UID and removes its files: in tests only those below
+         * this scratch root (inside the test's private /run; absent unless a test builds it), never
+         * another test's that happens to use the same UID. A later --cleanup-root wins. */
+        argv[n++] = (char *) "--cleanup-root=" TEST_CLEANUP_ROOT;
         *ret_words = wrapper;
         return n;
 }

@@ -21,15 +21,20 @@ const char *test_env_path(const char *var);
  * *ret_out (malloc'ed, may be NULL) and returns the exit status (or -errno). */
 int test_run(char *const argv[], const char *input, char **ret_out);
 
+/* Every test agent gets --cleanup-root=TEST_CLEANUP_ROOT (a detach's clean-up of the UID's
+ * processes and files stays below it: see test_agent_argv_prefix()). */
+#define TEST_CLEANUP_ROOT "/run/test-cleanup-root"
+
 /* Starts the agent (VMUSER_AGENT) with args (NULL-terminated, after the program name), stdin
  * from in_fd and stdout to out_fd (-1: /dev/null); returns its pid or -errno. Every test that
  * starts an agent goes through here, so VMUSER_AGENT_WRAPPER ("valgrind -q --error-exitcode=99
  * ...", split on spaces) runs each of them under the checker; the checker's verdict is the
  * agent's exit status, which the caller must assert. */
 pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd);
-/* The first words of an agent command line: VMUSER_AGENT_WRAPPER's words, then VMUSER_AGENT.
- * Fills argv (room for 17) and returns the count; *ret_words is the storage of the words (free
- * it once argv is no longer needed). For helpers that build their own command line. */
+/* The first words of an agent command line: VMUSER_AGENT_WRAPPER's words, VMUSER_AGENT, then
+ * --cleanup-root=TEST_CLEANUP_ROOT. Fills argv (room for 18) and returns the count; *ret_words
+ * is the storage of the words (free it once argv is no longer needed). For helpers that build
+ * their own command line. */
 size_t test_agent_argv_prefix(char *argv[], char **ret_words);
 
 /* Starts the agent on --stdio with extra arguments; returns pipes to talk to it. */

@@ -156,11 +156,12 @@ static void test_different_record_needs_replace(void **state) {
 }
 
 static void test_allocation_and_conflicts(void **state) {
-        /* 60514 is free again: first free ID wins. */
-        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"bob\"}}}", "\"uid\":60514");
-        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"carol\"}}}", "\"uid\":60515");
-        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"dave\",\"uid\":60515}}}",
-                    "uid 60515 already belongs to user 'carol'");
+        /* 60514 is free again, but within a boot never-used IDs come first: above the highest
+         * one handed out (60530, by the replace). */
+        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"bob\"}}}", "\"uid\":60531");
+        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"carol\"}}}", "\"uid\":60532");
+        call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"dave\",\"uid\":60532}}}",
+                    "uid 60532 already belongs to user 'carol'");
         call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"lp\"}}}",
                     "user 'lp' already exists in the guest (uid 7) and was not attached by vmuser");
         call_expect("{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"erin\"},\"memberOf\":[\"nosuchgroup\"]}}",
@@ -172,14 +173,14 @@ static void test_list(void **state) {
         call_expect("{\"execute\":\"vmuser-list\"}",
                     "{\"return\":[{\"userName\":\"alice\",\"uid\":60530,\"gid\":60530,\"homeDirectory\":\"/run/vmhost/home/alice\","
                     "\"home\":null,\"homeMounted\":false,\"sessions\":0,");
-        call_expect("{\"execute\":\"vmuser-list\"}", "{\"userName\":\"carol\",\"uid\":60515");
+        call_expect("{\"execute\":\"vmuser-list\"}", "{\"userName\":\"carol\",\"uid\":60532");
 }
 
 static void test_detach_removes_everything(void **state) {
         call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"alice\"}}",
-                    "{\"return\":{\"userName\":\"alice\",\"uid\":60530}}");
-        call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"bob\"}}", "\"uid\":60514");
-        call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"carol\"}}", "\"uid\":60515");
+                    "{\"return\":{\"userName\":\"alice\",\"uid\":60530,\"cleanup\":{\"processesEnded\":0,");
+        call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"bob\"}}", "\"uid\":60531");
+        call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"carol\"}}", "\"uid\":60532");
         call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"carol\"}}", "user 'carol' is not attached");
         call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"lp\"}}", "user 'lp' is not attached");
         assert_null(getpwnam("alice"));

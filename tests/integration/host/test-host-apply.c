@@ -98,7 +98,10 @@ static pid_t start_private_agent(const char *vm) {
                         perror("private agent namespace");
                         _exit(126);
                 }
-                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--listen", sock, (char *) NULL);
+                /* --cleanup-root: a detach's clean-up stays below a scratch root, never touching
+                 * the host's processes and files of the UID (see test_agent_argv_prefix()). */
+                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--cleanup-root=" TEST_CLEANUP_ROOT, "--listen",
+                      sock, (char *) NULL);
                 _exit(127);
         }
         wait_for_socket(sock);

@@ -1,0 +1,239 @@
+/* detach.c: vmuser-detach, the end of a transient UID's attachment (doc/PROTOCOL.txt, "The life
+ * of a transient UID").
+ *
+ * Under the agent lock: mark the user "detaching" in its state file (pam_vmuser refuses new
+ * sessions from here on), take the user's session lock and hold it to the end (a login that got
+ * past the mark waits behind it, then finds the state gone and fails), count sessions (busy
+ * without force), end them (tracked session processes, logind's user), unmount the home, remove
+ * the records, then end every process still running as the UID and remove its IPC objects and
+ * files (uid-cleanup.c). A UID with anything left goes into quarantine (uid-alloc.h). Any failure
+ * before the records go clears the mark again. The reply says what was ended and removed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-login.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "audit-log.h"
+#include "audit.h"
+#include "json-util.h"
+#include "macro.h"
+#include "paths.h"
+#include "session-track.h"
+#include "uid-alloc.h"
+#include "uid-cleanup.h"
+
+/* The agent holds the user's session lock for the whole detach; a forced one may take a while. */
+#define DETACH_SESSION_LOCK_MSEC 10000u
+
+#define PIDS_PER_BATCH 64
+#define BATCHES_MAX 64
+
+struct pid_batch {
+        pid_t pids[PIDS_PER_BATCH];
+        size_t n;
+};
+
+static int collect_pid(pid_t pid, void *userdata) {
+        struct pid_batch *b = userdata;
+        if (b->n < PIDS_PER_BATCH)
+                b->pids[b->n++] = pid;
+        return 0;
+}
+
+/* Gone or a zombie (its parent reaps it; it holds nothing any more). */
+static bool pid_done(pid_t pid) {
+        char path[64], buf[512];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return kill(pid, 0) < 0 && errno == ESRCH;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return true;
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Ends the sessions recorded under l, in batches (a user may have more sessions than one batch
+ * holds): SIGTERM to the processes that opened them, SIGKILL to those still there after 1.5 s,
+ * until no live entry is left. Then logind's part: TerminateUser through
+ * agent_release_user_manager(), which waits for the user's slice to go. */
+static int end_sessions(struct agent *a, const struct attach_state *s, struct session_lock *l, struct verr *e) {
+        for (int batch = 0; batch < BATCHES_MAX; batch++) {
+                struct pid_batch b = {};
+                (void) session_foreach(l, collect_pid, &b);
+                if (b.n == 0)
+                        break;
+                for (size_t i = 0; i < b.n; i++)
+                        (void) kill(b.pids[i], SIGTERM);
+                for (int round = 0; round < 40; round++) {
+                        bool any = false;
+                        for (size_t i = 0; i < b.n; i++)
+                                any = any || !pid_done(b.pids[i]);
+                        if (!any)
+                                break;
+                        if (round == 30)
+                                for (size_t i = 0; i < b.n; i++)
+                                        (void) kill(b.pids[i], SIGKILL);
+                        usleep(50 * 1000);
+                }
+        }
+        return agent_release_user_manager(a, s, e);
+}
+
+static json_object *cleanup_to_json(const struct uid_cleanup_report *c, bool quarantined) {
+        json_object *o = json_object_new_object(), *kept = json_object_new_array();
+
+        if (!o || !kept) {
+                json_object_put(o);
+                json_object_put(kept);
+                return NULL;
+        }
+        for (size_t i = 0; i < UID_CLEANUP_KEPT_MAX && i < c->kept_count; i++)
+                if (c->kept[i])
+                        json_object_array_add(kept, json_object_new_string(c->kept[i]));
+        json_object_object_add(o, "processesEnded", json_object_new_int64(c->processes_ended));
+        json_object_object_add(o, "processesLeft", json_object_new_int64(c->processes_left));
+        json_object_object_add(o, "ipcRemoved", json_object_new_int64(c->ipc_removed));
+        json_object_object_add(o, "ipcLeft", json_object_new_int64(c->ipc_left));
+        json_object_object_add(o, "filesRemoved", json_object_new_int64(c->files_removed));
+        json_object_object_add(o, "dirsRemoved", json_object_new_int64(c->dirs_removed));
+        json_object_object_add(o, "keptCount", json_object_new_int64(c->kept_count));
+        json_object_object_add(o, "kept", kept);
+        json_object_object_add(o, "quarantined", json_object_new_boolean(quarantined));
+        return o;
+}
+
+/* The audit entry of a detach, with what the clean-up ended, removed and kept. */
+static void audit_detached(const char *name, uint32_t uid, const struct uid_cleanup_report *c, bool quarantined) {
+        char *f[8] = {
+                audit_field("VMUSER_PROCESSES_ENDED", "%u", c->processes_ended),
+                audit_field("VMUSER_PROCESSES_LEFT", "%u", c->processes_left),
+                audit_field("VMUSER_IPC_REMOVED", "%u", c->ipc_removed),
+                audit_field("VMUSER_FILES_REMOVED", "%u", c->files_removed),
+                audit_field("VMUSER_DIRS_REMOVED", "%u", c->dirs_removed),
+                audit_field("VMUSER_PATHS_KEPT", "%u", c->kept_count),
+                audit_field("VMUSER_UID_QUARANTINED", "%s", quarantined ? "yes" : "no"),
+                NULL,
+        };
+        bool complete = true;
+
+        for (size_t i = 0; i < 7; i++)
+                complete = complete && f[i];
+        agent_audit_detached(name, uid, complete ? (const char *const *) f : NULL);
+        for (size_t i = 0; i < 7; i++)
+                free(f[i]);
+}
+
+int agent_detach(struct agent *a, const char *name, bool force, json_object **ret, struct verr *e) {
+        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+        _cleanup_(uid_cleanup_report_done) struct uid_cleanup_report report = {};
+        _cleanup_close_ int lock_fd = -1, users_fd = -1;
+        _cleanup_json_ json_object *reply = NULL;
+        struct attach_state s, removed;
+        int state_fd = userdb_state_fd(a->db);
+        int r, sessions, logind;
+        bool early = false;
+
+        r = userdb_lock(a->db, &lock_fd);
+        if (r < 0)
+                return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
+        r = attach_state_read(state_fd, name, &s);
+        if (r == -ENOENT)
+                return verr_set(e, -ENOENT, "user '%s' is not attached", name);
+        if (r < 0)
+                return verr_set(e, r, "state of user '%s' is unreadable: %s", name, strerror(-r));
+
+        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (users_fd < 0)
+                return verr_set(e, negative_errno(), "cannot open %s/%s: %m", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR);
+        r = attach_state_set_detaching(users_fd, name, true);
+        if (r < 0)
+                return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
+
+        r = session_lock_acquire_timeout(state_fd, name, true, DETACH_SESSION_LOCK_MSEC, &l);
+        if (r < 0) {
+                verr_set(e, r, "cannot lock the sessions of '%s': %s", name, strerror(-r));
+                goto undo;
+        }
+        sessions = session_prune_and_count(l);
+        logind = sd_uid_get_sessions(s.uid, 0, NULL);
+        if (sessions < 0) {
+                r = verr_set(e, sessions, "cannot count the sessions of '%s': %s", name, strerror(-sessions));
+                goto undo;
+        }
+        if (logind > sessions)
+                sessions = logind;
+        if (sessions > 0 && !force) {
+                r = verr_set(e, -EBUSY, "user '%s' has %d session(s); log them out or detach with force", name,
+                             sessions);
+                goto undo;
+        }
+        r = sessions > 0 ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
+        if (r == -ETIMEDOUT && force) {
+                /* logind's stop did not empty the user's slice in time (processes it does not
+                 * end, a user manager that hangs): with force, end every process of the UID now,
+                 * while its records still resolve, and wait for the slice once more. */
+                if (uid_cleanup(userdb_cleanup_root(a->db), s.uid, name, &report) >= 0)
+                        early = true;
+                e->text[0] = '\0';
+                r = agent_release_user_manager(a, &s, e);
+        }
+        if (r < 0)
+                goto undo;
+        r = agent_unmount_home(a, &s, e);
+        if (r < 0)
+                goto undo;
+        (void) session_remove_all_locked(l);
+
+        r = userdb_detach_locked(a->db, name, &removed, e);
+        if (r < 0)
+                goto undo;
+        agent_userdb_changed(a, name);
+
+        /* The records are gone: nothing can log in as the user any more, and whatever still runs
+         * as the UID (an escapee of the session, an at job, a nohup'ed process) goes now. */
+        struct uid_cleanup_report late = {};
+        r = uid_cleanup(userdb_cleanup_root(a->db), removed.uid, name, &late);
+        if (r < 0)
+                return verr_set(e, r, "user '%s' is detached, but looking for what uid %u left failed: %s", name,
+                                removed.uid, strerror(-r));
+        if (early) {
+                /* Counts add up; what is left is what the last pass found. */
+                late.processes_ended += report.processes_ended;
+                late.ipc_removed += report.ipc_removed;
+                late.files_removed += report.files_removed;
+                late.dirs_removed += report.dirs_removed;
+        }
+        uid_cleanup_report_done(&report);
+        report = late;
+        bool dirty = uid_cleanup_report_dirty(&report);
+        if (dirty)
+                (void) uid_quarantine_set(state_fd, removed.uid, true);
+        audit_detached(name, removed.uid, &report, dirty);
+
+        reply = json_object_new_object();
+        json_object *cleanup = cleanup_to_json(&report, dirty);
+        if (!reply || !cleanup) {
+                json_object_put(cleanup);
+                return -ENOMEM;
+        }
+        json_object_object_add(reply, "userName", json_object_new_string(name));
+        json_object_object_add(reply, "uid", json_object_new_int64(removed.uid));
+        json_object_object_add(reply, "cleanup", cleanup);
+        *ret = TAKE_PTR(reply);
+        return 0;
+
+undo:
+        (void) attach_state_set_detaching(users_fd, name, false);
+        return r;
+}

@@ -1,0 +1,579 @@
+/* uid-cleanup.c: ending the processes and removing the IPC objects and files of a UID (see
+ * uid-cleanup.h).
+ *
+ * Order matters: processes first (a live process could recreate what we remove, or race the
+ * walk by renaming its own entries), then IPC, then the file walk. The kill loop opens a pidfd
+ * before it reads the process's UIDs, so a PID reused between the scan and the signal is never
+ * hit. IPC_RMID needs the owner's or creator's effective UID (or CAP_SYS_ADMIN, which the agent
+ * does not hold), so the removal runs with the effective UID switched to the UID for a moment.
+ * The file walk descends into directories of other users only to find entries of the UID (each
+ * directory opened with O_NOFOLLOW and checked to be the one fstatat() saw); a directory the UID
+ * owns goes as a whole, with whatever others left in it. A regular file of the UID with more
+ * than one link or a set-ID bit is made mode 0 before its name goes: a link elsewhere must not
+ * keep a working set-ID copy alive. */
+#include "uid-cleanup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+/* Bounds: the walk's depth and entry count, and the kill loop's rounds (20 ms apart). */
+#define WALK_DEPTH_MAX 32
+#define WALK_ENTRIES_MAX 1000000u
+#define KILL_ROUNDS 250
+
+struct walk {
+        uid_t uid;
+        bool remove;
+        unsigned long entries;
+        unsigned found; /* check mode: entries of the UID */
+        struct uid_cleanup_report *report;
+};
+
+void uid_cleanup_report_done(struct uid_cleanup_report *r) {
+        for (size_t i = 0; i < UID_CLEANUP_KEPT_MAX; i++)
+                free(r->kept[i]);
+        *r = (struct uid_cleanup_report) {};
+}
+
+bool uid_cleanup_report_dirty(const struct uid_cleanup_report *r) {
+        return r->processes_left > 0 || r->ipc_left > 0 || r->kept_count > 0;
+}
+
+static void keep(struct walk *w, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void keep(struct walk *w, const char *path, const char *fmt, ...) {
+        char reason[256];
+        va_list ap;
+
+        if (!w->remove) {
+                w->found++;
+                return;
+        }
+        /* A named entry (crontabs/NAME) is also met by the walk of its place: report it once. */
+        size_t len = strlen(path);
+        for (size_t i = 0; i < w->report->kept_count && i < UID_CLEANUP_KEPT_MAX; i++)
+                if (w->report->kept[i] && strncmp(w->report->kept[i], path, len) == 0 && w->report->kept[i][len] == ':')
+                        return;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+        if (w->report->kept_count < UID_CLEANUP_KEPT_MAX &&
+            asprintf(&w->report->kept[w->report->kept_count], "%s: %s", path, reason) < 0)
+                w->report->kept[w->report->kept_count] = NULL;
+        w->report->kept_count++;
+}
+
+static int join(char *buf, size_t size, const char *a, const char *b) {
+        int n = snprintf(buf, size, "%s%s%s", a, streq(a, "/") || a[0] == '\0' ? "" : "/", b);
+        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Opens name below dfd as a directory, refusing symlinks, and checks it is what st described. */
+static int open_dir_checked(int dfd, const char *name, const struct stat *st) {
+        struct stat now;
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &now) < 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+                close(fd);
+                return -ESTALE;
+        }
+        return fd;
+}
+
+/* A regular file of the UID that has other links, or a set-ID bit: mode 0 on the inode first. */
+static void neutralize(int dfd, const char *name, const struct stat *st, uid_t uid) {
+        struct stat now;
+
+        if (!S_ISREG(st->st_mode) || (st->st_nlink <= 1 && !(st->st_mode & (S_ISUID | S_ISGID))))
+                return;
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd >= 0 && fstat(fd, &now) == 0 && now.st_ino == st->st_ino && now.st_uid == uid)
+                (void) fchmod(fd, 0);
+}
+
+static int list_names(int dfd, char ***ret, size_t *ret_n);
+
+/* Removes everything below the directory open as fd (owned by the UID), staying on dev. */
+static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev, int depth) {
+        char **names = NULL;
+        size_t n = 0;
+        char sub[PATH_MAX];
+
+        if (list_names(fd, &names, &n) < 0) {
+                keep(w, path, "cannot list it: %m");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (w->entries++ >= WALK_ENTRIES_MAX || join(sub, sizeof(sub), path, names[i]) < 0 ||
+                    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (st.st_dev != dev) {
+                        keep(w, sub, "a mount point (another file system)");
+                        continue;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        int cfd = depth < WALK_DEPTH_MAX ? open_dir_checked(fd, names[i], &st) : -ELOOP;
+                        if (cfd < 0) {
+                                keep(w, sub, "cannot open it: %s", strerror(-cfd));
+                                continue;
+                        }
+                        remove_contents(w, cfd, sub, dev, depth + 1);
+                        close(cfd);
+                        if (unlinkat(fd, names[i], AT_REMOVEDIR) < 0)
+                                keep(w, sub, "cannot remove it: %m");
+                        else
+                                w->report->dirs_removed++;
+                } else {
+                        if (st.st_uid == w->uid)
+                                neutralize(fd, names[i], &st, w->uid);
+                        if (unlinkat(fd, names[i], 0) < 0)
+                                keep(w, sub, "cannot remove it: %m");
+                        else
+                                w->report->files_removed++;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+static int list_names(int dfd, char ***ret, size_t *ret_n) {
+        char **names = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return negative_errno();
+        }
+        /* Names first, work after: removing while readdir() runs may skip entries. */
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                char **nv = realloc(names, (n + 1) * sizeof(char *));
+                if (!nv || !(nv[n] = strdup(de->d_name))) {
+                        names = nv ? nv : names;
+                        for (size_t i = 0; i < n; i++)
+                                free(names[i]);
+                        free(names);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                names = nv;
+                n++;
+        }
+        closedir(d);
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
+/* An entry of the UID found by the walk: removed (a directory with all it holds) or counted. */
+static void take_entry(struct walk *w, int dfd, const char *name, const char *path, const struct stat *st, int depth) {
+        if (!w->remove) {
+                w->found++;
+                return;
+        }
+        if (S_ISDIR(st->st_mode)) {
+                int fd = open_dir_checked(dfd, name, st);
+                if (fd < 0) {
+                        keep(w, path, "cannot open it: %s", strerror(-fd));
+                        return;
+                }
+                remove_contents(w, fd, path, st->st_dev, depth + 1);
+                close(fd);
+                if (unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+                        keep(w, path, "cannot remove it: %m");
+                else
+                        w->report->dirs_removed++;
+                return;
+        }
+        neutralize(dfd, name, st, w->uid);
+        if (unlinkat(dfd, name, 0) < 0)
+                keep(w, path, "cannot remove it: %m");
+        else
+                w->report->files_removed++;
+}
+
+/* Looks for entries of the UID below the directory open as fd (not owned by the UID). */
+static void walk_dir(struct walk *w, int fd, const char *path, dev_t dev, int depth) {
+        char **names = NULL;
+        size_t n = 0;
+        char sub[PATH_MAX];
+
+        if (list_names(fd, &names, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (w->entries++ >= WALK_ENTRIES_MAX || join(sub, sizeof(sub), path, names[i]) < 0 ||
+                    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (st.st_dev != dev) {
+                        if (st.st_uid == w->uid)
+                                keep(w, sub, "a mount point (another file system)");
+                        continue;
+                }
+                if (st.st_uid == w->uid) {
+                        take_entry(w, fd, names[i], sub, &st, depth);
+                        continue;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        continue;
+                if (depth >= WALK_DEPTH_MAX)
+                        continue;
+                int cfd = open_dir_checked(fd, names[i], &st);
+                if (cfd < 0)
+                        continue;
+                walk_dir(w, cfd, sub, dev, depth + 1);
+                close(cfd);
+        }
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+/* One place: a directory searched for entries of the UID. Missing places are fine. */
+static void walk_place(struct walk *w, const char *root, const char *place) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        if (join(path, sizeof(path), root, place) < 0)
+                return;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return;
+        walk_dir(w, fd, path, st.st_dev, 0);
+}
+
+/* One named entry (crontabs/NAME, /var/mail/NAME, /run/user/UID): taken whatever its owner, as
+ * it is the user's by its name; a directory (the runtime dir) is its own file system. */
+static void take_named(struct walk *w, const char *root, const char *dir, const char *name) {
+        char path[PATH_MAX], sub[PATH_MAX];
+        struct stat st;
+
+        if (join(path, sizeof(path), root, dir) < 0 || join(sub, sizeof(sub), path, name) < 0)
+                return;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return;
+        if (!w->remove) {
+                w->found++;
+                return;
+        }
+        if (S_ISDIR(st.st_mode)) {
+                int cfd = open_dir_checked(fd, name, &st);
+                if (cfd < 0) {
+                        keep(w, sub, "cannot open it: %s", strerror(-cfd));
+                        return;
+                }
+                remove_contents(w, cfd, sub, st.st_dev, 1);
+                close(cfd);
+                /* logind unmounts /run/user/UID when it stops user-runtime-dir@UID.service,
+                 * shortly after the user's slice went: give it two seconds. */
+                int k;
+                for (int i = 0; (k = unlinkat(fd, name, AT_REMOVEDIR)) < 0 && errno == EBUSY && i < 20; i++)
+                        nanosleep(&(struct timespec) { .tv_nsec = 100 * 1000 * 1000 }, NULL);
+                if (k < 0)
+                        keep(w, sub, errno == EBUSY ? "a mount point (logind's runtime directory is still mounted)"
+                                                    : "cannot remove it: %m");
+                else
+                        w->report->dirs_removed++;
+                return;
+        }
+        take_entry(w, fd, name, sub, &st, 0);
+}
+
+/* pam_namespace's instance of a polyinstantiated directory for method "user" is PREFIX/NAME,
+ * owned like the polydir (root, for /tmp): not the user's by owner, but by name. Taken only when
+ * the prefix directory is root's and closed to others, as pam_namespace requires (mode 000), so
+ * nobody else can have put a NAME there. */
+static void take_instance(struct walk *w, const char *root, const char *prefix, const char *name) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        if (join(path, sizeof(path), root, prefix) < 0 || lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) ||
+            st.st_uid != 0 || (st.st_mode & 0022))
+                return;
+        take_named(w, root, prefix, name);
+}
+
+static const char *const places[] = {
+        "tmp", "var/tmp", "dev/shm", "dev/mqueue", "run/lock",
+        "var/spool/cron/crontabs", "var/spool/cron/atjobs", "var/spool/cron/atspool", "var/mail",
+};
+
+static void walk_files(struct walk *w, const char *root, const char *user_name) {
+        char uid_text[16];
+
+        snprintf(uid_text, sizeof(uid_text), "%u", (unsigned) w->uid);
+        take_named(w, root, "run/user", uid_text);
+        if (user_name) {
+                take_named(w, root, "var/spool/cron/crontabs", user_name);
+                take_named(w, root, "var/mail", user_name);
+                take_instance(w, root, "tmp/tmp-inst", user_name);
+                take_instance(w, root, "var/tmp/tmp-inst", user_name);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(places); i++)
+                walk_place(w, root, places[i]);
+}
+
+/* The four UIDs from /proc/PID/status ("Uid:\treal\teffective\tsaved\tfs"); 1 if any is uid, 0
+ * if none (or the process is a zombie: it can do nothing, and its parent reaps it), -errno. */
+static int proc_has_uid(int proc_fd, const char *pid, uid_t uid) {
+        char path[NAME_MAX + 16], buf[4096];
+        bool zombie = false;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "%s/status", pid);
+        _cleanup_close_ int fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return negative_errno();
+        buf[n] = '\0';
+        const char *s = strstr(buf, "\nState:\t");
+        if (s && s[8] == 'Z')
+                zombie = true;
+        s = strstr(buf, "\nUid:");
+        if (!s)
+                return -EBADMSG;
+        s += 5;
+        for (int i = 0; i < 4; i++) {
+                char *end;
+                unsigned long v = strtoul(s, &end, 10);
+                if (end == s)
+                        return -EBADMSG;
+                if (v == uid)
+                        return zombie ? 0 : 1;
+                s = end;
+        }
+        return 0;
+}
+
+static bool is_pid_name(const char *s) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (*s < '0' || *s > '9')
+                        return false;
+        return true;
+}
+
+/* One pass over /proc: signals (when kill) or counts every process of the UID. Returns the number
+ * found, -errno if /proc cannot be read. */
+static int proc_pass(const char *root, uid_t uid, bool kill_them, pid_t *seen, size_t seen_max, size_t *n_seen) {
+        char path[PATH_MAX];
+        struct dirent *de;
+        int found = 0;
+
+        if (join(path, sizeof(path), root, "proc") < 0)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (proc_fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        int dfd = dup(proc_fd);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+                if (dfd >= 0)
+                        close(dfd);
+                return negative_errno();
+        }
+        while ((de = readdir(d))) {
+                if (!is_pid_name(de->d_name))
+                        continue;
+                long pid = strtol(de->d_name, NULL, 10);
+                if (pid <= 1 || pid == getpid())
+                        continue;
+                /* The pidfd first: the UIDs read after it are those of the process it names.
+                 * Without pidfds (old kernels, valgrind) plain kill() after the check has to do. */
+                int pidfd = kill_them ? (int) syscall(SYS_pidfd_open, (pid_t) pid, 0) : -1;
+                if (kill_them && pidfd < 0 && errno == ESRCH)
+                        continue;
+                if (proc_has_uid(proc_fd, de->d_name, uid) > 0) {
+                        found++;
+                        int k = !kill_them ? -1
+                                : pidfd >= 0 ? (int) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
+                                             : kill((pid_t) pid, SIGKILL);
+                        if (k == 0) {
+                                bool known = false;
+                                for (size_t i = 0; i < *n_seen; i++)
+                                        known = known || seen[i] == (pid_t) pid;
+                                if (!known && *n_seen < seen_max)
+                                        seen[(*n_seen)++] = (pid_t) pid;
+                        }
+                }
+                if (pidfd >= 0)
+                        close(pidfd);
+        }
+        closedir(d);
+        return found;
+}
+
+#define SEEN_MAX 4096u
+
+static int end_processes(const char *root, uid_t uid, struct uid_cleanup_report *report) {
+        _cleanup_free_ pid_t *seen = calloc(SEEN_MAX, sizeof(pid_t));
+        size_t n_seen = 0;
+        int found = 0;
+
+        if (!seen)
+                return -ENOMEM;
+        for (int round = 0; round < KILL_ROUNDS; round++) {
+                found = proc_pass(root, uid, true, seen, SEEN_MAX, &n_seen);
+                if (found <= 0)
+                        break;
+                struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        if (found < 0)
+                return found;
+        report->processes_ended = (unsigned) n_seen;
+        report->processes_left = (unsigned) found;
+        if (found > 0 && report->processes_ended >= (unsigned) found)
+                report->processes_ended -= (unsigned) found;
+        return 0;
+}
+
+/* The SysV objects of the UID, from ROOT/proc/sysvipc/KIND: their ids. The column layout is
+ * read from the header line, as it differs between the three files. */
+static int ipc_list(const char *root, const char *kind, uid_t uid, int *ids, size_t max, size_t *ret_n) {
+        char path[PATH_MAX], line[1024];
+        int col_uid = -1, col_cuid = -1;
+        size_t n = 0;
+
+        snprintf(line, sizeof(line), "proc/sysvipc/%s", kind);
+        if (join(path, sizeof(path), root, line) < 0)
+                return -ENAMETOOLONG;
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                *ret_n = 0;
+                return errno == ENOENT ? 0 : negative_errno();
+        }
+        if (!fgets(line, sizeof(line), f))
+                return 0;
+        {
+                int col = 0;
+                for (char *save = NULL, *t = strtok_r(line, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save), col++) {
+                        if (streq(t, "uid"))
+                                col_uid = col;
+                        else if (streq(t, "cuid"))
+                                col_cuid = col;
+                }
+        }
+        if (col_uid < 0 || col_cuid < 0)
+                return -EBADMSG;
+        while (fgets(line, sizeof(line), f) && n < max) {
+                long long v[32];
+                int col = 0;
+                for (char *save = NULL, *t = strtok_r(line, " \t\n", &save); t && col < 32;
+                     t = strtok_r(NULL, " \t\n", &save), col++)
+                        v[col] = strtoll(t, NULL, 10);
+                if (col <= col_uid || col <= col_cuid || col < 2)
+                        continue;
+                if (v[col_uid] == (long long) uid || v[col_cuid] == (long long) uid)
+                        ids[n++] = (int) v[1];
+        }
+        *ret_n = n;
+        return 0;
+}
+
+#define IPC_IDS_MAX 4096u
+
+static int remove_ipc(const char *root, uid_t uid, bool remove, struct uid_cleanup_report *report) {
+        static const char *const kinds[] = { "shm", "sem", "msg" };
+        _cleanup_free_ int *ids = calloc(IPC_IDS_MAX, sizeof(int));
+        int total = 0;
+
+        if (!ids)
+                return -ENOMEM;
+        for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+                size_t n = 0;
+                int r = ipc_list(root, kinds[k], uid, ids, IPC_IDS_MAX, &n);
+                if (r < 0)
+                        return r;
+                total += (int) n;
+                if (!remove || n == 0)
+                        continue;
+                /* IPC_RMID wants the owner's or creator's effective UID. */
+                uid_t saved = geteuid();
+                if (seteuid(uid) < 0) {
+                        report->ipc_left += (unsigned) n;
+                        continue;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        int q = k == 0 ? shmctl(ids[i], IPC_RMID, NULL)
+                                : k == 1 ? semctl(ids[i], 0, IPC_RMID)
+                                         : msgctl(ids[i], IPC_RMID, NULL);
+                        if (q == 0 || errno == EINVAL || errno == EIDRM)
+                                report->ipc_removed++;
+                        else
+                                report->ipc_left++;
+                }
+                if (seteuid(saved) < 0)
+                        abort(); /* never go on with the wrong identity */
+        }
+        return total;
+}
+
+int uid_cleanup(const char *root, uid_t uid, const char *user_name, struct uid_cleanup_report *ret) {
+        struct uid_cleanup_report report = {};
+        struct walk w = { .uid = uid, .remove = true, .report = &report };
+        int r;
+
+        if (uid == 0)
+                return -EINVAL;
+        r = end_processes(root, uid, &report);
+        if (r < 0)
+                return r;
+        r = remove_ipc(root, uid, true, &report);
+        if (r < 0) {
+                uid_cleanup_report_done(&report);
+                return r;
+        }
+        walk_files(&w, root, user_name);
+        *ret = report;
+        return 0;
+}
+
+int uid_leftovers(const char *root, uid_t uid, const char *user_name) {
+        struct uid_cleanup_report report = {};
+        struct walk w = { .uid = uid, .remove = false, .report = &report };
+        size_t n_seen = 0;
+        int processes, ipc;
+
+        if (uid == 0)
+                return -EINVAL;
+        processes = proc_pass(root, uid, false, NULL, 0, &n_seen);
+        if (processes < 0)
+                return processes;
+        ipc = remove_ipc(root, uid, false, &report);
+        if (ipc < 0)
+                return ipc;
+        walk_files(&w, root, user_name);
+        return processes + ipc + (int) w.found;
+}
