@@ -11,9 +11,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,6 +116,15 @@ static json_object *cleanup_to_json(const struct uid_cleanup_report *c, bool qua
         return o;
 }
 
+/* Whether /run/vmuser/sessions/NAME exists (pam_vmuser makes it at a user's first session). */
+static bool user_sessions_dir_exists(int state_fd, const char *name) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s", VMUSER_SESSIONS_SUBDIR, name);
+        return fstatat(state_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+}
+
 /* The audit entry of a detach, with what the clean-up ended, removed and kept. */
 static void audit_detached(const char *name, uint32_t uid, const struct uid_cleanup_report *c, bool quarantined) {
         char *f[8] = {
@@ -157,15 +169,32 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         if (users_fd < 0)
                 return verr_set(e, negative_errno(), "cannot open %s/%s: %m", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR);
         r = attach_state_set_detaching(users_fd, name, true);
-        if (r < 0)
+        if (r == -ENOSPC || r == -EDQUOT)
+                /* A full /run must not keep a user attached: the mark only makes logins fail
+                 * fast; the session lock held below keeps them out all the same, and pam_vmuser
+                 * re-reads the state under it. */
+                fprintf(stderr, SD_WARNING "Cannot mark user '%s' as detaching (%s); detaching under the session "
+                        "lock alone.\n", name, strerror(-r));
+        else if (r < 0)
                 return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
 
+        bool had_sessions_dir = user_sessions_dir_exists(state_fd, name);
         r = session_lock_acquire_timeout(state_fd, name, true, DETACH_SESSION_LOCK_MSEC, &l);
-        if (r < 0) {
+        if ((r == -ENOSPC || r == -EDQUOT) && !had_sessions_dir) {
+                /* A full /run/vmuser, and the user never had a tracked session: none can start
+                 * now either (pam_vmuser cannot make the directory), so there is nothing to lock
+                 * out; logind's sessions are still counted below. The directory the attempt may
+                 * have made goes again: its inode is the one the records' journal needs. */
+                char dir[PATH_MAX];
+                snprintf(dir, sizeof(dir), "%s/%s", VMUSER_SESSIONS_SUBDIR, name);
+                (void) unlinkat(state_fd, dir, AT_REMOVEDIR);
+                fprintf(stderr, SD_WARNING "Cannot make the session lock of '%s' (%s); it has no tracked session.\n",
+                        name, strerror(-r));
+        } else if (r < 0) {
                 verr_set(e, r, "cannot lock the sessions of '%s': %s", name, strerror(-r));
                 goto undo;
         }
-        sessions = session_prune_and_count(l);
+        sessions = l ? session_prune_and_count(l) : 0;
         logind = sd_uid_get_sessions(s.uid, 0, NULL);
         if (sessions < 0) {
                 r = verr_set(e, sessions, "cannot count the sessions of '%s': %s", name, strerror(-sessions));
@@ -178,7 +207,7 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
                              sessions);
                 goto undo;
         }
-        r = sessions > 0 ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
+        r = sessions > 0 && l ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
         if (r == -ETIMEDOUT && force) {
                 /* logind's stop did not empty the user's slice in time (processes it does not
                  * end, a user manager that hangs): with force, end every process of the UID now,
@@ -193,7 +222,8 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         r = agent_unmount_home(a, &s, e);
         if (r < 0)
                 goto undo;
-        (void) session_remove_all_locked(l);
+        if (l)
+                (void) session_remove_all_locked(l);
 
         r = userdb_detach_locked(a->db, name, &removed, e);
         if (r < 0)

@@ -382,6 +382,11 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         r = open_private_dir_at(db->state_fd, VMUSER_PENDING_SUBDIR, 0700, &db->pending_fd);
         if (r < 0)
                 return r;
+        /* The high-water mark's file exists from the start (best effort), so an attach only ever
+         * rewrites it: the last free inode of a full /run/vmuser is then left to the journal of
+         * a later detach, never taken by the mark (a full /run must not keep a user attached). */
+        if (db->range.min > 0)
+                (void) uid_highwater_raise(db->state_fd, db->range.min - 1);
         *ret = TAKE_PTR(db);
         return 0;
 }
