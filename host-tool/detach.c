@@ -97,6 +97,9 @@ static json_object *cleanup_from_reply(json_object *v, char *text, size_t text_s
 }
 
 /* Whether the agent lists name; -errno when the list cannot be had. */
+/* What a forced vmuser-detach may take in the guest beyond --timeout (see above). */
+#define DETACH_FORCE_EXTRA_MS 35000
+
 static int agent_knows(struct qga_client *agent, const char *name, int timeout_ms) {
         _cleanup_json_ json_object *list = NULL;
         struct qga_error qe = {};
@@ -246,7 +249,12 @@ static void detach_one(struct detach_batch *b, const char *name) {
                 report_failure(&b->rep, name, OUTCOME_FAILED, NULL, strerror(ENOMEM));
                 return;
         }
-        r = qga_client_call(b->agent, "vmuser-detach", args, o->common.timeout_ms, &value, &qe, &e);
+        /* A forced detach waits in the guest for logind to end the sessions and the user's slice
+         * (bounded by the agent: 10 s for the session lock, 10 s for the slice, once more after
+         * ending the UID's processes): --timeout plus that. */
+        r = qga_client_call(b->agent, "vmuser-detach", args,
+                            o->force ? o->common.timeout_ms + DETACH_FORCE_EXTRA_MS : o->common.timeout_ms, &value,
+                            &qe, &e);
         if (r == -EREMOTEIO && !streq(qe.error_class, "UserBusy")) {
                 /* Refused: an orphaned export (the guest forgot the user) is still ours to remove. */
                 struct verr ignored = {};
