@@ -309,8 +309,10 @@ static char *guest_getent(int i, const char *user) {
         return out;
 }
 
+/* --timeout 10: the silent VMs cost that much per apply (in parallel), and 45 agents under
+ * ASan on 2 busy CPUs have answered a request in more than 2 s. */
 static struct ht_result apply(int want, const char *manifest, ...) {
-        char *args[16] = { (char *) "apply", (char *) "--timeout", (char *) "2" };
+        char *args[16] = { (char *) "apply", (char *) "--timeout", (char *) "10" };
         size_t n = 3;
         struct ht_result r = {};
         va_list ap;
