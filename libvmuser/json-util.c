@@ -16,9 +16,12 @@ static void json_tokener_freep(struct json_tokener **t) {
 
 /* json-c's strict mode still takes single-quoted strings and NaN/Infinity. RFC 8259 allows
  * outside strings only structure, whitespace, numbers and the literals true, false and null:
- * check that lexically before json-c sees the text. */
-static bool json_text_is_lexically_strict(const char *buf, size_t len) {
+ * check that lexically before json-c sees the text. The nesting depth is counted here too:
+ * json-c's own limit lets one more level of empty containers through ("[[...[]...]]" 17 deep
+ * with a limit of 16) than of containers that hold a value. 0, -EBADMSG or -ELOOP. */
+static int json_text_check_lexically(const char *buf, size_t len) {
         bool in_string = false, escaped = false;
+        unsigned depth = 0;
 
         for (size_t i = 0; i < len; i++) {
                 char c = buf[i];
@@ -35,7 +38,17 @@ static bool json_text_is_lexically_strict(const char *buf, size_t len) {
                         in_string = true;
                         continue;
                 }
-                if (strchr(" \t\r\n{}[],:-+.0123456789", c) && c != '\0')
+                if (c == '{' || c == '[') {
+                        if (++depth > VMUSER_JSON_MAX_DEPTH)
+                                return -ELOOP;
+                        continue;
+                }
+                if (c == '}' || c == ']') {
+                        if (depth > 0)
+                                depth--;
+                        continue;
+                }
+                if (strchr(" \t\r\n,:-+.0123456789", c) && c != '\0')
                         continue;
                 if (c == 'e' || c == 'E') {
                         /* An exponent: only right after a digit or a '.'. */
@@ -50,9 +63,9 @@ static bool json_text_is_lexically_strict(const char *buf, size_t len) {
                         i += n - 1;
                         continue;
                 }
-                return false;
+                return -EBADMSG;
         }
-        return true;
+        return 0;
 }
 
 int json_parse_strict(const char *buf, size_t len, json_object **ret) {
@@ -62,8 +75,9 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret) {
         if (len > INT32_MAX)
                 return -E2BIG;
 
-        if (!json_text_is_lexically_strict(buf, len))
-                return -EBADMSG;
+        int r = json_text_check_lexically(buf, len);
+        if (r < 0)
+                return r;
 
         /* json-c counts the outermost value as a level of its own. */
         tok = json_tokener_new_ex(VMUSER_JSON_MAX_DEPTH + 1);

@@ -76,6 +76,19 @@ static void test_depth_limit(void **state) {
         assert_int_equal(parse(deep), -ELOOP);
         free(ok);
         free(deep);
+
+        /* Empty containers count alike: json-c alone let 17 of them through. */
+        char empty[2 * (VMUSER_JSON_MAX_DEPTH + 1) + 1];
+        memset(empty, '[', VMUSER_JSON_MAX_DEPTH);
+        memset(empty + VMUSER_JSON_MAX_DEPTH, ']', VMUSER_JSON_MAX_DEPTH);
+        empty[2 * VMUSER_JSON_MAX_DEPTH] = '\0';
+        assert_int_equal(parse(empty), 0);
+        memset(empty, '[', VMUSER_JSON_MAX_DEPTH + 1);
+        memset(empty + VMUSER_JSON_MAX_DEPTH + 1, ']', VMUSER_JSON_MAX_DEPTH + 1);
+        empty[2 * (VMUSER_JSON_MAX_DEPTH + 1)] = '\0';
+        assert_int_equal(parse(empty), -ELOOP);
+        /* Brackets inside strings are text, not levels. */
+        assert_int_equal(parse("[\"[[[[[[[[[[[[[[[[[[[[\"]"), 0);
 }
 
 static void test_getters(void **state) {
