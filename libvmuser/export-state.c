@@ -25,6 +25,7 @@
 #include "names.h"
 #include "paths.h"
 #include "server-id.h"
+#include "time-util.h"
 #include "virtiofsd.h"
 
 int export_source_open(const char *user, uid_t host_uid, gid_t host_gid, uid_t guest_uid, gid_t guest_gid,
@@ -84,12 +85,6 @@ int export_state_ensure_dir_at(int dir_fd, const char *name, mode_t mode, int *r
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);
         return 0;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int export_state_lock(int homes_fd, const char *vm_word, int timeout_ms, int *ret_fd, struct verr *e) {

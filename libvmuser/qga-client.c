@@ -31,6 +31,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "proto.h"
+#include "time-util.h"
 
 /* Ids stay below 2^53 so any JSON implementation on the other side represents them exactly. */
 #define QGA_ID_MASK ((UINT64_C(1) << 53) - 1)
@@ -91,12 +92,6 @@ struct qga_client {
 
         unsigned char buf[64 * 1024];
 };
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t random_id(void) {
         uint64_t v = 0;

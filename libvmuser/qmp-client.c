@@ -25,6 +25,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "proto.h"
+#include "time-util.h"
 
 #define QMP_READ_CHUNK (64u * 1024u)
 #define QMP_ID_PREFIX "vmuser-"
@@ -66,19 +67,6 @@ struct qmp_client {
 
 const struct proto_limits *qmp_client_limits(void) {
         return &qmp_limits;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int ms_left(int64_t deadline) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-                return 0;
-        return left > INT_MAX ? INT_MAX : (int) left;
 }
 
 struct qmp_client *qmp_client_free(struct qmp_client *c) {

@@ -26,6 +26,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "time-util.h"
 
 struct session_lock {
         int sessions_fd; /* /run/vmuser/sessions */
@@ -36,13 +37,6 @@ struct session_lock {
 
 /* "PID-" + 20 digits + NUL */
 #define ENTRY_NAME_MAX 48
-
-static uint64_t now_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
 
 /* Parses a decimal number without sign, spaces or leading zeros. */
 static int parse_u64(const char *s, size_t n, uint64_t *ret) {
@@ -189,7 +183,7 @@ static int lock_file_is_current(int dir_fd, int lock_fd) {
 int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool create, unsigned timeout_msec,
                                  struct session_lock **ret) {
         _cleanup_close_ int sessions_fd = -1;
-        uint64_t deadline = now_msec() + timeout_msec;
+        int64_t deadline = now_ms() + timeout_msec;
         struct session_lock *l;
 
         if (!name_is_valid(user_name))
@@ -217,7 +211,7 @@ int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool c
                                 break;
                         if (errno != EWOULDBLOCK && errno != EINTR)
                                 return negative_errno();
-                        if (now_msec() >= deadline)
+                        if (now_ms() >= deadline)
                                 return -ETIMEDOUT;
                         nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
                 }
@@ -227,7 +221,7 @@ int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool c
                         return r;
                 if (r == 0) {
                         /* session_remove_all() ran while we waited: start over. */
-                        if (now_msec() >= deadline)
+                        if (now_ms() >= deadline)
                                 return -ETIMEDOUT;
                         continue;
                 }

@@ -41,22 +41,12 @@
 
 #include "atomic-file.h"
 #include "macro.h"
+#include "time-util.h"
 
 #define DETECT_TIMEOUT_MS 5000
 #define DETECT_OUTPUT_MAX (64u * 1024u)
 #define STOP_KILL_WAIT_MS 5000
 #define POLL_STEP_MS 20
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int ms_left(int64_t deadline) {
-        int64_t left = deadline - now_ms();
-        return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int) left;
-}
 
 static void sleep_ms(int ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
