@@ -112,6 +112,29 @@ int file_equals_at(int dir_fd, const char *name, const void *data, size_t len, m
         return equal;
 }
 
+int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = -1;
+        size_t done = 0;
+
+        if (size == 0)
+                return -EINVAL;
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        while (done < size - 1) {
+                ssize_t n = read(fd, buf + done, size - 1 - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        buf[done] = '\0';
+        return done > INT32_MAX ? INT32_MAX : (int) done;
+}
+
 int symlink_equals_at(int dir_fd, const char *name, const char *target) {
         char buf[4096];
         ssize_t n = readlinkat(dir_fd, name, buf, sizeof(buf) - 1);

@@ -27,5 +27,11 @@ int symlink_equals_at(int dir_fd, const char *name, const char *target);
  * refuses one that is not owned by root or is writable by others. */
 int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd);
 
+/* Reads up to size - 1 bytes of a small file below dir_fd (not following a symlink) into buf
+ * and NUL-terminates it; a longer file is cut at size - 1 bytes. Returns the number of bytes
+ * read, or -errno (-EINVAL when size is 0). For state files of a line or two: pid files, unit
+ * names, counters. */
+int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size);
+
 /* Removes leftover temporary files in a directory. */
 int atomic_clean_temporaries(int dir_fd);

@@ -1067,20 +1067,6 @@ static int systemd_stop(const char *unit, int timeout_ms, struct verr *e) {
 
 /* ---- start, state, stop ------------------------------------------------------------------- */
 
-static int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return negative_errno();
-        buf[n] = '\0';
-        buf[strcspn(buf, "\n")] = '\0';
-        return 0;
-}
-
 /* "PID STARTTIME SUPERVISOR_PID SUPERVISOR_STARTTIME" */
 static int read_pid_file(int state_fd, struct daemon_ids *ret) {
         char buf[128];
@@ -1090,6 +1076,7 @@ static int read_pid_file(int state_fd, struct daemon_ids *ret) {
 
         if (k < 0)
                 return k;
+        buf[strcspn(buf, "\n")] = '\0';
         k = sscanf(buf, "%ld %llu %ld %llu", &pid, &starttime, &sup, &sup_starttime);
         if ((k != 2 && k != 4) || pid <= 1 || pid > INT32_MAX || sup < 0 || sup > INT32_MAX || sup == 1)
                 return -EBADMSG;
@@ -1247,8 +1234,10 @@ int virtiofsd_get_state(const char *state_dir, enum virtiofsd_state *ret_state, 
         }
 
         k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, proc.unit, sizeof(proc.unit));
-        if (k == 0) {
+        if (k >= 0) {
                 char active[32];
+
+                proc.unit[strcspn(proc.unit, "\n")] = '\0';
                 proc.supervisor = VIRTIOFSD_SUPERVISOR_SYSTEMD;
                 k = systemd_unit_state(proc.unit, active, sizeof(active), &proc.pid, e);
                 if (k < 0)
@@ -1391,7 +1380,8 @@ int virtiofsd_stop(const char *state_dir, const char *socket_path, int timeout_m
         }
 
         k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, unit, sizeof(unit));
-        if (k == 0) {
+        if (k >= 0) {
+                unit[strcspn(unit, "\n")] = '\0';
                 stopped = systemd_stop(unit, timeout_ms, e);
                 if (stopped < 0)
                         return stopped;

@@ -166,6 +166,41 @@ static void test_clean_temporaries(void **state) {
         assert_string_equal(read_at(s->fd, ".#other"), "{}");
 }
 
+static void test_read_small(void **state) {
+        struct scratch *s = *state;
+        char buf[8];
+
+        /* Fits: all of it, NUL-terminated, its length returned. */
+        assert_int_equal(atomic_write_at(s->fd, "short", "12 34\n", 6, 0644), 0);
+        memset(buf, 'x', sizeof(buf));
+        assert_int_equal(read_small_file_at(s->fd, "short", buf, sizeof(buf)), 6);
+        assert_string_equal(buf, "12 34\n");
+
+        /* Longer than the buffer: cut at size - 1, never written past the end. */
+        char big[16];
+        memset(big, '#', sizeof(big));
+        assert_int_equal(atomic_write_at(s->fd, "long", "0123456789abcdef", 16, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "long", big, 8), 7);
+        assert_string_equal(big, "0123456");
+        assert_int_equal(big[8], '#');
+
+        /* Exactly size - 1 bytes, and an empty file. */
+        assert_int_equal(atomic_write_at(s->fd, "seven", "1234567", 7, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "seven", buf, sizeof(buf)), 7);
+        assert_string_equal(buf, "1234567");
+        assert_int_equal(atomic_write_at(s->fd, "empty", "", 0, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "empty", buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "");
+
+        /* No room even for the NUL, a missing file, a symlink (not followed), a directory. */
+        assert_int_equal(read_small_file_at(s->fd, "short", buf, 0), -EINVAL);
+        assert_int_equal(read_small_file_at(s->fd, "missing", buf, sizeof(buf)), -ENOENT);
+        assert_int_equal(symlinkat("short", s->fd, "link"), 0);
+        assert_int_equal(read_small_file_at(s->fd, "link", buf, sizeof(buf)), -ELOOP);
+        assert_int_equal(mkdirat(s->fd, "dir", 0755), 0);
+        assert_int_equal(read_small_file_at(s->fd, "dir", buf, sizeof(buf)), -EISDIR);
+}
+
 static void test_open_private_dir(void **state) {
         struct scratch *s = *state;
         int fd = -1;
@@ -211,6 +246,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unlink_if_exists, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clean_temporaries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_private_dir, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_small, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
