@@ -26,6 +26,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "proc-util.h"
 #include "time-util.h"
 
 struct session_lock {
@@ -69,58 +70,6 @@ static int entry_name_parse(const char *name, pid_t *ret_pid, uint64_t *ret_star
         return 0;
 }
 
-/* Reads the start time (field 22 of /proc/PID/stat, in clock ticks since boot) and the state
- * letter (field 3) of pid. -ENOENT when there is no such process, -ENOMEDIUM when /proc itself
- * is missing (then nobody can tell dead from alive). The command name (field 2) may contain
- * spaces and parentheses, so the fields are counted from the last ')'. */
-static int proc_stat_read(pid_t pid, uint64_t *ret_start, char *ret_state) {
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -1;
-        const char *p;
-        ssize_t n;
-        size_t done = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT || errno == ESRCH)
-                        return access("/proc/self/stat", F_OK) < 0 ? -ENOMEDIUM : -ENOENT;
-                return negative_errno();
-        }
-        while (done < sizeof(buf) - 1) {
-                n = read(fd, buf + done, sizeof(buf) - 1 - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        /* A process that exits while we read. */
-                        return errno == ESRCH ? -ENOENT : negative_errno();
-                }
-                if (n == 0)
-                        break;
-                done += (size_t) n;
-        }
-        buf[done] = '\0';
-
-        p = strrchr(buf, ')');
-        if (!p || p[1] != ' ' || !p[2])
-                return -EBADMSG;
-        p += 2;
-        if (ret_state)
-                *ret_state = *p;
-
-        /* p is at field 3; skip to field 22. */
-        for (int field = 3; field < 22; field++) {
-                p = strchr(p, ' ');
-                if (!p)
-                        return -EBADMSG;
-                p++;
-        }
-        const char *end = strchrnul(p, ' ');
-        if (parse_u64(p, (size_t) (end - p), ret_start) < 0)
-                return -EBADMSG;
-        return 0;
-}
-
 /* Does pid exist at all (a zombie counts)? Works where /proc hides other users' processes
  * (hidepid=): kill(pid, 0) says ESRCH only for a PID nobody has; EPERM means it is there. */
 static bool pid_exists(pid_t pid) {
@@ -137,14 +86,14 @@ static int entry_is_alive(pid_t pid, uint64_t start) {
         char state = '?';
         int r;
 
-        r = proc_stat_read(pid, &actual, &state);
+        r = proc_stat_read(pid, &state, &actual);
         if (r == -ENOENT || r == -EACCES || r == -EPERM)
                 return pid_exists(pid) ? 1 : 0;
         if (r < 0)
                 return r;
         if (actual != start)
                 return 0; /* the PID was reused */
-        if (state == 'Z' || state == 'X')
+        if (proc_state_is_dead(state))
                 return 0; /* killed, not yet reaped: its session is over */
         return 1;
 }
@@ -338,10 +287,10 @@ static int entry_name_for(pid_t pid, char name[static ENTRY_NAME_MAX]) {
 
         if (pid <= 0)
                 return -EINVAL;
-        r = proc_stat_read(pid, &start, &state);
+        r = proc_stat_read(pid, &state, &start);
         if (r < 0)
                 return r;
-        if (state == 'Z' || state == 'X')
+        if (proc_state_is_dead(state))
                 return -ENOENT;
         snprintf(name, ENTRY_NAME_MAX, "%d-%" PRIu64, (int) pid, start);
         return 0;
@@ -444,7 +393,7 @@ int session_entry_pidfd(pid_t pid, uint64_t start) {
         /* The pidfd names whatever has the PID now; the start time says whether that is still
          * the process that opened the session. Where /proc will not tell, the entry is taken at
          * its word, as in entry_is_alive(). */
-        r = proc_stat_read(pid, &actual, &state);
+        r = proc_stat_read(pid, &state, &actual);
         if (r == -ENOENT || r == -EACCES || r == -EPERM)
                 return TAKE_FD(fd);
         if (r < 0)

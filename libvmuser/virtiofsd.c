@@ -41,6 +41,7 @@
 
 #include "atomic-file.h"
 #include "macro.h"
+#include "proc-util.h"
 #include "time-util.h"
 
 #define DETECT_TIMEOUT_MS 5000
@@ -355,52 +356,18 @@ int virtiofsd_userns_available(void) {
 
 /* ---- /proc helpers ------------------------------------------------------------------------ */
 
-/* State letter and start time (clock ticks since boot) of pid, from /proc/PID/stat. */
-static int proc_stat(pid_t pid, char *ret_state, unsigned long long *ret_starttime) {
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -1;
-        unsigned long long starttime = 0;
-        ssize_t n;
-        char *p;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return n < 0 ? negative_errno() : -ESRCH;
-        buf[n] = '\0';
-        /* "pid (comm) S ppid ...": comm may hold anything, so parse from the last ')'. */
-        p = strrchr(buf, ')');
-        if (!p || p[1] != ' ' || !p[2])
-                return -EBADMSG;
-        *ret_state = p[2];
-        p += 3;
-        /* starttime is field 22; we are at field 4. */
-        for (int field = 4; field < 22; field++) {
-                p = strchr(p, ' ');
-                if (!p)
-                        return -EBADMSG;
-                p++;
-        }
-        if (sscanf(p, "%llu", &starttime) != 1)
-                return -EBADMSG;
-        *ret_starttime = starttime;
-        return 0;
-}
-
 /* 1: a live process with that pid and start time; 0: gone (or a zombie, or another process). */
 static int pid_is_alive(pid_t pid, unsigned long long starttime) {
-        unsigned long long t;
+        uint64_t t;
         char state;
-        int k = proc_stat(pid, &state, &t);
+        int k = proc_stat_read(pid, &state, &t);
 
-        if (k == -ENOENT || k == -ESRCH)
+        /* -ENOMEDIUM: without /proc, as before, nothing counts as alive. */
+        if (k == -ENOENT || k == -ENOMEDIUM)
                 return 0;
         if (k < 0)
                 return k;
-        return t == starttime && state != 'Z' && state != 'X' && state != 'x';
+        return t == starttime && !proc_state_is_dead(state);
 }
 
 /* Whether a listening UNIX socket is bound to path in the network namespace of pid (ours when
@@ -888,10 +855,12 @@ static int start_daemon(const char *path, char **argv, const struct virtiofsd_co
         }
 
         struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
-        char state;
+        uint64_t t;
         /* Either may be gone already: wait_for_socket() then reports it, with the log. */
-        (void) proc_stat(ids.pid, &state, &ids.starttime);
-        (void) proc_stat(ids.supervisor, &state, &ids.supervisor_starttime);
+        if (proc_stat_read(ids.pid, NULL, &t) >= 0)
+                ids.starttime = t;
+        if (proc_stat_read(ids.supervisor, NULL, &t) >= 0)
+                ids.supervisor_starttime = t;
         *ret = ids;
         return 0;
 }
