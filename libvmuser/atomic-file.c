@@ -1,7 +1,6 @@
 /* atomic-file.c: see atomic-file.h. */
 #include "atomic-file.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -12,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dir-util.h"
 #include "macro.h"
 
 static void temp_name(char *buf, size_t size) {
@@ -161,21 +161,12 @@ int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) 
         return 0;
 }
 
-int atomic_clean_temporaries(int dir_fd) {
-        _cleanup_close_ int fd = -1;
-        DIR *d;
-        struct dirent *de;
-
-        fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(fd);
-        while ((de = readdir(d)))
-                if (strncmp(de->d_name, ATOMIC_TEMP_PREFIX, strlen(ATOMIC_TEMP_PREFIX)) == 0)
-                        (void) unlinkat(dir_fd, de->d_name, 0);
-        closedir(d);
+static int clean_one(int dir_fd, const char *name, void *userdata) {
+        if (strncmp(name, ATOMIC_TEMP_PREFIX, strlen(ATOMIC_TEMP_PREFIX)) == 0)
+                (void) unlinkat(dir_fd, name, 0);
         return 0;
+}
+
+int atomic_clean_temporaries(int dir_fd) {
+        return dir_foreach_at(dir_fd, clean_one, NULL);
 }

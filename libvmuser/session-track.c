@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "dir-util.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
@@ -207,9 +208,18 @@ void session_lock_releasep(struct session_lock **l) {
         *l = session_lock_release(*l);
 }
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
+struct entry_visit {
+        struct session_lock *l;
+        int (*visit)(struct session_lock *l, const char *name, void *userdata);
+        void *userdata;
+};
+
+static int entry_visit_one(int dir_fd, const char *name, void *userdata) {
+        struct entry_visit *c = userdata;
+
+        if (streq(name, VMUSER_LOCK_FILE))
+                return 0;
+        return c->visit(c->l, name, c->userdata);
 }
 
 /* Calls visit() for every entry of the locked directory except "." , ".." and the lock file,
@@ -217,32 +227,9 @@ static void closedirp(DIR **d) {
 static int foreach_entry(struct session_lock *l,
                          int (*visit)(struct session_lock *l, const char *name, void *userdata),
                          void *userdata) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        int fd, r;
+        struct entry_visit c = { l, visit, userdata };
 
-        fd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                r = negative_errno();
-                close(fd);
-                return r;
-        }
-
-        for (;;) {
-                struct dirent *de;
-
-                errno = 0;
-                de = readdir(d);
-                if (!de)
-                        return errno > 0 ? -errno : 0;
-                if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, VMUSER_LOCK_FILE))
-                        continue;
-                r = visit(l, de->d_name, userdata);
-                if (r < 0)
-                        return r;
-        }
+        return dir_foreach_at(l->dir_fd, entry_visit_one, &c);
 }
 
 static int prune_one(struct session_lock *l, const char *name, void *userdata) {
