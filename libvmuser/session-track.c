@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "dir-util.h"
+#include "lock-util.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
@@ -156,15 +157,9 @@ int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool c
                         return negative_errno();
 
                 /* Bounded: a stuck holder must not hang every login of this user. */
-                for (;;) {
-                        if (flock(lock_fd, LOCK_EX | LOCK_NB) >= 0)
-                                break;
-                        if (errno != EWOULDBLOCK && errno != EINTR)
-                                return negative_errno();
-                        if (now_ms() >= deadline)
-                                return -ETIMEDOUT;
-                        nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-                }
+                r = flock_timeout(lock_fd, LOCK_EX, ms_left(deadline), 5);
+                if (r < 0)
+                        return r;
 
                 r = lock_file_is_current(dir_fd, lock_fd);
                 if (r < 0)
