@@ -144,21 +144,30 @@ int symlink_equals_at(int dir_fd, const char *name, const char *target) {
         return streq(buf, target);
 }
 
-int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
+int open_private_dir_full_at(int dir_fd, const char *name, mode_t mode, unsigned flags, int *ret_fd) {
         _cleanup_close_ int fd = -1;
         struct stat st;
 
-        if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return negative_errno();
+        for (int attempt = 0;; attempt++) {
+                fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        break;
+                if (errno != ENOENT || !(flags & PRIVATE_DIR_CREATE) || attempt > 0)
+                        return errno == ELOOP ? -ENOTDIR : negative_errno();
+                if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+        }
         if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (st.st_uid != 0 || (st.st_mode & S_IWOTH))
+        if (st.st_uid != ((flags & PRIVATE_DIR_OWNER_EUID) ? geteuid() : 0) || (st.st_mode & S_IWOTH) ||
+            ((flags & PRIVATE_DIR_NO_GROUP_WRITE) && (st.st_mode & S_IWGRP)))
                 return -EPERM;
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
+        return open_private_dir_full_at(dir_fd, name, mode, PRIVATE_DIR_CREATE, ret_fd);
 }
 
 static int clean_one(int dir_fd, const char *name, void *userdata) {

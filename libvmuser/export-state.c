@@ -73,14 +73,11 @@ int export_state_ensure_dir_at(int dir_fd, const char *name, mode_t mode, int *r
         struct stat st;
         int k;
 
-        /* open_private_dir_at() refuses another owner and other-writable; group-writable too here. */
-        k = open_private_dir_at(dir_fd, name, mode, &fd);
+        k = open_private_dir_full_at(dir_fd, name, mode, PRIVATE_DIR_CREATE | PRIVATE_DIR_NO_GROUP_WRITE, &fd);
         if (k < 0)
                 return k;
         if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (st.st_mode & S_IWGRP)
-                return -EPERM;
         if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);

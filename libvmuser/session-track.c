@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "atomic-file.h"
 #include "dir-util.h"
 #include "lock-util.h"
 #include "macro.h"
@@ -103,24 +104,13 @@ static int entry_is_alive(pid_t pid, uint64_t start) {
 /* Opens (and with create, makes) a directory below parent_fd that must be ours: owned by the
  * effective UID, not writable by anyone else, not a symlink. */
 static int open_private_dir(int parent_fd, const char *name, bool create, mode_t mode) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
+        int fd = -1, r;
 
-        for (int attempt = 0;; attempt++) {
-                fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd >= 0)
-                        break;
-                if (errno != ENOENT || !create || attempt > 0)
-                        return errno == ELOOP ? -ENOTDIR : negative_errno();
-                if (mkdirat(parent_fd, name, mode) < 0 && errno != EEXIST)
-                        return negative_errno();
-        }
-
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != geteuid() || (st.st_mode & 0022))
-                return -EPERM;
-        return TAKE_FD(fd);
+        r = open_private_dir_full_at(parent_fd, name, mode,
+                                     (create ? PRIVATE_DIR_CREATE : 0) | PRIVATE_DIR_OWNER_EUID |
+                                             PRIVATE_DIR_NO_GROUP_WRITE,
+                                     &fd);
+        return r < 0 ? r : fd;
 }
 
 static int lock_file_is_current(int dir_fd, int lock_fd) {

@@ -235,6 +235,23 @@ static void test_open_private_dir(void **state) {
         assert_int_equal(atomic_write_at(s->fd, "file", "x", 1, 0644), 0);
         assert_int_equal(open_private_dir_at(s->fd, "file", 0755, &fd), -ENOTDIR);
         assert_int_equal(fd, -1);
+
+        /* The full form: not made without PRIVATE_DIR_CREATE; group-writable refused on request. */
+        assert_int_equal(open_private_dir_full_at(s->fd, "absent", 0700, 0, &fd), -ENOENT);
+        assert_int_equal(faccessat(s->fd, "absent", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(mkdirat(s->fd, "group", 0755), 0);
+        assert_int_equal(fchmodat(s->fd, "group", 0775, 0), 0);
+        assert_int_equal(open_private_dir_full_at(s->fd, "group", 0755, 0, &fd), 0);
+        close(fd);
+        fd = -1;
+        assert_int_equal(open_private_dir_full_at(s->fd, "group", 0755, PRIVATE_DIR_NO_GROUP_WRITE, &fd), -EPERM);
+        assert_int_equal(fd, -1);
+        /* PRIVATE_DIR_OWNER_EUID: ours (root here) is taken, another's refused as before. */
+        assert_int_equal(open_private_dir_full_at(s->fd, "users", 0700, PRIVATE_DIR_OWNER_EUID, &fd), 0);
+        close(fd);
+        fd = -1;
+        assert_int_equal(open_private_dir_full_at(s->fd, "theirs", 0755, PRIVATE_DIR_OWNER_EUID, &fd), -EPERM);
+        assert_int_equal(open_private_dir_full_at(s->fd, "link", 0755, PRIVATE_DIR_OWNER_EUID, &fd), -ENOTDIR);
 }
 
 int main(void) {
