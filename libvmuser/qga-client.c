@@ -130,10 +130,6 @@ void qga_client_freep(struct qga_client **c) {
         qga_client_free(*c);
 }
 
-bool qga_client_is_dead(const struct qga_client *c) {
-        return c->dead;
-}
-
 int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret, struct verr *e) {
         _cleanup_close_ int fd = -1, dir_fd = -1;
         struct qga_client *c;

@@ -58,17 +58,6 @@ const char *virtiofsd_flavour_to_string(enum virtiofsd_flavour f) {
         return f == VIRTIOFSD_FLAVOUR_RUST ? "rust" : "c";
 }
 
-const char *virtiofsd_supervisor_to_string(enum virtiofsd_supervisor s) {
-        switch (s) {
-        case VIRTIOFSD_SUPERVISOR_DAEMON:
-                return "daemon";
-        case VIRTIOFSD_SUPERVISOR_SYSTEMD:
-                return "systemd";
-        default:
-                return "auto";
-        }
-}
-
 const char *virtiofsd_state_to_string(enum virtiofsd_state s) {
         switch (s) {
         case VIRTIOFSD_STATE_RUNNING:
