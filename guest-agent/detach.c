@@ -27,6 +27,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "paths.h"
+#include "proc-util.h"
 #include "session-track.h"
 #include "uid-alloc.h"
 #include "uid-cleanup.h"
@@ -51,19 +52,14 @@ static int collect_pid(pid_t pid, void *userdata) {
 
 /* Gone or a zombie (its parent reaps it; it holds nothing any more). */
 static bool pid_done(pid_t pid) {
-        char path[64], buf[512];
-        ssize_t n;
+        char state;
+        int r = proc_stat_read(pid, &state, NULL);
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (r == -EBADMSG)
+                return false;
+        if (r < 0)
                 return kill(pid, 0) < 0 && errno == ESRCH;
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return true;
-        buf[n] = '\0';
-        const char *p = strrchr(buf, ')');
-        return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+        return state == 'Z' || state == 'X';
 }
 
 /* Ends the sessions recorded under l, in batches (a user may have more sessions than one batch

@@ -38,6 +38,7 @@
 #include "agent.h"
 #include "attach-state.h"
 #include "audit-log.h"
+#include "dir-util.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
@@ -222,24 +223,18 @@ static void entry_add(struct reaper_user *u, const char *name) {
         u->entries = e;
 }
 
+static int user_scan_one(int dir_fd, const char *name, void *userdata) {
+        entry_add(userdata, name);
+        return 0;
+}
+
 /* Adds every entry of u's directory that we do not watch yet. */
 static void user_scan(struct reaper_user *u) {
-        struct reaper *r = u->reaper;
-        struct dirent *de;
-        DIR *d;
-        int fd;
+        _cleanup_close_ int fd = openat(u->reaper->sessions_fd, u->name,
+                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-        fd = openat(r->sessions_fd, u->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return;
-        }
-        while ((de = readdir(d)))
-                entry_add(u, de->d_name);
-        closedir(d);
+        if (fd >= 0)
+                (void) dir_foreach_at(fd, user_scan_one, u);
 }
 
 static struct reaper_user *user_find_wd(struct reaper *r, int wd) {
@@ -307,23 +302,13 @@ static void user_add(struct reaper *r, const char *name) {
         mark_dirty(u);
 }
 
-static void scan_all(struct reaper *r) {
-        struct dirent *de;
-        DIR *d;
-        int fd;
+static int scan_all_one(int dir_fd, const char *name, void *userdata) {
+        user_add(userdata, name);
+        return 0;
+}
 
-        fd = openat(r->sessions_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return;
-        }
-        while ((de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        user_add(r, de->d_name);
-        closedir(d);
+static void scan_all(struct reaper *r) {
+        (void) dir_foreach_at(r->sessions_fd, scan_all_one, r);
         for (struct reaper_user *u = r->users; u; u = u->next) {
                 user_scan(u);
                 mark_dirty(u);

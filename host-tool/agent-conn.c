@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "macro.h"
+#include "time-util.h"
 
 #define HOTPLUG_SYNC_TIMEOUT_MS 2000
 #define HOTPLUG_RETRY_MS 500
@@ -47,12 +48,6 @@ static int explain_connect_error(const struct vm *vm, const char *path, int r, c
         default:
                 return verr_set(e, r, "%s", verr_text(lib, r));
         }
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A freshly plugged port: the agent in the guest starts within seconds; until then the sync

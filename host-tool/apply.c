@@ -54,6 +54,7 @@
 #include "names.h"
 #include "output.h"
 #include "qga-client.h"
+#include "time-util.h"
 #include "vm-match.h"
 #include "vm.h"
 #include "vmuser.h"
@@ -82,12 +83,6 @@ struct target {
         bool done;
         json_object *result;
 };
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- step 2: VMs and their declared users ---- */
 

@@ -54,7 +54,7 @@ static void help_main(void) {
                "  status [--json] VM            agent and QMP reachable?, version, capabilities\n"
                "  apply [OPTIONS] MANIFEST      converge many VMs to the users a manifest declares\n\n"
                "VM is a directory holding agent.sock and qmp.sock, or a name looked up in\n"
-               "$VMUSER_VM_DIR (default " VMUSER_VM_DIR_DEFAULT "), or libvirt:DOMAIN, a libvirt domain\n"
+               "$VMUSER_VM_DIR (default " VM_BACKEND_QEMU_VM_DIR_DEFAULT "), or libvirt:DOMAIN, a libvirt domain\n"
                "(" VM_BACKEND_LIBVIRT_DEFAULT_URI ", or --connect URI DOMAIN). 'vmuser COMMAND --help' and\n"
                "vmuser(1) tell more.\n");
 }

@@ -15,9 +15,6 @@
 /* Default per-request timeout (connect, sync, and each request on its own). */
 #define VMUSER_TIMEOUT_MS_DEFAULT 5000
 
-/* Where a bare VM name is looked up; $VMUSER_VM_DIR overrides it. */
-#define VMUSER_VM_DIR_DEFAULT "/run/vmuser/vm"
-
 /* How long attach waits for the agent behind a channel it has just hot-plugged (the port shows
  * up in the guest, udev starts vmuser-agent). */
 #define VMUSER_HOTPLUG_AGENT_WAIT_MS 60000

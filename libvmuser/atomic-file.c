@@ -1,7 +1,6 @@
 /* atomic-file.c: see atomic-file.h. */
 #include "atomic-file.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -12,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dir-util.h"
 #include "macro.h"
 
 static void temp_name(char *buf, size_t size) {
@@ -112,6 +112,29 @@ int file_equals_at(int dir_fd, const char *name, const void *data, size_t len, m
         return equal;
 }
 
+int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = -1;
+        size_t done = 0;
+
+        if (size == 0)
+                return -EINVAL;
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        while (done < size - 1) {
+                ssize_t n = read(fd, buf + done, size - 1 - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        buf[done] = '\0';
+        return done > INT32_MAX ? INT32_MAX : (int) done;
+}
+
 int symlink_equals_at(int dir_fd, const char *name, const char *target) {
         char buf[4096];
         ssize_t n = readlinkat(dir_fd, name, buf, sizeof(buf) - 1);
@@ -121,38 +144,38 @@ int symlink_equals_at(int dir_fd, const char *name, const char *target) {
         return streq(buf, target);
 }
 
-int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
+int open_private_dir_full_at(int dir_fd, const char *name, mode_t mode, unsigned flags, int *ret_fd) {
         _cleanup_close_ int fd = -1;
         struct stat st;
 
-        if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return negative_errno();
+        for (int attempt = 0;; attempt++) {
+                fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        break;
+                if (errno != ENOENT || !(flags & PRIVATE_DIR_CREATE) || attempt > 0)
+                        return errno == ELOOP ? -ENOTDIR : negative_errno();
+                if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+        }
         if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (st.st_uid != 0 || (st.st_mode & S_IWOTH))
+        if (st.st_uid != ((flags & PRIVATE_DIR_OWNER_EUID) ? geteuid() : 0) || (st.st_mode & S_IWOTH) ||
+            ((flags & PRIVATE_DIR_NO_GROUP_WRITE) && (st.st_mode & S_IWGRP)))
                 return -EPERM;
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
-int atomic_clean_temporaries(int dir_fd) {
-        _cleanup_close_ int fd = -1;
-        DIR *d;
-        struct dirent *de;
+int open_private_dir_at(int dir_fd, const char *name, mode_t mode, int *ret_fd) {
+        return open_private_dir_full_at(dir_fd, name, mode, PRIVATE_DIR_CREATE, ret_fd);
+}
 
-        fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(fd);
-        while ((de = readdir(d)))
-                if (strncmp(de->d_name, ATOMIC_TEMP_PREFIX, strlen(ATOMIC_TEMP_PREFIX)) == 0)
-                        (void) unlinkat(dir_fd, de->d_name, 0);
-        closedir(d);
+static int clean_one(int dir_fd, const char *name, void *userdata) {
+        if (strncmp(name, ATOMIC_TEMP_PREFIX, strlen(ATOMIC_TEMP_PREFIX)) == 0)
+                (void) unlinkat(dir_fd, name, 0);
         return 0;
+}
+
+int atomic_clean_temporaries(int dir_fd) {
+        return dir_foreach_at(dir_fd, clean_one, NULL);
 }

@@ -21,6 +21,7 @@
 #include "atomic-file.h"
 #include "idmap-mount.h"
 #include "json-util.h"
+#include "lock-util.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
@@ -72,41 +73,29 @@ int export_state_ensure_dir_at(int dir_fd, const char *name, mode_t mode, int *r
         struct stat st;
         int k;
 
-        /* open_private_dir_at() refuses another owner and other-writable; group-writable too here. */
-        k = open_private_dir_at(dir_fd, name, mode, &fd);
+        k = open_private_dir_full_at(dir_fd, name, mode, PRIVATE_DIR_CREATE | PRIVATE_DIR_NO_GROUP_WRITE, &fd);
         if (k < 0)
                 return k;
         if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (st.st_mode & S_IWGRP)
-                return -EPERM;
         if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int export_state_lock(int homes_fd, const char *vm_word, int timeout_ms, int *ret_fd, struct verr *e) {
         _cleanup_close_ int fd = openat(homes_fd, EXPORT_STATE_LOCK_FILE,
                                         O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        int64_t deadline = now_ms() + timeout_ms;
+        int k;
 
         if (fd < 0)
                 return verr_set(e, negative_errno(), "cannot open the lock file: %m");
-        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno != EWOULDBLOCK && errno != EINTR)
-                        return verr_set(e, negative_errno(), "cannot lock the %s's home exports: %m", vm_word);
-                if (now_ms() >= deadline)
-                        return verr_set(e, -EBUSY, "another vmuser is attaching or detaching on this %s", vm_word);
-                struct timespec ts = { .tv_nsec = 50 * 1000 * 1000 };
-                nanosleep(&ts, NULL);
-        }
+        k = flock_timeout(fd, LOCK_EX, timeout_ms, 50);
+        if (k == -ETIMEDOUT)
+                return verr_set(e, -EBUSY, "another vmuser is attaching or detaching on this %s", vm_word);
+        if (k < 0)
+                return verr_set(e, k, "cannot lock the %s's home exports: %s", vm_word, strerror(-k));
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dir-util.h"
 #include "export-state.h"
 #include "idmap-mount.h"
 #include "json-util.h"
@@ -939,12 +940,41 @@ static int compare_info(const void *a, const void *b) {
 /* More than this many entries in VM_DIR/homes is not something vmuser made. */
 #define HOME_EXPORT_LIST_MAX 4096
 
+struct list_ctx {
+        int homes_fd;
+        const char *vm_dir;
+        struct home_export_info *list;
+        size_t n, cap;
+        struct verr *e;
+};
+
+static int list_one(int dir_fd, const char *name, void *userdata) {
+        struct list_ctx *c = userdata;
+        int k;
+
+        if (name[0] == '.' || !name_is_valid(name))
+                return 0;
+        if (c->n == HOME_EXPORT_LIST_MAX)
+                return verr_set(c->e, -E2BIG, "more than %d entries in '%s/homes'", HOME_EXPORT_LIST_MAX, c->vm_dir);
+        if (c->n == c->cap) {
+                size_t ncap = c->cap ? c->cap * 2 : 8;
+                struct home_export_info *l = reallocarray(c->list, ncap, sizeof(*c->list));
+                if (!l)
+                        return -ENOMEM;
+                c->list = l, c->cap = ncap;
+        }
+        k = get_one(c->homes_fd, c->vm_dir, name, &c->list[c->n], c->e);
+        if (k == -ENOENT)
+                return 0;
+        if (k < 0)
+                return k;
+        c->n++;
+        return 0;
+}
+
 int home_export_list(const char *vm_dir, struct home_export_info **ret, size_t *ret_n, struct verr *e) {
-        _cleanup_close_ int homes_fd = -1, dir_fd = -1;
-        _cleanup_free_ struct home_export_info *list = NULL;
-        size_t n = 0, cap = 0;
-        struct dirent *de;
-        DIR *d;
+        _cleanup_close_ int homes_fd = -1;
+        struct list_ctx c = { .vm_dir = vm_dir, .e = e };
         int k;
 
         if (!vm_dir || vm_dir[0] != '/')
@@ -957,46 +987,15 @@ int home_export_list(const char *vm_dir, struct home_export_info **ret, size_t *
         }
         if (k < 0)
                 return k;
-        dir_fd = openat(homes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dir_fd < 0)
-                return negative_errno();
-        d = fdopendir(dir_fd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(dir_fd);
-
-        k = 0;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.' || !name_is_valid(de->d_name))
-                        continue;
-                if (n == HOME_EXPORT_LIST_MAX) {
-                        k = verr_set(e, -E2BIG, "more than %d entries in '%s/homes'", HOME_EXPORT_LIST_MAX, vm_dir);
-                        break;
-                }
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 8;
-                        struct home_export_info *l = reallocarray(list, ncap, sizeof(*list));
-                        if (!l) {
-                                k = -ENOMEM;
-                                break;
-                        }
-                        list = l, cap = ncap;
-                }
-                k = get_one(homes_fd, vm_dir, de->d_name, &list[n], e);
-                if (k == -ENOENT) {
-                        k = 0;
-                        continue;
-                }
-                if (k < 0)
-                        break;
-                n++;
-        }
-        closedir(d);
-        if (k < 0)
+        c.homes_fd = homes_fd;
+        k = dir_foreach_at(homes_fd, list_one, &c);
+        if (k < 0) {
+                free(c.list);
                 return k;
-        if (n > 1)
-                qsort(list, n, sizeof(*list), compare_info);
-        *ret = TAKE_PTR(list);
-        *ret_n = n;
+        }
+        if (c.n > 1)
+                qsort(c.list, c.n, sizeof(*c.list), compare_info);
+        *ret = c.list;
+        *ret_n = c.n;
         return 0;
 }

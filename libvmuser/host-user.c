@@ -24,12 +24,10 @@
 #include "home-spec.h"
 #include "json-util.h"
 #include "macro.h"
+#include "nss-util.h"
 #include "paths.h"
 #include "records.h"
 #include "ssh-key.h"
-
-/* Largest buffer an NSS look-up may ask for (a group with very many members). */
-#define NSS_BUFFER_MAX (4u * 1024u * 1024u)
 
 static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) _printf_(3, 4);
 static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) {
@@ -44,69 +42,10 @@ static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) 
         warn(userdata, text);
 }
 
-/* ---- NSS look-ups with the ERANGE retry ---- */
-
-typedef int (*nss_call_fn)(const void *key, void *entry, char *buf, size_t size, void **ret);
-
-/* Runs one reentrant NSS call with a growing buffer. The entry struct and the buffer share one
- * block (entry first); *ret_size is the block size, so callers can wipe secrets. */
-static int nss_retry(nss_call_fn call, const void *key, size_t entry_size, void **ret, size_t *ret_size) {
-        size_t head = (entry_size + 15u) & ~(size_t) 15u, bufsize = 1024;
-
-        for (;;) {
-                char *block = malloc(head + bufsize);
-                void *found = NULL;
-                int r;
-
-                if (!block)
-                        return -ENOMEM;
-                r = call(key, block, block + head, bufsize, &found);
-                if (r == 0 && found) {
-                        *ret = block;
-                        if (ret_size)
-                                *ret_size = head + bufsize;
-                        return 0;
-                }
-                explicit_bzero(block, head + bufsize);
-                free(block);
-                /* "Not found" is 0 with no result, or ENOENT/ESRCH from some modules. */
-                if (r == 0 || r == ENOENT || r == ESRCH)
-                        return -ENOENT;
-                if (r != ERANGE)
-                        return -r;
-                if (bufsize >= NSS_BUFFER_MAX)
-                        return -ERANGE;
-                bufsize *= 4;
-        }
-}
-
-static int call_getpwnam(const void *key, void *entry, char *buf, size_t size, void **ret) {
-        struct passwd *p = NULL;
-        int r = getpwnam_r(key, entry, buf, size, &p);
-        *ret = p;
-        return r;
-}
-
-static int call_getgrgid(const void *key, void *entry, char *buf, size_t size, void **ret) {
-        struct group *g = NULL;
-        int r = getgrgid_r(*(const gid_t *) key, entry, buf, size, &g);
-        *ret = g;
-        return r;
-}
-
-static int call_getspnam(const void *key, void *entry, char *buf, size_t size, void **ret) {
-        struct spwd *s = NULL;
-        int r = getspnam_r(key, entry, buf, size, &s);
-        *ret = s;
-        return r;
-}
+/* ---- NSS look-ups (nss-util.c has the ERANGE retry) ---- */
 
 int host_getpwnam(const char *name, struct passwd **ret) {
-        return nss_retry(call_getpwnam, name, sizeof(struct passwd), (void **) ret, NULL);
-}
-
-static int host_getgrgid(gid_t gid, struct group **ret) {
-        return nss_retry(call_getgrgid, &gid, sizeof(struct group), (void **) ret, NULL);
+        return nss_getpwnam(name, ret);
 }
 
 /* ---- policy ---- */
@@ -216,7 +155,7 @@ int host_user_lookup(const char *name, const char *login_defs, struct host_user 
         if (name_is_reserved(name))
                 return verr_set(e, -EPERM, "'%s' is a reserved system account name", name);
 
-        r = host_getgrgid(pw->pw_gid, &gr);
+        r = nss_getgrgid(pw->pw_gid, &gr);
         if (r == -ENOENT)
                 return verr_set(e, -EPERM, "the primary group %u of '%s' does not exist; a private group named '%s' is required",
                                 (unsigned) pw->pw_gid, name, name);
@@ -648,7 +587,7 @@ static int read_password_hash(const struct host_user *u, host_user_warn_fn warn,
         int r;
 
         *ret = NULL;
-        r = nss_retry(call_getspnam, u->name, sizeof(struct spwd), (void **) &sp, &size);
+        r = nss_getspnam(u->name, &sp, &size);
         if (r == -ENOENT || r == -EACCES || r == -EPERM) {
                 if (access("/etc/shadow", R_OK) < 0)
                         warnf(warn, userdata, "the shadow database is not readable (run as root); no password hash "

@@ -19,6 +19,7 @@
 
 #include "json-util.h"
 #include "macro.h"
+#include "time-util.h"
 
 struct proto_reader {
         char *buf;          /* the current frame, up to limits.max_bytes bytes */
@@ -354,12 +355,6 @@ int proto_format_error(const char *error_class, const char *desc, json_object *i
             json_object_object_add(error, "desc", json_object_new_string(desc)) < 0)
                 return -ENOMEM;
         return format_with_id(reply, id, ret);
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms) {

@@ -31,6 +31,8 @@
 #include "json-util.h"
 #include "macro.h"
 #include "proto.h"
+#include "socket-util.h"
+#include "time-util.h"
 
 /* Ids stay below 2^53 so any JSON implementation on the other side represents them exactly. */
 #define QGA_ID_MASK ((UINT64_C(1) << 53) - 1)
@@ -92,12 +94,6 @@ struct qga_client {
         unsigned char buf[64 * 1024];
 };
 
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t random_id(void) {
         uint64_t v = 0;
         if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t) sizeof(v)) {
@@ -134,75 +130,6 @@ void qga_client_freep(struct qga_client **c) {
         qga_client_free(*c);
 }
 
-bool qga_client_is_dead(const struct qga_client *c) {
-        return c->dead;
-}
-
-/* Fills sa for path; a path too long for sun_path goes through an O_PATH fd of its directory. */
-static int socket_address(const char *path, struct sockaddr_un *sa, int *ret_dir_fd) {
-        size_t n = strlen(path);
-
-        *sa = (struct sockaddr_un) { .sun_family = AF_UNIX };
-        *ret_dir_fd = -1;
-        if (n == 0)
-                return -EINVAL;
-        if (n < sizeof(sa->sun_path)) {
-                memcpy(sa->sun_path, path, n + 1);
-                return 0;
-        }
-
-        const char *slash = strrchr(path, '/');
-        if (!slash || strlen(slash + 1) > NAME_MAX)
-                return -ENAMETOOLONG;
-        _cleanup_free_ char *dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
-        if (!dir)
-                return -ENOMEM;
-        int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        int k = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", dfd, slash + 1);
-        if (k < 0 || (size_t) k >= sizeof(sa->sun_path)) {
-                close(dfd);
-                return -ENAMETOOLONG;
-        }
-        *ret_dir_fd = dfd;
-        return 0;
-}
-
-/* Waits for a non-blocking connect() to finish. A UNIX socket whose backlog is full answers
- * EAGAIN rather than EINPROGRESS; both are retried until the deadline. */
-static int connect_with_deadline(int fd, const struct sockaddr_un *sa, int64_t deadline) {
-        for (;;) {
-                if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) == 0)
-                        return 0;
-                if (errno == EINTR)
-                        continue;
-                if (errno == EISCONN)
-                        return 0;
-                if (errno != EAGAIN && errno != EINPROGRESS && errno != EALREADY)
-                        return negative_errno();
-
-                int64_t left = deadline - now_ms();
-                if (left <= 0)
-                        return -ETIMEDOUT;
-                if (errno == EAGAIN) {
-                        usleep((useconds_t) (left < 10 ? left : 10) * 1000);
-                        continue;
-                }
-                struct pollfd p = { .fd = fd, .events = POLLOUT };
-                int k = poll(&p, 1, (int) left);
-                if (k < 0 && errno != EINTR)
-                        return negative_errno();
-                if (k > 0) {
-                        int error = 0;
-                        socklen_t len = sizeof(error);
-                        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
-                                return negative_errno();
-                        return error == 0 ? 0 : -error;
-                }
-        }
-}
-
 int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret, struct verr *e) {
         _cleanup_close_ int fd = -1, dir_fd = -1;
         struct qga_client *c;
@@ -210,7 +137,7 @@ int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret
         char t[32];
         int r;
 
-        r = socket_address(path, &sa, &dir_fd);
+        r = sockaddr_un_from_path(path, &sa, &dir_fd);
         if (r < 0)
                 return verr_set(e, r, "cannot address the socket '%s': %s", path, strerror(-r));
 
@@ -218,7 +145,7 @@ int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret
         if (fd < 0)
                 return verr_set(e, negative_errno(), "cannot create a socket: %m");
 
-        r = connect_with_deadline(fd, &sa, now_ms() + timeout_ms);
+        r = connect_unix_deadline(fd, &sa, now_ms() + timeout_ms);
         if (r == -ETIMEDOUT)
                 return verr_set(e, r, "connecting to '%s' did not complete within %s (the listener does not accept)",
                                 path, format_timeout(timeout_ms, t, sizeof(t)));

@@ -58,6 +58,3 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e);
 int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
                     json_object **ret_value, struct qga_error *ret_error, struct verr *e);
 
-/* True once the connection is known to be unusable (closed by the peer, write error, a sync
- * that timed out). */
-bool qga_client_is_dead(const struct qga_client *c);

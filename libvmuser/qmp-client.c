@@ -25,6 +25,8 @@
 #include "json-util.h"
 #include "macro.h"
 #include "proto.h"
+#include "socket-util.h"
+#include "time-util.h"
 
 #define QMP_READ_CHUNK (64u * 1024u)
 #define QMP_ID_PREFIX "vmuser-"
@@ -66,19 +68,6 @@ struct qmp_client {
 
 const struct proto_limits *qmp_client_limits(void) {
         return &qmp_limits;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int ms_left(int64_t deadline) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-                return 0;
-        return left > INT_MAX ? INT_MAX : (int) left;
 }
 
 struct qmp_client *qmp_client_free(struct qmp_client *c) {
@@ -309,45 +298,27 @@ static int client_send(struct qmp_client *c, json_object *request, int64_t deadl
 
 /* connect() to a UNIX socket, by name or (when the path is too long) through /proc/self/fd. */
 static int connect_unix(const char *path, int64_t deadline, int *ret_fd, struct verr *e) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
         _cleanup_close_ int fd = -1, dir_fd = -1;
-        const char *base;
         int k;
 
         if (!path || path[0] != '/')
                 return verr_set(e, -EINVAL, "QMP socket path '%s' is not absolute", strempty(path));
-        if (strlen(path) < sizeof(sa.sun_path))
-                memcpy(sa.sun_path, path, strlen(path) + 1);
-        else {
-                _cleanup_free_ char *dir = strdup(path);
-                if (!dir)
-                        return -ENOMEM;
-                *strrchr(dir, '/') = '\0';
-                base = strrchr(path, '/') + 1;
-                dir_fd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (dir_fd < 0)
-                        return verr_set(e, negative_errno(), "cannot open the directory of QMP socket '%s': %m", path);
-                k = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd, base);
-                if (k < 0 || (size_t) k >= sizeof(sa.sun_path))
-                        return verr_set(e, -ENAMETOOLONG, "QMP socket name '%s' is too long", base);
-        }
+        k = sockaddr_un_from_path(path, &sa, &dir_fd);
+        if (k == -ENAMETOOLONG)
+                return verr_set(e, k, "QMP socket name '%s' is too long", strrchr(path, '/') + 1);
+        if (k < 0)
+                return verr_set(e, k, "cannot open the directory of QMP socket '%s': %s", path, strerror(-k));
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return verr_set(e, negative_errno(), "cannot create a socket: %m");
-        for (;;) {
-                if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-                        break;
-                k = negative_errno();
-                /* A full backlog: QEMU is busy, try again until the deadline. */
-                if (k != -EAGAIN && k != -EINTR)
-                        return verr_set(e, k, "cannot connect to QMP socket '%s': %s", path, strerror(-k));
-                if (ms_left(deadline) == 0)
-                        return verr_set(e, -ETIMEDOUT, "QMP socket '%s' did not accept the connection in time",
-                                        path);
-                struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
-                nanosleep(&ts, NULL);
-        }
+        /* A full backlog: QEMU is busy, try again until the deadline. */
+        k = connect_unix_deadline(fd, &sa, deadline);
+        if (k == -ETIMEDOUT)
+                return verr_set(e, k, "QMP socket '%s' did not accept the connection in time", path);
+        if (k < 0)
+                return verr_set(e, k, "cannot connect to QMP socket '%s': %s", path, strerror(-k));
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -23,9 +23,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "atomic-file.h"
+#include "dir-util.h"
+#include "lock-util.h"
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "proc-util.h"
+#include "time-util.h"
 
 struct session_lock {
         int sessions_fd; /* /run/vmuser/sessions */
@@ -36,13 +41,6 @@ struct session_lock {
 
 /* "PID-" + 20 digits + NUL */
 #define ENTRY_NAME_MAX 48
-
-static uint64_t now_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
 
 /* Parses a decimal number without sign, spaces or leading zeros. */
 static int parse_u64(const char *s, size_t n, uint64_t *ret) {
@@ -75,58 +73,6 @@ static int entry_name_parse(const char *name, pid_t *ret_pid, uint64_t *ret_star
         return 0;
 }
 
-/* Reads the start time (field 22 of /proc/PID/stat, in clock ticks since boot) and the state
- * letter (field 3) of pid. -ENOENT when there is no such process, -ENOMEDIUM when /proc itself
- * is missing (then nobody can tell dead from alive). The command name (field 2) may contain
- * spaces and parentheses, so the fields are counted from the last ')'. */
-static int proc_stat_read(pid_t pid, uint64_t *ret_start, char *ret_state) {
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -1;
-        const char *p;
-        ssize_t n;
-        size_t done = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT || errno == ESRCH)
-                        return access("/proc/self/stat", F_OK) < 0 ? -ENOMEDIUM : -ENOENT;
-                return negative_errno();
-        }
-        while (done < sizeof(buf) - 1) {
-                n = read(fd, buf + done, sizeof(buf) - 1 - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        /* A process that exits while we read. */
-                        return errno == ESRCH ? -ENOENT : negative_errno();
-                }
-                if (n == 0)
-                        break;
-                done += (size_t) n;
-        }
-        buf[done] = '\0';
-
-        p = strrchr(buf, ')');
-        if (!p || p[1] != ' ' || !p[2])
-                return -EBADMSG;
-        p += 2;
-        if (ret_state)
-                *ret_state = *p;
-
-        /* p is at field 3; skip to field 22. */
-        for (int field = 3; field < 22; field++) {
-                p = strchr(p, ' ');
-                if (!p)
-                        return -EBADMSG;
-                p++;
-        }
-        const char *end = strchrnul(p, ' ');
-        if (parse_u64(p, (size_t) (end - p), ret_start) < 0)
-                return -EBADMSG;
-        return 0;
-}
-
 /* Does pid exist at all (a zombie counts)? Works where /proc hides other users' processes
  * (hidepid=): kill(pid, 0) says ESRCH only for a PID nobody has; EPERM means it is there. */
 static bool pid_exists(pid_t pid) {
@@ -143,14 +89,14 @@ static int entry_is_alive(pid_t pid, uint64_t start) {
         char state = '?';
         int r;
 
-        r = proc_stat_read(pid, &actual, &state);
+        r = proc_stat_read(pid, &state, &actual);
         if (r == -ENOENT || r == -EACCES || r == -EPERM)
                 return pid_exists(pid) ? 1 : 0;
         if (r < 0)
                 return r;
         if (actual != start)
                 return 0; /* the PID was reused */
-        if (state == 'Z' || state == 'X')
+        if (proc_state_is_dead(state))
                 return 0; /* killed, not yet reaped: its session is over */
         return 1;
 }
@@ -158,24 +104,13 @@ static int entry_is_alive(pid_t pid, uint64_t start) {
 /* Opens (and with create, makes) a directory below parent_fd that must be ours: owned by the
  * effective UID, not writable by anyone else, not a symlink. */
 static int open_private_dir(int parent_fd, const char *name, bool create, mode_t mode) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
+        int fd = -1, r;
 
-        for (int attempt = 0;; attempt++) {
-                fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd >= 0)
-                        break;
-                if (errno != ENOENT || !create || attempt > 0)
-                        return errno == ELOOP ? -ENOTDIR : negative_errno();
-                if (mkdirat(parent_fd, name, mode) < 0 && errno != EEXIST)
-                        return negative_errno();
-        }
-
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_uid != geteuid() || (st.st_mode & 0022))
-                return -EPERM;
-        return TAKE_FD(fd);
+        r = open_private_dir_full_at(parent_fd, name, mode,
+                                     (create ? PRIVATE_DIR_CREATE : 0) | PRIVATE_DIR_OWNER_EUID |
+                                             PRIVATE_DIR_NO_GROUP_WRITE,
+                                     &fd);
+        return r < 0 ? r : fd;
 }
 
 static int lock_file_is_current(int dir_fd, int lock_fd) {
@@ -189,7 +124,7 @@ static int lock_file_is_current(int dir_fd, int lock_fd) {
 int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool create, unsigned timeout_msec,
                                  struct session_lock **ret) {
         _cleanup_close_ int sessions_fd = -1;
-        uint64_t deadline = now_msec() + timeout_msec;
+        int64_t deadline = now_ms() + timeout_msec;
         struct session_lock *l;
 
         if (!name_is_valid(user_name))
@@ -212,22 +147,16 @@ int session_lock_acquire_timeout(int state_dir_fd, const char *user_name, bool c
                         return negative_errno();
 
                 /* Bounded: a stuck holder must not hang every login of this user. */
-                for (;;) {
-                        if (flock(lock_fd, LOCK_EX | LOCK_NB) >= 0)
-                                break;
-                        if (errno != EWOULDBLOCK && errno != EINTR)
-                                return negative_errno();
-                        if (now_msec() >= deadline)
-                                return -ETIMEDOUT;
-                        nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-                }
+                r = flock_timeout(lock_fd, LOCK_EX, ms_left(deadline), 5);
+                if (r < 0)
+                        return r;
 
                 r = lock_file_is_current(dir_fd, lock_fd);
                 if (r < 0)
                         return r;
                 if (r == 0) {
                         /* session_remove_all() ran while we waited: start over. */
-                        if (now_msec() >= deadline)
+                        if (now_ms() >= deadline)
                                 return -ETIMEDOUT;
                         continue;
                 }
@@ -264,9 +193,18 @@ void session_lock_releasep(struct session_lock **l) {
         *l = session_lock_release(*l);
 }
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
+struct entry_visit {
+        struct session_lock *l;
+        int (*visit)(struct session_lock *l, const char *name, void *userdata);
+        void *userdata;
+};
+
+static int entry_visit_one(int dir_fd, const char *name, void *userdata) {
+        struct entry_visit *c = userdata;
+
+        if (streq(name, VMUSER_LOCK_FILE))
+                return 0;
+        return c->visit(c->l, name, c->userdata);
 }
 
 /* Calls visit() for every entry of the locked directory except "." , ".." and the lock file,
@@ -274,32 +212,9 @@ static void closedirp(DIR **d) {
 static int foreach_entry(struct session_lock *l,
                          int (*visit)(struct session_lock *l, const char *name, void *userdata),
                          void *userdata) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        int fd, r;
+        struct entry_visit c = { l, visit, userdata };
 
-        fd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                r = negative_errno();
-                close(fd);
-                return r;
-        }
-
-        for (;;) {
-                struct dirent *de;
-
-                errno = 0;
-                de = readdir(d);
-                if (!de)
-                        return errno > 0 ? -errno : 0;
-                if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, VMUSER_LOCK_FILE))
-                        continue;
-                r = visit(l, de->d_name, userdata);
-                if (r < 0)
-                        return r;
-        }
+        return dir_foreach_at(l->dir_fd, entry_visit_one, &c);
 }
 
 static int prune_one(struct session_lock *l, const char *name, void *userdata) {
@@ -344,10 +259,10 @@ static int entry_name_for(pid_t pid, char name[static ENTRY_NAME_MAX]) {
 
         if (pid <= 0)
                 return -EINVAL;
-        r = proc_stat_read(pid, &start, &state);
+        r = proc_stat_read(pid, &state, &start);
         if (r < 0)
                 return r;
-        if (state == 'Z' || state == 'X')
+        if (proc_state_is_dead(state))
                 return -ENOENT;
         snprintf(name, ENTRY_NAME_MAX, "%d-%" PRIu64, (int) pid, start);
         return 0;
@@ -450,7 +365,7 @@ int session_entry_pidfd(pid_t pid, uint64_t start) {
         /* The pidfd names whatever has the PID now; the start time says whether that is still
          * the process that opened the session. Where /proc will not tell, the entry is taken at
          * its word, as in entry_is_alive(). */
-        r = proc_stat_read(pid, &actual, &state);
+        r = proc_stat_read(pid, &state, &actual);
         if (r == -ENOENT || r == -EACCES || r == -EPERM)
                 return TAKE_FD(fd);
         if (r < 0)

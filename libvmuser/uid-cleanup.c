@@ -32,7 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dir-util.h"
 #include "macro.h"
+#include "strv.h"
 
 /* Bounds: the walk's depth and entry count, and the kill loop's rounds (20 ms apart). */
 #define WALK_DEPTH_MAX 32
@@ -109,15 +111,17 @@ static void neutralize(int dfd, const char *name, const struct stat *st, uid_t u
                 (void) fchmod(fd, 0);
 }
 
-static int list_names(int dfd, char ***ret, size_t *ret_n);
-
 /* Removes everything below the directory open as fd (owned by the UID), staying on dev. */
 static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev, int depth) {
-        char **names = NULL;
+        _cleanup_(strv_freep) char **names = NULL;
         size_t n = 0;
         char sub[PATH_MAX];
+        int r;
 
-        if (list_names(fd, &names, &n) < 0) {
+        /* Names first, work after: removing while readdir() runs may skip entries. */
+        r = dir_list_names_at(fd, SIZE_MAX, &names, &n);
+        if (r < 0) {
+                errno = -r;
                 keep(w, path, "cannot list it: %m");
                 return;
         }
@@ -151,45 +155,6 @@ static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev,
                                 w->report->files_removed++;
                 }
         }
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-}
-
-static int list_names(int dfd, char ***ret, size_t *ret_n) {
-        char **names = NULL;
-        size_t n = 0;
-        struct dirent *de;
-        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d;
-
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return negative_errno();
-        }
-        /* Names first, work after: removing while readdir() runs may skip entries. */
-        while ((de = readdir(d))) {
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                char **nv = realloc(names, (n + 1) * sizeof(char *));
-                if (!nv || !(nv[n] = strdup(de->d_name))) {
-                        names = nv ? nv : names;
-                        for (size_t i = 0; i < n; i++)
-                                free(names[i]);
-                        free(names);
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                names = nv;
-                n++;
-        }
-        closedir(d);
-        *ret = names;
-        *ret_n = n;
-        return 0;
 }
 
 /* An entry of the UID found by the walk: removed (a directory with all it holds) or counted. */
@@ -221,11 +186,11 @@ static void take_entry(struct walk *w, int dfd, const char *name, const char *pa
 
 /* Looks for entries of the UID below the directory open as fd (not owned by the UID). */
 static void walk_dir(struct walk *w, int fd, const char *path, dev_t dev, int depth) {
-        char **names = NULL;
+        _cleanup_(strv_freep) char **names = NULL;
         size_t n = 0;
         char sub[PATH_MAX];
 
-        if (list_names(fd, &names, &n) < 0)
+        if (dir_list_names_at(fd, SIZE_MAX, &names, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 struct stat st;
@@ -251,9 +216,6 @@ static void walk_dir(struct walk *w, int fd, const char *path, dev_t dev, int de
                 walk_dir(w, cfd, sub, dev, depth + 1);
                 close(cfd);
         }
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
 }
 
 /* One place: a directory searched for entries of the UID. Missing places are fine. */
@@ -384,54 +346,59 @@ static bool is_pid_name(const char *s) {
         return true;
 }
 
+struct proc_pass {
+        uid_t uid;
+        bool kill_them;
+        pid_t *seen;
+        size_t seen_max, *n_seen;
+        int found;
+};
+
+static int proc_pass_one(int proc_fd, const char *name, void *userdata) {
+        struct proc_pass *p = userdata;
+
+        if (!is_pid_name(name))
+                return 0;
+        long pid = strtol(name, NULL, 10);
+        if (pid <= 1 || pid == getpid())
+                return 0;
+        /* The pidfd first: the UIDs read after it are those of the process it names.
+         * Without pidfds (old kernels, valgrind) plain kill() after the check has to do. */
+        _cleanup_close_ int pidfd = p->kill_them ? (int) syscall(SYS_pidfd_open, (pid_t) pid, 0) : -1;
+        if (p->kill_them && pidfd < 0 && errno == ESRCH)
+                return 0;
+        if (proc_has_uid(proc_fd, name, p->uid) > 0) {
+                p->found++;
+                int k = !p->kill_them ? -1
+                        : pidfd >= 0 ? (int) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
+                                     : kill((pid_t) pid, SIGKILL);
+                if (k == 0) {
+                        bool known = false;
+                        for (size_t i = 0; i < *p->n_seen; i++)
+                                known = known || p->seen[i] == (pid_t) pid;
+                        if (!known && *p->n_seen < p->seen_max)
+                                p->seen[(*p->n_seen)++] = (pid_t) pid;
+                }
+        }
+        return 0;
+}
+
 /* One pass over /proc: signals (when kill) or counts every process of the UID. Returns the number
  * found, -errno if /proc cannot be read. */
 static int proc_pass(const char *root, uid_t uid, bool kill_them, pid_t *seen, size_t seen_max, size_t *n_seen) {
+        struct proc_pass p = { uid, kill_them, seen, seen_max, n_seen, 0 };
         char path[PATH_MAX];
-        struct dirent *de;
-        int found = 0;
+        int r;
 
         if (join(path, sizeof(path), root, "proc") < 0)
                 return -ENAMETOOLONG;
         _cleanup_close_ int proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (proc_fd < 0)
                 return errno == ENOENT ? 0 : negative_errno();
-        int dfd = dup(proc_fd);
-        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-        if (!d) {
-                if (dfd >= 0)
-                        close(dfd);
-                return negative_errno();
-        }
-        while ((de = readdir(d))) {
-                if (!is_pid_name(de->d_name))
-                        continue;
-                long pid = strtol(de->d_name, NULL, 10);
-                if (pid <= 1 || pid == getpid())
-                        continue;
-                /* The pidfd first: the UIDs read after it are those of the process it names.
-                 * Without pidfds (old kernels, valgrind) plain kill() after the check has to do. */
-                int pidfd = kill_them ? (int) syscall(SYS_pidfd_open, (pid_t) pid, 0) : -1;
-                if (kill_them && pidfd < 0 && errno == ESRCH)
-                        continue;
-                if (proc_has_uid(proc_fd, de->d_name, uid) > 0) {
-                        found++;
-                        int k = !kill_them ? -1
-                                : pidfd >= 0 ? (int) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
-                                             : kill((pid_t) pid, SIGKILL);
-                        if (k == 0) {
-                                bool known = false;
-                                for (size_t i = 0; i < *n_seen; i++)
-                                        known = known || seen[i] == (pid_t) pid;
-                                if (!known && *n_seen < seen_max)
-                                        seen[(*n_seen)++] = (pid_t) pid;
-                        }
-                }
-                if (pidfd >= 0)
-                        close(pidfd);
-        }
-        closedir(d);
-        return found;
+        r = dir_foreach_at(proc_fd, proc_pass_one, &p);
+        if (r < 0 && p.found == 0)
+                return r;
+        return p.found;
 }
 
 #define SEEN_MAX 4096u

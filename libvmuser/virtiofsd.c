@@ -41,22 +41,13 @@
 
 #include "atomic-file.h"
 #include "macro.h"
+#include "proc-util.h"
+#include "time-util.h"
 
 #define DETECT_TIMEOUT_MS 5000
 #define DETECT_OUTPUT_MAX (64u * 1024u)
 #define STOP_KILL_WAIT_MS 5000
 #define POLL_STEP_MS 20
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int ms_left(int64_t deadline) {
-        int64_t left = deadline - now_ms();
-        return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int) left;
-}
 
 static void sleep_ms(int ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -65,17 +56,6 @@ static void sleep_ms(int ms) {
 
 const char *virtiofsd_flavour_to_string(enum virtiofsd_flavour f) {
         return f == VIRTIOFSD_FLAVOUR_RUST ? "rust" : "c";
-}
-
-const char *virtiofsd_supervisor_to_string(enum virtiofsd_supervisor s) {
-        switch (s) {
-        case VIRTIOFSD_SUPERVISOR_DAEMON:
-                return "daemon";
-        case VIRTIOFSD_SUPERVISOR_SYSTEMD:
-                return "systemd";
-        default:
-                return "auto";
-        }
 }
 
 const char *virtiofsd_state_to_string(enum virtiofsd_state s) {
@@ -365,52 +345,18 @@ int virtiofsd_userns_available(void) {
 
 /* ---- /proc helpers ------------------------------------------------------------------------ */
 
-/* State letter and start time (clock ticks since boot) of pid, from /proc/PID/stat. */
-static int proc_stat(pid_t pid, char *ret_state, unsigned long long *ret_starttime) {
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -1;
-        unsigned long long starttime = 0;
-        ssize_t n;
-        char *p;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return n < 0 ? negative_errno() : -ESRCH;
-        buf[n] = '\0';
-        /* "pid (comm) S ppid ...": comm may hold anything, so parse from the last ')'. */
-        p = strrchr(buf, ')');
-        if (!p || p[1] != ' ' || !p[2])
-                return -EBADMSG;
-        *ret_state = p[2];
-        p += 3;
-        /* starttime is field 22; we are at field 4. */
-        for (int field = 4; field < 22; field++) {
-                p = strchr(p, ' ');
-                if (!p)
-                        return -EBADMSG;
-                p++;
-        }
-        if (sscanf(p, "%llu", &starttime) != 1)
-                return -EBADMSG;
-        *ret_starttime = starttime;
-        return 0;
-}
-
 /* 1: a live process with that pid and start time; 0: gone (or a zombie, or another process). */
 static int pid_is_alive(pid_t pid, unsigned long long starttime) {
-        unsigned long long t;
+        uint64_t t;
         char state;
-        int k = proc_stat(pid, &state, &t);
+        int k = proc_stat_read(pid, &state, &t);
 
-        if (k == -ENOENT || k == -ESRCH)
+        /* -ENOMEDIUM: without /proc, as before, nothing counts as alive. */
+        if (k == -ENOENT || k == -ENOMEDIUM)
                 return 0;
         if (k < 0)
                 return k;
-        return t == starttime && state != 'Z' && state != 'X' && state != 'x';
+        return t == starttime && !proc_state_is_dead(state);
 }
 
 /* Whether a listening UNIX socket is bound to path in the network namespace of pid (ours when
@@ -898,10 +844,12 @@ static int start_daemon(const char *path, char **argv, const struct virtiofsd_co
         }
 
         struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
-        char state;
+        uint64_t t;
         /* Either may be gone already: wait_for_socket() then reports it, with the log. */
-        (void) proc_stat(ids.pid, &state, &ids.starttime);
-        (void) proc_stat(ids.supervisor, &state, &ids.supervisor_starttime);
+        if (proc_stat_read(ids.pid, NULL, &t) >= 0)
+                ids.starttime = t;
+        if (proc_stat_read(ids.supervisor, NULL, &t) >= 0)
+                ids.supervisor_starttime = t;
         *ret = ids;
         return 0;
 }
@@ -1077,20 +1025,6 @@ static int systemd_stop(const char *unit, int timeout_ms, struct verr *e) {
 
 /* ---- start, state, stop ------------------------------------------------------------------- */
 
-static int read_small_file_at(int dir_fd, const char *name, char *buf, size_t size) {
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return negative_errno();
-        buf[n] = '\0';
-        buf[strcspn(buf, "\n")] = '\0';
-        return 0;
-}
-
 /* "PID STARTTIME SUPERVISOR_PID SUPERVISOR_STARTTIME" */
 static int read_pid_file(int state_fd, struct daemon_ids *ret) {
         char buf[128];
@@ -1100,6 +1034,7 @@ static int read_pid_file(int state_fd, struct daemon_ids *ret) {
 
         if (k < 0)
                 return k;
+        buf[strcspn(buf, "\n")] = '\0';
         k = sscanf(buf, "%ld %llu %ld %llu", &pid, &starttime, &sup, &sup_starttime);
         if ((k != 2 && k != 4) || pid <= 1 || pid > INT32_MAX || sup < 0 || sup > INT32_MAX || sup == 1)
                 return -EBADMSG;
@@ -1257,8 +1192,10 @@ int virtiofsd_get_state(const char *state_dir, enum virtiofsd_state *ret_state, 
         }
 
         k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, proc.unit, sizeof(proc.unit));
-        if (k == 0) {
+        if (k >= 0) {
                 char active[32];
+
+                proc.unit[strcspn(proc.unit, "\n")] = '\0';
                 proc.supervisor = VIRTIOFSD_SUPERVISOR_SYSTEMD;
                 k = systemd_unit_state(proc.unit, active, sizeof(active), &proc.pid, e);
                 if (k < 0)
@@ -1401,7 +1338,8 @@ int virtiofsd_stop(const char *state_dir, const char *socket_path, int timeout_m
         }
 
         k = read_small_file_at(state_fd, VIRTIOFSD_UNIT_FILE, unit, sizeof(unit));
-        if (k == 0) {
+        if (k >= 0) {
+                unit[strcspn(unit, "\n")] = '\0';
                 stopped = systemd_stop(unit, timeout_ms, e);
                 if (stopped < 0)
                         return stopped;

@@ -117,8 +117,6 @@ enum virtiofsd_supervisor {
         VIRTIOFSD_SUPERVISOR_SYSTEMD,
 };
 
-const char *virtiofsd_supervisor_to_string(enum virtiofsd_supervisor s);
-
 struct virtiofsd_process {
         enum virtiofsd_supervisor supervisor; /* DAEMON or SYSTEMD */
         pid_t pid;                            /* main PID (0 if unknown) */

@@ -45,10 +45,6 @@ enum vm_backend_kind vm_backend_kind(const struct vm_backend *b) {
         return b->ops->kind;
 }
 
-const char *vm_backend_label(const struct vm_backend *b) {
-        return b->label;
-}
-
 int vm_backend_agent_socket(struct vm_backend *b, unsigned flags, char *buf, size_t size, struct verr *e) {
         return b->ops->agent_socket(b, flags, buf, size, e);
 }

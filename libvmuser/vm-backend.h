@@ -122,7 +122,6 @@ void vm_backend_freep(struct vm_backend **b);
 #define _cleanup_vm_backend_ __attribute__((cleanup(vm_backend_freep)))
 
 enum vm_backend_kind vm_backend_kind(const struct vm_backend *b);
-const char *vm_backend_label(const struct vm_backend *b);
 
 int vm_backend_agent_socket(struct vm_backend *b, unsigned flags, char *buf, size_t size, struct verr *e);
 int vm_backend_export_home(struct vm_backend *b, const struct vm_home_params *p, struct home_export_info *ret,

@@ -17,6 +17,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "dir-util.h"
 #include "macro.h"
 #include "vm-backend.h"
 
@@ -76,32 +77,42 @@ finish:
         return r;
 }
 
-static int match_dir(const char *dir, const char *glob, bool bare, char ***list, size_t *n, struct verr *e) {
-        DIR *d;
-        struct dirent *de;
-        size_t first = *n;
-        int r = 0;
+struct match_ctx {
+        const char *dir, *glob;
+        bool bare;
+        char ***list;
+        size_t *n;
+};
 
-        d = opendir(dir);
-        if (!d) {
+static int match_one(int dir_fd, const char *name, void *userdata) {
+        struct match_ctx *c = userdata;
+        struct stat st;
+        char *s = NULL;
+
+        if (name[0] == '.' || fnmatch(c->glob, name, 0) != 0)
+                return 0;
+        if (fstatat(dir_fd, name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+                return 0;
+        if (c->bare)
+                s = strdup(name);
+        else if (asprintf(&s, "%s/%s", streq(c->dir, "/") ? "" : c->dir, name) < 0)
+                s = NULL;
+        return push(c->list, c->n, s);
+}
+
+static int match_dir(const char *dir, const char *glob, bool bare, char ***list, size_t *n, struct verr *e) {
+        struct match_ctx c = { dir, glob, bare, list, n };
+        size_t first = *n;
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
                 if (errno == ENOENT)
                         return 0; /* no VM directory: no VMs */
                 return verr_set(e, -errno, "cannot list the VM directory '%s': %s", dir, strerror(errno));
         }
-        while (r >= 0 && (de = readdir(d))) {
-                struct stat st;
-                char *s = NULL;
-                if (de->d_name[0] == '.' || fnmatch(glob, de->d_name, 0) != 0)
-                        continue;
-                if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
-                        continue;
-                if (bare)
-                        s = strdup(de->d_name);
-                else if (asprintf(&s, "%s/%s", streq(dir, "/") ? "" : dir, de->d_name) < 0)
-                        s = NULL;
-                r = push(list, n, s);
-        }
-        closedir(d);
+        r = dir_foreach_at(fd, match_one, &c);
         qsort(*list + first, *n - first, sizeof(char *), compare);
         return r;
 }

@@ -36,6 +36,7 @@
 #include "names.h"
 #include "paths.h"
 #include "session-track.h"
+#include "time-util.h"
 #include "verr.h"
 
 #define LOCK_TIMEOUT_SEC_MAX 300u
@@ -234,12 +235,6 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
         return PAM_SUCCESS;
 }
 
-static uint64_t now_msec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
 static const char *lock_error_text(int r) {
         switch (r) {
         case -ETIMEDOUT:
@@ -330,7 +325,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
          * could not). A virtio-fs tag that is not there yet (-ENXIO: vmuser attach plugs the
          * share in after pushing the record) is waited for, up to tag_wait, WITHOUT the lock:
          * other logins and logouts of the user, and the agent, must not wait behind us. */
-        uint64_t start = now_msec();
+        int64_t start = now_ms();
         bool told = false;
         for (;;) {
                 r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
@@ -368,7 +363,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
                         break;
                 e.text[0] = '\0';
                 r = mount_home(state.home_directory, &state.home, state.uid, state.gid, &root_uid, &e);
-                uint64_t waited = now_msec() - start;
+                int64_t waited = now_ms() - start;
                 if (r != -ENXIO || waited >= a.tag_wait_msec) {
                         if (told && r >= 0)
                                 pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",

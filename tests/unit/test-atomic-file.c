@@ -166,6 +166,41 @@ static void test_clean_temporaries(void **state) {
         assert_string_equal(read_at(s->fd, ".#other"), "{}");
 }
 
+static void test_read_small(void **state) {
+        struct scratch *s = *state;
+        char buf[8];
+
+        /* Fits: all of it, NUL-terminated, its length returned. */
+        assert_int_equal(atomic_write_at(s->fd, "short", "12 34\n", 6, 0644), 0);
+        memset(buf, 'x', sizeof(buf));
+        assert_int_equal(read_small_file_at(s->fd, "short", buf, sizeof(buf)), 6);
+        assert_string_equal(buf, "12 34\n");
+
+        /* Longer than the buffer: cut at size - 1, never written past the end. */
+        char big[16];
+        memset(big, '#', sizeof(big));
+        assert_int_equal(atomic_write_at(s->fd, "long", "0123456789abcdef", 16, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "long", big, 8), 7);
+        assert_string_equal(big, "0123456");
+        assert_int_equal(big[8], '#');
+
+        /* Exactly size - 1 bytes, and an empty file. */
+        assert_int_equal(atomic_write_at(s->fd, "seven", "1234567", 7, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "seven", buf, sizeof(buf)), 7);
+        assert_string_equal(buf, "1234567");
+        assert_int_equal(atomic_write_at(s->fd, "empty", "", 0, 0644), 0);
+        assert_int_equal(read_small_file_at(s->fd, "empty", buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "");
+
+        /* No room even for the NUL, a missing file, a symlink (not followed), a directory. */
+        assert_int_equal(read_small_file_at(s->fd, "short", buf, 0), -EINVAL);
+        assert_int_equal(read_small_file_at(s->fd, "missing", buf, sizeof(buf)), -ENOENT);
+        assert_int_equal(symlinkat("short", s->fd, "link"), 0);
+        assert_int_equal(read_small_file_at(s->fd, "link", buf, sizeof(buf)), -ELOOP);
+        assert_int_equal(mkdirat(s->fd, "dir", 0755), 0);
+        assert_int_equal(read_small_file_at(s->fd, "dir", buf, sizeof(buf)), -EISDIR);
+}
+
 static void test_open_private_dir(void **state) {
         struct scratch *s = *state;
         int fd = -1;
@@ -200,6 +235,23 @@ static void test_open_private_dir(void **state) {
         assert_int_equal(atomic_write_at(s->fd, "file", "x", 1, 0644), 0);
         assert_int_equal(open_private_dir_at(s->fd, "file", 0755, &fd), -ENOTDIR);
         assert_int_equal(fd, -1);
+
+        /* The full form: not made without PRIVATE_DIR_CREATE; group-writable refused on request. */
+        assert_int_equal(open_private_dir_full_at(s->fd, "absent", 0700, 0, &fd), -ENOENT);
+        assert_int_equal(faccessat(s->fd, "absent", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(mkdirat(s->fd, "group", 0755), 0);
+        assert_int_equal(fchmodat(s->fd, "group", 0775, 0), 0);
+        assert_int_equal(open_private_dir_full_at(s->fd, "group", 0755, 0, &fd), 0);
+        close(fd);
+        fd = -1;
+        assert_int_equal(open_private_dir_full_at(s->fd, "group", 0755, PRIVATE_DIR_NO_GROUP_WRITE, &fd), -EPERM);
+        assert_int_equal(fd, -1);
+        /* PRIVATE_DIR_OWNER_EUID: ours (root here) is taken, another's refused as before. */
+        assert_int_equal(open_private_dir_full_at(s->fd, "users", 0700, PRIVATE_DIR_OWNER_EUID, &fd), 0);
+        close(fd);
+        fd = -1;
+        assert_int_equal(open_private_dir_full_at(s->fd, "theirs", 0755, PRIVATE_DIR_OWNER_EUID, &fd), -EPERM);
+        assert_int_equal(open_private_dir_full_at(s->fd, "link", 0755, PRIVATE_DIR_OWNER_EUID, &fd), -ENOTDIR);
 }
 
 int main(void) {
@@ -211,6 +263,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unlink_if_exists, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clean_temporaries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_private_dir, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_small, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
