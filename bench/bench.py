@@ -233,32 +233,49 @@ HOME_IO_HOST_UID_BASE = 190101
 HOME_IO_OPS = (("create", "create {files:,} small files"), ("write", "write {mib} MiB (dd, fsync)"),
                ("read", "read {mib} MiB (dd, caches dropped)"), ("stat", "stat walk of the {files:,} files (find)"))
 
-# One round on one directory, as root in the guest; the workload runs as the user (setpriv). Each
-# timed step prints "TAG RC T0 T1" (EPOCHREALTIME); the guest's caches are dropped before reads.
+# One round, as root in the guest, on all three directories: operation by operation, each on the
+# three directories back to back in the given order, so that the two servers' figures of one
+# round are seconds apart (the host's other work drifts over minutes). The workload runs as the
+# user (setpriv). Each timed step prints "OP-TARGET RC T0 T1" (EPOCHREALTIME); the guest's
+# caches are dropped before the reads and the walks. The walk prints numeric IDs (%U): with %u
+# every file costs an NSS lookup (nss-systemd), which would be timed instead of the stat.
 HOME_IO_ROUND = r"""
 set -u
 cd /  # find returns to its starting directory: not root's home, which the user cannot enter
-uid={uid}; gid={gid}; d={dir}/vbh-io; tgt={tgt}
-as_user() {{ setpriv --reuid=$uid --regid=$gid --clear-groups -- "$@"; }}
-t() {{ local tag=$1 t0 rc; shift; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; rc=$?; echo "$tag-$tgt $rc $t0 $EPOCHREALTIME"; }}
+targets="{targets}"  # TARGET:UID:DIR ...
+t() {{ local tag=$1 t0 rc; shift; t0=$EPOCHREALTIME; "$@" </dev/null >/dev/null 2>&1; rc=$?; echo "$tag $rc $t0 $EPOCHREALTIME"; }}
 drop() {{ sync; echo 3 >/proc/sys/vm/drop_caches; }}
-as_user rm -rf "$d"; as_user mkdir "$d" || exit 1
+each() {{  # OP COMMAND...: COMMAND as the user of each target, $d its directory
+    local op=$1 x tgt uid d; shift
+    for x in $targets; do
+        IFS=: read -r tgt uid d <<<"$x"; d=$d/vbh-io
+        t "$op-$tgt" setpriv --reuid="$uid" --regid="$uid" --clear-groups -- env d="$d" bash -c "$*"
+    done
+}}
+for x in $targets; do
+    IFS=: read -r tgt uid d <<<"$x"
+    setpriv --reuid="$uid" --regid="$uid" --clear-groups -- bash -c "rm -rf '$d/vbh-io' && mkdir '$d/vbh-io'" || exit 1
+done
 drop
-t create as_user bash -c 'cd "$1" && for i in $(seq {files}); do echo x >f$i; done' _ "$d"
-t write as_user dd if=/dev/zero of="$d/big" bs=1M count={mib} conv=fsync
+each create 'cd "$d" && for i in $(seq {files}); do echo x >f$i; done'
+each write 'dd if=/dev/zero of="$d/big" bs=1M count={mib} conv=fsync'
 drop
-t read as_user dd if="$d/big" of=/dev/null bs=1M
+each read 'dd if="$d/big" of=/dev/null bs=1M'
 drop
-t stat as_user find "$d" -printf '%u %s %T@\n'
-as_user rm -rf "$d"
+each stat 'find "$d" -printf "%U %s %T@\n"'
+for x in $targets; do
+    IFS=: read -r tgt uid d <<<"$x"
+    setpriv --reuid="$uid" --regid="$uid" --clear-groups -- rm -rf "$d/vbh-io"
+done
 """
 
 
 class HomeIO:
     """The home I/O rows: the same workload, in the same run, on the guest's own disk and on the
     virtiofs homes of two users attached at the same time, one served by the unprivileged file
-    server and one by the root file server (VMUSER_FILE_SERVER). Rounds are interleaved and their
-    order rotated, so that noise hits all three alike."""
+    server and one by the root file server (VMUSER_FILE_SERVER). In a round each operation runs on
+    the three directories back to back, in an order rotated from round to round, so that noise
+    hits all three alike; the per-round ratio of the two servers is the figure to read."""
 
     SECTION = "home I/O (in the guest: virtiofs home vs the guest's disk; unprivileged vs root file server)"
 
@@ -301,16 +318,15 @@ class HomeIO:
             t0 = time.perf_counter()
             for r in range(reps + b.warm):
                 rot = order[r % 3:] + order[:r % 3]
-                for tgt in rot:
-                    u, d = targets[tgt]
-                    out = b.g.run(HOME_IO_ROUND.format(uid=u, gid=u, dir=d, tgt=tgt, files=files, mib=mib),
-                                  timeout=3600)
-                    got, bad = timed_pairs(out)
-                    if bad:
-                        raise RuntimeError(f"home I/O on {tgt} failed: {bad}")
-                    if r >= b.warm:
-                        for k, v in got.items():
-                            res.setdefault(k, []).extend(v)
+                spec = " ".join(f"{tgt}:{targets[tgt][0]}:{targets[tgt][1]}" for tgt in rot)
+                out = b.g.run(HOME_IO_ROUND.format(targets=spec, files=files, mib=mib), timeout=3600)
+                got, bad = timed_pairs(out)
+                missing = [f"{op}-{tgt}" for op, _ in HOME_IO_OPS for tgt in order if f"{op}-{tgt}" not in got]
+                if bad or missing:
+                    raise RuntimeError(f"home I/O round {r + 1} failed: {bad or ''} {missing or ''}".strip())
+                if r >= b.warm:
+                    for k, v in got.items():
+                        res.setdefault(k, []).extend(v)
                 log(f"home I/O: round {r + 1} of {reps + b.warm} done after {time.perf_counter() - t0:.0f} s")
             for op, label in HOME_IO_OPS:
                 fig = label.format(files=files, mib=mib)
