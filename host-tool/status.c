@@ -117,9 +117,7 @@ enum outcome status_run(const struct common_options *o) {
 
         /* Which file server the home exports run (new ones, and those there now). */
         bool userns = virtiofsd_userns_available() > 0;
-        const char *new_server = vm.info.kind == VM_BACKEND_LIBVIRT ? "root"
-                                 : userns                           ? "unprivileged"
-                                                                    : "root";
+        const char *new_server = userns ? "unprivileged" : "root"; /* both backends alike */
         _cleanup_free_ struct home_export_info *exports = NULL;
         size_t n_exports = 0;
         {
@@ -224,9 +222,9 @@ enum outcome status_run(const struct common_options *o) {
         if (vm.monitor_socket[0])
                 printf("QMP:      %s: %s\n", vm.monitor_socket, qmp_state);
         printf("Files:    new exports: %s file server (%s)\n", new_server,
-               vm.info.kind == VM_BACKEND_LIBVIRT ? "libvirt starts virtiofsd"
-               : userns                           ? "in a user namespace, as a host ID of its own"
-                                                  : "user namespaces unavailable");
+               userns                               ? "in a user namespace, as a host ID of its own"
+               : vm.info.kind == VM_BACKEND_LIBVIRT ? "user namespaces unavailable: libvirt starts virtiofsd"
+                                                    : "user namespaces unavailable");
         for (size_t i = 0; i < n_exports; i++) {
                 if (exports[i].server == HOME_EXPORT_SERVER_UNPRIVILEGED)
                         printf("          %s: unprivileged, host uid %u\n", exports[i].user,

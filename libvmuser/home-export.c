@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "dir-util.h"
+#include "export-prepare.h"
 #include "export-state.h"
 #include "idmap-mount.h"
 #include "json-util.h"
@@ -385,26 +386,10 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         if (k < 0)
                 return k;
 
-        /* Left over from an earlier attempt? */
-        {
-                _cleanup_close_ int fd = openat(x->homes_fd, p->user, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd >= 0) {
-                        struct home_export_info old;
-                        k = export_state_read(fd, NULL, &old);
-                        if (k == 0 && streq(old.phase, "exported"))
-                                return verr_set(e, -EEXIST, "the home of %s is already exported to this VM (tag %s)",
-                                                p->user, old.tag);
-                        if (k != -ENOENT)
-                                return verr_set(e, -EEXIST,
-                                                "an earlier attach or detach of %s did not finish (phase %s); "
-                                                "detach %s to clean up",
-                                                p->user, k == 0 ? old.phase : "unknown", p->user);
-                        /* No state file: nothing ever reached QEMU or started; tidy up. */
-                        k = export_state_remove_user_dir(x->homes_fd, p->user, &x->paths.dirs, e);
-                        if (k < 0)
-                                return k;
-                }
-        }
+        /* Left over from an earlier attempt? (export-prepare.c, the same for libvirt) */
+        k = export_leftover_check(x->homes_fd, p->user, &x->paths.dirs, NULL, "VM", e);
+        if (k < 0)
+                return k;
 
         k = virtiofsd_detect(p->virtiofsd, &x->binary, e);
         if (k < 0)
@@ -457,12 +442,9 @@ static int export_check(struct export_ctx *x, struct verr *e) {
         i->translate_ids = x->binary.translate_ids && (p->host_uid != p->guest_uid || p->host_gid != p->guest_gid);
 
         /* The file server: unprivileged unless the kernel cannot make user namespaces. */
-        i->server = p->server;
-        if (i->server == HOME_EXPORT_SERVER_AUTO)
-                i->server = virtiofsd_userns_available() ? HOME_EXPORT_SERVER_UNPRIVILEGED : HOME_EXPORT_SERVER_ROOT;
-        else if (i->server == HOME_EXPORT_SERVER_UNPRIVILEGED && !virtiofsd_userns_available())
-                return verr_set(e, -EOPNOTSUPP, "an unprivileged file server needs user namespaces, which this "
-                                                "kernel does not allow (user.max_user_namespaces?)");
+        k = export_server_choose(p->server, &i->server, e);
+        if (k < 0)
+                return k;
         if (i->server == HOME_EXPORT_SERVER_UNPRIVILEGED) {
                 i->translate_ids = false; /* the user namespace maps the IDs */
                 k = server_id_claim(x->paths.dirs.user_dir, &i->server_uid, e);
@@ -485,7 +467,6 @@ static int export_check(struct export_ctx *x, struct verr *e) {
 
 static int export_staging(struct export_ctx *x, struct verr *e) {
         const struct home_export_params *p = x->p;
-        _cleanup_close_ int mnt_fd = -1, staging_fd = -1;
         bool unprivileged = x->info.server == HOME_EXPORT_SERVER_UNPRIVILEGED;
         struct idmap_mount_map map = {
                 .disk_uid = p->host_uid,
@@ -498,16 +479,7 @@ static int export_staging(struct export_ctx *x, struct verr *e) {
         };
         int k;
 
-        /* mnt/ is root's only: through the mount the files look like the guest UID's, which may
-         * be an unrelated host user. */
-        k = export_state_ensure_dir_at(x->user_fd, EXPORT_STATE_MNT_SUBDIR, 0700, &mnt_fd);
-        if (k < 0)
-                return verr_set(e, k, "cannot create '%s/" EXPORT_STATE_MNT_SUBDIR "': %s", x->paths.dirs.user_dir,
-                                strerror(-k));
-        k = export_state_ensure_dir_at(mnt_fd, EXPORT_STATE_STAGING_NAME, 0700, &staging_fd);
-        if (k < 0)
-                return verr_set(e, k, "cannot create '%s': %s", x->paths.dirs.staging, strerror(-k));
-        k = idmap_mount_make(x->source_fd, x->paths.dirs.staging, &map, p->read_only ? IDMAP_MOUNT_READ_ONLY : 0, e);
+        k = export_staging_make(x->user_fd, &x->paths.dirs, x->source_fd, &map, p->read_only, e);
         if (k < 0)
                 return k;
         x->mounted = true;

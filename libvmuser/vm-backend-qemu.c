@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export-prepare.h"
 #include "macro.h"
 #include "qmp-client.h"
 #include "vm-backend.h"
@@ -64,10 +65,10 @@ static int qemu_export_home(struct vm_backend *b, const struct vm_home_params *p
                 .read_only = p->read_only,
                 .qmp_timeout_ms = q->timeout_ms,
         };
-        /* $VMUSER_FILE_SERVER: "auto" (default), "unprivileged" or "root" (vmuser(1)). */
-        const char *server = getenv("VMUSER_FILE_SERVER");
-        if (server && *server && home_export_server_from_string(server, &hp.server) < 0)
-                return verr_set(e, -EINVAL, "$VMUSER_FILE_SERVER is '%s', not auto, unprivileged or root", server);
+        /* $VMUSER_FILE_SERVER (vmuser(1)); the libvirt backend reads it the same way. */
+        int k = export_server_requested(&hp.server, e);
+        if (k < 0)
+                return k;
         return home_export(&hp, ret, NULL, e);
 }
 
