@@ -290,137 +290,179 @@ static int refuse_detaching(pam_handle_t *pamh, int flags, const char *user) {
         return PAM_SESSION_ERR;
 }
 
-PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
-        _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
-        _cleanup_close_ int state_fd = -1;
+/* One opening session, between its steps. */
+struct open_session {
+        pam_handle_t *pamh;
+        int flags;
+        const struct args *a;
+        const char *user;
+        int state_fd;
         struct attach_state state;
-        struct verr e = {};
-        struct args a;
-        const char *user = NULL;
-        bool mounted_now = false;
-        uid_t root_uid;
-        int r, live, added = 0;
+        struct session_lock *lock; /* held from lock_and_record() on */
+        int live;                  /* other live sessions of the user */
+        int added;                 /* 1 when this process's entry was recorded */
+        uid_t root_uid;            /* owner of the mounted home's root */
+        struct verr e;
+};
 
-        parse_args(pamh, argc, argv, &a);
-        r = lookup_attached_user(pamh, &a, &user, &state_fd, &state, &e);
-        if (r == PAM_SESSION_ERR)
-                return open_failed(pamh, &a, flags, user, "%s", verr_text(&e, -EIO));
-        if (r != PAM_SUCCESS)
-                return r;
+static void session_forget(struct open_session *o) {
+        if (o->added > 0)
+                (void) session_remove(o->lock, getpid());
+        o->added = 0;
+}
 
-        if (state.detaching)
-                return refuse_detaching(pamh, flags, user);
-
-        if (geteuid() != 0) {
-                pam_syslog(pamh, LOG_WARNING,
-                           "Running as UID %u, not root: cannot mount the home of %s or track its "
-                           "session; skipping.",
-                           (unsigned) geteuid(), user);
-                return PAM_IGNORE;
+/* Step 1: take the user's session lock, read the attach state again under it (the agent may have
+ * detached or replaced the user since the look-up), prune dead entries and record this process.
+ * PAM_SUCCESS to go on, or the session's result. Recorded before the mount: a process killed
+ * between the two leaves an entry whose process is dead, which the agent's reaper sees end,
+ * never a mount that no entry accounts for. */
+static int lock_and_record(struct open_session *o) {
+        int r = session_lock_acquire_timeout(o->state_fd, o->user, true, o->a->lock_timeout_msec, &o->lock);
+        if (r < 0) {
+                /* The agent holds the lock through a whole detach: not a case for nofail. */
+                struct attach_state now;
+                int k = attach_state_read(o->state_fd, o->user, &now);
+                if (k == -ENOENT || (k >= 0 && now.detaching))
+                        return refuse_detaching(o->pamh, o->flags, o->user);
+                return open_failed(o->pamh, o->a, o->flags, o->user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
+                                   VMUSER_SESSIONS_SUBDIR, o->user, lock_error_text(r));
         }
+        /* A user that is gone or going must not get a session (nor a home). */
+        r = attach_state_read(o->state_fd, o->user, &o->state);
+        if (r == -ENOENT || (r >= 0 && o->state.detaching))
+                return refuse_detaching(o->pamh, o->flags, o->user);
+        if (r < 0)
+                return open_failed(o->pamh, o->a, o->flags, o->user, "cannot read its attach state again: %s",
+                                   errno_text(r));
+        o->live = session_prune_and_count(o->lock);
+        if (o->live < 0)
+                return open_failed(o->pamh, o->a, o->flags, o->user, "cannot count its sessions: %s",
+                                   count_error_text(o->live));
+        o->added = session_add(o->lock, getpid());
+        if (o->added < 0)
+                return open_failed(o->pamh, o->a, o->flags, o->user,
+                                   "cannot record the session of process %d in '%s/%s/%s': %s", (int) getpid(),
+                                   VMUSER_STATE_DIR, VMUSER_SESSIONS_SUBDIR, o->user, count_error_text(o->added));
+        return PAM_SUCCESS;
+}
 
-        /* Under the lock: read the attach state again (the agent may have detached or replaced the
-         * user meanwhile), prune, and mount the home unless it is mounted already (the first live
-         * session mounts, later ones find it there, or mount it if an earlier nofail session
-         * could not). A virtio-fs tag that is not there yet (-ENXIO: vmuser attach plugs the
-         * share in after pushing the record) is waited for, up to tag_wait, WITHOUT the lock:
-         * other logins and logouts of the user, and the agent, must not wait behind us. */
-        int64_t start = now_ms();
+/* Step 2, looped with step 1: mount the home unless it is mounted already (the first live session
+ * mounts, later ones find it there, or mount it if an earlier nofail session could not). A
+ * virtio-fs tag that is not there yet (-ENXIO: vmuser attach plugs the share in after pushing the
+ * record) is waited for, up to tag_wait, WITHOUT the lock: other logins and logouts of the user,
+ * and the agent, must not wait behind us. PAM_SUCCESS with the mount's result in *ret_mount (or
+ * no mount: the user has no home share), or the session's result; the lock is held on success. */
+static int record_and_mount(struct open_session *o, int *ret_mount) {
+        uint64_t start = now_ms();
         bool told = false;
+
         for (;;) {
-                r = session_lock_acquire_timeout(state_fd, user, true, a.lock_timeout_msec, &lock);
-                if (r < 0) {
-                        /* The agent holds the lock through a whole detach: not a case for nofail. */
-                        struct attach_state now;
-                        int k = attach_state_read(state_fd, user, &now);
-                        if (k == -ENOENT || (k >= 0 && now.detaching))
-                                return refuse_detaching(pamh, flags, user);
-                        return open_failed(pamh, &a, flags, user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
-                                           VMUSER_SESSIONS_SUBDIR, user, lock_error_text(r));
+                int q = lock_and_record(o);
+                if (q != PAM_SUCCESS)
+                        return q;
+                if (!o->state.has_home) {
+                        *ret_mount = 0;
+                        return PAM_SUCCESS;
                 }
-                /* Read again under the lock: a detach (or a replace) may have run since the
-                 * look-up. A user that is gone or going must not get a session (nor a home). */
-                r = attach_state_read(state_fd, user, &state);
-                if (r == -ENOENT || (r >= 0 && state.detaching))
-                        return refuse_detaching(pamh, flags, user);
-                if (r < 0)
-                        return open_failed(pamh, &a, flags, user, "cannot read its attach state again: %s",
-                                           errno_text(r));
-                live = session_prune_and_count(lock);
-                if (live < 0)
-                        return open_failed(pamh, &a, flags, user, "cannot count its sessions: %s",
-                                           count_error_text(live));
-                /* Recorded before the mount: a process killed between the two leaves an entry
-                 * whose process is dead, which the agent's reaper sees end, never a mount that
-                 * no entry accounts for. */
-                added = session_add(lock, getpid());
-                if (added < 0)
-                        return open_failed(pamh, &a, flags, user,
-                                           "cannot record the session of process %d in '%s/%s/%s': %s",
-                                           (int) getpid(), VMUSER_STATE_DIR, VMUSER_SESSIONS_SUBDIR, user,
-                                           count_error_text(added));
-                if (!state.has_home)
-                        break;
-                e.text[0] = '\0';
-                r = mount_home(state.home_directory, &state.home, state.uid, state.gid, &root_uid, &e);
-                int64_t waited = now_ms() - start;
-                if (r != -ENXIO || waited >= a.tag_wait_msec) {
+                o->e.text[0] = '\0';
+                int r = mount_home(o->state.home_directory, &o->state.home, o->state.uid, o->state.gid, &o->root_uid,
+                                   &o->e);
+                uint64_t waited = now_ms() - start;
+                if (r != -ENXIO || waited >= o->a->tag_wait_msec) {
                         if (told && r >= 0)
-                                pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",
-                                           state.home.tag, user, waited / 1000.0);
+                                pam_syslog(o->pamh, LOG_INFO, "The virtio-fs tag '%s' of %s showed up after %.1f s.",
+                                           o->state.home.tag, o->user, waited / 1000.0);
                         else if (told) {
-                                size_t n = strlen(e.text);
-                                snprintf(e.text + n, sizeof(e.text) - n, "; waited %.1f s", waited / 1000.0);
+                                size_t n = strlen(o->e.text);
+                                snprintf(o->e.text + n, sizeof(o->e.text) - n, "; waited %.1f s", waited / 1000.0);
                         }
-                        break;
+                        *ret_mount = r;
+                        return PAM_SUCCESS;
                 }
                 /* No entry while we wait without the lock: nothing is mounted for it. */
-                if (added > 0)
-                        (void) session_remove(lock, getpid());
-                lock = session_lock_release(lock);
+                session_forget(o);
+                o->lock = session_lock_release(o->lock);
                 if (!told) {
-                        pam_syslog(pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
-                                   state.home.tag, user, a.tag_wait_msec / 1000u);
-                        if (!(flags & PAM_SILENT))
-                                pam_info(pamh, "Waiting up to %u s for your home directory to be shared by the host...",
-                                         a.tag_wait_msec / 1000u);
+                        pam_syslog(o->pamh, LOG_INFO, "The virtio-fs tag '%s' of %s is not there yet; waiting up to %u s.",
+                                   o->state.home.tag, o->user, o->a->tag_wait_msec / 1000u);
+                        if (!(o->flags & PAM_SILENT))
+                                pam_info(o->pamh, "Waiting up to %u s for your home directory to be shared by the host...",
+                                         o->a->tag_wait_msec / 1000u);
                         told = true;
                 }
                 struct timespec ts = { .tv_nsec = TAG_WAIT_POLL_MSEC * 1000000L };
                 nanosleep(&ts, NULL);
         }
+}
 
-        if (state.has_home) {
-                if (r < 0) {
-                        int q = open_failed(pamh, &a, flags, user, "%s", verr_text(&e, r));
-                        if (!a.nofail) {
-                                if (added > 0)
-                                        (void) session_remove(lock, getpid());
-                                return q;
-                        }
-                } else {
-                        mounted_now = r == MOUNT_HOME_MOUNTED;
-                        char text[2 * HOME_PATH_MAX + 128];
-                        snprintf(text, sizeof(text), "Mounted %s '%s' on '%s' for %s.",
-                                 home_fstype_to_string(state.home.fstype), state.home.tag, state.home_directory, user);
-                        if (mounted_now) {
-                                if (audit_home(pamh, AUDIT_PAM_MOUNTED, LOG_INFO, &state, NULL, text) < 0)
-                                        pam_syslog(pamh, LOG_INFO, "%s", text);
-                        } else if (a.debug)
-                                pam_syslog(pamh, LOG_DEBUG, "'%s' is mounted already (%d live session%s).",
-                                           state.home_directory, live, live == 1 ? "" : "s");
-                        if (root_uid != state.uid)
-                                pam_syslog(pamh, LOG_WARNING,
-                                           "The root of the home '%s' belongs to UID %u, but %s has UID %u; "
-                                           "check the ID mapping of the share on the host.",
-                                           state.home_directory, (unsigned) root_uid, user,
-                                           (unsigned) state.uid);
-                }
+/* Step 3: say what the mount did. PAM_SUCCESS (with nofail also after a failed mount: the
+ * session goes on, its entry kept), or the failure's result with the entry removed. */
+static int report_mount(struct open_session *o, int r) {
+        if (r < 0) {
+                int q = open_failed(o->pamh, o->a, o->flags, o->user, "%s", verr_text(&o->e, r));
+                if (o->a->nofail)
+                        return PAM_SUCCESS;
+                session_forget(o);
+                return q;
+        }
+
+        char text[2 * HOME_PATH_MAX + 128];
+        snprintf(text, sizeof(text), "Mounted %s '%s' on '%s' for %s.", home_fstype_to_string(o->state.home.fstype),
+                 o->state.home.tag, o->state.home_directory, o->user);
+        if (r == MOUNT_HOME_MOUNTED) {
+                if (audit_home(o->pamh, AUDIT_PAM_MOUNTED, LOG_INFO, &o->state, NULL, text) < 0)
+                        pam_syslog(o->pamh, LOG_INFO, "%s", text);
+        } else if (o->a->debug)
+                pam_syslog(o->pamh, LOG_DEBUG, "'%s' is mounted already (%d live session%s).", o->state.home_directory,
+                           o->live, o->live == 1 ? "" : "s");
+        if (o->root_uid != o->state.uid)
+                pam_syslog(o->pamh, LOG_WARNING,
+                           "The root of the home '%s' belongs to UID %u, but %s has UID %u; check the ID mapping of "
+                           "the share on the host.",
+                           o->state.home_directory, (unsigned) o->root_uid, o->user, (unsigned) o->state.uid);
+        return PAM_SUCCESS;
+}
+
+PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv) {
+        _cleanup_(session_lock_releasep) struct session_lock *lock = NULL;
+        _cleanup_close_ int state_fd = -1;
+        struct args a;
+        struct open_session o = { .pamh = pamh, .flags = flags, .a = &a, .state_fd = -1 };
+        int r, q, mount_r;
+
+        parse_args(pamh, argc, argv, &a);
+        r = lookup_attached_user(pamh, &a, &o.user, &state_fd, &o.state, &o.e);
+        if (r == PAM_SESSION_ERR)
+                return open_failed(pamh, &a, flags, o.user, "%s", verr_text(&o.e, -EIO));
+        if (r != PAM_SUCCESS)
+                return r;
+        o.state_fd = state_fd;
+
+        if (o.state.detaching)
+                return refuse_detaching(pamh, flags, o.user);
+
+        if (geteuid() != 0) {
+                pam_syslog(pamh, LOG_WARNING,
+                           "Running as UID %u, not root: cannot mount the home of %s or track its "
+                           "session; skipping.",
+                           (unsigned) geteuid(), o.user);
+                return PAM_IGNORE;
+        }
+
+        q = record_and_mount(&o, &mount_r);
+        lock = TAKE_PTR(o.lock); /* released when this returns, whatever the result */
+        o.lock = lock;
+        if (q != PAM_SUCCESS)
+                return q;
+        if (o.state.has_home) {
+                q = report_mount(&o, mount_r);
+                if (q != PAM_SUCCESS)
+                        return q;
         }
 
         if (a.debug)
-                pam_syslog(pamh, LOG_DEBUG, "Session of %s in process %d recorded; %d live session%s.", user,
-                           (int) getpid(), live + added, live + added == 1 ? "" : "s");
+                pam_syslog(pamh, LOG_DEBUG, "Session of %s in process %d recorded; %d live session%s.", o.user,
+                           (int) getpid(), o.live + o.added, o.live + o.added == 1 ? "" : "s");
         return PAM_SUCCESS;
 }
 
