@@ -77,17 +77,6 @@ static struct owner owner_of(const char *name) {
         return o;
 }
 
-static bool is_regular(const char *fmt, ...) _printf_(1, 2);
-static bool is_regular(const char *fmt, ...) {
-        char path[512];
-        struct stat st;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(path, sizeof(path), fmt, ap);
-        va_end(ap);
-        return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* readlink of /run/userdb/NAME equals target. */
 static bool link_is(const char *name, const char *target) {
         char path[512], buf[512];
@@ -151,7 +140,7 @@ static int check_consistent(void) {
                                 fail_msg("%s points to %s", n, target);
                         snprintf(owner, sizeof(owner), "%.*s", (int) (tl - sl), target);
                         struct owner o = owner_of(owner);
-                        if (!o.found || !is_regular("/run/userdb/%s", target))
+                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s", target)))
                                 fail_msg("%s -> %s: no such user or file", n, target);
                         if ((streq(suffix, ".group") ? o.gid : o.uid) != id)
                                 fail_msg("%s -> %s, but %s has uid %ld gid %ld", n, target, owner, o.uid, o.gid);
@@ -168,14 +157,14 @@ static int check_consistent(void) {
                         char group[130];
                         snprintf(group, sizeof(group), "\"%.*s\"", (int) (stem - (size_t) (colon + 1 - n)), colon + 1);
                         struct owner o = owner_of(owner);
-                        if (!o.found || !is_regular("/run/userdb/%s.user", owner) || !strstr(o.member_of, group))
+                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)) || !strstr(o.member_of, group))
                                 fail_msg("orphan membership %s (owner %s: %s)", n, owner,
                                          o.found ? o.member_of : "no state file");
                         continue;
                 }
                 snprintf(owner, sizeof(owner), "%.*s", (int) stem, n);
                 struct owner o = owner_of(owner);
-                if (!o.found || !is_regular("/run/userdb/%s.user", owner))
+                if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)))
                         fail_msg("orphan %s: no user '%s'", n, owner);
                 if (!streq(suffix, ".user"))
                         continue;
@@ -194,11 +183,11 @@ static int check_consistent(void) {
                         fail_msg("user %s: %s is not a link to %s", owner, name, want);
                 snprintf(want, sizeof(want), "%s.group", owner);
                 snprintf(name, sizeof(name), "%ld.group", o.gid);
-                if (!is_regular("/run/userdb/%s", want) || !link_is(name, want))
+                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
                         fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
                 snprintf(want, sizeof(want), "%s.user-privileged", owner);
                 snprintf(name, sizeof(name), "%ld.user-privileged", o.uid);
-                if (!is_regular("/run/userdb/%s", want) || !link_is(name, want))
+                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
                         fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
                 users++;
         }
@@ -213,7 +202,7 @@ static int check_consistent(void) {
                         continue;
                 if (l <= 5 || !streq(de->d_name + l - 5, ".json"))
                         fail_msg("unknown entry in /run/vmuser/users: %s", de->d_name);
-                if (!is_regular("/run/userdb/%.*s.user", (int) (l - 5), de->d_name))
+                if (!S_ISREG(test_path_type("/run/userdb/%.*s.user", (int) (l - 5), de->d_name)))
                         fail_msg("state file %s without its user", de->d_name);
         }
         closedir(d);
