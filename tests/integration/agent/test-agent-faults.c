@@ -627,6 +627,36 @@ static void detach_all(struct test_agent *a, int n) {
         }
 }
 
+/* Mounts a tmpfs with opts on /run/userdb, starts an agent there and attaches users until it
+ * refuses: the refusal (to *ret_refusal) must say want. Returns how many were attached (some). */
+static int fill_userdb(struct test_agent *a, const char *opts, const char *want, char **ret_refusal) {
+        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
+        assert_int_equal(test_agent_start(a, NULL), 0);
+        int n = attach_until_refused(a, 200, ret_refusal);
+        printf("%s: %d users attached, then: %s\n", opts, n, *ret_refusal);
+        if (!strstr(*ret_refusal, want))
+                fail_msg("unexpected refusal: %s", *ret_refusal);
+        assert_true(n > 0);
+        return n;
+}
+
+/* At least 5% of total is still free, and not much more: the refused user (per_user units)
+ * would have crossed the 5% line. */
+static void expect_at_reserve_line(unsigned long long avail, unsigned long long total, unsigned per_user,
+                                   const char *units) {
+        assert_true(avail >= total * 5 / 100);
+        if (avail >= total * 5 / 100 + per_user)
+                fail_msg("refused with %llu of %llu %s free: more than one user's %u above the 5%% line", avail, total,
+                         units, per_user);
+}
+
+/* Detaches the n users, stops the agent (cleanly) and unmounts the small /run/userdb. */
+static void empty_userdb(struct test_agent *a, int n) {
+        detach_all(a, n);
+        assert_int_equal(test_agent_stop(a), 0);
+        assert_int_equal(umount("/run/userdb"), 0);
+}
+
 /* The agent keeps 5% of /run's blocks and inodes free by default: a bulk attach must not fill
  * the file system utmp, logind and every service also need. */
 static void test_reserve_keeps_run_usable(void **state) {
@@ -636,20 +666,11 @@ static void test_reserve_keeps_run_usable(void **state) {
         int n;
 
         /* Blocks: 256 KiB, 64 pages; each user takes two (user and group records). */
-        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
-        n = attach_until_refused(&a, 200, &refusal);
-        printf("size=256k: %d users attached, then: %s\n", n, refusal);
-        if (!strstr(refusal, "the guest's '/run/userdb' is nearly full (") ||
-            !strstr(refusal, "attaching 'v") || !strstr(refusal, "less than the 5% the agent keeps free"))
+        n = fill_userdb(&a, "size=256k,mode=0755", "the guest's '/run/userdb' is nearly full (", &refusal);
+        if (!strstr(refusal, "attaching 'v") || !strstr(refusal, "less than the 5% the agent keeps free"))
                 fail_msg("unexpected refusal: %s", refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
-        assert_true(sv.f_bavail >= sv.f_blocks * 5 / 100);
-        /* ... and not much more: the refused user (two pages) would have crossed the 5% line. */
-        if (sv.f_bavail >= sv.f_blocks * 5 / 100 + 2)
-                fail_msg("refused with %llu of %llu blocks free: more than one user's 2 above the 5%% line",
-                         (unsigned long long) sv.f_bavail, (unsigned long long) sv.f_blocks);
-        assert_true(n > 0);
+        expect_at_reserve_line(sv.f_bavail, sv.f_blocks, 2, "blocks");
         /* The refused attach wrote nothing: asking again changes nothing either. */
         _cleanup_free_ char *before = test_snapshot_dir("/run/userdb"), *again = NULL;
         char req[256];
@@ -660,27 +681,15 @@ static void test_reserve_keeps_run_usable(void **state) {
         assert_string_equal(before, after);
         assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
         assert_string_equal(ping, "{\"return\":{}}");
-        detach_all(&a, n);
-        assert_int_equal(test_agent_stop(&a), 0);
-        assert_int_equal(umount("/run/userdb"), 0);
+        empty_userdb(&a, n);
 
         /* Inodes: 60 on a roomy tmpfs; each user takes four (two records, two ID links). */
         free(TAKE_PTR(refusal));
-        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=60,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
-        n = attach_until_refused(&a, 200, &refusal);
-        printf("nr_inodes=60: %d users attached, then: %s\n", n, refusal);
-        if (!strstr(refusal, "the guest's '/run/userdb' is nearly out of inodes ("))
-                fail_msg("unexpected refusal: %s", refusal);
+        n = fill_userdb(&a, "size=4m,nr_inodes=60,mode=0755", "the guest's '/run/userdb' is nearly out of inodes (",
+                        &refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
-        assert_true(sv.f_favail >= sv.f_files * 5 / 100);
-        if (sv.f_favail >= sv.f_files * 5 / 100 + 4)
-                fail_msg("refused with %llu of %llu inodes free: more than one user's 4 above the 5%% line",
-                         (unsigned long long) sv.f_favail, (unsigned long long) sv.f_files);
-        assert_true(n > 0);
-        detach_all(&a, n);
-        assert_int_equal(test_agent_stop(&a), 0);
-        assert_int_equal(umount("/run/userdb"), 0);
+        expect_at_reserve_line(sv.f_favail, sv.f_files, 4, "inodes");
+        empty_userdb(&a, n);
 }
 
 int main(void) {

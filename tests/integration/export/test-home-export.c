@@ -529,49 +529,55 @@ static int kill_virtiofsd_at(enum home_export_step done, void *userdata) {
         return 0;
 }
 
-static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
+/* Exports alice on a fresh one-port q35 VM, broken by kill_virtiofsd_at() as ka says: the export
+ * fails with want (any failure when 0), at want_step, saying said and (unless NULL) also_said,
+ * and leaves nothing behind (in QEMU too, when qemu_alive). Returns the parameters,
+ * for a retry. */
+static struct home_export_params export_broken(struct test_qemu *q, const char *vm, struct kill_at *ka, int want,
+                                               enum home_export_step want_step, const char *said,
+                                               const char *also_said, bool qemu_alive) {
         struct home_export_params p;
         enum home_export_step step = _HOME_EXPORT_STEP_MAX;
         struct verr e = {};
 
-        start_vm(&q, "rb1", q35_one_port);
-        p = params_for(&q, &alice);
+        ka->q = q;
+        ka->u = &alice;
+        start_vm(q, vm, q35_one_port);
+        p = params_for(q, &alice);
         p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
+        p.userdata = ka;
+        int r = home_export(&p, NULL, &step, &e);
         printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_CHARDEV);
-        assert_non_null(strstr(e.text, "chardev-add failed"));
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, true);
+        if (want ? r != want : r >= 0)
+                fail_msg("export broken at step %d returned %d, wanted %d", (int) ka->step, r, want);
+        assert_int_equal(step, want_step);
+        assert_non_null(strstr(e.text, said));
+        if (also_said)
+                assert_non_null(strstr(e.text, also_said));
+        assert_nothing_left(q, &alice, qemu_alive);
+        return p;
+}
+
+static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
+
+        export_broken(&q, "rb1", &ka, 0, HOME_EXPORT_STEP_CHARDEV, "chardev-add failed", "rolled back", true);
         test_qemu_stop(&q);
 }
 
 static void test_rollback_device_add_refused(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
-        struct home_export_params p;
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
         struct home_export_info info;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
         struct verr e = {};
 
-        start_vm(&q, "rb2", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
-        printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
-        assert_non_null(strstr(e.text, "QEMU refused device_add"));
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, true);
+        struct home_export_params p = export_broken(&q, "rb2", &ka, 0, HOME_EXPORT_STEP_DEVICE,
+                                                    "QEMU refused device_add", "rolled back", true);
 
         /* The port is still free, and the same export now works. */
         p.progress = NULL;
-        memset(&e, 0, sizeof(e));
-        if (home_export(&p, &info, &step, &e) < 0)
+        if (home_export(&p, &info, NULL, &e) < 0)
                 fail_msg("export after rollback failed: %s", e.text);
         assert_string_equal(info.bus, "rp1");
         assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
@@ -580,39 +586,18 @@ static void test_rollback_device_add_refused(void **state) {
 
 static void test_rollback_abort_after_staging(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
-        struct home_export_params p;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
 
-        start_vm(&q, "rb3", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_int_equal(home_export(&p, NULL, &step, &e), -EINTR);
+        export_broken(&q, "rb3", &ka, -EINTR, HOME_EXPORT_STEP_STAGING, "interrupted by the caller", NULL, true);
         assert_true(ka.mounted_when_called);
-        assert_int_equal(step, HOME_EXPORT_STEP_STAGING);
-        assert_non_null(strstr(e.text, "interrupted by the caller"));
-        assert_nothing_left(&q, &alice, true);
         test_qemu_stop(&q);
 }
 
 static void test_rollback_qemu_dies(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
-        struct home_export_params p;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
 
-        start_vm(&q, "rb4", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
-        printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, false);
+        export_broken(&q, "rb4", &ka, 0, HOME_EXPORT_STEP_DEVICE, "rolled back", NULL, false);
 }
 
 /* ---- other machines, other VMs, bad arguments ----------------------------------------------- */
