@@ -262,6 +262,20 @@ static int wait_events(int fd, int want, int quiet_ms) {
         return n;
 }
 
+/* Detaches PREFIX0..PREFIXn-1; with attached, each must have been attached (else an answer is
+ * all that is asked: the crash rounds do not know which of them the dead agent got to). */
+static void detach_numbered(struct test_agent *a, const char *prefix, int n, bool attached) {
+        for (int u = 0; u < n; u++) {
+                _cleanup_free_ char *reply = NULL;
+                char req[256];
+                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"%s%d\"}}",
+                         prefix, u);
+                assert_int_equal(test_agent_call(a, req, &reply), 0);
+                if (attached)
+                        assert_non_null(strstr(reply, "\"return\""));
+        }
+}
+
 static void test_sigkill_during_attaches(void **state) {
         char burst[16384] = "";
         unsigned seed = (unsigned) time(NULL);
@@ -306,14 +320,8 @@ static void test_sigkill_during_attaches(void **state) {
                 /* Start from nothing again. */
                 struct test_agent c;
                 assert_int_equal(test_agent_start(&c, NULL), 0);
-                for (int u = 0; u < 6; u++) {
-                        char req[256];
-                        _cleanup_free_ char *r1 = NULL, *r2 = NULL;
-                        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"u%d\"}}", u);
-                        assert_int_equal(test_agent_call(&c, req, &r1), 0);
-                        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                        assert_int_equal(test_agent_call(&c, req, &r2), 0);
-                }
+                detach_numbered(&c, "u", 6, false);
+                detach_numbered(&c, "v", 6, false);
                 assert_int_equal(test_agent_stop(&c), 0);
                 assert_int_equal(check_consistent(), 0);
         }
@@ -348,14 +356,8 @@ static void test_sigkill_during_attaches(void **state) {
                         max_users = users;
                 if (round % 3 == 2) {
                         /* Start over now and then, so early crash points are hit again. */
-                        for (int u = 0; u < 6; u++) {
-                                char req[256];
-                                _cleanup_free_ char *r1 = NULL, *r2 = NULL;
-                                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"u%d\"}}", u);
-                                assert_int_equal(test_agent_call(&b, req, &r1), 0);
-                                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                                assert_int_equal(test_agent_call(&b, req, &r2), 0);
-                        }
+                        detach_numbered(&b, "u", 6, false);
+                        detach_numbered(&b, "v", 6, false);
                         assert_int_equal(check_consistent(), 0);
                 }
                 assert_int_equal(test_agent_stop(&b), 0);
@@ -618,13 +620,7 @@ static int attach_until_refused(struct test_agent *a, int max, char **ret_refusa
 }
 
 static void detach_all(struct test_agent *a, int n) {
-        for (int u = 0; u < n; u++) {
-                _cleanup_free_ char *reply = NULL;
-                char req[256];
-                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                assert_int_equal(test_agent_call(a, req, &reply), 0);
-                assert_non_null(strstr(reply, "\"return\""));
-        }
+        detach_numbered(a, "v", n, true);
 }
 
 /* Mounts a tmpfs with opts on /run/userdb, starts an agent there and attaches users until it

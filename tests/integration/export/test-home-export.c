@@ -287,6 +287,16 @@ static void test_export_q35(void **state) {
 
 /* ---- the unprivileged file server ------------------------------------------------------------ */
 
+/* The first read of a small file (not empty), NUL-terminated, into buf. */
+static void read_small(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                fail_msg("%s: %s", path, strerror(errno));
+        ssize_t n = read(fd, buf, size - 1);
+        assert_true(n > 0);
+        buf[n] = '\0';
+}
+
 /* The four numbers of a "Uid:"/"Gid:" line of /proc/PID/status, or the hex value of a "Cap...:"
  * line in ret[0]. */
 static void proc_status_field(pid_t pid, const char *key, unsigned long long ret[4]) {
@@ -315,16 +325,9 @@ static void proc_status_field(pid_t pid, const char *key, unsigned long long ret
 static void proc_map(pid_t pid, const char *name, char *buf, size_t size) {
         char path[64], raw[512];
         size_t o = 0;
-        int fd;
-        ssize_t n;
 
         snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        n = read(fd, raw, sizeof(raw) - 1);
-        close(fd);
-        assert_true(n > 0);
-        raw[n] = '\0';
+        read_small(path, raw, sizeof(raw));
         for (char *p = raw; *p && o + 2 < size; p++) {
                 if (*p == ' ' || *p == '\t') {
                         if (o > 0 && buf[o - 1] != ' ' && buf[o - 1] != '|')
@@ -425,14 +428,8 @@ static void test_export_unprivileged(void **state) {
                 char line[128];
                 long v, s;
                 unsigned long long t;
-                int fd;
                 snprintf(path, sizeof(path), "%s/homes/alice/" VIRTIOFSD_PID_FILE, q.vm_dir);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                assert_true(fd >= 0);
-                n = read(fd, line, sizeof(line) - 1);
-                close(fd);
-                assert_true(n > 0);
-                line[n] = '\0';
+                read_small(path, line, sizeof(line));
                 assert_int_equal(sscanf(line, "%ld %llu %ld", &v, &t, &s), 3);
                 sup = (pid_t) s;
         }
