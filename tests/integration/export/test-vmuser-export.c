@@ -263,16 +263,33 @@ static void test_attach_exports(void **state) {
         ht_result_done(&r);
 }
 
+/* vmuser attach --json [option] VM USER: exit 0, and a result with the home tag vmuser-USER and
+ * the boolean key as want. */
+static void attach_json(const char *option, const char *user, const char *key, bool want) {
+        struct ht_result r = {};
+        char tag[64];
+        char *args[] = { (char *) "attach", (char *) "--json", (char *) VM, (char *) user, NULL, NULL };
+
+        if (option) {
+                args[2] = (char *) option;
+                args[3] = (char *) VM;
+                args[4] = (char *) user;
+        }
+        snprintf(tag, sizeof(tag), "vmuser-%s", user);
+        assert_int_equal(ht_vmuserv(&r, args), 0);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        if (ht_jbool(o, key) != want || !streq(ht_jstr(o, "homeTag"), tag))
+                fail_msg("wanted %s %s and homeTag %s: %s", key, want ? "true" : "false", tag,
+                         json_object_to_json_string(o));
+        json_object_put(o);
+        ht_result_done(&r);
+}
+
 static void test_reattach_is_idempotent(void **state) {
         struct ht_result r = {};
 
-        ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
-        ht_expect(&r, 0, NULL, NULL);
-        json_object *o = ht_json_line(r.out, 0);
-        assert_false(ht_jbool(o, "changed"));
-        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" ALICE);
-        json_object_put(o);
-        ht_result_done(&r);
+        attach_json(NULL, ALICE, "changed", false);
 
         ht_vmuser(&r, "attach", VM, ALICE, NULL);
         ht_expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
@@ -296,13 +313,7 @@ static void test_failed_export_undoes_push(void **state) {
 static void test_read_only_export(void **state) {
         struct ht_result r = {};
 
-        ht_vmuser(&r, "attach", "--json", "--read-only", VM, BOB, NULL);
-        ht_expect(&r, 0, NULL, NULL);
-        json_object *o = ht_json_line(r.out, 0);
-        assert_true(ht_jbool(o, "readOnly"));
-        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" BOB);
-        json_object_put(o);
-        ht_result_done(&r);
+        attach_json("--read-only", BOB, "readOnly", true);
         assert_int_equal(qemu_has_device("vmuser-fs-" BOB), 1);
 
         ht_vmuser(&r, "list", "--json", VM, NULL);
