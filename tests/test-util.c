@@ -5,9 +5,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "macro.h"
 
@@ -236,8 +242,46 @@ int test_agent_stop(struct test_agent *a) {
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+int test_agent_group_teardown(void **state) {
+        struct test_agent *a = *state;
+        if (a && a->pid > 0)
+                (void) test_agent_stop(a);
+        return 0;
+}
+
+void test_agent_case_exits_cleanly(void **state) {
+        struct test_agent *a = *state;
+        assert_non_null(a);
+        assert_int_equal(test_agent_stop(a), 0);
+}
+
+static mode_t path_type(const char *fmt, va_list ap, char *path, size_t size) _printf_(1, 0);
+static mode_t path_type(const char *fmt, va_list ap, char *path, size_t size) {
+        struct stat st;
+        vsnprintf(path, size, fmt, ap);
+        return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : 0;
+}
+
+mode_t test_path_type(const char *fmt, ...) {
+        char path[PATH_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        mode_t type = path_type(fmt, ap, path, sizeof(path));
+        va_end(ap);
+        return type;
+}
+
+void test_assert_absent(const char *fmt, ...) {
+        char path[PATH_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        mode_t type = path_type(fmt, ap, path, sizeof(path));
+        va_end(ap);
+        if (type != 0)
+                fail_msg("%s still exists", path);
+}
+
 static void snapshot_append(char **buf, size_t *len, const char *fmt, ...) _printf_(3, 4);
-#include <stdarg.h>
 static void snapshot_append(char **buf, size_t *len, const char *fmt, ...) {
         va_list ap;
         char *piece = NULL;

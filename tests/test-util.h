@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "macro.h"
+
 /* Unshares the mount namespace, makes every mount private, mounts a tmpfs on /run (and creates
  * /run/userdb and /run/vmuser) and bind-mounts an nsswitch.conf with "files systemd". Must run
  * before any thread starts. Exits the process (status 77: skipped) when not root. */
@@ -50,6 +52,20 @@ int test_agent_call(struct test_agent *a, const char *request, char **ret_reply)
 /* Closes its stdin and waits; returns the exit status (128+N for signal N; -ECHILD when already
  * stopped, so a group teardown can stop what a failed test left running). */
 int test_agent_stop(struct test_agent *a);
+
+/* For a suite that runs one agent for all its cases: its group set-up stores the agent in
+ * *state, the group teardown is test_agent_group_teardown() and the last case
+ * test_agent_case_exits_cleanly(). cmocka 1.1.5 prints GROUP TEARDOWN FAILED and still exits 0, so
+ * the agent's exit status (a memory checker's verdict under VMUSER_AGENT_WRAPPER) is asserted in
+ * that last case; the teardown only stops an agent a failed run left behind. */
+int test_agent_group_teardown(void **state);
+void test_agent_case_exits_cleanly(void **state);
+
+/* The file type lstat() finds at the printf-formatted path (S_IFREG, S_IFLNK ...), or 0 when
+ * nothing is there. */
+mode_t test_path_type(const char *fmt, ...) _printf_(1, 2);
+/* Fails the cmocka test when anything (a dangling symlink too) is at the printf-formatted path. */
+void test_assert_absent(const char *fmt, ...) _printf_(1, 2);
 
 /* Byte-for-byte snapshot of a directory tree (names, modes, owners, link targets, contents),
  * as a malloc'ed string, for "nothing changed" assertions. */

@@ -72,49 +72,50 @@ static void test_counts(void **state) {
 }
 
 static void test_count_limits(void **state) {
-        struct proto_limits l = roomy;
+        enum { VALUES, CONTAINERS, TOKEN, DEPTH };
+        static const struct {
+                int limit;
+                size_t value;
+                const char *input;
+                int objects, errors, error; /* frames read, frames refused, the last refusal */
+                const char *described;      /* proto_limit_describe() of the refusal, or NULL */
+        } cases[] = {
+                /* {"a":[1,2,3]}: 1 + ':' + 2 ',' + '{' '[' = 6 values, 2 containers */
+                { VALUES, 6, "{\"a\":[1,2,3]}", 1, 0, 0, NULL },
+                { VALUES, 5, "{\"a\":[1,2,3]}", 0, 1, -E2BIG, "has more than 5 values" },
+                { CONTAINERS, 1, "{\"a\":[1,2,3]}", 0, 1, -EOVERFLOW, "has more than 1 objects and arrays" },
+                /* token: a string with its quotes and escapes, or a bare number */
+                { TOKEN, 5, "{\"abc\":123}", 1, 0, 0, NULL },
+                { TOKEN, 5, "{\"a\\\"bc\":1}", 0, 1, -ERANGE, NULL },
+                { TOKEN, 5, "{\"a\":123456}", 0, 1, -ERANGE, NULL },
+                { DEPTH, 2, "[[[]]]", 0, 1, -ELOOP, "nests deeper than 2 levels" },
+                /* A frame over a limit is skipped to the newline; the next one is read. */
+                { VALUES, 3, "[1,2,3,4,5]\n[1]", 1, 1, -E2BIG, NULL },
+        };
         char buf[128];
-        struct seen s;
 
-        /* {"a":[1,2,3]}: 1 + ':' + 2 ',' + '{' '[' = 6 values, 2 containers */
-        l.max_values = 6;
-        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
-        assert_int_equal(s.n_objects, 1);
-        l.max_values = 5;
-        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
-        assert_int_equal(s.n_objects, 0);
-        assert_int_equal(s.last_error, -E2BIG);
-        assert_string_equal(proto_limit_describe(-E2BIG, &l, buf, sizeof(buf)), "has more than 5 values");
-
-        l = roomy;
-        l.max_containers = 1;
-        s = feed_limited(&l, "{\"a\":[1,2,3]}", NULL);
-        assert_int_equal(s.last_error, -EOVERFLOW);
-        assert_string_equal(proto_limit_describe(-EOVERFLOW, &l, buf, sizeof(buf)), "has more than 1 objects and arrays");
-
-        /* token: a string with its quotes and escapes, or a bare number */
-        l = roomy;
-        l.max_token = 5;
-        s = feed_limited(&l, "{\"abc\":123}", NULL);
-        assert_int_equal(s.n_objects, 1);
-        s = feed_limited(&l, "{\"a\\\"bc\":1}", NULL);
-        assert_int_equal(s.last_error, -ERANGE);
-        s = feed_limited(&l, "{\"a\":123456}", NULL);
-        assert_int_equal(s.last_error, -ERANGE);
-
-        l = roomy;
-        l.max_depth = 2;
-        s = feed_limited(&l, "[[[]]]", NULL);
-        assert_int_equal(s.last_error, -ELOOP);
-        assert_string_equal(proto_limit_describe(-ELOOP, &l, buf, sizeof(buf)), "nests deeper than 2 levels");
-
-        /* A frame over a limit is skipped to the newline; the next one is read. */
-        l = roomy;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct proto_limits l = roomy;
+                switch (cases[i].limit) {
+                case VALUES: l.max_values = cases[i].value; break;
+                case CONTAINERS: l.max_containers = cases[i].value; break;
+                case TOKEN: l.max_token = cases[i].value; break;
+                case DEPTH: l.max_depth = (unsigned) cases[i].value; break;
+                }
+                struct seen s = feed_limited(&l, cases[i].input, NULL);
+                if (s.n_objects != cases[i].objects || s.n_errors != cases[i].errors ||
+                    (cases[i].errors && s.last_error != cases[i].error))
+                        fail_msg("'%s' (limit %d = %zu): %d read, %d refused (%d), wanted %d, %d (%d)", cases[i].input,
+                                 cases[i].limit, cases[i].value, s.n_objects, s.n_errors, s.last_error, cases[i].objects,
+                                 cases[i].errors, cases[i].error);
+                if (cases[i].described)
+                        assert_string_equal(proto_limit_describe(cases[i].error, &l, buf, sizeof(buf)),
+                                            cases[i].described);
+        }
+        /* the frame after the refused one */
+        struct proto_limits l = roomy;
         l.max_values = 3;
-        s = feed_limited(&l, "[1,2,3,4,5]\n[1]", NULL);
-        assert_int_equal(s.n_errors, 1);
-        assert_int_equal(s.n_objects, 1);
-        assert_string_equal(s.last, "[1]");
+        assert_string_equal(feed_limited(&l, "[1,2,3,4,5]\n[1]", NULL).last, "[1]");
 }
 
 static void test_scan(void **state) {

@@ -77,17 +77,6 @@ static struct owner owner_of(const char *name) {
         return o;
 }
 
-static bool is_regular(const char *fmt, ...) _printf_(1, 2);
-static bool is_regular(const char *fmt, ...) {
-        char path[512];
-        struct stat st;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(path, sizeof(path), fmt, ap);
-        va_end(ap);
-        return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* readlink of /run/userdb/NAME equals target. */
 static bool link_is(const char *name, const char *target) {
         char path[512], buf[512];
@@ -151,7 +140,7 @@ static int check_consistent(void) {
                                 fail_msg("%s points to %s", n, target);
                         snprintf(owner, sizeof(owner), "%.*s", (int) (tl - sl), target);
                         struct owner o = owner_of(owner);
-                        if (!o.found || !is_regular("/run/userdb/%s", target))
+                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s", target)))
                                 fail_msg("%s -> %s: no such user or file", n, target);
                         if ((streq(suffix, ".group") ? o.gid : o.uid) != id)
                                 fail_msg("%s -> %s, but %s has uid %ld gid %ld", n, target, owner, o.uid, o.gid);
@@ -168,14 +157,14 @@ static int check_consistent(void) {
                         char group[130];
                         snprintf(group, sizeof(group), "\"%.*s\"", (int) (stem - (size_t) (colon + 1 - n)), colon + 1);
                         struct owner o = owner_of(owner);
-                        if (!o.found || !is_regular("/run/userdb/%s.user", owner) || !strstr(o.member_of, group))
+                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)) || !strstr(o.member_of, group))
                                 fail_msg("orphan membership %s (owner %s: %s)", n, owner,
                                          o.found ? o.member_of : "no state file");
                         continue;
                 }
                 snprintf(owner, sizeof(owner), "%.*s", (int) stem, n);
                 struct owner o = owner_of(owner);
-                if (!o.found || !is_regular("/run/userdb/%s.user", owner))
+                if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)))
                         fail_msg("orphan %s: no user '%s'", n, owner);
                 if (!streq(suffix, ".user"))
                         continue;
@@ -194,11 +183,11 @@ static int check_consistent(void) {
                         fail_msg("user %s: %s is not a link to %s", owner, name, want);
                 snprintf(want, sizeof(want), "%s.group", owner);
                 snprintf(name, sizeof(name), "%ld.group", o.gid);
-                if (!is_regular("/run/userdb/%s", want) || !link_is(name, want))
+                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
                         fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
                 snprintf(want, sizeof(want), "%s.user-privileged", owner);
                 snprintf(name, sizeof(name), "%ld.user-privileged", o.uid);
-                if (!is_regular("/run/userdb/%s", want) || !link_is(name, want))
+                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
                         fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
                 users++;
         }
@@ -213,7 +202,7 @@ static int check_consistent(void) {
                         continue;
                 if (l <= 5 || !streq(de->d_name + l - 5, ".json"))
                         fail_msg("unknown entry in /run/vmuser/users: %s", de->d_name);
-                if (!is_regular("/run/userdb/%.*s.user", (int) (l - 5), de->d_name))
+                if (!S_ISREG(test_path_type("/run/userdb/%.*s.user", (int) (l - 5), de->d_name)))
                         fail_msg("state file %s without its user", de->d_name);
         }
         closedir(d);
@@ -273,6 +262,20 @@ static int wait_events(int fd, int want, int quiet_ms) {
         return n;
 }
 
+/* Detaches PREFIX0..PREFIXn-1; with attached, each must have been attached (else an answer is
+ * all that is asked: the crash rounds do not know which of them the dead agent got to). */
+static void detach_numbered(struct test_agent *a, const char *prefix, int n, bool attached) {
+        for (int u = 0; u < n; u++) {
+                _cleanup_free_ char *reply = NULL;
+                char req[256];
+                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"%s%d\"}}",
+                         prefix, u);
+                assert_int_equal(test_agent_call(a, req, &reply), 0);
+                if (attached)
+                        assert_non_null(strstr(reply, "\"return\""));
+        }
+}
+
 static void test_sigkill_during_attaches(void **state) {
         char burst[16384] = "";
         unsigned seed = (unsigned) time(NULL);
@@ -317,14 +320,8 @@ static void test_sigkill_during_attaches(void **state) {
                 /* Start from nothing again. */
                 struct test_agent c;
                 assert_int_equal(test_agent_start(&c, NULL), 0);
-                for (int u = 0; u < 6; u++) {
-                        char req[256];
-                        _cleanup_free_ char *r1 = NULL, *r2 = NULL;
-                        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"u%d\"}}", u);
-                        assert_int_equal(test_agent_call(&c, req, &r1), 0);
-                        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                        assert_int_equal(test_agent_call(&c, req, &r2), 0);
-                }
+                detach_numbered(&c, "u", 6, false);
+                detach_numbered(&c, "v", 6, false);
                 assert_int_equal(test_agent_stop(&c), 0);
                 assert_int_equal(check_consistent(), 0);
         }
@@ -359,14 +356,8 @@ static void test_sigkill_during_attaches(void **state) {
                         max_users = users;
                 if (round % 3 == 2) {
                         /* Start over now and then, so early crash points are hit again. */
-                        for (int u = 0; u < 6; u++) {
-                                char req[256];
-                                _cleanup_free_ char *r1 = NULL, *r2 = NULL;
-                                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"u%d\"}}", u);
-                                assert_int_equal(test_agent_call(&b, req, &r1), 0);
-                                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                                assert_int_equal(test_agent_call(&b, req, &r2), 0);
-                        }
+                        detach_numbered(&b, "u", 6, false);
+                        detach_numbered(&b, "v", 6, false);
                         assert_int_equal(check_consistent(), 0);
                 }
                 assert_int_equal(test_agent_stop(&b), 0);
@@ -629,13 +620,37 @@ static int attach_until_refused(struct test_agent *a, int max, char **ret_refusa
 }
 
 static void detach_all(struct test_agent *a, int n) {
-        for (int u = 0; u < n; u++) {
-                _cleanup_free_ char *reply = NULL;
-                char req[256];
-                snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"v%d\"}}", u);
-                assert_int_equal(test_agent_call(a, req, &reply), 0);
-                assert_non_null(strstr(reply, "\"return\""));
-        }
+        detach_numbered(a, "v", n, true);
+}
+
+/* Mounts a tmpfs with opts on /run/userdb, starts an agent there and attaches users until it
+ * refuses: the refusal (to *ret_refusal) must say want. Returns how many were attached (some). */
+static int fill_userdb(struct test_agent *a, const char *opts, const char *want, char **ret_refusal) {
+        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
+        assert_int_equal(test_agent_start(a, NULL), 0);
+        int n = attach_until_refused(a, 200, ret_refusal);
+        printf("%s: %d users attached, then: %s\n", opts, n, *ret_refusal);
+        if (!strstr(*ret_refusal, want))
+                fail_msg("unexpected refusal: %s", *ret_refusal);
+        assert_true(n > 0);
+        return n;
+}
+
+/* At least 5% of total is still free, and not much more: the refused user (per_user units)
+ * would have crossed the 5% line. */
+static void expect_at_reserve_line(unsigned long long avail, unsigned long long total, unsigned per_user,
+                                   const char *units) {
+        assert_true(avail >= total * 5 / 100);
+        if (avail >= total * 5 / 100 + per_user)
+                fail_msg("refused with %llu of %llu %s free: more than one user's %u above the 5%% line", avail, total,
+                         units, per_user);
+}
+
+/* Detaches the n users, stops the agent (cleanly) and unmounts the small /run/userdb. */
+static void empty_userdb(struct test_agent *a, int n) {
+        detach_all(a, n);
+        assert_int_equal(test_agent_stop(a), 0);
+        assert_int_equal(umount("/run/userdb"), 0);
 }
 
 /* The agent keeps 5% of /run's blocks and inodes free by default: a bulk attach must not fill
@@ -647,20 +662,11 @@ static void test_reserve_keeps_run_usable(void **state) {
         int n;
 
         /* Blocks: 256 KiB, 64 pages; each user takes two (user and group records). */
-        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
-        n = attach_until_refused(&a, 200, &refusal);
-        printf("size=256k: %d users attached, then: %s\n", n, refusal);
-        if (!strstr(refusal, "the guest's '/run/userdb' is nearly full (") ||
-            !strstr(refusal, "attaching 'v") || !strstr(refusal, "less than the 5% the agent keeps free"))
+        n = fill_userdb(&a, "size=256k,mode=0755", "the guest's '/run/userdb' is nearly full (", &refusal);
+        if (!strstr(refusal, "attaching 'v") || !strstr(refusal, "less than the 5% the agent keeps free"))
                 fail_msg("unexpected refusal: %s", refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
-        assert_true(sv.f_bavail >= sv.f_blocks * 5 / 100);
-        /* ... and not much more: the refused user (two pages) would have crossed the 5% line. */
-        if (sv.f_bavail >= sv.f_blocks * 5 / 100 + 2)
-                fail_msg("refused with %llu of %llu blocks free: more than one user's 2 above the 5%% line",
-                         (unsigned long long) sv.f_bavail, (unsigned long long) sv.f_blocks);
-        assert_true(n > 0);
+        expect_at_reserve_line(sv.f_bavail, sv.f_blocks, 2, "blocks");
         /* The refused attach wrote nothing: asking again changes nothing either. */
         _cleanup_free_ char *before = test_snapshot_dir("/run/userdb"), *again = NULL;
         char req[256];
@@ -671,27 +677,15 @@ static void test_reserve_keeps_run_usable(void **state) {
         assert_string_equal(before, after);
         assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
         assert_string_equal(ping, "{\"return\":{}}");
-        detach_all(&a, n);
-        assert_int_equal(test_agent_stop(&a), 0);
-        assert_int_equal(umount("/run/userdb"), 0);
+        empty_userdb(&a, n);
 
         /* Inodes: 60 on a roomy tmpfs; each user takes four (two records, two ID links). */
         free(TAKE_PTR(refusal));
-        assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=60,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
-        n = attach_until_refused(&a, 200, &refusal);
-        printf("nr_inodes=60: %d users attached, then: %s\n", n, refusal);
-        if (!strstr(refusal, "the guest's '/run/userdb' is nearly out of inodes ("))
-                fail_msg("unexpected refusal: %s", refusal);
+        n = fill_userdb(&a, "size=4m,nr_inodes=60,mode=0755", "the guest's '/run/userdb' is nearly out of inodes (",
+                        &refusal);
         assert_int_equal(statvfs("/run/userdb", &sv), 0);
-        assert_true(sv.f_favail >= sv.f_files * 5 / 100);
-        if (sv.f_favail >= sv.f_files * 5 / 100 + 4)
-                fail_msg("refused with %llu of %llu inodes free: more than one user's 4 above the 5%% line",
-                         (unsigned long long) sv.f_favail, (unsigned long long) sv.f_files);
-        assert_true(n > 0);
-        detach_all(&a, n);
-        assert_int_equal(test_agent_stop(&a), 0);
-        assert_int_equal(umount("/run/userdb"), 0);
+        expect_at_reserve_line(sv.f_favail, sv.f_files, 4, "inodes");
+        empty_userdb(&a, n);
 }
 
 int main(void) {

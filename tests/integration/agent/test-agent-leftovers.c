@@ -416,11 +416,8 @@ static void build_root(void) {
 }
 
 static int setup(void **state) {
+        *state = &agent;
         return test_agent_start(&agent, NULL);
-}
-
-static int teardown(void **state) {
-        return test_agent_stop(&agent) == 0 ? 0 : -1;
 }
 
 int main(void) {
@@ -448,6 +445,8 @@ int main(void) {
                 cmocka_unit_test(test_reserved_uids),
                 cmocka_unit_test(test_interrupted_detach_cleared),
                 cmocka_unit_test(test_freed_uids_reused_when_clean),
+                /* last: the agent's exit status (a failing group teardown does not fail the run) */
+                cmocka_unit_test(test_agent_case_exits_cleanly),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, setup, test_agent_group_teardown);
 }

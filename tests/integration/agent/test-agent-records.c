@@ -52,28 +52,11 @@ static void assert_link(const char *path, const char *target) {
         assert_string_equal(buf, target);
 }
 
-static void assert_absent(const char *path) {
-        struct stat st;
-        if (lstat(path, &st) == 0)
-                fail_msg("%s still exists", path);
-}
-
 static int setup(void **state) {
+        *state = &agent;
         return test_agent_start(&agent, NULL);
 }
 
-/* cmocka 1.1.5 prints GROUP TEARDOWN FAILED and still exits 0, so the agent's exit status (a
- * memory checker's verdict under VMUSER_AGENT_WRAPPER) is asserted in the last test case,
- * test_agent_exits_cleanly; this only stops an agent a failed run left behind. */
-static int teardown(void **state) {
-        if (agent.pid > 0)
-                (void) test_agent_stop(&agent);
-        return 0;
-}
-
-static void test_agent_exits_cleanly(void **state) {
-        assert_int_equal(test_agent_stop(&agent), 0);
-}
 
 static void test_attach_resolves(void **state) {
         call_expect("{\"execute\":\"vmuser-attach\",\"id\":\"a1\",\"arguments\":{\"user\":{\"userName\":\"alice\","
@@ -147,11 +130,11 @@ static void test_different_record_needs_replace(void **state) {
         assert_int_equal(pw->pw_uid, 60530);
         assert_string_equal(pw->pw_gecos, "Alice Two");
         /* Everything the old record had and the new one has not is gone. */
-        assert_absent("/run/userdb/60514.user");
-        assert_absent("/run/userdb/60514.group");
-        assert_absent("/run/userdb/60514.user-privileged");
-        assert_absent("/run/userdb/alice.user-privileged");
-        assert_absent("/run/userdb/alice:users.membership");
+        test_assert_absent("/run/userdb/60514.user");
+        test_assert_absent("/run/userdb/60514.group");
+        test_assert_absent("/run/userdb/60514.user-privileged");
+        test_assert_absent("/run/userdb/alice.user-privileged");
+        test_assert_absent("/run/userdb/alice:users.membership");
         assert_null(getpwuid(60514));
 }
 
@@ -225,8 +208,8 @@ static void test_journal_replay(void **state) {
         assert_int_equal(test_agent_call(&second, "{\"execute\":\"guest-ping\"}", &reply), 0);
         assert_int_equal(test_agent_stop(&second), 0);
 
-        assert_absent("/run/vmuser/pending/zed.json");
-        assert_absent("/run/userdb/.#vmuser-0123456789abcdef");
+        test_assert_absent("/run/vmuser/pending/zed.json");
+        test_assert_absent("/run/userdb/.#vmuser-0123456789abcdef");
         struct passwd *pw = getpwnam("zed");
         assert_non_null(pw);
         assert_int_equal(pw->pw_uid, 60540);
@@ -277,7 +260,7 @@ int main(void) {
                 cmocka_unit_test(test_detach_removes_everything),
                 cmocka_unit_test(test_journal_replay),
                 cmocka_unit_test(test_allow_and_block_rpcs),
-                cmocka_unit_test(test_agent_exits_cleanly), /* last: the agent's exit status */
+                cmocka_unit_test(test_agent_case_exits_cleanly), /* last: the agent's exit status */
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, setup, test_agent_group_teardown);
 }

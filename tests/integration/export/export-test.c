@@ -138,8 +138,9 @@ void test_qemu_stop(struct test_qemu *q) {
         q->pid = 0;
 }
 
-/* Collects the PIDs of processes with arg (at most n). */
-static size_t pids_with_arg(const char *arg, pid_t *pids, size_t n) {
+/* Collects the PIDs of processes with an argument equal to arg, or with prefix, starting with
+ * it (at most n). */
+static size_t pids_with_arg(const char *arg, bool prefix, pid_t *pids, size_t n) {
         DIR *d = opendir("/proc");
         struct dirent *de;
         size_t count = 0;
@@ -162,7 +163,7 @@ static size_t pids_with_arg(const char *arg, pid_t *pids, size_t n) {
                         continue;
                 buf[len] = '\0';
                 for (char *p = buf; p < buf + len; p += strlen(p) + 1)
-                        if (streq(p, arg)) {
+                        if (prefix ? strncmp(p, arg, strlen(arg)) == 0 : streq(p, arg)) {
                                 pids[count++] = (pid_t) atoi(de->d_name);
                                 break;
                         }
@@ -179,7 +180,7 @@ int test_kill_processes_with_arg(const char *arg, int sig) {
          * each has really exited, and look again until nobody is left. */
         for (int round = 0; round < 50; round++) {
                 pid_t pids[64];
-                size_t n = pids_with_arg(arg, pids, ELEMENTSOF(pids));
+                size_t n = pids_with_arg(arg, false, pids, ELEMENTSOF(pids));
                 if (n == 0)
                         return total;
                 for (size_t i = 0; i < n; i++) {
@@ -209,45 +210,12 @@ void test_qemu_kill(struct test_qemu *q) {
 
 int test_count_processes_with_arg(const char *arg) {
         pid_t pids[256];
-        return (int) pids_with_arg(arg, pids, ELEMENTSOF(pids));
-}
-
-/* Processes with an argument that starts with prefix (at most n). */
-static size_t pids_with_arg_prefix(const char *prefix, pid_t *pids, size_t n) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        size_t count = 0;
-
-        if (!d)
-                return 0;
-        while ((de = readdir(d)) && count < n) {
-                char path[300], buf[8192];
-                ssize_t len;
-                int fd;
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                len = read(fd, buf, sizeof(buf) - 1);
-                close(fd);
-                if (len <= 0)
-                        continue;
-                buf[len] = '\0';
-                for (char *p = buf; p < buf + len; p += strlen(p) + 1)
-                        if (strncmp(p, prefix, strlen(prefix)) == 0) {
-                                pids[count++] = (pid_t) atoi(de->d_name);
-                                break;
-                        }
-        }
-        closedir(d);
-        return count;
+        return (int) pids_with_arg(arg, false, pids, ELEMENTSOF(pids));
 }
 
 int test_count_processes_with_arg_prefix(const char *prefix) {
         pid_t pids[256];
-        return (int) pids_with_arg_prefix(prefix, pids, ELEMENTSOF(pids));
+        return (int) pids_with_arg(prefix, true, pids, ELEMENTSOF(pids));
 }
 
 void test_cleanup(void) {
@@ -262,11 +230,11 @@ void test_cleanup(void) {
                         started[i] = 0;
                 }
         /* virtiofsd outlives its starter by design; a failed test must not leave one behind. */
-        n = pids_with_arg_prefix("--socket-path=/run/vmuser/vm/" TEST_VM_PREFIX, pids, ELEMENTSOF(pids));
+        n = pids_with_arg("--socket-path=/run/vmuser/vm/" TEST_VM_PREFIX, true, pids, ELEMENTSOF(pids));
         for (size_t i = 0; i < n; i++)
                 kill(pids[i], SIGKILL);
         /* Unprivileged ones serve VIRTIOFSD_USERNS_ROOT/ID (the tests run under the VM lock). */
-        n = pids_with_arg_prefix("source=/run/vmuser/server-root/", pids, ELEMENTSOF(pids));
+        n = pids_with_arg("source=/run/vmuser/server-root/", true, pids, ELEMENTSOF(pids));
         for (size_t i = 0; i < n; i++)
                 kill(pids[i], SIGKILL);
 }

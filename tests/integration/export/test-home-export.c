@@ -287,6 +287,16 @@ static void test_export_q35(void **state) {
 
 /* ---- the unprivileged file server ------------------------------------------------------------ */
 
+/* The first read of a small file (not empty), NUL-terminated, into buf. */
+static void read_small(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                fail_msg("%s: %s", path, strerror(errno));
+        ssize_t n = read(fd, buf, size - 1);
+        assert_true(n > 0);
+        buf[n] = '\0';
+}
+
 /* The four numbers of a "Uid:"/"Gid:" line of /proc/PID/status, or the hex value of a "Cap...:"
  * line in ret[0]. */
 static void proc_status_field(pid_t pid, const char *key, unsigned long long ret[4]) {
@@ -315,16 +325,9 @@ static void proc_status_field(pid_t pid, const char *key, unsigned long long ret
 static void proc_map(pid_t pid, const char *name, char *buf, size_t size) {
         char path[64], raw[512];
         size_t o = 0;
-        int fd;
-        ssize_t n;
 
         snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        n = read(fd, raw, sizeof(raw) - 1);
-        close(fd);
-        assert_true(n > 0);
-        raw[n] = '\0';
+        read_small(path, raw, sizeof(raw));
         for (char *p = raw; *p && o + 2 < size; p++) {
                 if (*p == ' ' || *p == '\t') {
                         if (o > 0 && buf[o - 1] != ' ' && buf[o - 1] != '|')
@@ -425,14 +428,8 @@ static void test_export_unprivileged(void **state) {
                 char line[128];
                 long v, s;
                 unsigned long long t;
-                int fd;
                 snprintf(path, sizeof(path), "%s/homes/alice/" VIRTIOFSD_PID_FILE, q.vm_dir);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                assert_true(fd >= 0);
-                n = read(fd, line, sizeof(line) - 1);
-                close(fd);
-                assert_true(n > 0);
-                line[n] = '\0';
+                read_small(path, line, sizeof(line));
                 assert_int_equal(sscanf(line, "%ld %llu %ld", &v, &t, &s), 3);
                 sup = (pid_t) s;
         }
@@ -529,90 +526,86 @@ static int kill_virtiofsd_at(enum home_export_step done, void *userdata) {
         return 0;
 }
 
-static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
+/* Exports alice on a fresh VM of machine (one-port q35 when NULL), broken by kill_virtiofsd_at()
+ * as ka says (unless NULL): the export fails with want (any failure when 0), at want_step (unless
+ * _HOME_EXPORT_STEP_MAX), saying said and also_said (each unless NULL), and leaves nothing behind
+ * (in QEMU too, when qemu_alive). Returns the parameters, for a retry. */
+static struct home_export_params export_fails(struct test_qemu *q, const char *vm, const char *const machine[],
+                                              struct kill_at *ka, int want, enum home_export_step want_step,
+                                              const char *said, const char *also_said, bool qemu_alive) {
         struct home_export_params p;
         enum home_export_step step = _HOME_EXPORT_STEP_MAX;
         struct verr e = {};
 
-        start_vm(&q, "rb1", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
+        start_vm(q, vm, machine ? machine : q35_one_port);
+        p = params_for(q, &alice);
+        if (ka) {
+                ka->q = q;
+                ka->u = &alice;
+                p.progress = kill_virtiofsd_at;
+                p.userdata = ka;
+        }
+        int r = home_export(&p, NULL, &step, &e);
         printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_CHARDEV);
-        assert_non_null(strstr(e.text, "chardev-add failed"));
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, true);
+        if (want ? r != want : r >= 0)
+                fail_msg("export on %s returned %d, wanted %d: %s", vm, r, want, e.text);
+        if (want_step != _HOME_EXPORT_STEP_MAX)
+                assert_int_equal(step, want_step);
+        if (said)
+                assert_non_null(strstr(e.text, said));
+        if (also_said)
+                assert_non_null(strstr(e.text, also_said));
+        assert_nothing_left(q, &alice, qemu_alive);
+        return p;
+}
+
+/* Exports with p, on the bus want_bus, and takes it back by force (no guest to release it). */
+static void export_and_force_back(struct test_qemu *q, const struct home_export_params *p, const char *want_bus) {
+        struct home_export_info info;
+        struct verr e = {};
+
+        if (home_export(p, &info, NULL, &e) < 0)
+                fail_msg("export on %s failed: %s", q->vm_dir, e.text);
+        assert_string_equal(info.bus, want_bus);
+        assert_int_equal(unexport(q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+}
+
+static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
+        struct test_qemu q;
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
+
+        export_fails(&q, "rb1", NULL, &ka, 0, HOME_EXPORT_STEP_CHARDEV, "chardev-add failed", "rolled back",
+                     true);
         test_qemu_stop(&q);
 }
 
 static void test_rollback_device_add_refused(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
-        struct home_export_params p;
-        struct home_export_info info;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
 
-        start_vm(&q, "rb2", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
-        printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
-        assert_non_null(strstr(e.text, "QEMU refused device_add"));
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, true);
+        struct home_export_params p = export_fails(&q, "rb2", NULL, &ka, 0, HOME_EXPORT_STEP_DEVICE,
+                                                   "QEMU refused device_add", "rolled back", true);
 
         /* The port is still free, and the same export now works. */
         p.progress = NULL;
-        memset(&e, 0, sizeof(e));
-        if (home_export(&p, &info, &step, &e) < 0)
-                fail_msg("export after rollback failed: %s", e.text);
-        assert_string_equal(info.bus, "rp1");
-        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+        export_and_force_back(&q, &p, "rp1");
         test_qemu_stop(&q);
 }
 
 static void test_rollback_abort_after_staging(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
-        struct home_export_params p;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
 
-        start_vm(&q, "rb3", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_int_equal(home_export(&p, NULL, &step, &e), -EINTR);
+        export_fails(&q, "rb3", NULL, &ka, -EINTR, HOME_EXPORT_STEP_STAGING, "interrupted by the caller", NULL, true);
         assert_true(ka.mounted_when_called);
-        assert_int_equal(step, HOME_EXPORT_STEP_STAGING);
-        assert_non_null(strstr(e.text, "interrupted by the caller"));
-        assert_nothing_left(&q, &alice, true);
         test_qemu_stop(&q);
 }
 
 static void test_rollback_qemu_dies(void **state) {
         struct test_qemu q;
-        struct kill_at ka = { .q = &q, .u = &alice, .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
-        struct home_export_params p;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
+        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
 
-        start_vm(&q, "rb4", q35_one_port);
-        p = params_for(&q, &alice);
-        p.progress = kill_virtiofsd_at;
-        p.userdata = &ka;
-        assert_true(home_export(&p, NULL, &step, &e) < 0);
-        printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_DEVICE);
-        assert_non_null(strstr(e.text, "rolled back"));
-        assert_nothing_left(&q, &alice, false);
+        export_fails(&q, "rb4", NULL, &ka, 0, HOME_EXPORT_STEP_DEVICE, "rolled back", NULL, false);
 }
 
 /* ---- other machines, other VMs, bad arguments ----------------------------------------------- */
@@ -656,40 +649,21 @@ static void test_hotplug_off_port_skipped(void **state) {
                 TEST_Q35_SHARED, "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,hotplug=off", NULL
         };
         struct test_qemu q;
-        struct home_export_params p;
-        struct home_export_info info;
-        struct verr e = {};
 
         start_vm(&q, "hotplug-off", ports);
-        p = params_for(&q, &alice);
-        if (home_export(&p, &info, NULL, &e) < 0)
-                fail_msg("export failed: %s", e.text);
-        assert_string_equal(info.bus, "rp2");
-        assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
+        struct home_export_params p = params_for(&q, &alice);
+        export_and_force_back(&q, &p, "rp2");
         test_qemu_stop(&q);
 
-        start_vm(&q, "no-ports", no_ports);
-        p = params_for(&q, &alice);
-        memset(&e, 0, sizeof(e));
-        assert_int_equal(home_export(&p, &info, NULL, &e), -ENOSPC);
-        assert_nothing_left(&q, &alice, true);
+        export_fails(&q, "no-ports", no_ports, NULL, -ENOSPC, _HOME_EXPORT_STEP_MAX, NULL, NULL, true);
         test_qemu_stop(&q);
 }
 
 static void test_memory_not_shared(void **state) {
         static const char *const plain[] = { "-machine", "q35", "-m", "256M", TEST_ROOT_PORT(1), NULL };
         struct test_qemu q;
-        struct home_export_params p;
-        enum home_export_step step;
-        struct verr e = {};
 
-        start_vm(&q, "unshared", plain);
-        p = params_for(&q, &alice);
-        assert_int_equal(home_export(&p, NULL, &step, &e), -EOPNOTSUPP);
-        printf("# %s\n", e.text);
-        assert_int_equal(step, HOME_EXPORT_STEP_CHECK);
-        assert_non_null(strstr(e.text, "share=on"));
-        assert_nothing_left(&q, &alice, true);
+        export_fails(&q, "unshared", plain, NULL, -EOPNOTSUPP, HOME_EXPORT_STEP_CHECK, "share=on", NULL, true);
         test_qemu_stop(&q);
 }
 

@@ -111,6 +111,25 @@ static bool mounted(const char *path) {
         return ht_contains(info, needle);
 }
 
+/* No export of user is left on the host: no state directory, no staging mount, no virtiofsd. */
+static void assert_no_export(const char *user) {
+        char dir[256], mnt[300];
+        snprintf(dir, sizeof(dir), VM_DIR "/homes/%s", user);
+        snprintf(mnt, sizeof(mnt), "%s/mnt/home", dir);
+        if (exists(dir) || mounted(mnt))
+                fail_msg("the export of %s is still there", user);
+        assert_int_equal(test_count_processes_with_arg(vfsd_arg(user)), 0);
+}
+
+/* A refused attach of user was undone: the user does not resolve in the guest, and its export
+ * directory does not exist. */
+static void assert_attach_undone(const char *user) {
+        char dir[256];
+        snprintf(dir, sizeof(dir), VM_DIR "/homes/%s", user);
+        assert_int_equal(guest_status("getent", "passwd", user, NULL), 2);
+        assert_false(exists(dir));
+}
+
 /* 1 if QEMU has a device with id under /machine/peripheral. */
 static int qemu_has_device(const char *id) {
         _cleanup_qmp_client_ struct qmp_client *c = NULL;
@@ -244,16 +263,33 @@ static void test_attach_exports(void **state) {
         ht_result_done(&r);
 }
 
+/* vmuser attach --json [option] VM USER: exit 0, and a result with the home tag vmuser-USER and
+ * the boolean key as want. */
+static void attach_json(const char *option, const char *user, const char *key, bool want) {
+        struct ht_result r = {};
+        char tag[64];
+        char *args[] = { (char *) "attach", (char *) "--json", (char *) VM, (char *) user, NULL, NULL };
+
+        if (option) {
+                args[2] = (char *) option;
+                args[3] = (char *) VM;
+                args[4] = (char *) user;
+        }
+        snprintf(tag, sizeof(tag), "vmuser-%s", user);
+        assert_int_equal(ht_vmuserv(&r, args), 0);
+        ht_expect(&r, 0, NULL, NULL);
+        json_object *o = ht_json_line(r.out, 0);
+        if (ht_jbool(o, key) != want || !streq(ht_jstr(o, "homeTag"), tag))
+                fail_msg("wanted %s %s and homeTag %s: %s", key, want ? "true" : "false", tag,
+                         json_object_to_json_string(o));
+        json_object_put(o);
+        ht_result_done(&r);
+}
+
 static void test_reattach_is_idempotent(void **state) {
         struct ht_result r = {};
 
-        ht_vmuser(&r, "attach", "--json", VM, ALICE, NULL);
-        ht_expect(&r, 0, NULL, NULL);
-        json_object *o = ht_json_line(r.out, 0);
-        assert_false(ht_jbool(o, "changed"));
-        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" ALICE);
-        json_object_put(o);
-        ht_result_done(&r);
+        attach_json(NULL, ALICE, "changed", false);
 
         ht_vmuser(&r, "attach", VM, ALICE, NULL);
         ht_expect(&r, 0, "already exported " HT_HOMES "/" ALICE " as virtio-fs tag vmuser-" ALICE "; nothing changed", NULL);
@@ -271,20 +307,13 @@ static void test_failed_export_undoes_push(void **state) {
         assert_true(ht_contains(r.err, "belongs to UID"));
         assert_true(ht_contains(r.err, "the user was detached from the guest again"));
         ht_result_done(&r);
-        assert_int_equal(guest_status("getent", "passwd", BOB, NULL), 2);
-        assert_false(exists(VM_DIR "/homes/" BOB));
+        assert_attach_undone(BOB);
 }
 
 static void test_read_only_export(void **state) {
         struct ht_result r = {};
 
-        ht_vmuser(&r, "attach", "--json", "--read-only", VM, BOB, NULL);
-        ht_expect(&r, 0, NULL, NULL);
-        json_object *o = ht_json_line(r.out, 0);
-        assert_true(ht_jbool(o, "readOnly"));
-        assert_string_equal(ht_jstr(o, "homeTag"), "vmuser-" BOB);
-        json_object_put(o);
-        ht_result_done(&r);
+        attach_json("--read-only", BOB, "readOnly", true);
         assert_int_equal(qemu_has_device("vmuser-fs-" BOB), 1);
 
         ht_vmuser(&r, "list", "--json", VM, NULL);
@@ -298,8 +327,7 @@ static void test_read_only_export(void **state) {
         assert_true(ht_contains(r.out, "\"deviceReleased\":false"));
         assert_true(ht_contains(r.err, "still holds the home device"));
         ht_result_done(&r);
-        assert_false(exists(VM_DIR "/homes/" BOB));
-        assert_int_equal(test_count_processes_with_arg(vfsd_arg(BOB)), 0);
+        assert_no_export(BOB);
         assert_int_equal(guest_status("getent", "passwd", BOB, NULL), 2);
 }
 
@@ -338,9 +366,7 @@ static void test_detach_orphan_force(void **state) {
         ht_result_done(&r);
 
         /* Nothing left on the host; QEMU keeps the device until a guest lets go of it. */
-        assert_false(exists(VM_DIR "/homes/" ALICE));
-        assert_false(mounted(VM_DIR "/homes/" ALICE "/mnt/home"));
-        assert_int_equal(test_count_processes_with_arg(vfsd_arg(ALICE)), 0);
+        assert_no_export(ALICE);
         assert_int_equal(qemu_has_device("vmuser-fs-" ALICE), 1);
 
         ht_vmuser(&r, "list", VM, NULL);
@@ -355,8 +381,7 @@ static void test_attach_refused_while_qemu_holds_device(void **state) {
         ht_expect(&r, 1, NULL, "QEMU still has device vmuser-fs-" ALICE);
         assert_true(ht_contains(r.err, "the user was detached from the guest again"));
         ht_result_done(&r);
-        assert_int_equal(guest_status("getent", "passwd", ALICE, NULL), 2);
-        assert_false(exists(VM_DIR "/homes/" ALICE));
+        assert_attach_undone(ALICE);
 }
 
 /* QEMU dies with a user attached (and its agent with it): detach cleans up what is left on the
@@ -394,9 +419,7 @@ static void test_detach_after_vm_died(void **state) {
         ht_expect(&r, 0, "\"vmRunning\":false", NULL);
         assert_true(ht_contains(r.out, "\"homeUnexported\":true"));
         ht_result_done(&r);
-        assert_false(exists(VM_DIR "/homes/" CAROL));
-        assert_false(mounted(VM_DIR "/homes/" CAROL "/mnt/home"));
-        assert_int_equal(test_count_processes_with_arg(vfsd_arg(CAROL)), 0);
+        assert_no_export(CAROL);
 
         /* Nothing left: the same command is now a plain failure to reach the agent. */
         ht_vmuser(&r, "detach", VM, CAROL, NULL);

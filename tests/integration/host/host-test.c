@@ -150,10 +150,32 @@ void ht_make_home(const char *name, const char *authorized_keys) {
         write_file(path, authorized_keys, 0600, uid, gid);
 }
 
-void ht_append_user(FILE *passwd, FILE *shadow, FILE *group, const char *name, unsigned id, const char *hash) {
-        fprintf(passwd, "%s:x:%u:%u:Bulk user %u:" HT_HOMES "/%s:/bin/sh\n", name, id, id, id, name);
-        fprintf(shadow, "%s:%s:19000:0:99999:7:::\n", name, hash);
-        fprintf(group, "%s:x:%u:\n", name, id);
+void ht_append_users(char (*ret_names)[HT_NAME_SIZE], size_t n, const char *prefix, int digits, unsigned first_id,
+                     const char *hash) {
+        _cleanup_fclose_ FILE *passwd = fopen(HT_ROOT "/etc/passwd", "ae");
+        _cleanup_fclose_ FILE *shadow = fopen(HT_ROOT "/etc/shadow", "ae");
+        _cleanup_fclose_ FILE *group = fopen(HT_ROOT "/etc/group", "ae");
+
+        if (!passwd || !shadow || !group)
+                die("opening " HT_ROOT "/etc/passwd, shadow and group");
+        for (size_t i = 0; i < n; i++) {
+                const char *name = ret_names[i];
+                unsigned id = first_id + (unsigned) i;
+
+                if ((size_t) snprintf(ret_names[i], HT_NAME_SIZE, "%s%0*zu", prefix, digits, i) >= HT_NAME_SIZE)
+                        die("a bulk user name too long");
+                fprintf(passwd, "%s:x:%u:%u:Bulk user %u:" HT_HOMES "/%s:/bin/sh\n", name, id, id, id, name);
+                fprintf(shadow, "%s:%s:19000:0:99999:7:::\n", name, hash);
+                fprintf(group, "%s:x:%u:\n", name, id);
+        }
+        if (fflush(passwd) != 0 || fflush(shadow) != 0 || fflush(group) != 0)
+                die("appending to " HT_ROOT "/etc/passwd, shadow and group");
+}
+
+void ht_append_line(const char *file, const char *line) {
+        _cleanup_fclose_ FILE *f = fopen(file, "ae");
+        if (!f || fputs(line, f) < 0 || fflush(f) != 0)
+                die(file);
 }
 
 static void drop_in(const char *name, unsigned id, bool group) {
@@ -336,12 +358,13 @@ int ht_vmuser(struct ht_result *ret, const char *arg, ...) {
         return ht_vmuserv(ret, args);
 }
 
+/* Up to 10 s: 45 agents of the apply test start one after the other on 2 busy CPUs. */
 static void wait_for_socket(const char *path, pid_t pid) {
         if (strlen(path) >= sizeof(((struct sockaddr_un *) NULL)->sun_path)) {
                 fprintf(stderr, "socket path too long: %s\n", path);
                 exit(99);
         }
-        for (int i = 0; i < 500; i++) {
+        for (int i = 0; i < 1000; i++) {
                 struct sockaddr_un sa = { .sun_family = AF_UNIX };
                 int status;
                 memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -358,12 +381,12 @@ static void wait_for_socket(const char *path, pid_t pid) {
                 }
                 usleep(10 * 1000);
         }
-        fprintf(stderr, "nothing listens on %s after 5 s\n", path);
+        fprintf(stderr, "nothing listens on %s after 10 s\n", path);
         exit(99);
 }
 
-/* Listeners still running; killed at exit. */
-static pid_t listeners[32];
+/* Listeners still running; killed at exit (the apply test's 45 agents and 3 fakes fit). */
+static pid_t listeners[64];
 
 static void kill_listeners(void) {
         for (size_t i = 0; i < ELEMENTSOF(listeners); i++)
@@ -386,8 +409,10 @@ static void track_listener(pid_t pid, bool add) {
                 }
 }
 
+/* With private_state, the listener gets a mount namespace of its own with its own tmpfs on
+ * /run/userdb and /run/vmuser: one "guest" of many. */
 static pid_t start_listener_at(const char *vm, const char *socket_name, char *const prefix[],
-                               char *const extra_args[]) {
+                               char *const extra_args[], bool private_state) {
         char dir[256], sock[300];
         char *argv[64];
         size_t n = 0;
@@ -414,6 +439,13 @@ static pid_t start_listener_at(const char *vm, const char *socket_name, char *co
                         dup2(devnull, 0);
                         dup2(devnull, 1);
                 }
+                if (private_state &&
+                    (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+                     mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
+                     mount("tmpfs", "/run/vmuser", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)) {
+                        perror("private agent namespace");
+                        _exit(126);
+                }
                 execvp(argv[0], argv);
                 _exit(127);
         }
@@ -423,7 +455,7 @@ static pid_t start_listener_at(const char *vm, const char *socket_name, char *co
 }
 
 static pid_t start_listener(const char *vm, char *const prefix[], char *const extra_args[]) {
-        return start_listener_at(vm, "agent.sock", prefix, extra_args);
+        return start_listener_at(vm, "agent.sock", prefix, extra_args, false);
 }
 
 pid_t ht_agent_start(const char *vm, char *const extra_args[]) {
@@ -448,7 +480,15 @@ pid_t ht_fake_qmp_start(const char *vm, const char *mode) {
         snprintf(script, sizeof(script), "%s/fake-agent.py", test_env_path("VMUSER_HOST_TEST_DIR"));
         char *prefix[] = { (char *) test_env_path("PYTHON3"), script, (char *) "--qmp", (char *) "--mode",
                            (char *) mode, (char *) "--listen", NULL };
-        return start_listener_at(vm, "qmp.sock", prefix, NULL);
+        return start_listener_at(vm, "qmp.sock", prefix, NULL, false);
+}
+
+pid_t ht_private_agent_start(const char *vm) {
+        /* --cleanup-root: a detach's clean-up stays below a scratch root, never touching the
+         * host's processes and files of the UID (see test_agent_argv_prefix()). */
+        char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--cleanup-root=" TEST_CLEANUP_ROOT,
+                           (char *) "--listen", NULL };
+        return start_listener_at(vm, "agent.sock", prefix, NULL, true);
 }
 
 int ht_stop(pid_t pid) {
@@ -497,6 +537,29 @@ json_object *ht_json_line(const char *out, size_t i) {
         if (!o)
                 fail_msg("not JSON: %s", line);
         return o;
+}
+
+json_object *ht_json_find(const char *out, const char *key, const char *value) {
+        size_t n = ht_count_lines(out);
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = ht_json_line(out, i);
+                if (streq(ht_jstr(o, key), value))
+                        return o;
+                json_object_put(o);
+        }
+        return NULL;
+}
+
+void ht_expect_results(const char *out, size_t n, const char *result, const char *in_error) {
+        if (ht_count_lines(out) != n)
+                fail_msg("wanted %zu result lines:\n%s", n, out);
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = ht_json_line(out, i);
+                if (!streq(ht_jstr(o, "result"), result) || (in_error && !ht_contains(ht_jstr(o, "error"), in_error)))
+                        fail_msg("wanted result '%s' (error with '%s'): %s", result, strempty(in_error),
+                                 json_object_to_json_string(o));
+                json_object_put(o);
+        }
 }
 
 json_object *ht_jget(json_object *o, const char *key) {

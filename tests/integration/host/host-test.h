@@ -48,8 +48,14 @@ int ht_host_ids(const char *name, uid_t *ret_uid, gid_t *ret_gid);
 /* Creates HT_HOMES/NAME owned by the user; with authorized_keys text, also .ssh/ (0700) and
  * .ssh/authorized_keys (0600), owned by the user. */
 void ht_make_home(const char *name, const char *authorized_keys);
-/* Appends a user with a private group straight to the host root's files (bulk test). */
-void ht_append_user(FILE *passwd, FILE *shadow, FILE *group, const char *name, unsigned id, const char *hash);
+/* Appends n users PREFIX0..PREFIXn-1 (the number zero-padded to digits) with IDs from first_id,
+ * each with a private group and the hash, straight to the host root's files (the bulk tests);
+ * fills ret_names. */
+#define HT_NAME_SIZE 16
+void ht_append_users(char (*ret_names)[HT_NAME_SIZE], size_t n, const char *prefix, int digits, unsigned first_id,
+                     const char *hash);
+/* Appends a line (with its newline) to a file, e.g. a group to HT_ROOT "/etc/group". */
+void ht_append_line(const char *file, const char *line);
 
 /* A user or group record in the guest view that vmuser did not attach (a local account). */
 void ht_guest_drop_in_user(const char *name, unsigned uid);
@@ -75,6 +81,10 @@ int ht_vmuserv(struct ht_result *ret, char *const args[]);
 /* Starts the real agent on HT_VM_DIR/VM/agent.sock with extra arguments, and waits until it
  * accepts connections. */
 pid_t ht_agent_start(const char *vm, char *const extra_args[]);
+/* Starts the real agent (never under VMUSER_AGENT_WRAPPER: the apply test runs 45 of them) on
+ * HT_VM_DIR/VM/agent.sock in a mount namespace of its own, with its own tmpfs on /run/userdb and
+ * /run/vmuser: a guest with a user database of its own. */
+pid_t ht_private_agent_start(const char *vm);
 /* Starts tests/integration/host/fake-agent.py on HT_VM_DIR/VM/agent.sock in a mode. */
 pid_t ht_fake_start(const char *vm, const char *mode, char *const extra_args[]);
 /* Starts fake-agent.py --qmp in a mode on HT_VM_DIR/VM/qmp.sock (a hostile QEMU). */
@@ -97,6 +107,12 @@ void ht_expect(const struct ht_result *r, int status, const char *in_out, const 
 /* Line i (0-based) of --json output, parsed (json_object_put() it); fails the test if there is
  * no such line or it is not JSON. */
 json_object *ht_json_line(const char *out, size_t i);
+/* The first line of --json output whose string member key is value (json_object_put() it), or
+ * NULL; fails the test on a line that is not JSON or lacks key. */
+json_object *ht_json_find(const char *out, const char *key, const char *value);
+/* --json output of n lines, each with "result" equal to result (and, unless in_error is NULL,
+ * an "error" containing in_error); fails the test otherwise. */
+void ht_expect_results(const char *out, size_t n, const char *result, const char *in_error);
 /* Member key of o, of the right type; fails the test otherwise. */
 json_object *ht_jget(json_object *o, const char *key);
 const char *ht_jstr(json_object *o, const char *key);

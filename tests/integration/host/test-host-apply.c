@@ -50,62 +50,11 @@
 static pid_t agents[N_OK];
 static pid_t fakes[3];
 static int refuse_fd = -1;
-static char users[N_USERS][16];
+static char users[N_USERS][HT_NAME_SIZE];
 
 static void die(const char *what) {
         fprintf(stderr, "apply test set-up failed: %s: %s\n", what, strerror(errno));
         exit(99);
-}
-
-static void wait_for_socket(const char *path) {
-        for (int i = 0; i < 1000; i++) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                if (strlen(path) >= sizeof(sa.sun_path))
-                        die(path);
-                memcpy(sa.sun_path, path, strlen(path) + 1);
-                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
-                        close(fd);
-                        return;
-                }
-                if (fd >= 0)
-                        close(fd);
-                usleep(10 * 1000);
-        }
-        fprintf(stderr, "nothing listens on %s\n", path);
-        exit(99);
-}
-
-/* A real agent in a mount namespace of its own: its userdb and state are its own tmpfs. */
-static pid_t start_private_agent(const char *vm) {
-        char dir[256], sock[300];
-        pid_t pid;
-
-        snprintf(dir, sizeof(dir), HT_VM_DIR "/%s", vm);
-        snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                die(dir);
-        pid = fork();
-        if (pid < 0)
-                die("fork");
-        if (pid == 0) {
-                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0)
-                        _exit(126);
-                if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-                    mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
-                    mount("tmpfs", "/run/vmuser", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0) {
-                        perror("private agent namespace");
-                        _exit(126);
-                }
-                /* --cleanup-root: a detach's clean-up stays below a scratch root, never touching
-                 * the host's processes and files of the UID (see test_agent_argv_prefix()). */
-                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--cleanup-root=" TEST_CLEANUP_ROOT, "--listen",
-                      sock, (char *) NULL);
-                _exit(127);
-        }
-        wait_for_socket(sock);
-        return pid;
 }
 
 static void write_text(const char *path, const char *text) {
@@ -147,27 +96,18 @@ static void write_manifests(void) {
 }
 
 static int group_setup(void **state) {
-        ht_setup();
+        char line[64];
 
-        _cleanup_fclose_ FILE *passwd = fopen(HT_ROOT "/etc/passwd", "ae");
-        _cleanup_fclose_ FILE *shadow = fopen(HT_ROOT "/etc/shadow", "ae");
-        _cleanup_fclose_ FILE *group = fopen(HT_ROOT "/etc/group", "ae");
-        if (!passwd || !shadow || !group)
-                return -1;
-        for (unsigned i = 0; i < N_USERS; i++) {
-                snprintf(users[i], sizeof(users[i]), "vmtu%02u", i);
-                ht_append_user(passwd, shadow, group, users[i], 21000 + i, HASH);
-        }
-        fprintf(group, "vmtpair:x:21900:%s,%s\n", users[18], users[19]);
-        fflush(passwd);
-        fflush(shadow);
-        fflush(group);
+        ht_setup();
+        ht_append_users(users, N_USERS, "vmtu", 2, 21000, HASH);
+        snprintf(line, sizeof(line), "vmtpair:x:21900:%s,%s\n", users[18], users[19]);
+        ht_append_line(HT_ROOT "/etc/group", line);
         write_manifests();
 
         for (int i = 0; i < N_OK; i++) {
                 char vm[32];
                 snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                agents[i] = start_private_agent(vm);
+                agents[i] = ht_private_agent_start(vm);
         }
         /* down: a VM directory without a socket; a socket nobody accepts on (a dead QEMU's) */
         if (mkdir(HT_VM_DIR "/vm-bad-45", 0755) < 0 || mkdir(HT_VM_DIR "/vm-bad-46", 0755) < 0)
@@ -186,10 +126,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
         for (int i = 0; i < N_OK; i++)
-                if (agents[i] > 0) {
-                        kill(agents[i], SIGTERM);
-                        waitpid(agents[i], NULL, 0);
-                }
+                ht_stop(agents[i]);
         for (size_t i = 0; i < ELEMENTSOF(fakes); i++)
                 ht_stop(fakes[i]);
         return 0;
@@ -197,15 +134,10 @@ static int group_teardown(void **state) {
 
 /* --json output: the object of vm, or fail. */
 static json_object *vm_result(const char *out, const char *vm) {
-        size_t n = ht_count_lines(out);
-        for (size_t i = 0; i < n; i++) {
-                json_object *o = ht_json_line(out, i);
-                if (strcmp(ht_jstr(o, "vm"), vm) == 0)
-                        return o;
-                json_object_put(o);
-        }
-        fail_msg("no result for VM %s in:\n%s", vm, out);
-        return NULL;
+        json_object *o = ht_json_find(out, "vm", vm);
+        if (!o)
+                fail_msg("no result for VM %s in:\n%s", vm, out);
+        return o;
 }
 
 static size_t jlen(json_object *o, const char *key) {
@@ -231,6 +163,26 @@ static void expect_counts(json_object *o, size_t added, size_t replaced, size_t 
             json_object_object_get(o, "error"))
                 fail_msg("wanted %zu added, %zu replaced, %zu removed, %zu unchanged, %zu pending, none failed: %s", added,
                          replaced, removed, unchanged, pending, json_object_to_json_string(o));
+}
+
+/* The result of each healthy VM: the counts, changed when want_changed is not -1, and with
+ * named, which users the declared change removed (vmtu03) and replaced (vmtu04, vmtu05). */
+static void expect_ok_vms(const char *out, size_t added, size_t replaced, size_t removed, size_t unchanged,
+                          int want_changed, bool named) {
+        for (int i = 0; i < N_OK; i++) {
+                char vm[32];
+                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
+                json_object *o = vm_result(out, vm);
+                expect_counts(o, added, replaced, removed, unchanged, 0);
+                if (want_changed >= 0 && ht_jbool(o, "changed") != (want_changed > 0))
+                        fail_msg("VM %s: changed is not %s: %s", vm, want_changed ? "true" : "false",
+                                 json_object_to_json_string(o));
+                if (named && (!jlist_has(o, "removed", users[3]) || !jlist_has(o, "replaced", users[4]) ||
+                              !jlist_has(o, "replaced", users[5])))
+                        fail_msg("VM %s: vmtu03 not removed or vmtu04, vmtu05 not replaced: %s", vm,
+                                 json_object_to_json_string(o));
+                json_object_put(o);
+        }
 }
 
 /* The five bad VMs, each reported with its own reason. */
@@ -266,14 +218,7 @@ static char *list_vm(const char *vm) {
 }
 
 static json_object *listed(const char *out, const char *user) {
-        size_t n = ht_count_lines(out);
-        for (size_t i = 0; i < n; i++) {
-                json_object *o = ht_json_line(out, i);
-                if (strcmp(ht_jstr(o, "userName"), user) == 0)
-                        return o;
-                json_object_put(o);
-        }
-        return NULL;
+        return ht_json_find(out, "userName", user);
 }
 
 static void expect_guest_has(const char *vm, bool removed_one) {
@@ -284,6 +229,15 @@ static void expect_guest_has(const char *vm, bool removed_one) {
                 if ((o != NULL) != !(removed_one && u == 3))
                         fail_msg("VM %s: %s %s listed:\n%s", vm, users[u], o ? "is" : "is not", out);
                 json_object_put(o);
+        }
+}
+
+/* Every healthy VM lists the 20 users, or all but vmtu03 once it is removed. */
+static void expect_guests_have(bool removed_one) {
+        for (int i = 0; i < N_OK; i++) {
+                char vm[32];
+                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
+                expect_guest_has(vm, removed_one);
         }
 }
 
@@ -331,38 +285,21 @@ static struct ht_result apply(int want, const char *manifest, ...) {
 }
 
 static void test_fleet(void **state) {
-        char vm[32];
-
         /* 1. from empty */
         struct ht_result r = apply(1, HT_BASE "/all.json", "--json", NULL);
         assert_int_equal(ht_count_lines(r.out), N_OK + 5);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                json_object *o = vm_result(r.out, vm);
-                expect_counts(o, N_USERS, 0, 0, 0, 0);
-                assert_true(ht_jbool(o, "changed"));
-                json_object_put(o);
-        }
+        expect_ok_vms(r.out, N_USERS, 0, 0, 0, true, false);
         expect_bad(r.out);
         double first = r.seconds;
         ht_result_done(&r);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                expect_guest_has(vm, false);
-        }
+        expect_guests_have(false);
         _cleanup_free_ char *pw = guest_getent(7, users[19]);
         if (!pw || !strstr(pw, "/run/vmhost/home/vmtu19"))
                 fail_msg("vmtu19 does not resolve in the namespace of vm-ok-07: %s", strempty(pw));
 
         /* 2. again: nothing changes; on the healthy VMs alone it says so */
         r = apply(1, HT_BASE "/all.json", "--json", NULL);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                json_object *o = vm_result(r.out, vm);
-                expect_counts(o, 0, 0, 0, N_USERS, 0);
-                assert_false(ht_jbool(o, "changed"));
-                json_object_put(o);
-        }
+        expect_ok_vms(r.out, 0, 0, 0, N_USERS, false, false);
         expect_bad(r.out);
         ht_result_done(&r);
         r = apply(0, HT_BASE "/ok.json", NULL);
@@ -379,36 +316,17 @@ static void test_fleet(void **state) {
         assert_false(ht_contains(r.out, "vmtu06"));
         ht_result_done(&r);
         r = apply(2, HT_BASE "/ok-changed.json", "--check", "--json", NULL);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                json_object *o = vm_result(r.out, vm);
-                expect_counts(o, 0, 2, 1, N_USERS - 3, 0);
-                json_object_put(o);
-        }
+        expect_ok_vms(r.out, 0, 2, 1, N_USERS - 3, -1, true);
         ht_result_done(&r);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                expect_guest_has(vm, false);
-        }
+        expect_guests_have(false);
 
         /* 4. the change, with the bad VMs still in the manifest */
         r = apply(1, HT_BASE "/all-changed.json", "--json", NULL);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                json_object *o = vm_result(r.out, vm);
-                expect_counts(o, 0, 2, 1, N_USERS - 3, 0);
-                assert_true(jlist_has(o, "removed", users[3]));
-                assert_true(jlist_has(o, "replaced", users[4]));
-                assert_true(jlist_has(o, "replaced", users[5]));
-                json_object_put(o);
-        }
+        expect_ok_vms(r.out, 0, 2, 1, N_USERS - 3, -1, true);
         expect_bad(r.out);
         double change = r.seconds;
         ht_result_done(&r);
-        for (int i = 0; i < N_OK; i++) {
-                snprintf(vm, sizeof(vm), "vm-ok-%02d", i);
-                expect_guest_has(vm, true);
-        }
+        expect_guests_have(true);
         _cleanup_free_ char *out = list_vm("vm-ok-00");
         json_object *o = listed(out, users[5]);
         assert_non_null(o);

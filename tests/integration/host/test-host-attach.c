@@ -90,18 +90,6 @@ static void assert_file_mode(const char *path, mode_t mode) {
         assert_int_equal(st.st_uid, 0);
 }
 
-static void assert_absent(const char *fmt, ...) _printf_(1, 2);
-static void assert_absent(const char *fmt, ...) {
-        char path[512];
-        struct stat st;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(path, sizeof(path), fmt, ap);
-        va_end(ap);
-        if (lstat(path, &st) == 0)
-                fail_msg("%s still exists", path);
-}
-
 static int group_setup(void **state) {
         ht_setup();
 
@@ -181,16 +169,10 @@ static void test_export_needs_qmp(void **state) {
 
         ht_vmuser(&r, "attach", "--json", "--read-only", "web01", "vmtbob", "vmtdave", NULL);
         ht_expect(&r, 3, NULL, NULL);
-        assert_int_equal(ht_count_lines(r.out), 2);
-        for (size_t i = 0; i < 2; i++) {
-                json_object *o = ht_json_line(r.out, i);
-                assert_string_equal(ht_jstr(o, "result"), "unreachable");
-                assert_true(ht_contains(ht_jstr(o, "error"), "QMP socket"));
-                json_object_put(o);
-        }
+        ht_expect_results(r.out, 2, "unreachable", "QMP socket");
         ht_result_done(&r);
         free(guest(2, "getent", "passwd", "vmtdave", NULL));
-        assert_absent(HT_VM_DIR "/web01/homes");
+        test_assert_absent(HT_VM_DIR "/web01/homes");
 }
 
 static void test_export_options(void **state) {
@@ -399,12 +381,7 @@ static void test_refused_on_host(void **state) {
 
         ht_vmuser(&r, "attach", "--no-home", "--json", "web01", "root", "vmtsys", NULL);
         ht_expect(&r, 7, NULL, NULL);
-        assert_int_equal(ht_count_lines(r.out), 2);
-        for (size_t i = 0; i < 2; i++) {
-                json_object *o = ht_json_line(r.out, i);
-                assert_string_equal(ht_jstr(o, "result"), "host-user");
-                json_object_put(o);
-        }
+        ht_expect_results(r.out, 2, "host-user", NULL);
         ht_result_done(&r);
 }
 
@@ -454,7 +431,7 @@ static void test_warnings_and_options(void **state) {
         ht_result_done(&r);
         dave_shadow = guest(0, "getent", "shadow", "vmtdave", NULL);
         assert_false(ht_contains(dave_shadow, "$y$"));
-        assert_absent("/run/userdb/vmtdave.user-privileged");
+        test_assert_absent("/run/userdb/vmtdave.user-privileged");
 
         ht_vmuser(&r, "list", "--json", "web01", NULL);
         ht_expect(&r, 0, "\"home\":{\"tag\":\"vmuser-vmtdave\",\"fstype\":\"virtiofs\"", NULL);
@@ -462,7 +439,7 @@ static void test_warnings_and_options(void **state) {
         /* --home-tag exports nothing. */
         assert_true(ht_contains(r.out, "\"export\":null"));
         ht_result_done(&r);
-        assert_absent(HT_VM_DIR "/web01/homes");
+        test_assert_absent(HT_VM_DIR "/web01/homes");
 }
 
 static void test_detach_busy_then_force(void **state) {
@@ -510,14 +487,14 @@ static void test_detach_busy_then_force(void **state) {
         assert_string_equal(keys, "");
         snprintf(uid_user, sizeof(uid_user), "/run/userdb/%u.user", alice_uid);
         snprintf(uid_priv, sizeof(uid_priv), "/run/userdb/%u.user-privileged", alice_uid);
-        assert_absent("%s", uid_user);
-        assert_absent("%s", uid_priv);
-        assert_absent("/run/userdb/vmtalice.user");
-        assert_absent("/run/userdb/vmtalice.user-privileged");
-        assert_absent("/run/userdb/vmtalice.group");
-        assert_absent("/run/userdb/vmtalice:vmtgrp.membership");
-        assert_absent("/run/vmuser/users/vmtalice.json");
-        assert_absent("/run/vmuser/sessions/vmtalice");
+        test_assert_absent("%s", uid_user);
+        test_assert_absent("%s", uid_priv);
+        test_assert_absent("/run/userdb/vmtalice.user");
+        test_assert_absent("/run/userdb/vmtalice.user-privileged");
+        test_assert_absent("/run/userdb/vmtalice.group");
+        test_assert_absent("/run/userdb/vmtalice:vmtgrp.membership");
+        test_assert_absent("/run/vmuser/users/vmtalice.json");
+        test_assert_absent("/run/vmuser/sessions/vmtalice");
 }
 
 static void test_detach_batch(void **state) {
@@ -540,7 +517,7 @@ static void test_detach_batch(void **state) {
                 json_object_put(o);
         }
         ht_result_done(&r);
-        assert_absent(HT_VM_DIR "/web01/homes");
+        test_assert_absent(HT_VM_DIR "/web01/homes");
 
         ht_vmuser(&r, "detach", "web01", "vmtbob", NULL);
         ht_expect(&r, 4, NULL, "user 'vmtbob' is not attached");

@@ -133,6 +133,16 @@ void pam_test_teardown(void) {
         }
 }
 
+int pam_test_group_setup(void **state) {
+        pam_test_setup();
+        return 0;
+}
+
+int pam_test_group_teardown(void **state) {
+        pam_test_teardown();
+        return 0;
+}
+
 static char *read_file(const char *path) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         size_t size = 0, cap = 65536;

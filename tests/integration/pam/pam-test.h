@@ -18,6 +18,9 @@
 #define PAM_TEST_DIR "/run/pamtest"
 void pam_test_setup(void);
 void pam_test_teardown(void);
+/* The same as cmocka group fixtures, for the suites that need nothing else. */
+int pam_test_group_setup(void **state);
+int pam_test_group_teardown(void **state);
 
 /* Attaches (or re-attaches, with replace) a user through the agent; home_json is the "home" object or NULL,
  * home_dir the homeDirectory or NULL for the default. Fails the test on any error. */

@@ -127,16 +127,6 @@ static void test_bad_paths(void **state) {
         assert_non_null(strstr(e.text, "mount point '/run/vmhost/file' is not a directory"));
 }
 
-static int group_setup(void **state) {
-        pam_test_setup();
-        return 0;
-}
-
-static int group_teardown(void **state) {
-        pam_test_teardown();
-        return 0;
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_check_mount_unmount),
@@ -146,5 +136,5 @@ int main(void) {
         };
 
         test_enter_private_run();
-        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+        return cmocka_run_group_tests(tests, pam_test_group_setup, pam_test_group_teardown);
 }

@@ -192,11 +192,6 @@ static int group_setup(void **state) {
         return 0;
 }
 
-static int group_teardown(void **state) {
-        pam_test_teardown();
-        return 0;
-}
-
 static int attach_alice(void **state) {
         pam_test_attach("alice", 60514, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-alice\"}");
         return 0;
@@ -214,5 +209,5 @@ int main(void) {
         };
 
         test_enter_private_run();
-        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+        return cmocka_run_group_tests(tests, group_setup, pam_test_group_teardown);
 }

@@ -654,16 +654,6 @@ static void test_untrusted_state_dirs_refused(void **state) {
         assert_int_equal(pam_test_run(SERVICE, "pia", true, true, NULL, 0), PAM_SUCCESS);
 }
 
-static int group_setup(void **state) {
-        pam_test_setup();
-        return 0;
-}
-
-static int group_teardown(void **state) {
-        pam_test_teardown();
-        return 0;
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_manager_ignored),
@@ -687,5 +677,5 @@ int main(void) {
         };
 
         test_enter_private_run();
-        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+        return cmocka_run_group_tests(tests, pam_test_group_setup, pam_test_group_teardown);
 }
