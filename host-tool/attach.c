@@ -309,7 +309,6 @@ static int step_record(struct attach_batch *b, struct attach_job *j) {
 
 static int step_home(struct attach_batch *b, struct attach_job *j) {
         const struct attach_options *o = b->o;
-        struct stat st;
         int r;
 
         r = build_home_spec(o, j->name, &j->home, &j->e);
@@ -321,16 +320,15 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                 return 0;
 
         /* Found out now, before the guest is touched: without QMP nothing can be hot-plugged. */
-        r = !b->vm.monitor_socket[0]          ? 0 :
-            stat(b->vm.monitor_socket, &st) < 0 ? -errno :
-            S_ISSOCK(st.st_mode)                ? 0 :
-                                                  -ENOTSOCK;
+        struct vm_backend_monitor mon;
+        vm_backend_probe_monitor(b->vm.backend, 0, &mon);
+        r = !mon.socket[0] ? 0 : mon.exists < 0 ? mon.exists : mon.is_socket ? 0 : -ENOTSOCK;
         if (r < 0) {
                 j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_UNREACHABLE;
                 return verr_set(&j->e, r, "the VM has no QMP socket '%s' (%s), which exporting the home "
                                                 "needs: start QEMU with -qmp unix:%s,server=on,wait=off (see "
                                                 "vmuser(1), QEMU), or attach with --no-home",
-                                b->vm.monitor_socket, strerror(-r), b->vm.monitor_socket);
+                                mon.socket, strerror(-r), mon.socket);
         }
         if (o->home_source)
                 r = template_expand(o->home_source, j->name, &j->source);
@@ -513,6 +511,7 @@ static void undo_push(struct attach_batch *b, struct attach_job *j) {
 /* Which outcome an export failure is: the VM (QEMU, libvirt) not reachable or not able to take
  * the share, the host user's directory unusable, or a local failure. */
 static enum outcome export_outcome(int r, const struct vm *vm, const char *source) {
+        struct vm_backend_monitor mon;
         struct stat st;
 
         switch (r) {
@@ -528,7 +527,8 @@ static enum outcome export_outcome(int r, const struct vm *vm, const char *sourc
         case -ENOSPC:     /* libvirt: no free root port */
                 return OUTCOME_UNREACHABLE;
         case -ENOENT:
-                if (vm->monitor_socket[0] && stat(vm->monitor_socket, &st) < 0)
+                vm_backend_probe_monitor(vm->backend, 0, &mon);
+                if (mon.socket[0] && mon.exists < 0)
                         return OUTCOME_UNREACHABLE;
                 return stat(source, &st) < 0 ? OUTCOME_HOST_USER : OUTCOME_FAILED;
         case -EPERM:
@@ -716,17 +716,9 @@ enum outcome attach_run(const struct attach_options *o) {
         struct verr e = {};
         int r;
 
-        if (o->common.opened_vm)
-                b.vm = *o->common.opened_vm;
-        else {
-                r = vm_open(&o->common, &b.vm, &e);
-                if (r < 0) {
-                        log_error("%s", verr_text(&e, r));
-                        return vm_open_outcome(r);
-                }
-        }
-        if (o->common.shared_agent)
-                b.agent = *o->common.shared_agent;
+        result = vm_acquire(&o->common, &b.vm, &b.agent);
+        if (result != OUTCOME_OK)
+                return result;
         b.report.vm_label = b.vm.label;
         b.report.on_result = attach_audit;
         b.report.on_result_userdata = &b;
@@ -754,14 +746,9 @@ enum outcome attach_run(const struct attach_options *o) {
         result = report_outcome(&b.report);
 
 finish:
-        if (o->common.shared_agent)
-                *o->common.shared_agent = b.agent;
-        else
-                qga_client_free(b.agent);
         json_object_put(b.attached_before);
         free(b.exports_before);
         host_user_keys_done(&b.extra_keys);
-        if (!o->common.opened_vm)
-                vm_close(&b.vm);
+        vm_release(&o->common, &b.vm, b.agent);
         return result;
 }
