@@ -469,11 +469,7 @@ bool attach_refusal_is_difference(const char *desc) {
 }
 
 enum outcome attach_run(const struct attach_options *o) {
-        struct attach_batch b = {
-                .o = o,
-                .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm,
-                            .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
-        };
+        struct attach_batch b = { .o = o };
         uid_t owners[2] = { audit_invoker_uid(), 0 };
         size_t n_owners = 1;
         enum outcome result = OUTCOME_OK;
@@ -483,9 +479,7 @@ enum outcome attach_run(const struct attach_options *o) {
         result = vm_acquire(&o->common, &b.vm, &b.agent);
         if (result != OUTCOME_OK)
                 return result;
-        b.report.vm_label = b.vm.label;
-        b.report.on_result = attach_audit;
-        b.report.on_result_userdata = &b;
+        report_init(&b.report, &o->common, "attach", "to", b.vm.label, attach_audit, &b);
 
         /* A key file may belong to root, to who runs vmuser, or (one user attached) to that user. */
         if (o->n_users == 1 && o->ssh_key_files) {

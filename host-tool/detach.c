@@ -296,19 +296,13 @@ static void detach_audit(void *userdata, const char *user, const char *result, c
 }
 
 enum outcome detach_run(const struct detach_options *o) {
-        struct detach_batch b = {
-                .o = o,
-                .rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm,
-                         .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
-        };
+        struct detach_batch b = { .o = o };
         enum outcome result;
 
         result = vm_acquire(&o->common, &b.vm, &b.agent);
         if (result != OUTCOME_OK)
                 return result;
-        b.rep.vm_label = b.vm.label;
-        b.rep.on_result = detach_audit;
-        b.rep.on_result_userdata = &b;
+        report_init(&b.rep, &o->common, "detach", "from", b.vm.label, detach_audit, &b);
 
         for (size_t i = 0; i < o->n_users; i++)
                 detach_one(&b, o->users[i]);
