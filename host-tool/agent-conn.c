@@ -14,14 +14,16 @@
 #define HOTPLUG_RETRY_MS 500
 
 /* A bare QEMU that left its QMP socket behind and does not accept on it any more has exited. (A
- * QEMU started without a QMP socket may well run: no claim then.) */
-static bool qemu_gone(const struct vm *vm) {
-        struct stat st;
-        return vm->monitor_socket[0] && !vm->info.running && stat(vm->monitor_socket, &st) == 0 && S_ISSOCK(st.st_mode);
+ * QEMU started without a QMP socket may well run: no claim then.) The backend says where its
+ * monitor is (ret->socket, for the message); libvirt names none. */
+static bool qemu_gone(const struct vm *vm, struct vm_backend_monitor *ret) {
+        vm_backend_probe_monitor(vm->backend, 0, ret);
+        return ret->socket[0] && !vm->info.running && ret->is_socket;
 }
 
 static int explain_connect_error(const struct vm *vm, const char *path, int r, const struct verr *lib,
                                  struct verr *e) {
+        struct vm_backend_monitor mon;
         struct stat st;
 
         switch (r) {
@@ -29,15 +31,15 @@ static int explain_connect_error(const struct vm *vm, const char *path, int r, c
                 if (vm->dir[0] && stat(vm->dir, &st) < 0 && errno == ENOENT && strncmp(path, vm->dir, strlen(vm->dir)) == 0)
                         return verr_set(e, r, "the VM directory '%s' does not exist (no VM '%s' running here?)", vm->dir,
                                         vm->label);
-                if (qemu_gone(vm))
+                if (qemu_gone(vm, &mon))
                         return verr_set(e, r, "the VM is not running: the agent socket '%s' does not exist, and "
-                                              "nothing accepts on its QMP socket '%s'", path, vm->monitor_socket);
+                                              "nothing accepts on its QMP socket '%s'", path, mon.socket);
                 return verr_set(e, r, "the agent socket '%s' does not exist: is the VM running, with the "
                                       "org.vmuser.agent.0 chardev (see QEMU in vmuser(1))?", path);
         case -ECONNREFUSED:
-                if (qemu_gone(vm))
+                if (qemu_gone(vm, &mon))
                         return verr_set(e, r, "the VM is not running: nobody is listening on '%s' (a stale socket), "
-                                              "nor on its QMP socket '%s'", path, vm->monitor_socket);
+                                              "nor on its QMP socket '%s'", path, mon.socket);
                 return verr_set(e, r, "nobody is listening on '%s': the VM is not running (stale socket) or its "
                                       "chardev is gone", path);
         case -EACCES:

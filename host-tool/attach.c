@@ -25,10 +25,13 @@
  *               QEMU: home-export.c, idmapped staging mount -> virtiofsd -> QMP hot-plug;
  *               libvirt: staging mount -> libvirt's <filesystem> live attach). An export that
  *               already exists for the same guest UID is an idempotent re-attach.
- *   6. report   one sentence or one JSON object per user (output.c)
+ *   6. report   one sentence or one JSON object per user (attach-report.c, output.c)
  *
  * The export comes after the push because the guest UID is only known from the agent's reply;
- * the guest mounts the tag at login (pam_vmuser), so a login in between waits for the tag. */
+ * the guest mounts the tag at login (pam_vmuser), so a login in between waits for the tag.
+ *
+ * Files: this one runs the batch and its steps; attach-options.c checks and expands the
+ * options, attach-report.c says what became of each user; attach.h has what they share. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,7 @@
 #include <sys/statvfs.h>
 
 #include "agent-conn.h"
+#include "attach.h"
 #include "audit.h"
 #include "home-export.h"
 #include "home-spec.h"
@@ -49,196 +53,11 @@
 #include "vm.h"
 #include "vmuser.h"
 
-struct attach_batch {
-        const struct attach_options *o;
-        struct vm vm;
-        struct host_user_keys extra_keys;
-        struct qga_client *agent;
-        bool agent_failed;        /* connecting failed once: later users fail the same way */
-        int agent_error;
-        struct verr agent_verr;
-        json_object *attached_before; /* --replace: the agent's vmuser-list, NULL if unknown */
-        /* The VM's home exports when the batch started (read at the first user that exports):
-         * one left from before a guest reboot fixes the guest UID to ask for. */
-        struct home_export_info *exports_before;
-        size_t n_exports_before;
-        bool exports_listed;
-        struct report report;
-        struct attach_job *current; /* the job being reported, for the audit entry */
-};
-
-/* One user's way through the steps. */
-struct attach_job {
-        const char *name;
-        struct host_user *host;
-        json_object *record;
-        json_object *home;        /* home spec, NULL: none */
-        char *source;             /* the directory to export, NULL: no export */
-        /* the agent's answer */
-        uint32_t uid;
-        uint32_t gid;
-        char home_directory[HOME_PATH_MAX + 1];
-        bool changed;
-        bool created;             /* this push made the user: its undo may detach it */
-        /* the export */
-        struct home_export_info export;
-        bool exported;
-        bool export_existed;
-        bool source_allows_setuid; /* the export's source is on a file system mounted without nosuid */
-        /* why it failed */
-        enum outcome outcome;
-        struct qga_error qerr;
-        bool remote;
-        struct verr e;
-        char note[1024];          /* what the undo did, appended to the reason */
-};
-
 struct attach_step {
         const char *name;
         int (*run)(struct attach_batch *b, struct attach_job *j);
         void (*undo)(struct attach_batch *b, struct attach_job *j); /* may be NULL */
 };
-
-bool template_has_user(const char *tmpl) {
-        for (const char *p = tmpl; *p; p++)
-                if (p[0] == '%' && p[1] != '\0') {
-                        if (p[1] == 'u')
-                                return true;
-                        p++;
-                }
-        return false;
-}
-
-int template_expand(const char *tmpl, const char *name, char **ret) {
-        size_t n = 0, name_len = strlen(name);
-        char *out;
-
-        for (const char *p = tmpl; *p; p++) {
-                if (p[0] == '%' && p[1] == 'u') {
-                        n += name_len;
-                        p++;
-                } else if (p[0] == '%' && p[1] == '%') {
-                        n++;
-                        p++;
-                } else
-                        n++;
-        }
-        out = malloc(n + 1);
-        if (!out)
-                return -ENOMEM;
-        n = 0;
-        for (const char *p = tmpl; *p; p++) {
-                if (p[0] == '%' && p[1] == 'u') {
-                        memcpy(out + n, name, name_len);
-                        n += name_len;
-                        p++;
-                } else if (p[0] == '%' && p[1] == '%') {
-                        out[n++] = '%';
-                        p++;
-                } else
-                        out[n++] = *p;
-        }
-        out[n] = '\0';
-        *ret = out;
-        return 0;
-}
-
-/* Whether attach exports the host home (the default), or only sends what the options say. */
-static bool attach_exports(const struct attach_options *o) {
-        return !o->no_home && !o->home_tag;
-}
-
-static int build_home_spec(const struct attach_options *o, const char *name, json_object **ret, struct verr *e) {
-        _cleanup_json_ json_object *spec = NULL;
-        _cleanup_free_ char *tag = NULL;
-        struct home_spec parsed;
-        const char *fstype = "virtiofs";
-        int r;
-
-        *ret = NULL;
-        if (o->no_home)
-                return 0;
-        if (o->home_tag) {
-                r = template_expand(o->home_tag, name, &tag);
-                if (r < 0)
-                        return r;
-                if (o->home_fstype)
-                        fstype = o->home_fstype;
-        } else {
-                tag = malloc(HOME_SPEC_TAG_MAX + 1);
-                if (!tag)
-                        return -ENOMEM;
-                r = home_export_tag(name, tag, HOME_SPEC_TAG_MAX + 1);
-                if (r < 0)
-                        return verr_set(e, r, "cannot make the virtio-fs tag for '%s'", name);
-        }
-        spec = json_object_new_object();
-        if (!spec || json_object_object_add(spec, "tag", json_object_new_string(tag)) < 0 ||
-            json_object_object_add(spec, "fstype", json_object_new_string(fstype)) < 0 ||
-            (o->read_only && json_object_object_add(spec, "options", json_object_new_string("ro")) < 0))
-                return -ENOMEM;
-        /* The agent checks it again; checking here turns a typo into a usage error. */
-        r = home_spec_from_json(spec, &parsed, e);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(spec);
-        return 0;
-}
-
-int attach_check_options(const struct attach_options *o, struct verr *e) {
-        int r;
-
-        if (o->has_uid && o->n_users > 1)
-                return verr_set(e, -EINVAL, "--uid sets the guest UID of one user; attach one user per invocation");
-        if (o->home_dir && o->n_users > 1 && !template_has_user(o->home_dir))
-                return verr_set(e, -EINVAL, "--home-dir '%s' would give %zu users the same home; use %%u for the user name",
-                                o->home_dir, o->n_users);
-        if (o->home_tag && !o->no_home && o->n_users > 1 && !template_has_user(o->home_tag) &&
-            (!o->home_fstype || streq(o->home_fstype, "virtiofs")))
-                return verr_set(e, -EINVAL, "--home-tag '%s' would give %zu users the same virtiofs tag; use %%u for the "
-                                            "user name", o->home_tag, o->n_users);
-        if (o->no_home && (o->home_tag || o->home_source || o->read_only))
-                return verr_set(e, -EINVAL, "--no-home exports and sends no home; it cannot be combined with %s",
-                                o->home_tag ? "--home-tag" : o->home_source ? "--home-source" : "--read-only");
-        if (o->home_tag && o->home_source)
-                return verr_set(e, -EINVAL, "--home-source names what to export, --home-tag sends a tag without "
-                                            "exporting: use one of them");
-        if (o->home_source && o->n_users > 1 && !template_has_user(o->home_source))
-                return verr_set(e, -EINVAL, "--home-source '%s' would export one directory for %zu users; use %%u for "
-                                            "the user name", o->home_source, o->n_users);
-        for (char **g = o->groups; g && *g; g++)
-                if (!name_is_valid(*g))
-                        return verr_set(e, -EINVAL, "--group '%s' is not a valid group name", *g);
-
-        for (size_t i = 0; i < o->n_users; i++) {
-                const char *name = o->users[i];
-                if (!name_is_valid(name))
-                        continue; /* reported for that user when it is resolved */
-                if (o->home_dir) {
-                        _cleanup_free_ char *home = NULL;
-                        r = template_expand(o->home_dir, name, &home);
-                        if (r < 0)
-                                return r;
-                        if (!home_path_is_valid(home))
-                                return verr_set(e, -EINVAL, "--home-dir: '%s' is not a normalized absolute path under "
-                                                            "/home, /run/vmhost, /var/home, /srv or /mnt", home);
-                }
-                if (o->home_source) {
-                        _cleanup_free_ char *source = NULL;
-                        r = template_expand(o->home_source, name, &source);
-                        if (r < 0)
-                                return r;
-                        if (!path_is_normalized_absolute(source))
-                                return verr_set(e, -EINVAL, "--home-source: '%s' is not a normalized absolute path",
-                                                source);
-                }
-                _cleanup_json_ json_object *spec = NULL;
-                r = build_home_spec(o, name, &spec, e);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
 
 static void warn_cb(void *userdata, const char *text) {
         log_warning("%s", text);
@@ -309,10 +128,9 @@ static int step_record(struct attach_batch *b, struct attach_job *j) {
 
 static int step_home(struct attach_batch *b, struct attach_job *j) {
         const struct attach_options *o = b->o;
-        struct stat st;
         int r;
 
-        r = build_home_spec(o, j->name, &j->home, &j->e);
+        r = attach_build_home_spec(o, j->name, &j->home, &j->e);
         if (r < 0) {
                 j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_USAGE;
                 return r;
@@ -321,16 +139,15 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                 return 0;
 
         /* Found out now, before the guest is touched: without QMP nothing can be hot-plugged. */
-        r = !b->vm.monitor_socket[0]          ? 0 :
-            stat(b->vm.monitor_socket, &st) < 0 ? -errno :
-            S_ISSOCK(st.st_mode)                ? 0 :
-                                                  -ENOTSOCK;
+        struct vm_backend_monitor mon;
+        vm_backend_probe_monitor(b->vm.backend, 0, &mon);
+        r = !mon.socket[0] ? 0 : mon.exists < 0 ? mon.exists : mon.is_socket ? 0 : -ENOTSOCK;
         if (r < 0) {
                 j->outcome = r == -ENOMEM ? OUTCOME_FAILED : OUTCOME_UNREACHABLE;
                 return verr_set(&j->e, r, "the VM has no QMP socket '%s' (%s), which exporting the home "
                                                 "needs: start QEMU with -qmp unix:%s,server=on,wait=off (see "
                                                 "vmuser(1), QEMU), or attach with --no-home",
-                                b->vm.monitor_socket, strerror(-r), b->vm.monitor_socket);
+                                mon.socket, strerror(-r), mon.socket);
         }
         if (o->home_source)
                 r = template_expand(o->home_source, j->name, &j->source);
@@ -513,6 +330,7 @@ static void undo_push(struct attach_batch *b, struct attach_job *j) {
 /* Which outcome an export failure is: the VM (QEMU, libvirt) not reachable or not able to take
  * the share, the host user's directory unusable, or a local failure. */
 static enum outcome export_outcome(int r, const struct vm *vm, const char *source) {
+        struct vm_backend_monitor mon;
         struct stat st;
 
         switch (r) {
@@ -528,7 +346,8 @@ static enum outcome export_outcome(int r, const struct vm *vm, const char *sourc
         case -ENOSPC:     /* libvirt: no free root port */
                 return OUTCOME_UNREACHABLE;
         case -ENOENT:
-                if (vm->monitor_socket[0] && stat(vm->monitor_socket, &st) < 0)
+                vm_backend_probe_monitor(vm->backend, 0, &mon);
+                if (mon.socket[0] && mon.exists < 0)
                         return OUTCOME_UNREACHABLE;
                 return stat(source, &st) < 0 ? OUTCOME_HOST_USER : OUTCOME_FAILED;
         case -EPERM:
@@ -619,20 +438,6 @@ static void attach_job_done(struct attach_job *j) {
         free(j->source);
 }
 
-/* The audit entry of the user being reported (report.on_result). */
-static void attach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields) {
-        struct attach_batch *b = userdata;
-        bool changed = true;
-
-        if (fields)
-                (void) json_get_bool(fields, "changed", &changed);
-        /* A record already there, but a new export of it, is a change too. */
-        if (b->current && b->current->exported && !b->current->export_existed)
-                changed = true;
-        audit_host_result(b->o->replace ? "replace" : "attach", b->vm.label, user, changed ? result : "unchanged",
-                          reason, fields, b->current ? b->current->record : NULL);
-}
-
 static void attach_one(struct attach_batch *b, const char *name) {
         struct attach_job j = { .name = name };
         size_t i;
@@ -652,49 +457,8 @@ static void attach_one(struct attach_batch *b, const char *name) {
                 char reason[sizeof(j.e.text) + sizeof(j.note)];
                 snprintf(reason, sizeof(reason), "%s%s", verr_text(&j.e, r), j.note);
                 report_failure(&b->report, name, j.outcome, j.remote ? &j.qerr : NULL, reason);
-        } else {
-                _cleanup_json_ json_object *fields = json_object_new_object();
-                if (fields) {
-                        json_object_object_add(fields, "uid", json_object_new_int64(j.uid));
-                        json_object_object_add(fields, "gid", json_object_new_int64(j.gid));
-                        json_object_object_add(fields, "homeDirectory", json_object_new_string(j.home_directory));
-                        json_object_object_add(fields, "changed", json_object_new_boolean(j.changed));
-                        json_object_object_add(fields, "hostUid", json_object_new_int64(j.host->uid));
-                        if (j.exported) {
-                                json_object_object_add(fields, "homeTag", json_object_new_string(j.export.tag));
-                                json_object_object_add(fields, "homeSource", json_object_new_string(j.export.source));
-                                json_object_object_add(fields, "readOnly", json_object_new_boolean(j.export.read_only));
-                                json_object_object_add(fields, "sourceAllowsSetuid",
-                                                       json_object_new_boolean(j.source_allows_setuid));
-                                json_object_object_add(fields, "fileServer",
-                                                       json_object_new_string(home_export_server_to_string(j.export.server)));
-                                if (j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
-                                        json_object_object_add(fields, "fileServerUid",
-                                                               json_object_new_int64(j.export.server_uid));
-                        }
-                }
-                char home[HOME_PATH_MAX + 1], export[PATH_MAX + 128] = "", server[80] = "";
-                text_sanitize(j.home_directory, home, sizeof(home));
-                if (j.exported)
-                        snprintf(export, sizeof(export), "; %s %s%s as virtio-fs tag %s",
-                                 j.export_existed ? "already exported" : "exported", j.export.source,
-                                 j.export.read_only ? " read-only" : "", j.export.tag);
-                /* Which file server serves the home: a sentence of its own, after the rest. */
-                if (j.exported && j.export.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
-                        snprintf(server, sizeof(server), " File server: unprivileged, host uid %u.",
-                                 (unsigned) j.export.server_uid);
-                else if (j.exported)
-                        snprintf(server, sizeof(server), " File server: root.");
-                if (j.changed)
-                        report_success(&b->report, name, fields, "Attached '%s' to %s as uid %u (host uid %u), home %s%s.%s",
-                                       name, b->vm.label, j.uid, (unsigned) j.host->uid, home, export, server);
-                else if (j.exported && !j.export_existed)
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s.%s", name,
-                                       b->vm.label, j.uid, export, server);
-                else
-                        report_success(&b->report, name, fields, "'%s' was already attached to %s as uid %u%s; nothing changed.%s",
-                                       name, b->vm.label, j.uid, export, server);
-        }
+        } else
+                attach_report_success(b, &j);
         b->current = NULL;
         attach_job_done(&j);
 }
@@ -705,31 +469,17 @@ bool attach_refusal_is_difference(const char *desc) {
 }
 
 enum outcome attach_run(const struct attach_options *o) {
-        struct attach_batch b = {
-                .o = o,
-                .report = { .json = o->common.json, .verb = "attach", .preposition = "to", .vm_label = o->common.vm,
-                            .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
-        };
+        struct attach_batch b = { .o = o };
         uid_t owners[2] = { audit_invoker_uid(), 0 };
         size_t n_owners = 1;
         enum outcome result = OUTCOME_OK;
         struct verr e = {};
         int r;
 
-        if (o->common.opened_vm)
-                b.vm = *o->common.opened_vm;
-        else {
-                r = vm_open(&o->common, &b.vm, &e);
-                if (r < 0) {
-                        log_error("%s", verr_text(&e, r));
-                        return vm_open_outcome(r);
-                }
-        }
-        if (o->common.shared_agent)
-                b.agent = *o->common.shared_agent;
-        b.report.vm_label = b.vm.label;
-        b.report.on_result = attach_audit;
-        b.report.on_result_userdata = &b;
+        result = vm_acquire(&o->common, &b.vm, &b.agent);
+        if (result != OUTCOME_OK)
+                return result;
+        report_init(&b.report, &o->common, "attach", "to", b.vm.label, attach_audit, &b);
 
         /* A key file may belong to root, to who runs vmuser, or (one user attached) to that user. */
         if (o->n_users == 1 && o->ssh_key_files) {
@@ -754,14 +504,9 @@ enum outcome attach_run(const struct attach_options *o) {
         result = report_outcome(&b.report);
 
 finish:
-        if (o->common.shared_agent)
-                *o->common.shared_agent = b.agent;
-        else
-                qga_client_free(b.agent);
         json_object_put(b.attached_before);
         free(b.exports_before);
         host_user_keys_done(&b.extra_keys);
-        if (!o->common.opened_vm)
-                vm_close(&b.vm);
+        vm_release(&o->common, &b.vm, b.agent);
         return result;
 }

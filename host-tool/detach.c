@@ -296,37 +296,17 @@ static void detach_audit(void *userdata, const char *user, const char *result, c
 }
 
 enum outcome detach_run(const struct detach_options *o) {
-        struct detach_batch b = {
-                .o = o,
-                .rep = { .json = o->common.json, .verb = "detach", .preposition = "from", .vm_label = o->common.vm,
-                         .sink = o->common.sink, .sink_userdata = o->common.sink_userdata },
-        };
-        struct verr e = {};
-        int r;
+        struct detach_batch b = { .o = o };
+        enum outcome result;
 
-        if (o->common.opened_vm)
-                b.vm = *o->common.opened_vm;
-        else {
-                r = vm_open(&o->common, &b.vm, &e);
-                if (r < 0) {
-                        log_error("%s", verr_text(&e, r));
-                        return vm_open_outcome(r);
-                }
-        }
-        if (o->common.shared_agent)
-                b.agent = *o->common.shared_agent;
-        b.rep.vm_label = b.vm.label;
-        b.rep.on_result = detach_audit;
-        b.rep.on_result_userdata = &b;
+        result = vm_acquire(&o->common, &b.vm, &b.agent);
+        if (result != OUTCOME_OK)
+                return result;
+        report_init(&b.rep, &o->common, "detach", "from", b.vm.label, detach_audit, &b);
 
         for (size_t i = 0; i < o->n_users; i++)
                 detach_one(&b, o->users[i]);
 
-        if (o->common.shared_agent)
-                *o->common.shared_agent = b.agent;
-        else
-                qga_client_free(b.agent);
-        if (!o->common.opened_vm)
-                vm_close(&b.vm);
+        vm_release(&o->common, &b.vm, b.agent);
         return report_outcome(&b.rep);
 }

@@ -7,10 +7,12 @@
  * whose user the agent does not list (orphans: the guest rebooted, or an attach broke half-way;
  * `vmuser detach` removes them) -> a table, or with --json one object per user (JSON Lines;
  * nothing at all when nobody is attached and nothing is exported). A libvirt domain without the
- * vmuser channel has had nobody attached since it started: list says so and plugs nothing in. */
+ * vmuser channel has had nobody attached since it started: list says so and plugs nothing in.
+ * list_run() is gather_users() + gather_exports(), then render_json() or render_table(). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -133,114 +135,123 @@ static void hint_left_behind(struct vm *vm) {
                     n > 1 ? ", ..." : "", vm->label, n == 1 ? "it" : "them");
 }
 
-enum outcome list_run(const struct common_options *o) {
+/* What list found out: the agent's users (checked) and the host's exports, each export either
+ * claimed by a listed user (users[i].export) or an orphan. */
+struct list_facts {
+        json_object *value; /* the agent's list; users[] borrows its strings */
+        struct listed_user *users;
+        size_t n;
+        struct home_export_info *exports;
+        size_t n_exports;
+        bool *claimed;
+        size_t n_orphans;
+};
+
+static void list_facts_done(struct list_facts *f) {
+        free(f->claimed);
+        free(f->exports);
+        free(f->users);
+        json_object_put(f->value);
+}
+
+/* The agent's list, every entry checked: OUTCOME_OK, or the failure (logged). */
+static enum outcome gather_users(const struct common_options *o, struct vm *vm, struct list_facts *f) {
         _cleanup_qga_client_ struct qga_client *agent = NULL;
-        _cleanup_json_ json_object *value = NULL;
-        _cleanup_free_ struct listed_user *users = NULL;
-        _cleanup_free_ struct home_export_info *exports = NULL;
-        _cleanup_free_ bool *claimed = NULL;
-        size_t n_exports = 0, n_orphans = 0;
         struct qga_error qe = {};
         struct verr e = {};
-        struct vm vm = {};
-        enum outcome result = OUTCOME_OK;
-        size_t n;
         int r;
 
-        r = vm_open(o, &vm, &e);
-        if (r < 0) {
-                log_error("%s", verr_text(&e, r));
-                return vm_open_outcome(r);
-        }
-
-        r = agent_open(&vm, 0, o->timeout_ms, &agent, &e);
+        r = agent_open(vm, 0, o->timeout_ms, &agent, &e);
         if (r == -ENOLINK) {
                 /* No channel, no agent: nobody was attached; exports (if any) are orphans. */
-                value = json_object_new_array();
-                if (!value) {
-                        result = OUTCOME_FAILED;
-                        goto finish;
-                }
+                f->value = json_object_new_array();
+                if (!f->value)
+                        return OUTCOME_FAILED;
                 r = 0;
         } else if (r >= 0)
-                r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &value, &qe, &e);
+                r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &f->value, &qe, &e);
         if (r < 0) {
                 char safe[2048];
-                log_error("Failed to list the users of VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
-                result = outcome_from_agent_error(r, &qe);
-                if (vm_is_gone(&vm, r))
-                        hint_left_behind(&vm);
-                goto finish;
+                log_error("Failed to list the users of VM %s: %s", vm->label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));
+                if (vm_is_gone(vm, r))
+                        hint_left_behind(vm);
+                return outcome_from_agent_error(r, &qe);
         }
-        if (!json_object_is_type(value, json_type_array)) {
-                log_error("Failed to list the users of VM %s: the reply to vmuser-list is not an array", vm.label);
-                result = OUTCOME_UNREACHABLE;
-                goto finish;
+        if (!json_object_is_type(f->value, json_type_array)) {
+                log_error("Failed to list the users of VM %s: the reply to vmuser-list is not an array", vm->label);
+                return OUTCOME_UNREACHABLE;
         }
 
-        n = json_object_array_length(value);
-        users = calloc(n ? n : 1, sizeof(*users));
-        if (!users) {
-                result = OUTCOME_FAILED;
-                goto finish;
-        }
-        for (size_t i = 0; i < n; i++) {
-                r = list_check_entry(json_object_array_get_idx(value, i), i, &users[i], &e);
+        f->n = json_object_array_length(f->value);
+        f->users = calloc(f->n ? f->n : 1, sizeof(*f->users));
+        if (!f->users)
+                return OUTCOME_FAILED;
+        for (size_t i = 0; i < f->n; i++) {
+                r = list_check_entry(json_object_array_get_idx(f->value, i), i, &f->users[i], &e);
                 if (r < 0) {
-                        log_error("Failed to list the users of VM %s: %s", vm.label, verr_text(&e, r));
-                        result = OUTCOME_UNREACHABLE;
-                        goto finish;
+                        log_error("Failed to list the users of VM %s: %s", vm->label, verr_text(&e, r));
+                        return OUTCOME_UNREACHABLE;
                 }
         }
+        return OUTCOME_OK;
+}
 
-        /* The host's side. Not being able to read it does not hide what the guest said. */
-        r = vm_backend_list_exports(vm.backend, &exports, &n_exports, &e);
+/* The host's side. Not being able to read it does not hide what the guest said. */
+static enum outcome gather_exports(struct vm *vm, struct list_facts *f) {
+        struct verr e = {};
+        int r;
+
+        r = vm_backend_list_exports(vm->backend, &f->exports, &f->n_exports, &e);
         if (r < 0) {
-                log_warning("cannot read the home exports of VM %s: %s", vm.label, verr_text(&e, r));
-                n_exports = 0;
+                log_warning("cannot read the home exports of VM %s: %s", vm->label, verr_text(&e, r));
+                f->n_exports = 0;
         }
-        claimed = calloc(n_exports ? n_exports : 1, sizeof(bool));
-        if (!claimed) {
-                result = OUTCOME_FAILED;
-                goto finish;
-        }
-        for (size_t k = 0; k < n_exports; k++) {
-                for (size_t i = 0; i < n; i++)
-                        if (streq(users[i].name, exports[k].user)) {
-                                users[i].export = &exports[k];
-                                claimed[k] = true;
+        f->claimed = calloc(f->n_exports ? f->n_exports : 1, sizeof(bool));
+        if (!f->claimed)
+                return OUTCOME_FAILED;
+        for (size_t k = 0; k < f->n_exports; k++) {
+                for (size_t i = 0; i < f->n; i++)
+                        if (streq(f->users[i].name, f->exports[k].user)) {
+                                f->users[i].export = &f->exports[k];
+                                f->claimed[k] = true;
                         }
-                n_orphans += !claimed[k];
+                f->n_orphans += !f->claimed[k];
         }
+        return OUTCOME_OK;
+}
 
-        if (o->json) {
-                for (size_t i = 0; i < n; i++)
-                        print_json(&users[i]);
-                for (size_t k = 0; k < n_exports; k++)
-                        if (!claimed[k])
-                                print_json_orphan(&exports[k]);
-                goto finish;
-        }
-        if (n == 0 && n_orphans == 0) {
-                printf("No users attached to %s.\n", vm.label);
-                goto finish;
-        }
+static void render_json(const struct list_facts *f) {
+        for (size_t i = 0; i < f->n; i++)
+                print_json(&f->users[i]);
+        for (size_t k = 0; k < f->n_exports; k++)
+                if (!f->claimed[k])
+                        print_json_orphan(&f->exports[k]);
+}
+
+static void render_table(const struct vm *vm, const struct list_facts *f) {
+        const struct listed_user *users = f->users;
+        const struct home_export_info *exports = f->exports;
         int name_w = 4, home_w = 4, tag_w = 6;
-        for (size_t i = 0; i < n; i++) {
+
+        if (f->n == 0 && f->n_orphans == 0) {
+                printf("No users attached to %s.\n", vm->label);
+                return;
+        }
+        for (size_t i = 0; i < f->n; i++) {
                 int a = (int) strlen(users[i].name), b = (int) strlen(users[i].home_directory);
                 name_w = a > name_w ? a : name_w;
                 home_w = b > home_w ? b : home_w;
         }
-        if (n_orphans > 0 && home_w < (int) strlen("(not attached)"))
+        if (f->n_orphans > 0 && home_w < (int) strlen("(not attached)"))
                 home_w = (int) strlen("(not attached)");
-        for (size_t k = 0; k < n_exports; k++) {
+        for (size_t k = 0; k < f->n_exports; k++) {
                 int a = (int) strlen(exports[k].user), t = (int) strlen(exports[k].tag);
                 name_w = a > name_w ? a : name_w;
                 tag_w = t > tag_w ? t : tag_w;
         }
         printf("%-*s %6s %6s %-*s %-7s %8s  %-19s  %-*s %s\n", name_w, "USER", "UID", "GID", home_w, "HOME", "MOUNTED",
                "SESSIONS", "ATTACHED", tag_w, "EXPORT", "VIRTIOFSD");
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < f->n; i++) {
                 char home[HOME_PATH_MAX + 1], when[64];
                 format_time(users[i].attached_usec, when, sizeof(when));
                 printf("%-*s %6" PRIu32 " %6" PRIu32 " %-*s %-7s %8" PRIu32 "  %-19s  %-*s %s\n", name_w, users[i].name,
@@ -248,15 +259,35 @@ enum outcome list_run(const struct common_options *o) {
                        users[i].mounted ? "yes" : "no", users[i].sessions, when, tag_w,
                        users[i].export ? users[i].export->tag : "-", export_state(users[i].export));
         }
-        for (size_t k = 0; k < n_exports; k++)
-                if (!claimed[k])
+        for (size_t k = 0; k < f->n_exports; k++)
+                if (!f->claimed[k])
                         printf("%-*s %6s %6s %-*s %-7s %8s  %-19s  %-*s %s\n", name_w, exports[k].user, "-", "-", home_w,
                                "(not attached)", "-", "-", "-", tag_w, exports[k].tag, export_state(&exports[k]));
-        if (n_orphans > 0)
-                printf("\n%zu home export%s without an attached user: 'vmuser detach %s USER' removes %s.\n", n_orphans,
-                       n_orphans == 1 ? "" : "s", vm.label, n_orphans == 1 ? "it" : "them");
+        if (f->n_orphans > 0)
+                printf("\n%zu home export%s without an attached user: 'vmuser detach %s USER' removes %s.\n", f->n_orphans,
+                       f->n_orphans == 1 ? "" : "s", vm->label, f->n_orphans == 1 ? "it" : "them");
+}
 
-finish:
+enum outcome list_run(const struct common_options *o) {
+        struct list_facts f = {};
+        struct verr e = {};
+        struct vm vm = {};
+        enum outcome result;
+        int r;
+
+        r = vm_open(o, &vm, &e);
+        if (r < 0) {
+                log_error("%s", verr_text(&e, r));
+                return vm_open_outcome(r);
+        }
+        result = gather_users(o, &vm, &f);
+        if (result == OUTCOME_OK)
+                result = gather_exports(&vm, &f);
+        if (result == OUTCOME_OK && o->json)
+                render_json(&f);
+        else if (result == OUTCOME_OK)
+                render_table(&vm, &f);
+        list_facts_done(&f);
         vm_close(&vm);
         return result;
 }

@@ -220,6 +220,89 @@ static int parse_bool(const char *s) {
         return -EINVAL;
 }
 
+/* The --group and --ssh-key values, collected while parsing. */
+struct attach_lists {
+        char **groups;
+        size_t n_groups;
+        char **keys;
+        size_t n_keys;
+};
+
+static void attach_lists_done(struct attach_lists *l) {
+        free(l->groups);
+        free(l->keys);
+}
+
+/* One attach option (not a common one, not -h) into o: 0, or the exit code to leave with. */
+static int parse_attach_option(int c, char *arg, struct attach_options *o, struct attach_lists *l) {
+        int r;
+
+        switch (c) {
+        case ARG_UID:
+                if (id_parse(arg, &o->uid) < 0 || id_is_special(o->uid))
+                        return usage_error("attach", "--uid '%s' is not a usable UID", arg);
+                o->has_uid = true;
+                break;
+        case ARG_HOME_DIR:
+                o->home_dir = arg;
+                break;
+        case ARG_SHELL:
+                r = parse_bool(arg);
+                if (r >= 0)
+                        o->shell = r ? HOST_USER_SHELL_FROM_HOST : HOST_USER_SHELL_GUEST_DEFAULT;
+                else if (path_is_normalized_absolute(arg)) {
+                        o->shell = HOST_USER_SHELL_PATH;
+                        o->shell_path = arg;
+                } else
+                        return usage_error("attach", "--shell '%s' is neither yes, no nor an absolute path", arg);
+                break;
+        case ARG_GROUP:
+                if (!name_is_valid(arg))
+                        return usage_error("attach", "--group '%s' is not a valid group name", arg);
+                if (strv_push(&l->groups, &l->n_groups, arg) < 0)
+                        return exit_code(OUTCOME_FAILED);
+                break;
+        case ARG_SSH_KEY:
+                if (strv_push(&l->keys, &l->n_keys, arg) < 0)
+                        return exit_code(OUTCOME_FAILED);
+                break;
+        case ARG_NO_AUTHORIZED_KEYS:
+                o->no_authorized_keys = true;
+                break;
+        case ARG_NO_PASSWORD:
+                o->no_password = true;
+                break;
+        case ARG_HOME_TAG:
+                o->home_tag = arg;
+                break;
+        case ARG_HOME_FSTYPE:
+                if (!streq(arg, "virtiofs") && !streq(arg, "tmpfs") && !streq(arg, "bind"))
+                        return usage_error("attach", "--home-fstype '%s' is not virtiofs, tmpfs or bind", arg);
+                o->home_fstype = arg;
+                break;
+        case ARG_NO_HOME:
+                o->no_home = true;
+                break;
+        case ARG_HOME_SOURCE:
+                if (arg[0] != '/')
+                        return usage_error("attach", "--home-source '%s' is not an absolute path", arg);
+                o->home_source = arg;
+                break;
+        case ARG_READ_ONLY:
+                o->read_only = true;
+                break;
+        case ARG_REPLACE:
+                o->replace = true;
+                break;
+        case ARG_PERSISTENT:
+                o->persistent = true;
+                break;
+        default:
+                return exit_code(OUTCOME_USAGE);
+        }
+        return 0;
+}
+
 static int run_attach(int argc, char *argv[]) {
         static const struct option options[] = {
                 COMMON_OPTIONS,
@@ -240,8 +323,7 @@ static int run_attach(int argc, char *argv[]) {
                 {},
         };
         struct attach_options o = { .common.timeout_ms = VMUSER_TIMEOUT_MS_DEFAULT };
-        _cleanup_free_ char **groups = NULL, **keys = NULL;
-        size_t n_groups = 0, n_keys = 0;
+        _cleanup_(attach_lists_done) struct attach_lists l = {};
         struct verr e = {};
         int c, r;
 
@@ -251,72 +333,13 @@ static int run_attach(int argc, char *argv[]) {
                         return exit_code(OUTCOME_USAGE);
                 if (r > 0)
                         continue;
-                switch (c) {
-                case 'h':
+                if (c == 'h') {
                         help_attach();
                         return 0;
-                case ARG_UID:
-                        if (id_parse(optarg, &o.uid) < 0 || id_is_special(o.uid))
-                                return usage_error("attach", "--uid '%s' is not a usable UID", optarg);
-                        o.has_uid = true;
-                        break;
-                case ARG_HOME_DIR:
-                        o.home_dir = optarg;
-                        break;
-                case ARG_SHELL:
-                        r = parse_bool(optarg);
-                        if (r >= 0)
-                                o.shell = r ? HOST_USER_SHELL_FROM_HOST : HOST_USER_SHELL_GUEST_DEFAULT;
-                        else if (path_is_normalized_absolute(optarg)) {
-                                o.shell = HOST_USER_SHELL_PATH;
-                                o.shell_path = optarg;
-                        } else
-                                return usage_error("attach", "--shell '%s' is neither yes, no nor an absolute path", optarg);
-                        break;
-                case ARG_GROUP:
-                        if (!name_is_valid(optarg))
-                                return usage_error("attach", "--group '%s' is not a valid group name", optarg);
-                        if (strv_push(&groups, &n_groups, optarg) < 0)
-                                return exit_code(OUTCOME_FAILED);
-                        break;
-                case ARG_SSH_KEY:
-                        if (strv_push(&keys, &n_keys, optarg) < 0)
-                                return exit_code(OUTCOME_FAILED);
-                        break;
-                case ARG_NO_AUTHORIZED_KEYS:
-                        o.no_authorized_keys = true;
-                        break;
-                case ARG_NO_PASSWORD:
-                        o.no_password = true;
-                        break;
-                case ARG_HOME_TAG:
-                        o.home_tag = optarg;
-                        break;
-                case ARG_HOME_FSTYPE:
-                        if (!streq(optarg, "virtiofs") && !streq(optarg, "tmpfs") && !streq(optarg, "bind"))
-                                return usage_error("attach", "--home-fstype '%s' is not virtiofs, tmpfs or bind", optarg);
-                        o.home_fstype = optarg;
-                        break;
-                case ARG_NO_HOME:
-                        o.no_home = true;
-                        break;
-                case ARG_HOME_SOURCE:
-                        if (optarg[0] != '/')
-                                return usage_error("attach", "--home-source '%s' is not an absolute path", optarg);
-                        o.home_source = optarg;
-                        break;
-                case ARG_READ_ONLY:
-                        o.read_only = true;
-                        break;
-                case ARG_REPLACE:
-                        o.replace = true;
-                        break;
-                case ARG_PERSISTENT:
-                        o.persistent = true;
-                        break;
-                default:
-                        return exit_code(OUTCOME_USAGE);
                 }
+                r = parse_attach_option(c, optarg, &o, &l);
+                if (r != 0)
+                        return r;
         }
         if (argc - optind < 2)
                 return usage_error("attach", "expected VM and at least one USER");
@@ -328,8 +351,8 @@ static int run_attach(int argc, char *argv[]) {
         o.common.vm = argv[optind];
         o.users = argv + optind + 1;
         o.n_users = (size_t) (argc - optind - 1);
-        o.groups = groups;
-        o.ssh_key_files = keys;
+        o.groups = l.groups;
+        o.ssh_key_files = l.keys;
 
         r = attach_check_options(&o, &e);
         if (r == -ENOMEM)

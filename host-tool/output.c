@@ -79,6 +79,23 @@ enum outcome outcome_from_agent_error(int r, const struct qga_error *qe) {
         return OUTCOME_UNREACHABLE;
 }
 
+void report_init(struct report *rep, const struct common_options *c, const char *verb, const char *preposition,
+                 const char *vm_label,
+                 void (*on_result)(void *userdata, const char *user, const char *result, const char *reason,
+                                   json_object *fields),
+                 void *on_result_userdata) {
+        *rep = (struct report) {
+                .json = c->json,
+                .verb = verb,
+                .preposition = preposition,
+                .vm_label = vm_label,
+                .on_result = on_result,
+                .on_result_userdata = on_result_userdata,
+                .sink = c->sink,
+                .sink_userdata = c->sink_userdata,
+        };
+}
+
 void report_success(struct report *rep, const char *user, json_object *fields, const char *fmt, ...) {
         rep->n_ok++;
         if (rep->on_result)

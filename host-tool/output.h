@@ -47,6 +47,14 @@ struct report {
         void *sink_userdata;
 };
 
+/* A batch's report on the VM vm_label: --json and the sink (apply.c) from c, each result also
+ * handed to on_result (may be NULL). */
+void report_init(struct report *rep, const struct common_options *c, const char *verb, const char *preposition,
+                 const char *vm_label,
+                 void (*on_result)(void *userdata, const char *user, const char *result, const char *reason,
+                                   json_object *fields),
+                 void *on_result_userdata);
+
 /* A user succeeded: with --json prints {"userName", "result": "ok", <fields>} (fields is
  * borrowed; may be NULL), else the sentence. */
 void report_success(struct report *rep, const char *user, json_object *fields, const char *fmt, ...) _printf_(4, 5);

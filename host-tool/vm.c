@@ -3,7 +3,8 @@
  * Flow: a relative directory of a bare QEMU is made absolute -> vm_backend_open() picks and
  * opens the backend (libvirt: connects and looks the domain up; qemu: no file system access, a
  * missing socket is found out when connecting, where the error can say what is missing) ->
- * vm_backend_describe() once, for the facts messages and status need. */
+ * vm_backend_describe() once, for the facts messages and status need. What the monitor is and
+ * does is the backend's to say (vm_backend_probe_monitor()): nothing here knows QMP. */
 #include "vm.h"
 
 #include <errno.h>
@@ -12,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "home-export.h"
 #include "macro.h"
+#include "output.h"
 
 static bool spec_is_libvirt(const char *spec, const struct common_options *o) {
         return o->connect_uri || strncmp(spec, VM_BACKEND_LIBVIRT_PREFIX, strlen(VM_BACKEND_LIBVIRT_PREFIX)) == 0;
@@ -72,20 +73,36 @@ int vm_open(const struct common_options *o, struct vm *ret, struct verr *e) {
                 vm_close(&v);
                 return r;
         }
-        if (vm_backend_kind(v.backend) == VM_BACKEND_QEMU) {
-                const char *d = streq(v.info.name, "/") ? "" : v.info.name;
+        if (vm_backend_kind(v.backend) == VM_BACKEND_QEMU)
                 snprintf(v.dir, sizeof(v.dir), "%s", v.info.name);
-                if ((size_t) snprintf(v.monitor_socket, sizeof(v.monitor_socket), "%s",
-                                      o->qmp_socket ? o->qmp_socket : "") >= sizeof(v.monitor_socket) ||
-                    (!o->qmp_socket && (size_t) snprintf(v.monitor_socket, sizeof(v.monitor_socket),
-                                                         "%s/" HOME_EXPORT_DEFAULT_QMP_SOCKET, d) >=
-                                               sizeof(v.monitor_socket))) {
-                        vm_close(&v);
-                        return verr_set(e, -ENAMETOOLONG, "the socket paths of VM '%s' are too long", v.label);
-                }
-        }
         *ret = v;
         return 0;
+}
+
+enum outcome vm_acquire(const struct common_options *o, struct vm *ret_vm, struct qga_client **ret_agent) {
+        struct verr e = {};
+        int r;
+
+        if (o->opened_vm)
+                *ret_vm = *o->opened_vm;
+        else {
+                r = vm_open(o, ret_vm, &e);
+                if (r < 0) {
+                        log_error("%s", verr_text(&e, r));
+                        return vm_open_outcome(r);
+                }
+        }
+        *ret_agent = o->shared_agent ? *o->shared_agent : NULL;
+        return OUTCOME_OK;
+}
+
+void vm_release(const struct common_options *o, struct vm *vm, struct qga_client *agent) {
+        if (o->shared_agent)
+                *o->shared_agent = agent;
+        else
+                qga_client_free(agent);
+        if (!o->opened_vm)
+                vm_close(vm);
 }
 
 /* The VM is gone, with every user of its guest, when its agent cannot be reached because nothing

@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <stdbool.h>
 
+#include "qga-client.h"
+
 #include "verr.h"
 #include "vm-backend.h"
 #include "vmuser.h"
@@ -21,15 +23,19 @@ struct vm {
         /* A directory that exists while the VM does (a bare QEMU's runtime directory), so that a
          * missing one can be told apart from a missing socket; "" when there is none. */
         char dir[PATH_MAX];
-        /* The QEMU monitor this tool may talk to itself (a bare QEMU's QMP socket); "" when the
-         * backend owns the monitor (libvirt). */
-        char monitor_socket[PATH_MAX];
 };
 
 /* Opens the VM of o->vm. A relative directory is made absolute (the home export keeps state
  * below it and insists on that). On failure e says why. */
 int vm_open(const struct common_options *o, struct vm *ret, struct verr *e);
 void vm_close(struct vm *v);
+
+/* The VM and agent connection a batch subcommand (attach, detach) works with: apply.c's
+ * (o->opened_vm, o->shared_agent) when it lends them, else the VM opened here and no agent yet.
+ * A failure is logged; the return is its outcome, OUTCOME_OK otherwise. */
+enum outcome vm_acquire(const struct common_options *o, struct vm *ret_vm, struct qga_client **ret_agent);
+/* The reverse: the agent goes back to apply.c (or is closed), a VM opened here is closed. */
+void vm_release(const struct common_options *o, struct vm *vm, struct qga_client *agent);
 
 /* The outcome of a failed vm_open(): usage for a malformed argument, unreachable for a VM (or
  * libvirt) that cannot be found or reached. */

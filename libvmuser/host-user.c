@@ -1,24 +1,22 @@
-/* host-user.c: host account -> minimized user record (see host-user.h).
+/* host-user.c: host account -> minimized user record (see host-user.h): the NSS and shadow
+ * side, the policy checks and the rendering. The SSH keys are host-user-keys.c's.
  *
  * Every string that goes into the record is checked here the way the agent will check it
  * (valid UTF-8, no control characters, bounded), so a bad GECOS field or a stray line in
  * authorized_keys costs a warning and that one field, not the whole attach. Secrets (the shadow
  * entry, the hash) are wiped before their memory is released. */
 #include "host-user.h"
+#include "host-user-internal.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <shadow.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "home-spec.h"
@@ -27,10 +25,9 @@
 #include "nss-util.h"
 #include "paths.h"
 #include "records.h"
-#include "ssh-key.h"
 
-static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) _printf_(3, 4);
-static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) {
+
+void host_user_warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) {
         char text[1024];
         va_list ap;
 
@@ -40,6 +37,37 @@ static void warnf(host_user_warn_fn warn, void *userdata, const char *fmt, ...) 
         vsnprintf(text, sizeof(text), fmt, ap);
         va_end(ap);
         warn(userdata, text);
+}
+
+bool host_user_utf8_is_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                unsigned n, c = *p;
+                uint32_t cp;
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xC2 && c <= 0xDF)
+                        n = 1, cp = c & 0x1F;
+                else if (c >= 0xE0 && c <= 0xEF)
+                        n = 2, cp = c & 0x0F;
+                else if (c >= 0xF0 && c <= 0xF4)
+                        n = 3, cp = c & 0x07;
+                else
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xC0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i] & 0x3F);
+                }
+                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+                    (cp >= 0xD800 && cp <= 0xDFFF))
+                        return false;
+                p += n + 1;
+        }
+        return true;
 }
 
 /* ---- NSS look-ups (nss-util.c has the ERANGE retry) ---- */
@@ -75,44 +103,10 @@ int host_uid_min(const char *login_defs, uid_t *ret) {
         return 0;
 }
 
-static bool utf8_is_valid(const char *s) {
-        const unsigned char *p = (const unsigned char *) s;
-
-        while (*p) {
-                unsigned n, c = *p;
-                uint32_t cp;
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xC2 && c <= 0xDF)
-                        n = 1, cp = c & 0x1F;
-                else if (c >= 0xE0 && c <= 0xEF)
-                        n = 2, cp = c & 0x0F;
-                else if (c >= 0xF0 && c <= 0xF4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((p[i] & 0xC0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i] & 0x3F);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-                    (cp >= 0xD800 && cp <= 0xDFFF))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
 
 /* What the agent accepts as a text field: UTF-8, no control characters, no ':'. */
 static bool text_is_safe(const char *s, size_t max) {
-        size_t n = 0;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++, n++)
-                if (*p < 0x20 || *p == 0x7f || *p == ':')
-                        return false;
-        return n <= max && utf8_is_valid(s);
+        return records_text_is_safe(s, max) && host_user_utf8_is_valid(s);
 }
 
 struct host_user *host_user_free(struct host_user *u) {
@@ -189,363 +183,6 @@ int host_user_lookup(const char *name, const char *login_defs, struct host_user 
         return 0;
 }
 
-/* ---- SSH keys ---- */
-
-void host_user_keys_done(struct host_user_keys *k) {
-        for (size_t i = 0; i < k->n; i++)
-                free(k->keys[i]);
-        free(k->keys);
-        *k = (struct host_user_keys) {};
-}
-
-static void host_user_keys_donep(struct host_user_keys *k) {
-        host_user_keys_done(k);
-}
-
-static int keys_add(struct host_user_keys *k, const char *key) {
-        for (size_t i = 0; i < k->n; i++)
-                if (streq(k->keys[i], key))
-                        return 0;
-        char **v = realloc(k->keys, (k->n + 1) * sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        k->keys = v;
-        k->keys[k->n] = strdup(key);
-        if (!k->keys[k->n])
-                return -ENOMEM;
-        k->n++;
-        return 1;
-}
-
-/* Splits authorized_keys text into key lines: comments and blank lines go, tabs become spaces.
- * Every other line must parse as an OpenSSH public key (ssh-key.c) and be one the agent accepts
- * (no control characters, UTF-8, bounded). With strict (a file the admin named), a bad line fails
- * the whole file; otherwise (the user's authorized_keys) it is skipped with a warning. A private
- * key is named as such, and its armoured body is skipped as one piece. */
-static int keys_add_text(struct host_user_keys *k, char *text, size_t len, const char *origin, bool strict,
-                         host_user_warn_fn warn, void *userdata, struct verr *e) {
-        size_t line_no = 0, private_from = 0;
-        char *p = text, *end = text + len;
-
-        while (p < end) {
-                char *nl = memchr(p, '\n', (size_t) (end - p));
-                char *line = p, *stop = nl ? nl : end;
-                const char *reason = NULL;
-                bool bad = false;
-                int r;
-
-                p = nl ? nl + 1 : end;
-                line_no++;
-                while (stop > line && (stop[-1] == '\r' || stop[-1] == ' ' || stop[-1] == '\t'))
-                        stop--;
-                while (line < stop && (*line == ' ' || *line == '\t'))
-                        line++;
-                if (private_from > 0) {
-                        /* Inside a private key's armour: skip up to its END line. */
-                        if (stop - line >= 9 && strncmp(line, "-----END ", 9) == 0)
-                                private_from = 0;
-                        continue;
-                }
-                if (line == stop || *line == '#')
-                        continue;
-                for (char *q = line; q < stop; q++) {
-                        if (*q == '\t')
-                                *q = ' ';
-                        else if ((unsigned char) *q < 0x20 || *q == 0x7f)
-                                bad = true;
-                }
-                char saved = *stop;
-                *stop = '\0';
-                if ((size_t) (stop - line) > RECORDS_MAX_SSH_KEY_LEN)
-                        reason = "longer than the agent accepts";
-                else if (bad || !utf8_is_valid(line))
-                        reason = "control characters or invalid UTF-8";
-                else {
-                        r = ssh_key_parse(line, NULL, &reason);
-                        if (r == -ENOMEM) {
-                                *stop = saved;
-                                return r;
-                        }
-                        if (r == SSH_KEY_PRIVATE) {
-                                *stop = saved;
-                                if (strict)
-                                        return verr_set(e, -EINVAL, "%s, line %zu: this is a private key; name the "
-                                                                    "public key (the .pub file) instead", origin, line_no);
-                                warnf(warn, userdata, "%s, line %zu: a private key; skipped with its body", origin,
-                                      line_no);
-                                private_from = line_no;
-                                continue;
-                        }
-                        if (r == SSH_KEY_VALID)
-                                reason = NULL;
-                }
-                if (reason) {
-                        *stop = saved;
-                        if (strict)
-                                return verr_set(e, -EINVAL, "%s, line %zu: not an OpenSSH public key: %s", origin,
-                                                line_no, reason);
-                        warnf(warn, userdata, "%s, line %zu: not an OpenSSH public key: %s; skipped", origin, line_no,
-                              reason);
-                        continue;
-                }
-                r = keys_add(k, line);
-                *stop = saved;
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* Reads all of fd, refusing more than max bytes. */
-static int read_bounded(int fd, size_t max, char **ret, size_t *ret_len) {
-        _cleanup_free_ char *buf = malloc(max + 1);
-        size_t n = 0;
-
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, buf + n, max + 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > max)
-                        return -EFBIG;
-        }
-        buf[n] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_len = n;
-        return 0;
-}
-
-static bool owner_allowed(uid_t uid, const uid_t *owners, size_t n_owners) {
-        if (uid == 0)
-                return true;
-        for (size_t i = 0; i < n_owners; i++)
-                if (owners[i] == uid)
-                        return true;
-        return false;
-}
-
-/* sshd's StrictModes rules for one step of the path: owned by root or an allowed owner, not
- * writable by group or others (no exception for sticky directories, as in sshd). */
-static int check_strict_modes(int fd, const char *what, const char *shown, const char *path, const uid_t *owners,
-                              size_t n_owners, struct verr *e) {
-        struct stat st;
-
-        if (fstat(fd, &st) < 0)
-                return verr_set(e, negative_errno(), "cannot stat %s '%s' of SSH key file '%s': %m", what, shown, path);
-        if (!owner_allowed(st.st_uid, owners, n_owners))
-                return verr_set(e, -EPERM, "SSH key file '%s': %s '%s' is owned by uid %u, not by root or the user",
-                                path, what, shown, (unsigned) st.st_uid);
-        if (st.st_mode & 022)
-                return verr_set(e, -EPERM, "SSH key file '%s': %s '%s' is writable by group or others (mode %04o)",
-                                path, what, shown, (unsigned) (st.st_mode & 07777));
-        return 0;
-}
-
-/* Opens an admin-named key file without following a symlink anywhere on its path: from "/",
- * one component at a time, each directory and the file checked as sshd checks authorized_keys
- * (a user who controls any step could otherwise swap in another file's lines). */
-static int open_key_file(const char *path, const uid_t *owners, size_t n_owners, int *ret_fd, struct verr *e) {
-        _cleanup_free_ char *abs = NULL;
-        _cleanup_close_ int dir_fd = -1;
-        char *save = NULL, *comp, *next;
-        int r;
-
-        if (path[0] == '/')
-                abs = strdup(path);
-        else {
-                _cleanup_free_ char *cwd = getcwd(NULL, 0);
-                if (!cwd)
-                        return verr_set(e, negative_errno(), "cannot resolve SSH key file '%s': %m", path);
-                if (asprintf(&abs, "%s/%s", cwd, path) < 0)
-                        abs = NULL;
-        }
-        if (!abs)
-                return -ENOMEM;
-        _cleanup_free_ char *walk = strdup(abs);
-        if (!walk)
-                return -ENOMEM;
-
-        dir_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dir_fd < 0)
-                return verr_set(e, negative_errno(), "cannot open '/': %m");
-        r = check_strict_modes(dir_fd, "directory", "/", path, owners, n_owners, e);
-        if (r < 0)
-                return r;
-
-        comp = strtok_r(walk, "/", &save);
-        if (!comp)
-                return verr_set(e, -EISDIR, "SSH key file '%s' is a directory", path);
-        for (; comp; comp = next) {
-                next = strtok_r(NULL, "/", &save);
-                size_t shown_len = (size_t) (comp - walk) + strlen(comp);
-                char shown[PATH_MAX];
-                snprintf(shown, sizeof(shown), "%.*s", (int) shown_len, abs);
-                if (streq(comp, ".."))
-                        return verr_set(e, -EINVAL, "SSH key file '%s': name it without '..'", path);
-                if (streq(comp, "."))
-                        continue;
-
-                int flags = next ? O_PATH | O_DIRECTORY : O_RDONLY | O_NOCTTY | O_NONBLOCK;
-                int fd = openat(dir_fd, comp, flags | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0) {
-                        r = negative_errno();
-                        struct stat st;
-                        if ((r == -ELOOP || r == -ENOTDIR) && fstatat(dir_fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                            S_ISLNK(st.st_mode))
-                                return verr_set(e, -ELOOP, "SSH key file '%s': '%s' is a symlink; name the real "
-                                                           "path (symlinks are not followed)", path, shown);
-                        return verr_set(e, r, "cannot open SSH key file '%s': %s: %s", path, shown, strerror(-r));
-                }
-                closep(&dir_fd);
-                dir_fd = fd;
-                r = check_strict_modes(dir_fd, next ? "directory" : "file", shown, path, owners, n_owners, e);
-                if (r < 0)
-                        return r;
-        }
-        *ret_fd = TAKE_FD(dir_fd);
-        return 0;
-}
-
-int host_user_keys_add_file(struct host_user_keys *k, const char *path, const uid_t *owners, size_t n_owners,
-                            host_user_warn_fn warn, void *userdata, struct verr *e) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *text = NULL;
-        struct stat st;
-        size_t len;
-        int r;
-
-        r = open_key_file(path, owners, n_owners, &fd, e);
-        if (r < 0)
-                return r;
-        if (fstat(fd, &st) < 0)
-                return verr_set(e, negative_errno(), "cannot stat SSH key file '%s': %m", path);
-        if (!S_ISREG(st.st_mode))
-                return verr_set(e, -EBADFD, "SSH key file '%s' is not a regular file", path);
-        r = read_bounded(fd, HOST_USER_KEY_FILE_MAX, &text, &len);
-        if (r == -EFBIG)
-                return verr_set(e, r, "SSH key file '%s' is larger than %u bytes", path, HOST_USER_KEY_FILE_MAX);
-        if (r < 0)
-                return verr_set(e, r, "cannot read SSH key file '%s': %s", path, strerror(-r));
-        size_t before = k->n;
-        r = keys_add_text(k, text, len, path, true, warn, userdata, e);
-        if (r < 0)
-                return r;
-        if (k->n == before)
-                warnf(warn, userdata, "SSH key file '%s' adds no key", path);
-        return 0;
-}
-
-/* Opens .ssh/authorized_keys beneath the home: symlinks may point around inside the home but
- * never out of it. Kernels without openat2() get the strict variant: no symlinks at all. */
-static int open_beneath(int home_fd, int *ret_fd) {
-        struct open_how how = {
-                .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-        };
-        int fd = (int) syscall(SYS_openat2, home_fd, ".ssh/authorized_keys", &how, sizeof(how));
-
-        if (fd < 0 && errno == ENOSYS) {
-                _cleanup_close_ int ssh_fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (ssh_fd < 0)
-                        return negative_errno();
-                fd = openat(ssh_fd, "authorized_keys", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-        }
-        if (fd < 0)
-                return negative_errno();
-        *ret_fd = fd;
-        return 0;
-}
-
-/* Runs as the user for the file system (when we are root), so a link the user planted can only
- * reach what the user may read anyway. */
-struct fs_identity {
-        bool switched;
-        uid_t uid;
-        gid_t gid;
-};
-
-static void fs_identity_enter(struct fs_identity *s, uid_t uid, gid_t gid) {
-        *s = (struct fs_identity) {};
-        if (geteuid() != 0)
-                return;
-        s->gid = (gid_t) setfsgid(gid);
-        s->uid = (uid_t) setfsuid(uid);
-        s->switched = true;
-}
-
-static void fs_identity_leave(struct fs_identity *s) {
-        if (!s->switched)
-                return;
-        (void) setfsuid(s->uid);
-        (void) setfsgid(s->gid);
-}
-
-static int read_authorized_keys(const struct host_user *u, struct host_user_keys *k, host_user_warn_fn warn,
-                                void *userdata, struct verr *e) {
-        _cleanup_close_ int home_fd = -1, fd = -1;
-        _cleanup_free_ char *text = NULL, *origin = NULL;
-        struct fs_identity id;
-        struct stat st;
-        size_t len;
-        int r;
-
-        if (asprintf(&origin, "%s/.ssh/authorized_keys", u->home) < 0)
-                return -ENOMEM;
-
-        fs_identity_enter(&id, u->uid, u->gid);
-        home_fd = open(u->home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        r = home_fd < 0 ? negative_errno() : open_beneath(home_fd, &fd);
-        fs_identity_leave(&id);
-
-        if (r == -ENOENT || r == -ENOTDIR)
-                return 0; /* no home or no keys: nothing to copy */
-        if (r == -EXDEV || r == -ELOOP) {
-                warnf(warn, userdata, "'%s' leads outside the home of '%s' (symlink); its keys are not copied", origin,
-                      u->name);
-                return 0;
-        }
-        if (r == -EACCES) {
-                warnf(warn, userdata, "'%s' is not readable by '%s'; its keys are not copied", origin, u->name);
-                return 0;
-        }
-        if (r < 0)
-                return verr_set(e, r, "cannot open '%s': %s", origin, strerror(-r));
-
-        if (fstat(fd, &st) < 0)
-                return verr_set(e, negative_errno(), "cannot stat '%s': %m", origin);
-        /* sshd's StrictModes rules: a file someone else could have written is not the user's. */
-        if (!S_ISREG(st.st_mode)) {
-                warnf(warn, userdata, "'%s' is not a regular file; its keys are not copied", origin);
-                return 0;
-        }
-        if (st.st_uid != u->uid && st.st_uid != 0) {
-                warnf(warn, userdata, "'%s' is owned by uid %u, neither '%s' nor root; its keys are not copied", origin,
-                      (unsigned) st.st_uid, u->name);
-                return 0;
-        }
-        if (st.st_mode & 022) {
-                warnf(warn, userdata, "'%s' is writable by group or others (mode %03o); its keys are not copied",
-                      origin, (unsigned) (st.st_mode & 0777));
-                return 0;
-        }
-        r = read_bounded(fd, HOST_USER_KEY_FILE_MAX, &text, &len);
-        if (r == -EFBIG) {
-                warnf(warn, userdata, "'%s' is larger than %u bytes; its keys are not copied", origin,
-                      HOST_USER_KEY_FILE_MAX);
-                return 0;
-        }
-        if (r < 0)
-                return verr_set(e, r, "cannot read '%s': %s", origin, strerror(-r));
-        return keys_add_text(k, text, len, origin, false, warn, userdata, e);
-}
-
 /* ---- the password hash ---- */
 
 const char *host_hash_weakness(const char *hash) {
@@ -569,16 +206,6 @@ const char *host_hash_weakness(const char *hash) {
         return "an unknown method";
 }
 
-static bool hash_is_safe(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > RECORDS_MAX_HASH_LEN)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (*p <= 0x20 || *p >= 0x7f || *p == ':')
-                        return false;
-        return true;
-}
-
 static int read_password_hash(const struct host_user *u, host_user_warn_fn warn, void *userdata, char **ret,
                               struct verr *e) {
         struct spwd *sp = NULL;
@@ -590,10 +217,10 @@ static int read_password_hash(const struct host_user *u, host_user_warn_fn warn,
         r = nss_getspnam(u->name, &sp, &size);
         if (r == -ENOENT || r == -EACCES || r == -EPERM) {
                 if (access("/etc/shadow", R_OK) < 0)
-                        warnf(warn, userdata, "the shadow database is not readable (run as root); no password hash "
+                        host_user_warnf(warn, userdata, "the shadow database is not readable (run as root); no password hash "
                                               "is copied for '%s'", u->name);
                 else
-                        warnf(warn, userdata, "'%s' has no shadow entry; no password hash is copied", u->name);
+                        host_user_warnf(warn, userdata, "'%s' has no shadow entry; no password hash is copied", u->name);
                 return 0;
         }
         if (r < 0)
@@ -601,17 +228,17 @@ static int read_password_hash(const struct host_user *u, host_user_warn_fn warn,
 
         hash = sp->sp_pwdp ? sp->sp_pwdp : "";
         if (hash[0] == '\0')
-                warnf(warn, userdata, "'%s' has an empty password on the host; the guest account gets no password",
+                host_user_warnf(warn, userdata, "'%s' has an empty password on the host; the guest account gets no password",
                       u->name);
         else if (hash[0] == '!' || hash[0] == '*')
-                warnf(warn, userdata, "the password of '%s' is locked on the host; none is copied", u->name);
-        else if (!hash_is_safe(hash))
-                warnf(warn, userdata, "the password hash of '%s' contains unexpected characters; it is not copied",
+                host_user_warnf(warn, userdata, "the password of '%s' is locked on the host; none is copied", u->name);
+        else if (!records_hash_is_safe(hash))
+                host_user_warnf(warn, userdata, "the password hash of '%s' contains unexpected characters; it is not copied",
                       u->name);
         else {
                 weak = host_hash_weakness(hash);
                 if (weak)
-                        warnf(warn, userdata, "the password hash of '%s' uses %s, weaker than yescrypt or sha512-crypt; "
+                        host_user_warnf(warn, userdata, "the password hash of '%s' uses %s, weaker than yescrypt or sha512-crypt; "
                                               "set a new password on the host (ENCRYPT_METHOD YESCRYPT)", u->name, weak);
                 *ret = strdup(hash);
                 if (!*ret)
@@ -658,12 +285,12 @@ static int build_privileged(const struct host_user *u, const struct host_user_op
                         return r;
         }
         if (!o->no_authorized_keys) {
-                r = read_authorized_keys(u, &keys, o->warn, o->warn_userdata, e);
+                r = host_user_read_authorized_keys(u, &keys, o->warn, o->warn_userdata, e);
                 if (r < 0)
                         return r;
         }
         for (size_t i = 0; o->extra_keys && i < o->extra_keys->n; i++) {
-                r = keys_add(&keys, o->extra_keys->keys[i]);
+                r = host_user_keys_add(&keys, o->extra_keys->keys[i]);
                 if (r < 0)
                         return r;
         }
@@ -703,7 +330,7 @@ int host_user_build_record(const struct host_user *u, const struct host_user_opt
                         if (add_string(record, "realName", u->real_name) < 0)
                                 return -ENOMEM;
                 } else
-                        warnf(o->warn, o->warn_userdata, "the GECOS name of '%s' is not valid UTF-8, contains control "
+                        host_user_warnf(o->warn, o->warn_userdata, "the GECOS name of '%s' is not valid UTF-8, contains control "
                                                          "characters or is too long; no realName is sent", u->name);
         }
 
@@ -727,7 +354,7 @@ int host_user_build_record(const struct host_user *u, const struct host_user_opt
         case HOST_USER_SHELL_FROM_HOST:
                 shell = u->shell;
                 if (!shell)
-                        warnf(o->warn, o->warn_userdata, "'%s' has no login shell on the host; the guest's default is used",
+                        host_user_warnf(o->warn, o->warn_userdata, "'%s' has no login shell on the host; the guest's default is used",
                               u->name);
                 break;
         case HOST_USER_SHELL_PATH:

@@ -43,9 +43,7 @@ void attach_request_freep(struct attach_request **req) {
         attach_request_free(*req);
 }
 
-/* Printable text without control characters and without ':' (which would corrupt the
- * colon-separated passwd lines NSS consumers print). UTF-8 is already validated by the parser. */
-static bool text_is_safe(const char *s, size_t max) {
+bool records_text_is_safe(const char *s, size_t max) {
         size_t n = 0;
         for (const unsigned char *p = (const unsigned char *) s; *p; p++, n++)
                 if (*p < 0x20 || *p == 0x7f || *p == ':')
@@ -53,7 +51,7 @@ static bool text_is_safe(const char *s, size_t max) {
         return n <= max;
 }
 
-static bool hash_is_safe(const char *s) {
+bool records_hash_is_safe(const char *s) {
         size_t n = strlen(s);
         if (n == 0 || n > RECORDS_MAX_HASH_LEN)
                 return false;
@@ -63,7 +61,7 @@ static bool hash_is_safe(const char *s) {
         return true;
 }
 
-static bool ssh_key_is_safe(const char *s) {
+bool records_ssh_key_is_safe(const char *s) {
         size_t n = strlen(s);
         if (n == 0 || n > RECORDS_MAX_SSH_KEY_LEN)
                 return false;
@@ -80,7 +78,7 @@ static int dup_text(json_object *obj, const char *key, const char *what, size_t 
                 return 0;
         if (r < 0)
                 return verr_set(e, -EINVAL, "%s field '%s' must be a string", what, key);
-        if (!text_is_safe(s, max))
+        if (!records_text_is_safe(s, max))
                 return verr_set(e, -EINVAL, "%s field '%s' contains a control character or ':', or is longer than %zu bytes",
                                 what, key, max);
         *ret = strdup(s);
@@ -167,7 +165,7 @@ static int parse_privileged(struct attach_request *req, json_object *priv, struc
         if (r == -EINVAL)
                 return verr_set(e, -EINVAL, "privileged field 'hashedPassword' must be an array of strings");
         if (r == 0) {
-                r = copy_string_array(arr, "privileged.hashedPassword", RECORDS_MAX_HASHES, hash_is_safe,
+                r = copy_string_array(arr, "privileged.hashedPassword", RECORDS_MAX_HASHES, records_hash_is_safe,
                                       &req->hashed_passwords, &req->n_hashed_passwords, e);
                 if (r < 0)
                         return r;
@@ -177,7 +175,7 @@ static int parse_privileged(struct attach_request *req, json_object *priv, struc
         if (r == -EINVAL)
                 return verr_set(e, -EINVAL, "privileged field 'sshAuthorizedKeys' must be an array of strings");
         if (r == 0) {
-                r = copy_string_array(arr, "privileged.sshAuthorizedKeys", RECORDS_MAX_SSH_KEYS, ssh_key_is_safe,
+                r = copy_string_array(arr, "privileged.sshAuthorizedKeys", RECORDS_MAX_SSH_KEYS, records_ssh_key_is_safe,
                                       &req->ssh_keys, &req->n_ssh_keys, e);
                 if (r < 0)
                         return r;

@@ -22,6 +22,16 @@
 #define RECORDS_MAX_HASH_LEN 1024
 #define RECORDS_MAX_TEXT_LEN 256
 
+/* The field rules both sides apply, so that the host builds only records the agent accepts
+ * (host-user.c) and the agent refuses the same things (below). Text: no control characters and no
+ * ':' (which would corrupt the colon-separated passwd lines NSS consumers print), at most max
+ * bytes; UTF-8 is the caller's to check (json-c's parser does it for the agent). A password hash:
+ * 1..RECORDS_MAX_HASH_LEN printable ASCII characters, no space, no ':'. An SSH key line:
+ * 1..RECORDS_MAX_SSH_KEY_LEN bytes, no control characters. */
+bool records_text_is_safe(const char *s, size_t max);
+bool records_hash_is_safe(const char *s);
+bool records_ssh_key_is_safe(const char *s);
+
 struct id_range {
         uint32_t min;
         uint32_t max;

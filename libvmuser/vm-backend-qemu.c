@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "export-prepare.h"
 #include "macro.h"
@@ -108,6 +109,23 @@ static int qemu_describe(struct vm_backend *b, struct vm_backend_info *ret, stru
         return 0;
 }
 
+static void qemu_probe_monitor(struct vm_backend *b, unsigned flags, struct vm_backend_monitor *ret) {
+        _cleanup_qmp_client_ struct qmp_client *qmp = NULL;
+        struct qemu_backend *q = to_qemu(b);
+        struct stat st;
+
+        snprintf(ret->socket, sizeof(ret->socket), "%s", q->qmp_socket); /* fits: checked at open */
+        ret->exists = stat(q->qmp_socket, &st) < 0 ? negative_errno() : 0;
+        ret->is_socket = ret->exists == 0 && S_ISSOCK(st.st_mode);
+        if (!(flags & VM_BACKEND_MONITOR_CONNECT) || !ret->is_socket)
+                return;
+        ret->reachable = qmp_client_connect(q->qmp_socket, q->timeout_ms, &qmp, &ret->error);
+        if (ret->reachable >= 0) {
+                ret->reachable = 0;
+                snprintf(ret->version, sizeof(ret->version), "%s", qmp_client_qemu_version(qmp));
+        }
+}
+
 static void qemu_free(struct vm_backend *b) {
         free(b);
 }
@@ -119,6 +137,7 @@ static const struct vm_backend_ops qemu_ops = {
         .unexport_home = qemu_unexport_home,
         .list_exports = qemu_list_exports,
         .describe = qemu_describe,
+        .probe_monitor = qemu_probe_monitor,
         .free = qemu_free,
 };
 

@@ -67,6 +67,12 @@ int vm_backend_describe(struct vm_backend *b, struct vm_backend_info *ret, struc
         return b->ops->describe(b, ret, e);
 }
 
+void vm_backend_probe_monitor(struct vm_backend *b, unsigned flags, struct vm_backend_monitor *ret) {
+        *ret = (struct vm_backend_monitor) { .reachable = -ENOENT };
+        if (b->ops->probe_monitor)
+                b->ops->probe_monitor(b, flags, ret);
+}
+
 int vm_backend_monitor_command(struct vm_backend *b, const char *command, bool hmp, char **ret, struct verr *e) {
         if (b->ops->kind != VM_BACKEND_LIBVIRT)
                 return verr_set(e, -EOPNOTSUPP, "%s is a bare QEMU: talk to its QMP socket directly", b->label);

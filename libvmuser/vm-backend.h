@@ -14,7 +14,7 @@
  *   vm_backend_open(argv VM, options) -> vm_backend_agent_socket() -> qga_client_connect(path)
  *   attach: vm_backend_export_home() -> vmuser-attach with the tag of the returned info
  *   detach: vmuser-detach (the guest unmounts) -> vm_backend_unexport_home()
- *   list:   vm_backend_list_exports();  status: vm_backend_describe()
+ *   list:   vm_backend_list_exports();  status: vm_backend_describe(), vm_backend_probe_monitor()
  *   vm_backend_free()
  *
  * Errors are -errno with a sentence in the verr, as everywhere in libvmuser; nothing prints. */
@@ -89,6 +89,23 @@ struct vm_backend_info {
         int free_ports;              /* free hot-plug PCIe root ports; -1: unknown or not q35 */
 };
 
+enum {
+        /* Also connect to the monitor and negotiate (a monitor that answers, not only a socket). */
+        VM_BACKEND_MONITOR_CONNECT = 1u << 0,
+};
+
+/* The VM monitor the backend talks to itself when exporting a home: a bare QEMU's QMP socket.
+ * libvirt owns its domains' monitors: socket is "" and nothing more is said. */
+struct vm_backend_monitor {
+        char socket[PATH_MAX]; /* the monitor's socket; "" when the backend has none to show */
+        int exists;            /* 0, or stat()'s -errno for the socket */
+        bool is_socket;        /* exists and is a socket */
+        int reachable;         /* VM_BACKEND_MONITOR_CONNECT: 0 answered; -errno (error says why);
+                                * -ENOENT when not asked or not a socket */
+        char version[64];      /* QEMU's version, when reachable */
+        struct verr error;     /* why not reachable */
+};
+
 struct vm_backend;
 
 /* The ops table every backend fills; callers use the vm_backend_*() wrappers below. */
@@ -103,6 +120,8 @@ struct vm_backend_ops {
                              struct verr *e);
         int (*list_exports)(struct vm_backend *b, struct home_export_info **ret, size_t *ret_n, struct verr *e);
         int (*describe)(struct vm_backend *b, struct vm_backend_info *ret, struct verr *e);
+        /* May be NULL: the backend owns the monitor (vm_backend_probe_monitor() says so). */
+        void (*probe_monitor)(struct vm_backend *b, unsigned flags, struct vm_backend_monitor *ret);
         void (*free)(struct vm_backend *b);
 };
 
@@ -131,6 +150,9 @@ int vm_backend_unexport_home(struct vm_backend *b, const char *user, unsigned fl
 /* Sorted by user name; *ret is malloc'ed (free()). */
 int vm_backend_list_exports(struct vm_backend *b, struct home_export_info **ret, size_t *ret_n, struct verr *e);
 int vm_backend_describe(struct vm_backend *b, struct vm_backend_info *ret, struct verr *e);
+/* Where the monitor is and whether it answers (flags: VM_BACKEND_MONITOR_*), asked afresh each
+ * time; the connection, if any, is closed again (a QMP monitor serves one client at a time). */
+void vm_backend_probe_monitor(struct vm_backend *b, unsigned flags, struct vm_backend_monitor *ret);
 
 /* libvirt only (-EOPNOTSUPP otherwise): the fallback for what libvirt's API cannot do, through
  * virDomainQemuMonitorCommand: a QMP command (JSON text), or an HMP command line when hmp.

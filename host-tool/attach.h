@@ -1,0 +1,69 @@
+/* attach.h: what attach.c (the steps of a batch) and attach-report.c / attach-options.c share.
+ * The flow is at the top of attach.c. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "home-export.h"
+#include "home-spec.h"
+#include "host-user.h"
+#include "output.h"
+#include "qga-client.h"
+#include "vm.h"
+#include "vmuser.h"
+
+struct attach_batch {
+        const struct attach_options *o;
+        struct vm vm;
+        struct host_user_keys extra_keys;
+        struct qga_client *agent;
+        bool agent_failed;        /* connecting failed once: later users fail the same way */
+        int agent_error;
+        struct verr agent_verr;
+        json_object *attached_before; /* --replace: the agent's vmuser-list, NULL if unknown */
+        /* The VM's home exports when the batch started (read at the first user that exports):
+         * one left from before a guest reboot fixes the guest UID to ask for. */
+        struct home_export_info *exports_before;
+        size_t n_exports_before;
+        bool exports_listed;
+        struct report report;
+        struct attach_job *current; /* the job being reported, for the audit entry */
+};
+
+/* One user's way through the steps. */
+struct attach_job {
+        const char *name;
+        struct host_user *host;
+        json_object *record;
+        json_object *home;        /* home spec, NULL: none */
+        char *source;             /* the directory to export, NULL: no export */
+        /* the agent's answer */
+        uint32_t uid;
+        uint32_t gid;
+        char home_directory[HOME_PATH_MAX + 1];
+        bool changed;
+        bool created;             /* this push made the user: its undo may detach it */
+        /* the export */
+        struct home_export_info export;
+        bool exported;
+        bool export_existed;
+        bool source_allows_setuid; /* the export's source is on a file system mounted without nosuid */
+        /* why it failed */
+        enum outcome outcome;
+        struct qga_error qerr;
+        bool remote;
+        struct verr e;
+        char note[1024];          /* what the undo did, appended to the reason */
+};
+
+/* attach-options.c: whether attach exports the host home (the default), or only sends what the
+ * options say; the home spec sent for user name (*ret NULL: none). */
+bool attach_exports(const struct attach_options *o);
+int attach_build_home_spec(const struct attach_options *o, const char *name, json_object **ret, struct verr *e);
+
+/* attach-report.c: the audit entry of the user being reported (report.on_result), and the
+ * result of a user that went through every step. */
+void attach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields);
+void attach_report_success(struct attach_batch *b, const struct attach_job *j);
