@@ -15,32 +15,7 @@
 #include <cmocka.h>
 
 #include "atomic-file.h"
-
-struct scratch {
-        char path[64];
-        int fd;
-};
-
-static int setup(void **state) {
-        struct scratch *s = calloc(1, sizeof(*s));
-        assert_non_null(s);
-        snprintf(s->path, sizeof(s->path), "/tmp/test-atomic-file.XXXXXX");
-        assert_non_null(mkdtemp(s->path));
-        s->fd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        assert_true(s->fd >= 0);
-        *state = s;
-        return 0;
-}
-
-static int teardown(void **state) {
-        struct scratch *s = *state;
-        char cmd[128];
-        close(s->fd);
-        snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", s->path);
-        int r = system(cmd);
-        free(s);
-        return r == 0 ? 0 : -1;
-}
+#include "scratch-dir.h"
 
 static char *read_at(int dir_fd, const char *name) {
         static char buf[256];
@@ -256,14 +231,14 @@ static void test_open_private_dir(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_write_creates_and_replaces, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_write_replaces_a_symlink_not_its_target, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_write_failure_leaves_no_temporary, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_equals, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_unlink_if_exists, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_clean_temporaries, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_open_private_dir, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_read_small, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_write_creates_and_replaces, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_write_replaces_a_symlink_not_its_target, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_write_failure_leaves_no_temporary, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_equals, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_unlink_if_exists, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_clean_temporaries, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_open_private_dir, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_read_small, scratch_setup, scratch_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,33 +14,8 @@
 #include <cmocka.h>
 
 #include "dir-util.h"
+#include "scratch-dir.h"
 #include "strv.h"
-
-struct scratch {
-        char path[64];
-        int fd;
-};
-
-static int setup(void **state) {
-        struct scratch *s = calloc(1, sizeof(*s));
-        assert_non_null(s);
-        snprintf(s->path, sizeof(s->path), "/tmp/test-dir-util.XXXXXX");
-        assert_non_null(mkdtemp(s->path));
-        s->fd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        assert_true(s->fd >= 0);
-        *state = s;
-        return 0;
-}
-
-static int teardown(void **state) {
-        struct scratch *s = *state;
-        char cmd[128];
-        close(s->fd);
-        snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", s->path);
-        int r = system(cmd);
-        free(s);
-        return r == 0 ? 0 : -1;
-}
 
 static void touch(int dir_fd, const char *name) {
         int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -170,10 +145,10 @@ static void test_not_a_directory(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_list_empty, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_not_a_directory, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list_empty, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_list, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_foreach, scratch_setup, scratch_teardown),
+                cmocka_unit_test_setup_teardown(test_not_a_directory, scratch_setup, scratch_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
