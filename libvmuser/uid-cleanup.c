@@ -111,7 +111,44 @@ static void neutralize(int dfd, const char *name, const struct stat *st, uid_t u
                 (void) fchmod(fd, 0);
 }
 
-/* Removes everything below the directory open as fd (owned by the UID), staying on dev. */
+static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev, int depth);
+
+/* The next listed name of the walk, stat'ed without following, its path in sub: false when the
+ * walk's entry budget is spent, the path does not fit or the entry is gone (skip it). */
+static bool stat_listed(struct walk *w, int fd, const char *path, const char *name, char sub[static PATH_MAX],
+                        struct stat *st) {
+        return w->entries++ < WALK_ENTRIES_MAX && join(sub, PATH_MAX, path, name) >= 0 &&
+               fstatat(fd, name, st, AT_SYMLINK_NOFOLLOW) >= 0;
+}
+
+/* Removes one entry at depth: a directory with all it holds (opened no deeper than
+ * WALK_DEPTH_MAX), or a file, made harmless first if it is the UID's (neutralize()). Kept, with
+ * the reason, what cannot go. */
+static void remove_entry(struct walk *w, int dfd, const char *name, const char *path, const struct stat *st,
+                         int depth) {
+        if (S_ISDIR(st->st_mode)) {
+                int fd = depth <= WALK_DEPTH_MAX ? open_dir_checked(dfd, name, st) : -ELOOP;
+                if (fd < 0) {
+                        keep(w, path, "cannot open it: %s", strerror(-fd));
+                        return;
+                }
+                remove_contents(w, fd, path, st->st_dev, depth);
+                close(fd);
+                if (unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+                        keep(w, path, "cannot remove it: %m");
+                else
+                        w->report->dirs_removed++;
+                return;
+        }
+        neutralize(dfd, name, st, w->uid);
+        if (unlinkat(dfd, name, 0) < 0)
+                keep(w, path, "cannot remove it: %m");
+        else
+                w->report->files_removed++;
+}
+
+/* Removes all that the directory open as fd holds (path names it in messages); what lies on
+ * another file system stays. */
 static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev, int depth) {
         _cleanup_(strv_freep) char **names = NULL;
         size_t n = 0;
@@ -127,33 +164,13 @@ static void remove_contents(struct walk *w, int fd, const char *path, dev_t dev,
         }
         for (size_t i = 0; i < n; i++) {
                 struct stat st;
-                if (w->entries++ >= WALK_ENTRIES_MAX || join(sub, sizeof(sub), path, names[i]) < 0 ||
-                    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                if (!stat_listed(w, fd, path, names[i], sub, &st))
                         continue;
                 if (st.st_dev != dev) {
                         keep(w, sub, "a mount point (another file system)");
                         continue;
                 }
-                if (S_ISDIR(st.st_mode)) {
-                        int cfd = depth < WALK_DEPTH_MAX ? open_dir_checked(fd, names[i], &st) : -ELOOP;
-                        if (cfd < 0) {
-                                keep(w, sub, "cannot open it: %s", strerror(-cfd));
-                                continue;
-                        }
-                        remove_contents(w, cfd, sub, dev, depth + 1);
-                        close(cfd);
-                        if (unlinkat(fd, names[i], AT_REMOVEDIR) < 0)
-                                keep(w, sub, "cannot remove it: %m");
-                        else
-                                w->report->dirs_removed++;
-                } else {
-                        if (st.st_uid == w->uid)
-                                neutralize(fd, names[i], &st, w->uid);
-                        if (unlinkat(fd, names[i], 0) < 0)
-                                keep(w, sub, "cannot remove it: %m");
-                        else
-                                w->report->files_removed++;
-                }
+                remove_entry(w, fd, names[i], sub, &st, depth + 1);
         }
 }
 
@@ -163,25 +180,7 @@ static void take_entry(struct walk *w, int dfd, const char *name, const char *pa
                 w->found++;
                 return;
         }
-        if (S_ISDIR(st->st_mode)) {
-                int fd = open_dir_checked(dfd, name, st);
-                if (fd < 0) {
-                        keep(w, path, "cannot open it: %s", strerror(-fd));
-                        return;
-                }
-                remove_contents(w, fd, path, st->st_dev, depth + 1);
-                close(fd);
-                if (unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-                        keep(w, path, "cannot remove it: %m");
-                else
-                        w->report->dirs_removed++;
-                return;
-        }
-        neutralize(dfd, name, st, w->uid);
-        if (unlinkat(dfd, name, 0) < 0)
-                keep(w, path, "cannot remove it: %m");
-        else
-                w->report->files_removed++;
+        remove_entry(w, dfd, name, path, st, depth + 1);
 }
 
 /* Looks for entries of the UID below the directory open as fd (not owned by the UID). */
@@ -194,8 +193,7 @@ static void walk_dir(struct walk *w, int fd, const char *path, dev_t dev, int de
                 return;
         for (size_t i = 0; i < n; i++) {
                 struct stat st;
-                if (w->entries++ >= WALK_ENTRIES_MAX || join(sub, sizeof(sub), path, names[i]) < 0 ||
-                    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                if (!stat_listed(w, fd, path, names[i], sub, &st))
                         continue;
                 if (st.st_dev != dev) {
                         if (st.st_uid == w->uid)
