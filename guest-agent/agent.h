@@ -15,12 +15,11 @@
 #include "userdb.h"
 #include "verr.h"
 
-/* Where nss-systemd finds the attached users: drop-in files in /run/userdb (the default), the
- * agent's varlink service (records kept where nss-systemd does not read them), or both. */
+/* Where nss-systemd finds the attached users: the agent's varlink service (records in one file,
+ * record-store.h; the default), or drop-in files in /run/userdb. */
 enum agent_userdb_mode {
-        AGENT_USERDB_DROPIN,
         AGENT_USERDB_VARLINK,
-        AGENT_USERDB_BOTH,
+        AGENT_USERDB_DROPIN,
 };
 
 struct agent_config {
@@ -47,9 +46,8 @@ struct agent {
         void *send_userdata;
         unsigned long long n_requests;
         /* userdb-service.c: the in-memory index the varlink service answers from (NULL with
-         * --userdb=dropin) and the records directory it is built from. */
+         * --userdb=dropin), built from the userdb's record store. */
         struct user_index *index;
-        int index_records_fd;
 };
 
 int agent_init(struct agent *a, const struct agent_config *config);
@@ -95,3 +93,5 @@ struct varlink_server;
 int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_server **ret);
 void agent_userdb_changed(struct agent *a, const char *name);
 void agent_userdb_service_stop(struct agent *a);
+/* Whether systemd handed over a listening socket (vmuser-agent.socket). */
+bool agent_userdb_socket_from_systemd(void);

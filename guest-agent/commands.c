@@ -344,6 +344,11 @@ int agent_init(struct agent *a, const struct agent_config *config) {
         userdb_set_reserve(a->db, config->reserve_percent);
         userdb_set_cleanup_root(a->db, config->cleanup_root ? config->cleanup_root : "/");
         userdb_set_session_counter(a->db, session_counter, a);
+        if (config->userdb_mode == AGENT_USERDB_VARLINK) {
+                r = userdb_use_store(a->db);
+                if (r < 0)
+                        return r;
+        }
         r = proto_reader_new(PROTO_MAX_REQUEST_SIZE, &a->reader);
         if (r < 0)
                 return r;

@@ -1,6 +1,6 @@
-/* userdb-service.c: the agent's io.systemd.UserDatabase service (--userdb=varlink|both).
+/* userdb-service.c: the agent's io.systemd.UserDatabase service (--userdb=varlink).
  *
- * Start: build the user index from the records and state files userdb.c keeps, then serve it on
+ * Start: build the user index from the record store and state files userdb.c keeps, then serve it on
  * the socket handed over by systemd (socket activation) or on --varlink-socket. After every
  * attach or detach the command calls agent_userdb_changed(), which re-reads that one user.
  * The agent's own NSS lookups (userdb.c's conflict checks) must not ask this service: the agent
@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "macro.h"
+#include "record-store.h"
 #include "user-index.h"
 #include "varlink.h"
 
@@ -82,13 +83,9 @@ int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_
         r = user_index_new(service, &a->index);
         if (r < 0)
                 return r;
-        a->index_records_fd = open(a->config.userdb_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (a->index_records_fd < 0) {
-                r = negative_errno();
-                agent_userdb_service_stop(a);
-                return r;
-        }
-        r = user_index_load_all(a->index, a->index_records_fd, userdb_state_fd(a->db), &failed);
+        /* --userdb=dropin with the socket unit installed: an empty service (nss-systemd would
+         * otherwise wait on a socket nobody answers); the users are in the drop-ins. */
+        r = userdb_store(a->db) ? user_index_load_all(a->index, userdb_store(a->db), userdb_state_fd(a->db), &failed) : 0;
         if (r < 0) {
                 agent_userdb_service_stop(a);
                 return r;
@@ -115,12 +112,20 @@ fail:
         return r;
 }
 
+bool agent_userdb_socket_from_systemd(void) {
+        int n = sd_listen_fds(false);
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
+                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0)
+                        return true;
+        return false;
+}
+
 void agent_userdb_changed(struct agent *a, const char *name) {
         int r;
 
-        if (!a->index)
+        if (!a->index || !userdb_store(a->db))
                 return;
-        r = user_index_refresh(a->index, a->index_records_fd, userdb_state_fd(a->db), name);
+        r = user_index_refresh(a->index, record_store_get(userdb_store(a->db), name), userdb_state_fd(a->db), name);
         if (r < 0)
                 fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,
                         strerror(-r));
@@ -129,8 +134,5 @@ void agent_userdb_changed(struct agent *a, const char *name) {
 void agent_userdb_service_stop(struct agent *a) {
         if (!a->index)
                 return;
-        if (a->index_records_fd >= 0)
-                close(a->index_records_fd);
-        a->index_records_fd = -1;
         a->index = user_index_free(a->index);
 }

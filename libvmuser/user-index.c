@@ -19,6 +19,7 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "record-store.h"
 
 /* Each user carries at most this many memberships (records.c caps memberOf well below). */
 #define USER_INDEX_MAX_MEMBER_OF 256u
@@ -280,14 +281,8 @@ static int insert_entry(struct user_index *idx, struct user_entry *e) {
         return 0;
 }
 
-/* Reads a record file, sets "service", returns its compact text. */
-static int read_record(struct user_index *idx, int dir_fd, const char *file, json_object **ret_obj, char **ret_text) {
-        _cleanup_json_ json_object *obj = NULL;
-        int r;
-
-        r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
-        if (r < 0)
-                return r;
+/* Takes a record object over, sets "service", returns its compact text. */
+static int record_text(struct user_index *idx, json_object *obj, char **ret_text) {
         if (!json_object_is_type(obj, json_type_object))
                 return -EBADMSG;
         json_object_object_del(obj, "privileged");
@@ -297,18 +292,15 @@ static int read_record(struct user_index *idx, int dir_fd, const char *file, jso
         if (!text)
                 return -ENOMEM;
         *ret_text = strdup(text);
-        if (!*ret_text)
-                return -ENOMEM;
-        *ret_obj = TAKE_PTR(obj);
-        return 0;
+        return *ret_text ? 0 : -ENOMEM;
 }
 
-static int load_entry(struct user_index *idx, int records_fd, int state_fd, const char *name,
+static int load_entry(struct user_index *idx, const char *line, int state_fd, const char *name,
                       struct user_entry **ret) {
         _cleanup_(entry_freep) struct user_entry *e = NULL;
-        _cleanup_json_ json_object *user = NULL, *group = NULL, *priv = NULL, *state = NULL;
+        _cleanup_json_ json_object *obj = NULL, *state = NULL;
         char file[VMUSER_NAME_MAX + 64];
-        json_object *member_of, *p;
+        json_object *user, *group, *priv, *member_of, *p;
         const char *user_name, *group_name;
         int r;
 
@@ -319,25 +311,20 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
         if (!e->name)
                 return -ENOMEM;
 
-        snprintf(file, sizeof(file), "%s.user", name);
-        r = read_record(idx, records_fd, file, &user, &e->user_text);
+        r = json_parse_strict(line, strlen(line), &obj);
         if (r < 0)
                 return r;
-        if (json_get_string(user, "userName", &user_name) < 0 || !streq(user_name, name) ||
-            json_get_uint32(user, "uid", &e->uid) < 0)
+        if (json_get_object(obj, "user", &user) < 0 || json_get_string(user, "userName", &user_name) < 0 ||
+            !streq(user_name, name) || json_get_uint32(user, "uid", &e->uid) < 0)
                 return -EBADMSG;
-
-        snprintf(file, sizeof(file), "%s.group", name);
-        r = read_record(idx, records_fd, file, &group, &e->group_text);
-        if (r < 0)
+        if (json_get_object(obj, "group", &group) < 0 || json_get_string(group, "groupName", &group_name) < 0 ||
+            !streq(group_name, name) || json_get_uint32(group, "gid", &e->gid) < 0)
+                return -EBADMSG;
+        if ((r = record_text(idx, user, &e->user_text)) < 0 || (r = record_text(idx, group, &e->group_text)) < 0)
                 return r;
-        if (json_get_string(group, "groupName", &group_name) < 0 || !streq(group_name, name) ||
-            json_get_uint32(group, "gid", &e->gid) < 0)
-                return -EBADMSG;
 
-        snprintf(file, sizeof(file), "%s.user-privileged", name);
-        r = json_read_file_at(records_fd, file, VMUSER_STATE_FILE_MAX, &priv);
-        if (r >= 0) {
+        /* "privileged" holds the NAME.user-privileged document: {"privileged": {...}}. */
+        if (json_object_object_get_ex(obj, "privileged", &priv)) {
                 if (json_get_object(priv, "privileged", &p) < 0)
                         return -EBADMSG;
                 const char *text = json_to_compact(p);
@@ -345,8 +332,7 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
                         return -ENOMEM;
                 /* json-c keeps its own copy of the serialization: erase it before it is freed. */
                 explicit_bzero((char *) text, strlen(text));
-        } else if (r != -ENOENT)
-                return r;
+        }
 
         snprintf(file, sizeof(file), VMUSER_USERS_SUBDIR "/%s.json", name);
         r = json_read_file_at(state_fd, file, VMUSER_STATE_FILE_MAX, &state);
@@ -373,7 +359,7 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
         return 0;
 }
 
-int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, const char *name) {
+int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name) {
         struct user_entry *old, *e = NULL;
         int r;
 
@@ -382,12 +368,12 @@ int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, con
         old = find_by_name(idx, name);
         if (old)
                 remove_entry(idx, old);
-        r = load_entry(idx, records_fd, state_fd, name, &e);
-        if (r == -ENOENT)
+        if (!line)
                 return 0;
+        r = load_entry(idx, line, state_fd, name, &e);
         if (r < 0)
                 return r;
-        /* Another indexed user with the same IDs would be a stale entry: the files win. */
+        /* Another indexed user with the same IDs would be a stale entry: the store wins. */
         while ((old = find_by_uid(idx, e->uid)) || (old = find_by_gid(idx, e->gid)))
                 remove_entry(idx, old);
         r = insert_entry(idx, e);
@@ -398,42 +384,31 @@ int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, con
         return 1;
 }
 
-int user_index_load_all(struct user_index *idx, int records_fd, int state_fd, unsigned *ret_failed) {
-        _cleanup_close_ int users_fd = -1;
-        unsigned failed = 0;
-        struct dirent *de;
-        int n = 0, r = 0;
-        DIR *d;
+struct load_all {
+        struct user_index *idx;
+        int state_fd;
+        unsigned failed;
+        int n;
+};
 
-        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (users_fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        d = fdopendir(users_fd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(users_fd);
-        while ((de = readdir(d))) {
-                char name[VMUSER_NAME_MAX + 1];
-                size_t len = strlen(de->d_name);
-                if (len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".json"))
-                        continue;
-                memcpy(name, de->d_name, len - 5);
-                name[len - 5] = '\0';
-                if (!name_is_valid(name))
-                        continue;
-                r = user_index_refresh(idx, records_fd, state_fd, name);
-                if (r == -ENOMEM)
-                        break;
-                if (r < 0)
-                        failed++;
-                else
-                        n += r;
-                r = 0;
-        }
-        closedir(d);
+static int load_one(const char *name, const char *line, void *userdata) {
+        struct load_all *l = userdata;
+        int r = user_index_refresh(l->idx, line, l->state_fd, name);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                l->failed++;
+        else
+                l->n += r;
+        return 0;
+}
+
+int user_index_load_all(struct user_index *idx, const struct record_store *store, int state_fd, unsigned *ret_failed) {
+        struct load_all l = { .idx = idx, .state_fd = state_fd };
+        int r = record_store_foreach(store, load_one, &l);
         if (ret_failed)
-                *ret_failed = failed;
-        return r < 0 ? r : n;
+                *ret_failed = l.failed;
+        return r < 0 ? r : l.n;
 }
 
 /* The varlink side. */

@@ -24,6 +24,7 @@
 
 #include "atomic-file.h"
 #include "json-util.h"
+#include "record-store.h"
 #include "macro.h"
 #include "paths.h"
 #include "uid-alloc.h"
@@ -32,6 +33,7 @@
 enum plan_dir {
         PLAN_DIR_USERDB,
         PLAN_DIR_USERS,
+        PLAN_DIR_STORE, /* record-store.h: name is the user, content its line */
 };
 
 enum plan_kind {
@@ -64,6 +66,7 @@ struct userdb {
         char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */
         int (*session_count)(const struct attach_state *s, void *userdata);
         void *session_count_userdata;
+        struct record_store *store; /* --userdb=varlink: records here, none in userdb_fd */
         char userdb_path[PATH_MAX]; /* for messages */
         char state_path[PATH_MAX];
 };
@@ -107,6 +110,13 @@ static int dir_fd_of(const struct userdb *db, enum plan_dir d) {
 
 static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
         int fd = dir_fd_of(db, s->dir);
+        if (s->dir == PLAN_DIR_STORE) {
+                if (!db->store)
+                        return -EINVAL;
+                if (s->kind == PLAN_WRITE)
+                        return record_store_put(db->store, s->name, s->content);
+                return s->kind == PLAN_REMOVE ? record_store_remove(db->store, s->name) : -EINVAL;
+        }
         switch (s->kind) {
         case PLAN_WRITE:
                 return atomic_write_at(fd, s->name, s->content, strlen(s->content), s->mode);
@@ -121,6 +131,12 @@ static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
 /* 1 when applying the step would change nothing. */
 static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s) {
         int fd = dir_fd_of(db, s->dir);
+        if (s->dir == PLAN_DIR_STORE) {
+                const char *line = db->store ? record_store_get(db->store, s->name) : NULL;
+                if (!db->store)
+                        return -EINVAL;
+                return s->kind == PLAN_REMOVE ? !line : line && s->content && streq(line, s->content);
+        }
         switch (s->kind) {
         case PLAN_WRITE:
                 return file_equals_at(fd, s->name, s->content, strlen(s->content), s->mode);
@@ -135,7 +151,7 @@ static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s)
 }
 
 static const char *const kind_names[] = { "write", "symlink", "remove" };
-static const char *const dir_names[] = { "userdb", "users" };
+static const char *const dir_names[] = { "userdb", "users", "store" };
 
 static int plan_to_json(const struct plan *p, char **ret) {
         _cleanup_json_ json_object *obj = json_object_new_object();
@@ -203,10 +219,16 @@ static int plan_from_json(json_object *obj, struct plan *ret) {
                         goto bad;
                 if (k != PLAN_REMOVE && json_get_string(o, "content", &content) < 0)
                         goto bad;
-                if (!streq(dir, "userdb") && !streq(dir, "users"))
+                enum plan_dir d;
+                if (streq(dir, "userdb"))
+                        d = PLAN_DIR_USERDB;
+                else if (streq(dir, "users"))
+                        d = PLAN_DIR_USERS;
+                else if (streq(dir, "store") && k != PLAN_SYMLINK && name_is_valid(step_name))
+                        d = PLAN_DIR_STORE;
+                else
                         goto bad;
-                r = plan_add(&p, k, streq(dir, "userdb") ? PLAN_DIR_USERDB : PLAN_DIR_USERS, content, (mode_t) mode,
-                             "%s", step_name);
+                r = plan_add(&p, k, d, content, (mode_t) mode, "%s", step_name);
                 if (r < 0) {
                         plan_done(&p);
                         return r;
@@ -315,6 +337,101 @@ static int clear_detaching(const struct attach_state *s, void *userdata) {
         return 0;
 }
 
+static int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of);
+
+static int read_text_at(int dir_fd, const char *file, char **ret) {
+        _cleanup_json_ json_object *obj = NULL;
+        const char *text;
+        int r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
+        if (r < 0)
+                return r;
+        text = json_to_compact(obj);
+        if (!text || !(*ret = strdup(text)))
+                return -ENOMEM;
+        explicit_bzero((char *) text, strlen(text));
+        return 0;
+}
+
+/* One user attached as drop-ins before the agent used the record store: its records go into the
+ * store, then its drop-ins go. A crash in between leaves both (the same records); the next start
+ * finds the drop-ins again and removes them. */
+static int migrate_user(struct userdb *db, const char *name) {
+        _cleanup_(erase_and_freep) char *user = NULL, *group = NULL, *priv = NULL, *line = NULL;
+        _cleanup_json_ json_object *member_of = NULL;
+        struct attach_state st;
+        char file[VMUSER_NAME_MAX * 2 + 32];
+        int r;
+
+        r = read_old_state(db, name, &st, &member_of);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r; /* not ours */
+        if (!record_store_get(db->store, name)) {
+                snprintf(file, sizeof(file), "%s.user", name);
+                if ((r = read_text_at(db->userdb_fd, file, &user)) < 0)
+                        return r;
+                snprintf(file, sizeof(file), "%s.group", name);
+                if ((r = read_text_at(db->userdb_fd, file, &group)) < 0)
+                        return r;
+                snprintf(file, sizeof(file), "%s.user-privileged", name);
+                if ((r = read_text_at(db->userdb_fd, file, &priv)) < 0 && r != -ENOENT)
+                        return r;
+                if ((r = record_store_make_line(name, user, group, priv, &line)) < 0 ||
+                    (r = record_store_put(db->store, name, line)) < 0)
+                        return r;
+        }
+        const char *suffixes[] = { "user", "user-privileged", "group" };
+        for (size_t i = 0; i < 2 * ELEMENTSOF(suffixes); i++) {
+                const char *suffix = suffixes[i / 2];
+                if (i % 2 == 0)
+                        snprintf(file, sizeof(file), "%s.%s", name, suffix);
+                else
+                        snprintf(file, sizeof(file), "%u.%s", streq(suffix, "group") ? st.gid : st.uid, suffix);
+                if ((r = unlink_if_exists_at(db->userdb_fd, file)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; member_of && i < json_object_array_length(member_of); i++) {
+                const char *g = json_object_get_string(json_object_array_get_idx(member_of, i));
+                if (!g || !name_is_valid(g))
+                        continue;
+                snprintf(file, sizeof(file), "%s:%s.membership", name, g);
+                if ((r = unlink_if_exists_at(db->userdb_fd, file)) < 0)
+                        return r;
+        }
+        return 1;
+}
+
+/* Drop-ins of our users left in the userdb directory (an upgrade from the drop-in agent). */
+static int migrate_dropins(struct userdb *db) {
+        _cleanup_close_ int dfd = -1;
+        struct dirent *de;
+        int r = 0, n = 0;
+        DIR *d;
+
+        dfd = openat(db->userdb_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        d = fdopendir(dfd);
+        if (!d)
+                return negative_errno();
+        TAKE_FD(dfd);
+        while ((de = readdir(d))) {
+                char name[VMUSER_NAME_MAX + 1];
+                size_t len = strlen(de->d_name);
+                if (de->d_type != DT_REG || len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".user"))
+                        continue;
+                memcpy(name, de->d_name, len - 5);
+                name[len - 5] = '\0';
+                if (!name_is_valid(name))
+                        continue;
+                int k = migrate_user(db, name);
+                if (k < 0 && r == 0)
+                        r = k;
+                n += k > 0;
+        }
+        closedir(d);
+        return r < 0 ? r : n;
+}
+
 int userdb_recover(struct userdb *db) {
         _cleanup_close_ int lock_fd = -1, dfd = -1;
         struct dirent *de;
@@ -342,6 +459,15 @@ int userdb_recover(struct userdb *db) {
                 n++;
         }
         closedir(d);
+
+        if (db->store) {
+                r = migrate_dropins(db);
+                if (r < 0 && first_error == 0)
+                        first_error = r;
+                else if (r > 0)
+                        fprintf(stderr, "<5>Moved %d user(s) from drop-ins in %s to %s/" RECORD_STORE_FILE "\n", r,
+                                db->userdb_path, db->state_path);
+        }
 
         /* A detach the agent did not finish (it crashed before the records went) did not
          * happen: the user is attached, and logins must work again. */
@@ -398,12 +524,23 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->state_fd);
         closep(&db->users_fd);
         closep(&db->pending_fd);
+        record_store_free(db->store);
         free(db);
         return NULL;
 }
 
 void userdb_closep(struct userdb **db) {
         userdb_close(*db);
+}
+
+int userdb_use_store(struct userdb *db) {
+        if (db->store)
+                return 0;
+        return record_store_open(db->state_fd, &db->store);
+}
+
+const struct record_store *userdb_store(const struct userdb *db) {
+        return db->store;
 }
 
 int userdb_state_fd(const struct userdb *db) {
@@ -470,7 +607,10 @@ static int id_is_free(struct userdb *db, uint32_t id) {
         r = nss_lookup(true, NULL, id, NULL, 0, NULL);
         if (r != 0)
                 return r < 0 ? r : 0;
-        /* Records nss-systemd would refuse (or not yet see) still occupy their number. */
+        /* Our own users (the agent's lookups skip its own service) and records nss-systemd would
+         * refuse (or not yet see) still occupy their number. */
+        if (db->store && (record_store_owner_of(db->store, false, id) || record_store_owner_of(db->store, true, id)))
+                return 0;
         snprintf(name, sizeof(name), "%u.user", id);
         if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
                 return 0;
@@ -641,6 +781,14 @@ static int check_conflicts(struct userdb *db, const struct attach_request *req, 
                                         req->user_name, other_id);
         }
 
+        /* With the record store the agent's own lookups skip its service: ask the store. */
+        const char *owner = db->store ? record_store_owner_of(db->store, false, uid) : NULL;
+        if (owner && !streq(owner, req->user_name))
+                return verr_set(e, -EEXIST, "uid %u already belongs to user '%s' in the guest", uid, owner);
+        owner = db->store ? record_store_owner_of(db->store, true, gid) : NULL;
+        if (owner && !streq(owner, req->user_name))
+                return verr_set(e, -EEXIST, "gid %u already belongs to group '%s' in the guest", gid, owner);
+
         r = nss_lookup(false, NULL, uid, other, sizeof(other), NULL);
         if (r < 0)
                 return verr_set(e, r, "looking up uid %u failed: %s", uid, strerror(-r));
@@ -662,8 +810,9 @@ static int check_conflicts(struct userdb *db, const struct attach_request *req, 
         return 0;
 }
 
-static int build_attach_plan(const struct attach_request *req, uint32_t uid, uint32_t gid, uint64_t attached_usec,
-                             const struct attach_state *old, json_object *old_member_of, struct plan *p) {
+static int build_attach_plan(const struct userdb *db, const struct attach_request *req, uint32_t uid, uint32_t gid,
+                             uint64_t attached_usec, const struct attach_state *old, json_object *old_member_of,
+                             struct plan *p) {
         _cleanup_(attach_files_done) struct attach_files files = {};
         _cleanup_json_ json_object *state_obj = NULL;
         struct attach_state st = {};
@@ -694,6 +843,17 @@ static int build_attach_plan(const struct attach_request *req, uint32_t uid, uin
 
         char target[VMUSER_NAME_MAX + 32];
         strcpy(p->user_name, name);
+        if (db->store) {
+                /* The state file, then the records in one line: the user appears last. */
+                _cleanup_(erase_and_freep) char *line = NULL;
+                r = record_store_make_line(name, files.user, files.group, files.privileged, &line);
+                if (r < 0)
+                        return r;
+                if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERS, state_line, 0644, "%s.json", name)) < 0 ||
+                    (r = plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name)) < 0)
+                        return r;
+                return 0;
+        }
         snprintf(target, sizeof(target), "%s.group", name);
         if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.group, 0644, "%s.group", name)) < 0 ||
             (r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.group", gid)) < 0)
@@ -747,7 +907,7 @@ static int check_space_at(struct userdb *db, int dir_fd, const char *dir, const 
                 return verr_set(e, negative_errno(), "cannot stat the file system of '%s': %m", dir);
         for (size_t i = 0; i < p->n_steps; i++) {
                 const struct plan_step *st = &p->steps[i];
-                if (st->dir != which || st->kind == PLAN_REMOVE)
+                if ((st->dir == PLAN_DIR_STORE ? PLAN_DIR_USERS : st->dir) != which || st->kind == PLAN_REMOVE)
                         continue;
                 need_inodes++;
                 if (st->kind == PLAN_WRITE && sv.f_frsize > 0)
@@ -853,7 +1013,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (r < 0)
                 return r;
 
-        r = build_attach_plan(req, uid, gid, ours ? old.attached_usec : now_usec(), ours ? &old : NULL, old_member_of, &p);
+        r = build_attach_plan(db, req, uid, gid, ours ? old.attached_usec : now_usec(), ours ? &old : NULL, old_member_of, &p);
         if (r < 0)
                 goto finish;
 
@@ -873,7 +1033,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (ours) {
                 /* A replace: the state file's timestamp follows the new record. */
                 plan_done(&p);
-                r = build_attach_plan(req, uid, gid, now_usec(), &old, old_member_of, &p);
+                r = build_attach_plan(db, req, uid, gid, now_usec(), &old, old_member_of, &p);
                 if (r < 0)
                         goto finish;
         }
@@ -927,7 +1087,11 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
                 return verr_set(e, r, "state file for '%s' is unreadable: %s", user_name, strerror(-r));
 
         strcpy(p.user_name, user_name);
-        if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
+        if (db->store) {
+                if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_STORE, NULL, 0, "%s", user_name)) < 0 ||
+                    (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
+                        goto finish;
+        } else if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
             (r = plan_add_stale(&p, &old, old_member_of, NULL, NULL)) < 0 ||
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user-privileged", user_name)) < 0 ||
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.group", user_name)) < 0 ||

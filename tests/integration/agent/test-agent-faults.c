@@ -40,6 +40,9 @@
 #include "macro.h"
 #include "test-util.h"
 
+/* The drop-in path (--userdb=dropin): this file checks its files in /run/userdb. */
+static char *dropin[] = { (char *) "--userdb=dropin", NULL };
+
 static int count_entries(const char *dir, const char *suffix) {
         DIR *d = opendir(dir);
         struct dirent *de;
@@ -301,7 +304,7 @@ static void test_sigkill_during_attaches(void **state) {
         {
                 struct test_agent a;
                 _cleanup_free_ char *last = NULL, *ready = NULL;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ready), 0);
                 _cleanup_close_ int ifd = watch_agent_dirs();
                 (void) !write(a.in_fd, burst, strlen(burst));
@@ -316,7 +319,7 @@ static void test_sigkill_during_attaches(void **state) {
                 assert_true(burst_events > 24);
                 /* Start from nothing again. */
                 struct test_agent c;
-                assert_int_equal(test_agent_start(&c, NULL), 0);
+                assert_int_equal(test_agent_start(&c, dropin), 0);
                 for (int u = 0; u < 6; u++) {
                         char req[256];
                         _cleanup_free_ char *r1 = NULL, *r2 = NULL;
@@ -334,7 +337,7 @@ static void test_sigkill_during_attaches(void **state) {
                 struct test_agent a;
                 _cleanup_free_ char *ready = NULL;
                 int status;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 /* Started and recovered: from here on every event is the burst's. */
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ready), 0);
                 _cleanup_close_ int ifd = watch_agent_dirs();
@@ -352,7 +355,7 @@ static void test_sigkill_during_attaches(void **state) {
                 /* A fresh agent replays whatever the dead one journalled. */
                 struct test_agent b;
                 _cleanup_free_ char *reply = NULL;
-                assert_int_equal(test_agent_start(&b, NULL), 0);
+                assert_int_equal(test_agent_start(&b, dropin), 0);
                 assert_int_equal(test_agent_call(&b, "{\"execute\":\"guest-ping\"}", &reply), 0);
                 int users = check_consistent();
                 if (users > max_users)
@@ -386,7 +389,7 @@ static void test_enospc_leaves_nothing(void **state) {
 
         /* Two pages for records: a group and a user fit, a privileged part does not. No reserve:
          * the write itself must fail, and be undone. */
-        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
+        char *no_reserve[] = { (char *) "--userdb=dropin", (char *) "--run-reserve", (char *) "0", NULL };
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=8k,mode=0755"), 0);
         assert_int_equal(test_agent_start(&a, no_reserve), 0);
         assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &r3), 0);
@@ -431,7 +434,7 @@ static int unmount_small(void **state) {
 /* Mounts a tmpfs with opts on dir, starts an agent without reserve: false (and nothing
  * mounted) when the agent cannot even start on so little. */
 static bool start_on_small(const char *dir, const char *opts, struct test_agent *a) {
-        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
+        char *no_reserve[] = { (char *) "--userdb=dropin", (char *) "--run-reserve", (char *) "0", NULL };
         _cleanup_free_ char *ping = NULL;
         assert_int_equal(mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
         assert_int_equal(test_agent_start(a, no_reserve), 0);
@@ -538,7 +541,7 @@ static void test_enospc_replace_finished_by_replay(void **state) {
 
                 /* Room again: a fresh agent replays the journal to the new record. */
                 assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
                 assert_int_equal(check_consistent(), 1);
                 assert_true(access("/run/userdb/big:users.membership", F_OK) == 0);
@@ -597,7 +600,7 @@ static void test_enospc_failing_undo(void **state) {
 
                 assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
                 _cleanup_free_ char *ping2 = NULL;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping2), 0);
                 assert_int_equal(check_consistent(), 1);
                 assert_non_null(getpwnam("big"));
@@ -648,7 +651,7 @@ static void test_reserve_keeps_run_usable(void **state) {
 
         /* Blocks: 256 KiB, 64 pages; each user takes two (user and group records). */
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
+        assert_int_equal(test_agent_start(&a, dropin), 0);
         n = attach_until_refused(&a, 200, &refusal);
         printf("size=256k: %d users attached, then: %s\n", n, refusal);
         if (!strstr(refusal, "the guest's '/run/userdb' is nearly full (") ||
@@ -678,7 +681,7 @@ static void test_reserve_keeps_run_usable(void **state) {
         /* Inodes: 60 on a roomy tmpfs; each user takes four (two records, two ID links). */
         free(TAKE_PTR(refusal));
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=60,mode=0755"), 0);
-        assert_int_equal(test_agent_start(&a, NULL), 0);
+        assert_int_equal(test_agent_start(&a, dropin), 0);
         n = attach_until_refused(&a, 200, &refusal);
         printf("nr_inodes=60: %d users attached, then: %s\n", n, refusal);
         if (!strstr(refusal, "the guest's '/run/userdb' is nearly out of inodes ("))

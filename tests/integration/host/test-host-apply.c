@@ -100,7 +100,7 @@ static pid_t start_private_agent(const char *vm) {
                 }
                 /* --cleanup-root: a detach's clean-up stays below a scratch root, never touching
                  * the host's processes and files of the UID (see test_agent_argv_prefix()). */
-                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--cleanup-root=" TEST_CLEANUP_ROOT, "--listen",
+                execl(test_env_path("VMUSER_AGENT"), "vmuser-agent", "--cleanup-root=" TEST_CLEANUP_ROOT, "--userdb=dropin", "--listen",
                       sock, (char *) NULL);
                 _exit(127);
         }
