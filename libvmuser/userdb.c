@@ -24,6 +24,7 @@
 
 #include "atomic-file.h"
 #include "json-util.h"
+#include "nss-view.h"
 #include "record-store.h"
 #include "macro.h"
 #include "paths.h"
@@ -67,6 +68,13 @@ struct userdb {
         int (*session_count)(const struct attach_state *s, void *userdata);
         void *session_count_userdata;
         struct record_store *store; /* --userdb=varlink: records here, none in userdb_fd */
+        /* A batch of attaches: one NSS view and one leftovers scan (of dirty_lo..dirty_hi) serve
+         * every attach within BATCH_VIEW_USEC of taking them (see fresh_view, id_is_clean). */
+        struct nss_view *view;
+        uint64_t view_usec;
+        uint8_t *dirty;
+        uid_t dirty_lo, dirty_hi;
+        uint64_t dirty_usec;
         char userdb_path[PATH_MAX]; /* for messages */
         char state_path[PATH_MAX];
 };
@@ -525,6 +533,8 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->users_fd);
         closep(&db->pending_fd);
         record_store_free(db->store);
+        nss_view_free(db->view);
+        free(db->dirty);
         free(db);
         return NULL;
 }
@@ -549,6 +559,39 @@ int userdb_state_fd(const struct userdb *db) {
 
 const struct id_range *userdb_range(const struct userdb *db) {
         return &db->range;
+}
+
+static uint64_t now_usec(void);
+
+/* How long one NSS view and one leftovers scan serve the attaches that follow (a batch). A
+ * user or file appearing meanwhile is the same race a single check has, over a longer window. */
+#define BATCH_VIEW_USEC (1000u * 1000u)
+#define DIRTY_WINDOW 65536u
+
+static bool batch_fresh(uint64_t taken) {
+        uint64_t now = now_usec();
+        return now >= taken && now - taken < BATCH_VIEW_USEC;
+}
+
+static void batch_forget(struct userdb *db) {
+        db->view = nss_view_free(db->view);
+        free(db->dirty);
+        db->dirty = NULL;
+}
+
+/* The NSS view of this batch, or NULL when NSS must be asked one lookup at a time. Only with
+ * the record store: it knows our users (the agent's own lookups skip its service), while
+ * drop-ins written after the view was taken would be missing from it. */
+static struct nss_view *fresh_view(struct userdb *db) {
+        if (!db->store)
+                return NULL;
+        if (db->view && batch_fresh(db->view_usec) && !nss_view_stale(db->view))
+                return db->view;
+        db->view = nss_view_free(db->view);
+        if (nss_view_new(NULL, &db->view) < 0)
+                return NULL;
+        db->view_usec = now_usec();
+        return db->view;
 }
 
 /* NSS look-ups with the buffer-size retry every caller needs. ret_name (if set) receives the
@@ -597,14 +640,31 @@ static int nss_lookup(bool group, const char *name, uint32_t id, char *ret_name,
         }
 }
 
+/* nss_lookup() through the batch's view when there is one. */
+static int lookup(struct userdb *db, bool group, const char *name, uint32_t id, char *ret_name, size_t ret_name_size,
+                  uint32_t *ret_id) {
+        struct nss_view *v = fresh_view(db);
+        const char *found;
+        int r;
+
+        if (!v)
+                return nss_lookup(group, name, id, ret_name, ret_name_size, ret_id);
+        if (name)
+                return nss_view_by_name(v, group, name, ret_id);
+        r = nss_view_by_id(v, group, id, &found);
+        if (r > 0 && ret_name)
+                snprintf(ret_name, ret_name_size, "%s", found);
+        return r;
+}
+
 static int id_is_free(struct userdb *db, uint32_t id) {
         char name[32];
         int r;
 
-        r = nss_lookup(false, NULL, id, NULL, 0, NULL);
+        r = lookup(db, false, NULL, id, NULL, 0, NULL);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = nss_lookup(true, NULL, id, NULL, 0, NULL);
+        r = lookup(db, true, NULL, id, NULL, 0, NULL);
         if (r != 0)
                 return r < 0 ? r : 0;
         /* Our own users (the agent's lookups skip its own service) and records nss-systemd would
@@ -650,6 +710,42 @@ static int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char
         return 1;
 }
 
+/* id_is_fit() for allocation, with one leftovers scan for the batch (a window of the range from
+ * id on) instead of one per candidate. */
+static int id_is_fit_batch(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
+        char owner[VMUSER_NAME_MAX + 1];
+        int r;
+
+        r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
+        if (r < 0)
+                return r;
+        if (r > 0 && !streq(owner, user_name)) {
+                snprintf(why, why_size, "uid %u is reserved for '%s', whose home export the host keeps", id, owner);
+                return 0;
+        }
+        if (!db->dirty || !batch_fresh(db->dirty_usec) || id < db->dirty_lo || id > db->dirty_hi) {
+                uid_t hi = db->range.max - id < DIRTY_WINDOW - 1 ? db->range.max : id + DIRTY_WINDOW - 1;
+                free(db->dirty);
+                db->dirty = malloc(((size_t) hi - id) / 8 + 1);
+                if (!db->dirty)
+                        return -ENOMEM;
+                r = uid_leftovers_scan(db->cleanup_root, id, hi, db->dirty);
+                if (r < 0) {
+                        free(db->dirty);
+                        db->dirty = NULL;
+                        return r;
+                }
+                db->dirty_lo = id;
+                db->dirty_hi = hi;
+                db->dirty_usec = now_usec();
+        }
+        /* Marked: what the scan saw may be gone since; the exact check decides (rare). */
+        if (db->dirty[(id - db->dirty_lo) / 8] & (1u << ((id - db->dirty_lo) % 8)))
+                return id_is_fit(db, id, user_name, why, why_size);
+        (void) uid_quarantine_set(db->state_fd, id, false);
+        return 1;
+}
+
 /* Never-used IDs of this boot first (from the high-water mark up), then freed ones from the
  * start of the range; each candidate must be free in NSS and fit (id_is_fit()). */
 static int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) {
@@ -675,7 +771,7 @@ static int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) 
                                 return r;
                         if (r == 0)
                                 continue;
-                        r = id_is_fit(db, (uint32_t) id, user_name, why, sizeof(why));
+                        r = id_is_fit_batch(db, (uint32_t) id, user_name, why, sizeof(why));
                         if (r < 0)
                                 return r;
                         if (r > 0) {
@@ -767,13 +863,13 @@ static int check_conflicts(struct userdb *db, const struct attach_request *req, 
         int r;
 
         if (!ours) {
-                r = nss_lookup(false, req->user_name, 0, NULL, 0, &other_id);
+                r = lookup(db, false, req->user_name, 0, NULL, 0, &other_id);
                 if (r < 0)
                         return verr_set(e, r, "looking up user '%s' failed: %s", req->user_name, strerror(-r));
                 if (r > 0)
                         return verr_set(e, -EEXIST, "user '%s' already exists in the guest (uid %u) and was not attached by vmuser",
                                         req->user_name, other_id);
-                r = nss_lookup(true, req->user_name, 0, NULL, 0, &other_id);
+                r = lookup(db, true, req->user_name, 0, NULL, 0, &other_id);
                 if (r < 0)
                         return verr_set(e, r, "looking up group '%s' failed: %s", req->user_name, strerror(-r));
                 if (r > 0)
@@ -789,19 +885,19 @@ static int check_conflicts(struct userdb *db, const struct attach_request *req, 
         if (owner && !streq(owner, req->user_name))
                 return verr_set(e, -EEXIST, "gid %u already belongs to group '%s' in the guest", gid, owner);
 
-        r = nss_lookup(false, NULL, uid, other, sizeof(other), NULL);
+        r = lookup(db, false, NULL, uid, other, sizeof(other), NULL);
         if (r < 0)
                 return verr_set(e, r, "looking up uid %u failed: %s", uid, strerror(-r));
         if (r > 0 && !streq(other, req->user_name))
                 return verr_set(e, -EEXIST, "uid %u already belongs to user '%s' in the guest", uid, other);
-        r = nss_lookup(true, NULL, gid, other, sizeof(other), NULL);
+        r = lookup(db, true, NULL, gid, other, sizeof(other), NULL);
         if (r < 0)
                 return verr_set(e, r, "looking up gid %u failed: %s", gid, strerror(-r));
         if (r > 0 && !streq(other, req->user_name))
                 return verr_set(e, -EEXIST, "gid %u already belongs to group '%s' in the guest", gid, other);
 
         for (size_t i = 0; i < req->n_member_of; i++) {
-                r = nss_lookup(true, req->member_of[i], 0, NULL, 0, NULL);
+                r = lookup(db, true, req->member_of[i], 0, NULL, 0, NULL);
                 if (r < 0)
                         return verr_set(e, r, "looking up group '%s' failed: %s", req->member_of[i], strerror(-r));
                 if (r == 0)
@@ -1098,6 +1194,8 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
                 goto finish;
 
+        /* The UID may leave something behind now: the next attach looks afresh. */
+        batch_forget(db);
         r = plan_commit(db, &p, NULL);
         if (r < 0) {
                 verr_set(e, r, "removing the records of '%s' failed: %s", user_name, strerror(-r));

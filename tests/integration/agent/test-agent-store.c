@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -197,6 +198,49 @@ static void test_upgrade_from_dropins(void **state) {
         assert_int_equal(test_agent_stop(&a), 0);
 }
 
+static char *call(struct test_agent *a, const char *request) {
+        char *reply = NULL;
+        assert_int_equal(test_agent_call(a, request, &reply), 0);
+        return reply;
+}
+
+/* Attaches in a row share one NSS view and one leftovers scan; neither hides a conflict: a
+ * user added to /etc/passwd meanwhile, a UID another attached user holds (the agent's own NSS
+ * lookups skip its service), a UID with leftovers seen by the batch's scan. */
+static void test_batch_sees_conflicts(void **state) {
+        struct test_agent a;
+        char *args[] = { (char *) "--uid-min", (char *) "60700", (char *) "--uid-max", (char *) "60799", NULL };
+        (void) state;
+        reset();
+        /* A copy of /etc/passwd in this namespace, to add a user to. */
+        assert_int_equal(system("cp /etc/passwd /run/passwd-copy && mount --bind /run/passwd-copy /etc/passwd"), 0);
+        /* A leftover of 60701 (the second UID a batch would hand out) before the batch starts. */
+        assert_int_equal(system("mkdir -p " TEST_CLEANUP_ROOT "/tmp && touch " TEST_CLEANUP_ROOT "/tmp/left && "
+                                "chown 60701 " TEST_CLEANUP_ROOT "/tmp/left"), 0);
+
+        assert_int_equal(test_agent_start(&a, args), 0);
+        _cleanup_free_ char *r1 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b1\"}}}");
+        assert_non_null(strstr(r1, "\"uid\":60700"));
+        _cleanup_free_ char *r2 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b2\"}}}");
+        if (!strstr(r2, "\"uid\":60702"))
+                fail_msg("b2 got %s, wanted 60702 (60701 has a leftover)", r2);
+        assert_int_equal(system("echo 'clash:x:60750:60750::/:/bin/false' >>/etc/passwd"), 0);
+        _cleanup_free_ char *r3 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b3\","
+                                           "\"uid\":60750}}}");
+        if (!strstr(r3, "uid 60750 already belongs to user 'clash'"))
+                fail_msg("b3: %s", r3);
+        _cleanup_free_ char *r4 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"clash\"}}}");
+        if (!strstr(r4, "user 'clash' already exists in the guest"))
+                fail_msg("clash: %s", r4);
+        _cleanup_free_ char *r5 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b4\","
+                                           "\"uid\":60700}}}");
+        if (!strstr(r5, "uid 60700 already belongs to user 'b1'"))
+                fail_msg("b4: %s", r5);
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(umount("/etc/passwd"), 0);
+        assert_int_equal(unlink(TEST_CLEANUP_ROOT "/tmp/left"), 0);
+}
+
 /* The names the journal holds after replaying it, in names (n of them). */
 static int journal_names(char names[][32], int max) {
         _cleanup_fclose_ FILE *f = fopen(JOURNAL, "re");
@@ -364,6 +408,7 @@ int main(void) {
                 cmocka_unit_test(test_one_file),
                 cmocka_unit_test(test_torn_tail),
                 cmocka_unit_test(test_upgrade_from_dropins),
+                cmocka_unit_test(test_batch_sees_conflicts),
                 cmocka_unit_test(test_sigkill_anywhere),
         };
         test_enter_private_run();
