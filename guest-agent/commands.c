@@ -156,14 +156,31 @@ static int list_one(const struct attach_state *s, void *userdata) {
         return 0;
 }
 
+/* Optional arguments: "limit" (1..PROTO_LIST_MAX_USERS) users whose names sort "after" a name;
+ * a page shorter than the limit is the last (doc/PROTOCOL.txt, section 4). */
 static int cmd_list(struct agent *a, json_object *args, json_object **ret, struct verr *e) {
         _cleanup_json_ json_object *array = json_object_new_array();
         struct list_ctx c = { .agent = a, .array = array };
+        const char *after = NULL;
+        uint32_t limit = 0;
         int r;
 
         if (!array)
                 return -ENOMEM;
-        r = userdb_foreach(a->db, list_one, &c);
+        if (args) {
+                json_object_object_foreach(args, key, val) {
+                        (void) val;
+                        if (!streq(key, "after") && !streq(key, "limit"))
+                                return verr_set(e, -EINVAL, "unknown argument '%s' for vmuser-list", key);
+                }
+                r = json_get_string(args, "after", &after);
+                if ((r < 0 && r != -ENOENT) || (r >= 0 && !name_is_valid(after)))
+                        return verr_set(e, -EINVAL, "argument 'after' must be a user name");
+                r = json_get_uint32(args, "limit", &limit);
+                if ((r < 0 && r != -ENOENT) || (r >= 0 && (limit == 0 || limit > PROTO_LIST_MAX_USERS)))
+                        return verr_set(e, -EINVAL, "argument 'limit' must be a number from 1 to %u", PROTO_LIST_MAX_USERS);
+        }
+        r = userdb_foreach_page(a->db, after, limit, list_one, &c);
         if (r < 0)
                 return verr_set(e, r, "listing attached users failed: %s", strerror(-r));
         *ret = TAKE_PTR(array);
@@ -177,7 +194,7 @@ static const struct agent_command commands[] = {
         { "guest-info", cmd_info, AGENT_CMD_NO_ARGS },
         { "vmuser-attach", cmd_attach, 0 },
         { "vmuser-detach", cmd_detach, 0 },
-        { "vmuser-list", cmd_list, AGENT_CMD_NO_ARGS },
+        { "vmuser-list", cmd_list, 0 },
 };
 
 const struct agent_command *agent_command_find(const char *name) {

@@ -163,7 +163,7 @@ enum outcome list_run(const struct common_options *o) {
                 }
                 r = 0;
         } else if (r >= 0)
-                r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &value, &qe, &e);
+                r = agent_list_users(agent, o->timeout_ms, &value, &qe, &e);
         if (r < 0) {
                 char safe[2048];
                 log_error("Failed to list the users of VM %s: %s", vm.label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));

@@ -1213,6 +1213,11 @@ static int cmp_name(const void *a, const void *b) {
 }
 
 int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
+        return userdb_foreach_page(db, NULL, 0, cb, userdata);
+}
+
+int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
+                        int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
         _cleanup_close_ int dfd = -1;
         char **names = NULL;
         size_t n = 0;
@@ -1247,10 +1252,15 @@ int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, vo
         closedir(d);
         if (n > 1)
                 qsort(names, n, sizeof(char *), cmp_name);
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        size_t done = 0;
+        for (size_t i = 0; i < n && r >= 0 && (limit == 0 || done < limit); i++) {
                 struct attach_state s;
-                if (read_old_state(db, names[i], &s, NULL) >= 0)
+                if (after && strcmp(names[i], after) <= 0)
+                        continue;
+                if (read_old_state(db, names[i], &s, NULL) >= 0) {
                         r = cb(&s, userdata);
+                        done++;
+                }
         }
         for (size_t i = 0; i < n; i++)
                 free(names[i]);

@@ -78,3 +78,6 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
 
 /* Calls cb for every attached user, sorted by name. */
 int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata);
+/* The same for at most limit users (0: all) whose names sort after after (NULL: from the start). */
+int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
+                        int (*cb)(const struct attach_state *s, void *userdata), void *userdata);

@@ -106,6 +106,19 @@ static void test_one_file(void **state) {
         }
         assert_int_equal(resolves("s7"), 0);
         assert_int_equal(count_files("/run/userdb"), 0);
+        /* vmuser-list pages: sorted by name, "limit" users after "after". */
+        _cleanup_free_ char *page = NULL, *bad1 = NULL, *bad2 = NULL, *bad3 = NULL;
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"after\":\"s1\",\"limit\":2}}",
+                                         &page), 0);
+        if (!strstr(page, "\"userName\":\"s10\"") || !strstr(page, "\"userName\":\"s11\"") || strstr(page, "\"s12\"") ||
+            strstr(page, "\"s1\""))
+                fail_msg("page: %s", page);
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"limit\":0}}", &bad1), 0);
+        assert_non_null(strstr(bad1, "argument 'limit' must be a number from 1 to 4096"));
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"after\":\"../x\"}}", &bad2), 0);
+        assert_non_null(strstr(bad2, "argument 'after' must be a user name"));
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"page\":1}}", &bad3), 0);
+        assert_non_null(strstr(bad3, "unknown argument 'page' for vmuser-list"));
         assert_int_equal(count_files("/run/vmuser/users"), 20);
         assert_int_equal(stat(JOURNAL, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0600);
