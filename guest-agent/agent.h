@@ -44,7 +44,6 @@ struct agent {
         /* Replies produced by agent_feed(), for the transport to write. */
         int (*send)(struct agent *a, const char *data, size_t len, void *userdata);
         void *send_userdata;
-        unsigned long long n_requests;
         /* userdb-service.c: the in-memory index the varlink service answers from (NULL with
          * --userdb=dropin), built from the userdb's record store. */
         struct user_index *index;

@@ -245,8 +245,6 @@ int agent_handle_request(struct agent *a, json_object *request, char **ret_reply
         const char *verb;
         int r;
 
-        a->n_requests++;
-
         if (!json_object_is_type(request, json_type_object))
                 return reply_error(-EINVAL, &(struct verr) { "request is not a JSON object" }, NULL, ret_reply, ret_len);
         json_object_object_get_ex(request, "id", &id);
@@ -312,10 +310,6 @@ int agent_handle_request(struct agent *a, json_object *request, char **ret_reply
         return 0;
 }
 
-struct feed_ctx {
-        struct agent *agent;
-};
-
 static int on_frame(json_object *obj, int error, void *userdata) {
         struct agent *a = userdata;
         _cleanup_free_ char *reply = NULL;
@@ -323,10 +317,13 @@ static int on_frame(json_object *obj, int error, void *userdata) {
         int r;
 
         if (error < 0) {
-                const char *why = error == -EMSGSIZE ? "request exceeds the limit of 65536 bytes"
-                                  : error == -ELOOP  ? "request nests deeper than 16 levels"
-                                                     : "request is not valid JSON";
-                a->n_requests++;
+                char why[128];
+                if (error == -EMSGSIZE)
+                        snprintf(why, sizeof(why), "request exceeds the limit of %u bytes", PROTO_MAX_REQUEST_SIZE);
+                else if (error == -ELOOP)
+                        snprintf(why, sizeof(why), "request nests deeper than %u levels", VMUSER_JSON_MAX_DEPTH);
+                else
+                        snprintf(why, sizeof(why), "request is not valid JSON");
                 r = proto_format_error("GenericError", why, NULL, &reply);
                 if (r < 0)
                         return r;
