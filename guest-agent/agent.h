@@ -35,7 +35,7 @@ struct agent_config {
         const char *cleanup_root; /* NULL: "/"; see uid-cleanup.h (tests point it at a scratch tree) */
 };
 
-struct user_index;
+struct userdb_thread;
 
 struct agent {
         struct agent_config config;
@@ -44,9 +44,9 @@ struct agent {
         /* Replies produced by agent_feed(), for the transport to write. */
         int (*send)(struct agent *a, const char *data, size_t len, void *userdata);
         void *send_userdata;
-        /* userdb-service.c: the in-memory index the varlink service answers from (NULL with
-         * --userdb=dropin), built from the userdb's record store. */
-        struct user_index *index;
+        /* userdb-service.c: the varlink service's thread and the in-memory index it answers
+         * from (NULL without the service), built from the userdb's record store. */
+        struct userdb_thread *service;
 };
 
 int agent_init(struct agent *a, const struct agent_config *config);
@@ -88,8 +88,7 @@ int agent_path_is_mounted(struct agent *a, const char *path);
 
 /* userdb-service.c: the varlink userdb service. agent_userdb_changed() is the one hook the
  * commands call after a successful attach or detach of name (a no-op without the service). */
-struct varlink_server;
-int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_server **ret);
+int agent_userdb_service_start(struct agent *a);
 void agent_userdb_changed(struct agent *a, const char *name);
 void agent_userdb_service_stop(struct agent *a);
 /* Whether systemd handed over a listening socket (vmuser-agent.socket). */

@@ -82,7 +82,6 @@ int main(int argc, char *argv[]) {
                 .reserve_percent = USERDB_RESERVE_PERCENT_DEFAULT,
                 .varlink_socket = VMUSER_VARLINK_SOCKET,
         };
-        _cleanup_(varlink_server_freep) struct varlink_server *userdb_service = NULL;
         _cleanup_(strv_freep) char **allow = NULL, **block = NULL;
         _cleanup_(transport_freep) struct transport *transport = NULL;
         _cleanup_(reaper_freep) struct reaper *reaper = NULL;
@@ -261,7 +260,7 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, SD_WARNING "Cannot watch sessions; homes of killed sessions stay mounted: %s\n",
                         strerror(-r));
         if (config.userdb_mode != AGENT_USERDB_DROPIN || agent_userdb_socket_from_systemd()) {
-                r = agent_userdb_service_start(&agent, event, &userdb_service);
+                r = agent_userdb_service_start(&agent);
                 if (r < 0) {
                         fprintf(stderr, SD_ERR "Failed to serve userdb on '%s': %s\n", config.varlink_socket,
                                 strerror(-r));
@@ -277,7 +276,6 @@ int main(int argc, char *argv[]) {
 
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
-        userdb_service = varlink_server_free(userdb_service);
         agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);
@@ -288,7 +286,6 @@ fail:
 fail_logged:
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
-        userdb_service = varlink_server_free(userdb_service);
         agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);

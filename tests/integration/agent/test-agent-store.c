@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -254,6 +255,32 @@ static void test_batch_sees_conflicts(void **state) {
         assert_int_equal(unlink(TEST_CLEANUP_ROOT "/tmp/left"), 0);
 }
 
+static bool read_until(int fd, const char *needle, int timeout_ms);
+
+/* Lookups are answered while the agent's main thread is busy: here an attach waits for the
+ * lock the test holds (a detach waiting for logind is the case in a guest). */
+static void test_lookups_while_busy(void **state) {
+        struct test_agent a;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        attach(&a, "busy1");
+        int lock = open("/run/vmuser/lock", O_RDWR | O_CLOEXEC);
+        assert_true(lock >= 0);
+        assert_int_equal(flock(lock, LOCK_EX), 0);
+        const char *req = "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"busy2\"}}}\n";
+        assert_int_equal(write(a.in_fd, req, strlen(req)), (ssize_t) strlen(req));
+        /* The attach is under way (it reads the request at once) and cannot finish. */
+        assert_int_equal(resolves("busy1"), 0);
+        struct pollfd p = { .fd = a.out_fd, .events = POLLIN };
+        if (poll(&p, 1, 0) != 0)
+                fail_msg("the attach finished (or failed) before the lookup was answered: lookups waited for it");
+        assert_int_equal(flock(lock, LOCK_UN), 0);
+        close(lock);
+        assert_true(read_until(a.out_fd, "\"busy2\"", 10000));
+        assert_int_equal(test_agent_stop(&a), 0);
+}
+
 /* The names the journal holds after replaying it, in names (n of them). */
 static int journal_names(char names[][32], int max) {
         _cleanup_fclose_ FILE *f = fopen(JOURNAL, "re");
@@ -422,6 +449,7 @@ int main(void) {
                 cmocka_unit_test(test_torn_tail),
                 cmocka_unit_test(test_upgrade_from_dropins),
                 cmocka_unit_test(test_batch_sees_conflicts),
+                cmocka_unit_test(test_lookups_while_busy),
                 cmocka_unit_test(test_sigkill_anywhere),
         };
         test_enter_private_run();
