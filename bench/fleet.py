@@ -51,7 +51,7 @@ class Fleet:
         for d in ("/run/userdb", "/run/vmuser", self.vm_dir, os.path.join(self.work, "etc")):
             os.makedirs(d, exist_ok=True)
         script = ('mount -t tmpfs -o mode=0755 tmpfs /run/userdb && mount -t tmpfs -o mode=0755 tmpfs /run/vmuser && '
-                  'exec "$0" --listen "$1"')
+                  'exec "$0" --userdb=dropin --listen "$1"')
         for vm in self.vms:
             os.makedirs(os.path.join(self.vm_dir, vm))
             sock = os.path.join(self.vm_dir, vm, "agent.sock")

@@ -15,12 +15,11 @@
 #include "userdb.h"
 #include "verr.h"
 
-/* Where nss-systemd finds the attached users: drop-in files in /run/userdb (the default), the
- * agent's varlink service (records kept where nss-systemd does not read them), or both. */
+/* Where nss-systemd finds the attached users: the agent's varlink service (records in one file,
+ * record-store.h; the default), or drop-in files in /run/userdb. */
 enum agent_userdb_mode {
-        AGENT_USERDB_DROPIN,
         AGENT_USERDB_VARLINK,
-        AGENT_USERDB_BOTH,
+        AGENT_USERDB_DROPIN,
 };
 
 struct agent_config {
@@ -36,7 +35,7 @@ struct agent_config {
         const char *cleanup_root; /* NULL: "/"; see uid-cleanup.h (tests point it at a scratch tree) */
 };
 
-struct user_index;
+struct userdb_thread;
 
 struct agent {
         struct agent_config config;
@@ -45,11 +44,9 @@ struct agent {
         /* Replies produced by agent_feed(), for the transport to write. */
         int (*send)(struct agent *a, const char *data, size_t len, void *userdata);
         void *send_userdata;
-        unsigned long long n_requests;
-        /* userdb-service.c: the in-memory index the varlink service answers from (NULL with
-         * --userdb=dropin) and the records directory it is built from. */
-        struct user_index *index;
-        int index_records_fd;
+        /* userdb-service.c: the varlink service's thread and the in-memory index it answers
+         * from (NULL without the service), built from the userdb's record store. */
+        struct userdb_thread *service;
 };
 
 int agent_init(struct agent *a, const struct agent_config *config);
@@ -91,7 +88,8 @@ int agent_path_is_mounted(struct agent *a, const char *path);
 
 /* userdb-service.c: the varlink userdb service. agent_userdb_changed() is the one hook the
  * commands call after a successful attach or detach of name (a no-op without the service). */
-struct varlink_server;
-int agent_userdb_service_start(struct agent *a, sd_event *event, struct varlink_server **ret);
+int agent_userdb_service_start(struct agent *a);
 void agent_userdb_changed(struct agent *a, const char *name);
 void agent_userdb_service_stop(struct agent *a);
+/* Whether systemd handed over a listening socket (vmuser-agent.socket). */
+bool agent_userdb_socket_from_systemd(void);

@@ -156,14 +156,31 @@ static int list_one(const struct attach_state *s, void *userdata) {
         return 0;
 }
 
+/* Optional arguments: "limit" (1..PROTO_LIST_MAX_USERS) users whose names sort "after" a name;
+ * a page shorter than the limit is the last (doc/PROTOCOL.txt, section 4). */
 static int cmd_list(struct agent *a, json_object *args, json_object **ret, struct verr *e) {
         _cleanup_json_ json_object *array = json_object_new_array();
         struct list_ctx c = { .agent = a, .array = array };
+        const char *after = NULL;
+        uint32_t limit = 0;
         int r;
 
         if (!array)
                 return -ENOMEM;
-        r = userdb_foreach(a->db, list_one, &c);
+        if (args) {
+                json_object_object_foreach(args, key, val) {
+                        (void) val;
+                        if (!streq(key, "after") && !streq(key, "limit"))
+                                return verr_set(e, -EINVAL, "unknown argument '%s' for vmuser-list", key);
+                }
+                r = json_get_string(args, "after", &after);
+                if ((r < 0 && r != -ENOENT) || (r >= 0 && !name_is_valid(after)))
+                        return verr_set(e, -EINVAL, "argument 'after' must be a user name");
+                r = json_get_uint32(args, "limit", &limit);
+                if ((r < 0 && r != -ENOENT) || (r >= 0 && (limit == 0 || limit > PROTO_LIST_MAX_USERS)))
+                        return verr_set(e, -EINVAL, "argument 'limit' must be a number from 1 to %u", PROTO_LIST_MAX_USERS);
+        }
+        r = userdb_foreach_page(a->db, after, limit, list_one, &c);
         if (r < 0)
                 return verr_set(e, r, "listing attached users failed: %s", strerror(-r));
         *ret = TAKE_PTR(array);
@@ -177,7 +194,7 @@ static const struct agent_command commands[] = {
         { "guest-info", cmd_info, AGENT_CMD_NO_ARGS },
         { "vmuser-attach", cmd_attach, 0 },
         { "vmuser-detach", cmd_detach, 0 },
-        { "vmuser-list", cmd_list, AGENT_CMD_NO_ARGS },
+        { "vmuser-list", cmd_list, 0 },
 };
 
 const struct agent_command *agent_command_find(const char *name) {
@@ -227,8 +244,6 @@ int agent_handle_request(struct agent *a, json_object *request, char **ret_reply
         struct verr e = {};
         const char *verb;
         int r;
-
-        a->n_requests++;
 
         if (!json_object_is_type(request, json_type_object))
                 return reply_error(-EINVAL, &(struct verr) { "request is not a JSON object" }, NULL, ret_reply, ret_len);
@@ -295,10 +310,6 @@ int agent_handle_request(struct agent *a, json_object *request, char **ret_reply
         return 0;
 }
 
-struct feed_ctx {
-        struct agent *agent;
-};
-
 static int on_frame(json_object *obj, int error, void *userdata) {
         struct agent *a = userdata;
         _cleanup_free_ char *reply = NULL;
@@ -306,10 +317,13 @@ static int on_frame(json_object *obj, int error, void *userdata) {
         int r;
 
         if (error < 0) {
-                const char *why = error == -EMSGSIZE ? "request exceeds the limit of 65536 bytes"
-                                  : error == -ELOOP  ? "request nests deeper than 16 levels"
-                                                     : "request is not valid JSON";
-                a->n_requests++;
+                char why[128];
+                if (error == -EMSGSIZE)
+                        snprintf(why, sizeof(why), "request exceeds the limit of %u bytes", PROTO_MAX_REQUEST_SIZE);
+                else if (error == -ELOOP)
+                        snprintf(why, sizeof(why), "request nests deeper than %u levels", VMUSER_JSON_MAX_DEPTH);
+                else
+                        snprintf(why, sizeof(why), "request is not valid JSON");
                 r = proto_format_error("GenericError", why, NULL, &reply);
                 if (r < 0)
                         return r;
@@ -344,6 +358,11 @@ int agent_init(struct agent *a, const struct agent_config *config) {
         userdb_set_reserve(a->db, config->reserve_percent);
         userdb_set_cleanup_root(a->db, config->cleanup_root ? config->cleanup_root : "/");
         userdb_set_session_counter(a->db, session_counter, a);
+        if (config->userdb_mode == AGENT_USERDB_VARLINK) {
+                r = userdb_use_store(a->db);
+                if (r < 0)
+                        return r;
+        }
         r = proto_reader_new(PROTO_MAX_REQUEST_SIZE, &a->reader);
         if (r < 0)
                 return r;

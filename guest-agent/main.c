@@ -38,11 +38,12 @@ static void help(void) {
                "                       records' file system (blocks or inodes) free (default %u, 0-%u)\n"
                "  --host-mounts        homes are in PID 1's mount namespace: read its mountinfo,\n"
                "                       unmount through systemd\n"
-               "  --userdb-dir PATH    where records go (default " VMUSER_USERDB_DIR ")\n"
+               "  --userdb-dir PATH    drop-in records (default " VMUSER_USERDB_DIR "; with --userdb=varlink\n"
+               "                       only read, for users attached as drop-ins before an upgrade)\n"
                "  --state-dir PATH     agent state (default " VMUSER_STATE_DIR ")\n"
-               "  --userdb MODE        how NSS finds the users: dropin (files in --userdb-dir, the\n"
-               "                       default), varlink (experimental: a userdb varlink service,\n"
-               "                       records kept in " VMUSER_VARLINK_RECORDS_DIR "), or both\n"
+               "  --userdb MODE        how NSS finds the users: varlink (the default: the agent's userdb\n"
+               "                       varlink service, records in one file in --state-dir) or dropin\n"
+               "                       (files in --userdb-dir, read by nss-systemd itself)\n"
                "  --varlink-socket PATH  the service's socket (default " VMUSER_VARLINK_SOCKET ")\n"
                "  --cleanup-root PATH  look for a detached UID's leftovers below PATH (default /; tests)\n"
                "  -h --help            show this help\n"
@@ -81,8 +82,6 @@ int main(int argc, char *argv[]) {
                 .reserve_percent = USERDB_RESERVE_PERCENT_DEFAULT,
                 .varlink_socket = VMUSER_VARLINK_SOCKET,
         };
-        _cleanup_(varlink_server_freep) struct varlink_server *userdb_service = NULL;
-        bool userdb_dir_set = false;
         _cleanup_(strv_freep) char **allow = NULL, **block = NULL;
         _cleanup_(transport_freep) struct transport *transport = NULL;
         _cleanup_(reaper_freep) struct reaper *reaper = NULL;
@@ -157,17 +156,14 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_USERDB_DIR:
                         config.userdb_dir = optarg;
-                        userdb_dir_set = true;
                         break;
                 case ARG_USERDB:
                         if (streq(optarg, "dropin"))
                                 config.userdb_mode = AGENT_USERDB_DROPIN;
                         else if (streq(optarg, "varlink"))
                                 config.userdb_mode = AGENT_USERDB_VARLINK;
-                        else if (streq(optarg, "both"))
-                                config.userdb_mode = AGENT_USERDB_BOTH;
                         else {
-                                fprintf(stderr, "vmuser-agent: invalid --userdb '%s' (dropin, varlink or both)\n", optarg);
+                                fprintf(stderr, "vmuser-agent: invalid --userdb '%s' (varlink or dropin)\n", optarg);
                                 return 2;
                         }
                         break;
@@ -214,8 +210,6 @@ int main(int argc, char *argv[]) {
                         return 2;
                 }
 
-        if (config.userdb_mode == AGENT_USERDB_VARLINK && !userdb_dir_set)
-                config.userdb_dir = VMUSER_VARLINK_RECORDS_DIR;
         if (config.userdb_mode != AGENT_USERDB_DROPIN) {
                 const char *service = strrchr(config.varlink_socket, '/');
                 if (!service || !service[1] || strchr(service, ':')) {
@@ -265,8 +259,8 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 fprintf(stderr, SD_WARNING "Cannot watch sessions; homes of killed sessions stay mounted: %s\n",
                         strerror(-r));
-        if (config.userdb_mode != AGENT_USERDB_DROPIN) {
-                r = agent_userdb_service_start(&agent, event, &userdb_service);
+        if (config.userdb_mode != AGENT_USERDB_DROPIN || agent_userdb_socket_from_systemd()) {
+                r = agent_userdb_service_start(&agent);
                 if (r < 0) {
                         fprintf(stderr, SD_ERR "Failed to serve userdb on '%s': %s\n", config.varlink_socket,
                                 strerror(-r));
@@ -282,7 +276,6 @@ int main(int argc, char *argv[]) {
 
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
-        userdb_service = varlink_server_free(userdb_service);
         agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);
@@ -293,7 +286,6 @@ fail:
 fail_logged:
         transport = transport_free(transport);
         reaper = reaper_free(reaper);
-        userdb_service = varlink_server_free(userdb_service);
         agent_userdb_service_stop(&agent);
         sd_event_unref(event);
         agent_done(&agent);

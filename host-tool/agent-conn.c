@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "json-util.h"
 #include "macro.h"
+#include "names.h"
 #include "time-util.h"
 
 #define HOTPLUG_SYNC_TIMEOUT_MS 2000
@@ -102,5 +104,58 @@ int agent_open(const struct vm *vm, unsigned flags, int timeout_ms, struct qga_c
                 return r;
 
         *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* The pages of a listing: small enough for the host's reply limits (doc/PROTOCOL.txt section
+ * 8), and a bound on what one listing may hold in the host's memory altogether. */
+#define AGENT_LIST_PAGE 512u
+#define AGENT_LIST_MAX_USERS 65536u
+
+int agent_list_users(struct qga_client *c, int timeout_ms, json_object **ret, struct qga_error *qe, struct verr *e) {
+        _cleanup_json_ json_object *all = json_object_new_array();
+        char after[VMUSER_NAME_MAX + 1] = "";
+
+        if (!all)
+                return -ENOMEM;
+        for (;;) {
+                _cleanup_json_ json_object *args = json_object_new_object(), *page = NULL;
+                size_t n;
+                int r;
+
+                if (!args || json_object_object_add(args, "limit", json_object_new_int(AGENT_LIST_PAGE)) < 0 ||
+                    (after[0] && json_object_object_add(args, "after", json_object_new_string(after)) < 0))
+                        return -ENOMEM;
+                r = qga_client_call(c, "vmuser-list", args, timeout_ms, &page, qe, e);
+                if (r == -EREMOTEIO && !after[0] && strstr(qe->desc, "takes no arguments")) {
+                        /* An agent from before paging: its whole list in one reply. */
+                        *qe = (struct qga_error) {};
+                        *e = (struct verr) {};
+                        return qga_client_call(c, "vmuser-list", NULL, timeout_ms, ret, qe, e);
+                }
+                if (r < 0)
+                        return r;
+                if (!json_object_is_type(page, json_type_array))
+                        return verr_set(e, -EBADMSG, "the reply to vmuser-list is not an array");
+                n = json_object_array_length(page);
+                for (size_t i = 0; i < n; i++) {
+                        json_object *entry = json_object_array_get_idx(page, i);
+                        const char *name;
+                        /* Names come sorted: each page must move on, or a guest could loop us. */
+                        if (json_get_string(entry, "userName", &name) < 0 || !name_is_valid(name) ||
+                            (after[0] && strcmp(name, after) <= 0))
+                                return verr_set(e, -EBADMSG, "the reply to vmuser-list is not a sorted list of users");
+                        snprintf(after, sizeof(after), "%s", name);
+                        if (json_object_array_add(all, json_object_get(entry)) < 0) {
+                                json_object_put(entry);
+                                return -ENOMEM;
+                        }
+                }
+                if (json_object_array_length(all) > AGENT_LIST_MAX_USERS)
+                        return verr_set(e, -E2BIG, "the guest lists more than %u users", AGENT_LIST_MAX_USERS);
+                if (n < AGENT_LIST_PAGE)
+                        break;
+        }
+        *ret = TAKE_PTR(all);
         return 0;
 }

@@ -17,3 +17,8 @@
 #include "vm.h"
 
 int agent_open(const struct vm *vm, unsigned flags, int timeout_ms, struct qga_client **ret, struct verr *e);
+
+/* vmuser-list, page by page ("limit"/"after", doc/PROTOCOL.txt section 4; one reply from an agent
+ * that predates paging): *ret is the array of all entries, at most 65536. Errors as
+ * qga_client_call(); -EBADMSG for pages that are not a sorted list of users. */
+int agent_list_users(struct qga_client *c, int timeout_ms, json_object **ret, struct qga_error *qe, struct verr *e);

@@ -37,7 +37,7 @@ static int worker_list(struct worker *w, json_object **ret_list, struct verr *e)
         }
         if (r < 0)
                 return r;
-        r = qga_client_call(w->agent, "vmuser-list", NULL, w->o->timeout_ms, ret_list, &qe, e);
+        r = agent_list_users(w->agent, w->o->timeout_ms, ret_list, &qe, e);
         if (r == -EREMOTEIO)
                 return verr_set(e, r, "the agent refused vmuser-list: %s", qe.desc);
         if (r < 0)

@@ -191,8 +191,8 @@ static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
                         struct qga_error qe = {};
                         struct verr ignored = {};
                         json_object *list = NULL;
-                        if (qga_client_call(b->agent, "vmuser-list", NULL, b->o->common.timeout_ms, &list, &qe,
-                                            &ignored) >= 0 && json_object_is_type(list, json_type_array))
+                        if (agent_list_users(b->agent, b->o->common.timeout_ms, &list, &qe, &ignored) >= 0 &&
+                            json_object_is_type(list, json_type_array))
                                 b->attached_before = list;
                         else
                                 json_object_put(list);

@@ -106,7 +106,7 @@ static int agent_knows(struct qga_client *agent, const char *name, int timeout_m
         struct verr ignored = {};
         int r;
 
-        r = qga_client_call(agent, "vmuser-list", NULL, timeout_ms, &list, &qe, &ignored);
+        r = agent_list_users(agent, timeout_ms, &list, &qe, &ignored);
         if (r < 0)
                 return r;
         if (!json_object_is_type(list, json_type_array))

@@ -169,7 +169,7 @@ static enum outcome gather_users(const struct common_options *o, struct vm *vm, 
                         return OUTCOME_FAILED;
                 r = 0;
         } else if (r >= 0)
-                r = qga_client_call(agent, "vmuser-list", NULL, o->timeout_ms, &f->value, &qe, &e);
+                r = agent_list_users(agent, o->timeout_ms, &f->value, &qe, &e);
         if (r < 0) {
                 char safe[2048];
                 log_error("Failed to list the users of VM %s: %s", vm->label, text_sanitize(verr_text(&e, r), safe, sizeof(safe)));

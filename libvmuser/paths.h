@@ -17,8 +17,7 @@
 /* Largest state file or record vmuser reads back. */
 #define VMUSER_STATE_FILE_MAX (256u * 1024u)
 
-/* --userdb=varlink (experimental, see doc/PROTOCOL.txt section 9): the records go to a directory
- * nss-systemd does not read, and the agent answers io.systemd.UserDatabase on this socket, whose
+/* --userdb=varlink (doc/PROTOCOL.txt section 9): the records go to one file in the state
+ * directory (record-store.h), and the agent answers io.systemd.UserDatabase on this socket, whose
  * file name is the "service" every served record carries. */
-#define VMUSER_VARLINK_RECORDS_DIR "/run/vmuser/records"
 #define VMUSER_VARLINK_SOCKET "/run/systemd/userdb/io.vmuser"

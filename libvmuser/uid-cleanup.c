@@ -47,7 +47,15 @@ struct walk {
         unsigned long entries;
         unsigned found; /* check mode: entries of the UID */
         struct uid_cleanup_report *report;
+        /* scan mode (uid_leftovers_scan): every owner in lo..hi is marked in bits instead */
+        uid_t lo, hi;
+        uint8_t *bits;
 };
+
+static void mark(uid_t lo, uid_t hi, uint8_t *bits, unsigned long long id) {
+        if (id >= lo && id <= hi)
+                bits[(id - lo) / 8] |= (uint8_t) (1u << ((id - lo) % 8));
+}
 
 void uid_cleanup_report_done(struct uid_cleanup_report *r) {
         for (size_t i = 0; i < UID_CLEANUP_KEPT_MAX; i++)
@@ -195,6 +203,18 @@ static void walk_dir(struct walk *w, int fd, const char *path, dev_t dev, int de
                 struct stat st;
                 if (!stat_listed(w, fd, path, names[i], sub, &st))
                         continue;
+                if (w->bits) {
+                        /* Scan mode: mark the owner, and look inside whoever owns a directory. */
+                        mark(w->lo, w->hi, w->bits, st.st_uid);
+                        if (st.st_dev != dev || !S_ISDIR(st.st_mode) || depth >= WALK_DEPTH_MAX)
+                                continue;
+                        int sfd = open_dir_checked(fd, names[i], &st);
+                        if (sfd < 0)
+                                continue;
+                        walk_dir(w, sfd, sub, dev, depth + 1);
+                        close(sfd);
+                        continue;
+                }
                 if (st.st_dev != dev) {
                         if (st.st_uid == w->uid)
                                 keep(w, sub, "a mount point (another file system)");
@@ -541,4 +561,113 @@ int uid_leftovers(const char *root, uid_t uid, const char *user_name) {
                 return ipc;
         walk_files(&w, root, user_name);
         return processes + ipc + (int) w.found;
+}
+
+/* /proc/PID/status of every process: its four UIDs marked (zombies skipped, as above). */
+static int proc_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
+        char path[PATH_MAX];
+        struct dirent *de;
+
+        if (join(path, sizeof(path), root, "proc") < 0)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (proc_fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        int dfd = dup(proc_fd);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+                if (dfd >= 0)
+                        close(dfd);
+                return negative_errno();
+        }
+        while ((de = readdir(d))) {
+                char file[NAME_MAX + 16], buf[4096];
+                if (!is_pid_name(de->d_name))
+                        continue;
+                snprintf(file, sizeof(file), "%s/status", de->d_name);
+                _cleanup_close_ int fd = openat(proc_fd, file, O_RDONLY | O_CLOEXEC);
+                ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                const char *st = strstr(buf, "\nState:\t"), *u = strstr(buf, "\nUid:");
+                if ((st && st[8] == 'Z') || !u)
+                        continue;
+                u += 5;
+                for (int i = 0; i < 4; i++) {
+                        char *end;
+                        unsigned long long v = strtoull(u, &end, 10);
+                        if (end == u)
+                                break;
+                        mark(lo, hi, bits, v);
+                        u = end;
+                }
+        }
+        closedir(d);
+        return 0;
+}
+
+/* /proc/sysvipc/{shm,sem,msg}: owner and creator of every object marked. */
+static int ipc_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
+        static const char *const kinds[] = { "shm", "sem", "msg" };
+        for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+                char path[PATH_MAX], line[1024];
+                int col_uid = -1, col_cuid = -1, col = 0;
+                snprintf(line, sizeof(line), "proc/sysvipc/%s", kinds[k]);
+                if (join(path, sizeof(path), root, line) < 0)
+                        return -ENAMETOOLONG;
+                _cleanup_fclose_ FILE *f = fopen(path, "re");
+                if (!f) {
+                        if (errno == ENOENT)
+                                continue;
+                        return negative_errno();
+                }
+                if (!fgets(line, sizeof(line), f))
+                        continue;
+                for (char *save = NULL, *t = strtok_r(line, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save), col++) {
+                        if (streq(t, "uid"))
+                                col_uid = col;
+                        else if (streq(t, "cuid"))
+                                col_cuid = col;
+                }
+                if (col_uid < 0 || col_cuid < 0)
+                        return -EBADMSG;
+                while (fgets(line, sizeof(line), f)) {
+                        long long v[32];
+                        col = 0;
+                        for (char *save = NULL, *t = strtok_r(line, " \t\n", &save); t && col < 32;
+                             t = strtok_r(NULL, " \t\n", &save), col++)
+                                v[col] = strtoll(t, NULL, 10);
+                        if (col > col_uid && col > col_cuid) {
+                                mark(lo, hi, bits, (unsigned long long) v[col_uid]);
+                                mark(lo, hi, bits, (unsigned long long) v[col_cuid]);
+                        }
+                }
+        }
+        return 0;
+}
+
+int uid_leftovers_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
+        struct walk w = { .lo = lo, .hi = hi, .bits = bits };
+        char path[PATH_MAX];
+        int r;
+
+        if (lo == 0 || lo > hi)
+                return -EINVAL;
+        memset(bits, 0, ((size_t) hi - lo) / 8 + 1);
+        if ((r = proc_scan(root, lo, hi, bits)) < 0 || (r = ipc_scan(root, lo, hi, bits)) < 0)
+                return r;
+        /* run/user/UID: named after the UID whoever owns it. */
+        if (join(path, sizeof(path), root, "run/user") >= 0) {
+                DIR *d = opendir(path);
+                struct dirent *de;
+                while (d && (de = readdir(d)))
+                        if (is_pid_name(de->d_name) && strlen(de->d_name) < 11)
+                                mark(lo, hi, bits, strtoull(de->d_name, NULL, 10));
+                if (d)
+                        closedir(d);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(places); i++)
+                walk_place(&w, root, places[i]);
+        return 0;
 }

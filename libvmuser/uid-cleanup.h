@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Paths kept (not removable, or not safely) are listed up to this many; more are only counted. */
@@ -47,3 +48,8 @@ int uid_cleanup(const char *root, uid_t uid, const char *user_name, struct uid_c
 /* Counts what the UID still owns (processes, IPC objects, entries in those places) without
  * changing anything; returns the count (0: clean) or -errno. */
 int uid_leftovers(const char *root, uid_t uid, const char *user_name);
+
+/* uid_leftovers() for every UID of lo..hi in one pass (without the per-name places): bit
+ * (uid - lo) of bits (at least (hi - lo) / 8 + 1 bytes, cleared first) is set when the UID owns a
+ * process, an IPC object or an entry in the places. 0 or -errno. */
+int uid_leftovers_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits);

@@ -1,11 +1,8 @@
-/* user-index.c: the in-memory index of attached users and its io.systemd.UserDatabase methods
- * (see user-index.h).
+/* user-index.c: the in-memory index of attached users (see user-index.h).
  *
- * A lookup: varlink.c hands over the call's parameters -> check them (known names, types, our
- * "service") -> one hash chain walk by name or ID -> the reply is the stored record text wrapped
- * as {"record": ..., "incomplete": ...}; for a root peer the privileged text is spliced into the
- * record, for anyone else it is left out and "incomplete" says so. Chains are singly linked
- * through the entries themselves (no allocation per table), tables double when they fill up. */
+ * Entries are built from the record store's lines (user-index-varlink.c answers the calls).
+ * Chains are singly linked through the entries themselves (no allocation per table), tables
+ * double when they fill up. */
 #include "user-index.h"
 
 #include <dirent.h>
@@ -19,39 +16,13 @@
 #include "macro.h"
 #include "names.h"
 #include "paths.h"
+#include "record-store.h"
+#include "user-index-internal.h"
 
 /* Each user carries at most this many memberships (records.c caps memberOf well below). */
 #define USER_INDEX_MAX_MEMBER_OF 256u
 
-struct user_entry {
-        char *name; /* user and group name: vmuser installs one group per user, named after it */
-        uint32_t uid, gid;
-        char *user_text;       /* compact record, "service" set, without "privileged" */
-        char *group_text;      /* compact group record, "service" set */
-        char *privileged_text; /* the "privileged" object, or NULL */
-        char **member_of;
-        size_t n_member_of;
-        struct user_entry *next_name, *next_uid, *next_gid;
-        struct user_entry *prev_all, *next_all;
-};
-
-struct member_link {
-        const char *group; /* points into user->member_of */
-        struct user_entry *user;
-        struct member_link *next;
-};
-
-struct user_index {
-        char *service;
-        size_t n_buckets; /* power of two, for the entry tables */
-        struct user_entry **by_name, **by_uid, **by_gid;
-        size_t n_link_buckets;
-        struct member_link **by_group;
-        struct user_entry *all;
-        size_t n_users, n_links;
-};
-
-static uint64_t hash_string(const char *s) {
+uint64_t user_index_hash_string(const char *s) {
         uint64_t h = 1469598103934665603ull; /* FNV-1a */
         for (; *s; s++)
                 h = (h ^ (unsigned char) *s) * 1099511628211ull;
@@ -100,7 +71,7 @@ int user_index_new(const char *service, struct user_index **ret) {
 
 static void links_remove_user(struct user_index *idx, struct user_entry *e) {
         for (size_t i = 0; i < e->n_member_of; i++) {
-                struct member_link **p = &idx->by_group[hash_string(e->member_of[i]) & (idx->n_link_buckets - 1)];
+                struct member_link **p = &idx->by_group[user_index_hash_string(e->member_of[i]) & (idx->n_link_buckets - 1)];
                 while (*p) {
                         if ((*p)->user == e && (*p)->group == e->member_of[i]) {
                                 struct member_link *dead = *p;
@@ -145,21 +116,21 @@ const char *user_index_service(const struct user_index *idx) {
         return idx->service;
 }
 
-static struct user_entry *find_by_name(const struct user_index *idx, const char *name) {
-        for (struct user_entry *e = idx->by_name[hash_string(name) & (idx->n_buckets - 1)]; e; e = e->next_name)
+struct user_entry *user_index_find_by_name(const struct user_index *idx, const char *name) {
+        for (struct user_entry *e = idx->by_name[user_index_hash_string(name) & (idx->n_buckets - 1)]; e; e = e->next_name)
                 if (streq(e->name, name))
                         return e;
         return NULL;
 }
 
-static struct user_entry *find_by_uid(const struct user_index *idx, uint32_t uid) {
+struct user_entry *user_index_find_by_uid(const struct user_index *idx, uint32_t uid) {
         for (struct user_entry *e = idx->by_uid[hash_id(uid) & (idx->n_buckets - 1)]; e; e = e->next_uid)
                 if (e->uid == uid)
                         return e;
         return NULL;
 }
 
-static struct user_entry *find_by_gid(const struct user_index *idx, uint32_t gid) {
+struct user_entry *user_index_find_by_gid(const struct user_index *idx, uint32_t gid) {
         for (struct user_entry *e = idx->by_gid[hash_id(gid) & (idx->n_buckets - 1)]; e; e = e->next_gid)
                 if (e->gid == gid)
                         return e;
@@ -176,7 +147,7 @@ static void unchain(struct user_entry **head, struct user_entry *e, size_t next_
 
 static void remove_entry(struct user_index *idx, struct user_entry *e) {
         size_t mask = idx->n_buckets - 1;
-        unchain(&idx->by_name[hash_string(e->name) & mask], e, offsetof(struct user_entry, next_name));
+        unchain(&idx->by_name[user_index_hash_string(e->name) & mask], e, offsetof(struct user_entry, next_name));
         unchain(&idx->by_uid[hash_id(e->uid) & mask], e, offsetof(struct user_entry, next_uid));
         unchain(&idx->by_gid[hash_id(e->gid) & mask], e, offsetof(struct user_entry, next_gid));
         links_remove_user(idx, e);
@@ -192,7 +163,7 @@ static void remove_entry(struct user_index *idx, struct user_entry *e) {
 
 static void chain_entry(struct user_index *idx, struct user_entry *e) {
         size_t mask = idx->n_buckets - 1, h;
-        h = hash_string(e->name) & mask;
+        h = user_index_hash_string(e->name) & mask;
         e->next_name = idx->by_name[h];
         idx->by_name[h] = e;
         h = hash_id(e->uid) & mask;
@@ -233,7 +204,7 @@ static int grow_links(struct user_index *idx) {
                 while (idx->by_group[i]) {
                         struct member_link *l = idx->by_group[i];
                         idx->by_group[i] = l->next;
-                        size_t h = hash_string(l->group) & (n - 1);
+                        size_t h = user_index_hash_string(l->group) & (n - 1);
                         l->next = t[h];
                         t[h] = l;
                 }
@@ -265,7 +236,7 @@ static int insert_entry(struct user_index *idx, struct user_entry *e) {
                 }
         }
         for (size_t i = 0; i < e->n_member_of; i++) {
-                size_t h = hash_string(e->member_of[i]) & (idx->n_link_buckets - 1);
+                size_t h = user_index_hash_string(e->member_of[i]) & (idx->n_link_buckets - 1);
                 *links[i] = (struct member_link) { .group = e->member_of[i], .user = e, .next = idx->by_group[h] };
                 idx->by_group[h] = links[i];
         }
@@ -280,14 +251,8 @@ static int insert_entry(struct user_index *idx, struct user_entry *e) {
         return 0;
 }
 
-/* Reads a record file, sets "service", returns its compact text. */
-static int read_record(struct user_index *idx, int dir_fd, const char *file, json_object **ret_obj, char **ret_text) {
-        _cleanup_json_ json_object *obj = NULL;
-        int r;
-
-        r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
-        if (r < 0)
-                return r;
+/* Takes a record object over, sets "service", returns its compact text. */
+static int record_text(struct user_index *idx, json_object *obj, char **ret_text) {
         if (!json_object_is_type(obj, json_type_object))
                 return -EBADMSG;
         json_object_object_del(obj, "privileged");
@@ -297,18 +262,15 @@ static int read_record(struct user_index *idx, int dir_fd, const char *file, jso
         if (!text)
                 return -ENOMEM;
         *ret_text = strdup(text);
-        if (!*ret_text)
-                return -ENOMEM;
-        *ret_obj = TAKE_PTR(obj);
-        return 0;
+        return *ret_text ? 0 : -ENOMEM;
 }
 
-static int load_entry(struct user_index *idx, int records_fd, int state_fd, const char *name,
+static int load_entry(struct user_index *idx, const char *line, int state_fd, const char *name,
                       struct user_entry **ret) {
         _cleanup_(entry_freep) struct user_entry *e = NULL;
-        _cleanup_json_ json_object *user = NULL, *group = NULL, *priv = NULL, *state = NULL;
+        _cleanup_json_ json_object *obj = NULL, *state = NULL;
         char file[VMUSER_NAME_MAX + 64];
-        json_object *member_of, *p;
+        json_object *user, *group, *priv, *member_of, *p;
         const char *user_name, *group_name;
         int r;
 
@@ -319,25 +281,20 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
         if (!e->name)
                 return -ENOMEM;
 
-        snprintf(file, sizeof(file), "%s.user", name);
-        r = read_record(idx, records_fd, file, &user, &e->user_text);
+        r = json_parse_strict(line, strlen(line), &obj);
         if (r < 0)
                 return r;
-        if (json_get_string(user, "userName", &user_name) < 0 || !streq(user_name, name) ||
-            json_get_uint32(user, "uid", &e->uid) < 0)
+        if (json_get_object(obj, "user", &user) < 0 || json_get_string(user, "userName", &user_name) < 0 ||
+            !streq(user_name, name) || json_get_uint32(user, "uid", &e->uid) < 0)
                 return -EBADMSG;
-
-        snprintf(file, sizeof(file), "%s.group", name);
-        r = read_record(idx, records_fd, file, &group, &e->group_text);
-        if (r < 0)
+        if (json_get_object(obj, "group", &group) < 0 || json_get_string(group, "groupName", &group_name) < 0 ||
+            !streq(group_name, name) || json_get_uint32(group, "gid", &e->gid) < 0)
+                return -EBADMSG;
+        if ((r = record_text(idx, user, &e->user_text)) < 0 || (r = record_text(idx, group, &e->group_text)) < 0)
                 return r;
-        if (json_get_string(group, "groupName", &group_name) < 0 || !streq(group_name, name) ||
-            json_get_uint32(group, "gid", &e->gid) < 0)
-                return -EBADMSG;
 
-        snprintf(file, sizeof(file), "%s.user-privileged", name);
-        r = json_read_file_at(records_fd, file, VMUSER_STATE_FILE_MAX, &priv);
-        if (r >= 0) {
+        /* "privileged" holds the NAME.user-privileged document: {"privileged": {...}}. */
+        if (json_object_object_get_ex(obj, "privileged", &priv)) {
                 if (json_get_object(priv, "privileged", &p) < 0)
                         return -EBADMSG;
                 const char *text = json_to_compact(p);
@@ -345,8 +302,7 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
                         return -ENOMEM;
                 /* json-c keeps its own copy of the serialization: erase it before it is freed. */
                 explicit_bzero((char *) text, strlen(text));
-        } else if (r != -ENOENT)
-                return r;
+        }
 
         snprintf(file, sizeof(file), VMUSER_USERS_SUBDIR "/%s.json", name);
         r = json_read_file_at(state_fd, file, VMUSER_STATE_FILE_MAX, &state);
@@ -373,22 +329,22 @@ static int load_entry(struct user_index *idx, int records_fd, int state_fd, cons
         return 0;
 }
 
-int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, const char *name) {
+int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name) {
         struct user_entry *old, *e = NULL;
         int r;
 
         if (!name_is_valid(name))
                 return -EINVAL;
-        old = find_by_name(idx, name);
+        old = user_index_find_by_name(idx, name);
         if (old)
                 remove_entry(idx, old);
-        r = load_entry(idx, records_fd, state_fd, name, &e);
-        if (r == -ENOENT)
+        if (!line)
                 return 0;
+        r = load_entry(idx, line, state_fd, name, &e);
         if (r < 0)
                 return r;
-        /* Another indexed user with the same IDs would be a stale entry: the files win. */
-        while ((old = find_by_uid(idx, e->uid)) || (old = find_by_gid(idx, e->gid)))
+        /* Another indexed user with the same IDs would be a stale entry: the store wins. */
+        while ((old = user_index_find_by_uid(idx, e->uid)) || (old = user_index_find_by_gid(idx, e->gid)))
                 remove_entry(idx, old);
         r = insert_entry(idx, e);
         if (r < 0) {
@@ -398,239 +354,30 @@ int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, con
         return 1;
 }
 
-int user_index_load_all(struct user_index *idx, int records_fd, int state_fd, unsigned *ret_failed) {
-        _cleanup_close_ int users_fd = -1;
-        unsigned failed = 0;
-        struct dirent *de;
-        int n = 0, r = 0;
-        DIR *d;
-
-        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (users_fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        d = fdopendir(users_fd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(users_fd);
-        while ((de = readdir(d))) {
-                char name[VMUSER_NAME_MAX + 1];
-                size_t len = strlen(de->d_name);
-                if (len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".json"))
-                        continue;
-                memcpy(name, de->d_name, len - 5);
-                name[len - 5] = '\0';
-                if (!name_is_valid(name))
-                        continue;
-                r = user_index_refresh(idx, records_fd, state_fd, name);
-                if (r == -ENOMEM)
-                        break;
-                if (r < 0)
-                        failed++;
-                else
-                        n += r;
-                r = 0;
-        }
-        closedir(d);
-        if (ret_failed)
-                *ret_failed = failed;
-        return r < 0 ? r : n;
-}
-
-/* The varlink side. */
-
-static const char *const ERROR_NO_RECORD = "io.systemd.UserDatabase.NoRecordFound";
-static const char *const ERROR_BAD_SERVICE = "io.systemd.UserDatabase.BadService";
-static const char *const ERROR_CONFLICT = "io.systemd.UserDatabase.ConflictingRecordFound";
-
-struct lookup {
-        const char *name;
-        uint32_t id;
-        bool has_id;
+struct load_all {
+        struct user_index *idx;
+        int state_fd;
+        unsigned failed;
+        int n;
 };
 
-/* Checks the parameters of a lookup: name_key and id_key optional, "service" must be ours when
- * given. 0: go on, 1: an error was sent. */
-static int parse_lookup(struct varlink_call *call, struct user_index *idx, json_object *params, const char *name_key,
-                        const char *id_key, struct lookup *ret) {
-        const char *service;
-        int r;
-
-        *ret = (struct lookup) {};
-        json_object_object_foreach(params, key, value) {
-                (void) value;
-                if (!streq(key, name_key) && !(id_key && streq(key, id_key)) && !streq(key, "service"))
-                        return varlink_call_invalid_parameter(call, key) < 0 ? -ENOMEM : 1;
-        }
-        r = json_get_string(params, "service", &service);
-        if (r == -EINVAL)
-                return varlink_call_invalid_parameter(call, "service") < 0 ? -ENOMEM : 1;
-        if (r >= 0 && !streq(service, idx->service))
-                return varlink_call_error(call, ERROR_BAD_SERVICE, NULL) < 0 ? -ENOMEM : 1;
-        r = json_get_string(params, name_key, &ret->name);
-        if (r == -EINVAL)
-                return varlink_call_invalid_parameter(call, name_key) < 0 ? -ENOMEM : 1;
-        if (id_key) {
-                r = json_get_uint32(params, id_key, &ret->id);
-                if (r == -EINVAL)
-                        return varlink_call_invalid_parameter(call, id_key) < 0 ? -ENOMEM : 1;
-                ret->has_id = r >= 0;
-        }
-        return 0;
-}
-
-static int reply_record(struct varlink_call *call, const char *record, const char *privileged, bool continues) {
-        _cleanup_free_ char *text = NULL;
-        bool root = varlink_call_peer_uid(call) == 0;
-        int n, r;
-
-        if (privileged && root) {
-                size_t len = strlen(record);
-                /* record is a non-empty object: splice the section in before its closing brace. */
-                n = asprintf(&text, "{\"record\":%.*s,\"privileged\":%s},\"incomplete\":false}", (int) (len - 1), record,
-                             privileged);
-        } else
-                n = asprintf(&text, "{\"record\":%s,\"incomplete\":%s}", record, privileged ? "true" : "false");
-        if (n < 0)
-                return -ENOMEM;
-        r = varlink_call_reply_text(call, text, continues);
-        if (privileged && root)
-                explicit_bzero(text, (size_t) n);
-        return r;
-}
-
-static int get_record(struct varlink_call *call, json_object *params, void *userdata, bool group) {
-        struct user_index *idx = userdata;
-        struct user_entry *e, *by_id = NULL;
-        struct lookup l;
-        int r;
-
-        r = parse_lookup(call, idx, params, group ? "groupName" : "userName", group ? "gid" : "uid", &l);
-        if (r != 0)
-                return r < 0 ? r : 0;
-
-        if (!l.name && !l.has_id) {
-                /* Enumeration: every record, one reply each. */
-                if (!idx->all)
-                        return varlink_call_error(call, ERROR_NO_RECORD, NULL);
-                for (e = idx->all; e; e = e->next_all) {
-                        bool last = !e->next_all || !varlink_call_more(call);
-                        r = group ? reply_record(call, e->group_text, NULL, !last)
-                                  : reply_record(call, e->user_text, e->privileged_text, !last);
-                        if (r < 0 || last)
-                                return r;
-                }
-                return 0;
-        }
-
-        e = l.name ? find_by_name(idx, l.name) : NULL;
-        if (l.has_id)
-                by_id = group ? find_by_gid(idx, l.id) : find_by_uid(idx, l.id);
-        if (l.name && l.has_id && e != by_id)
-                return varlink_call_error(call, e || by_id ? ERROR_CONFLICT : ERROR_NO_RECORD, NULL);
-        if (!e)
-                e = by_id;
-        if (!e)
-                return varlink_call_error(call, ERROR_NO_RECORD, NULL);
-        return group ? reply_record(call, e->group_text, NULL, false)
-                     : reply_record(call, e->user_text, e->privileged_text, false);
-}
-
-static int method_get_user_record(struct varlink_call *call, json_object *params, void *userdata) {
-        return get_record(call, params, userdata, false);
-}
-
-static int method_get_group_record(struct varlink_call *call, json_object *params, void *userdata) {
-        return get_record(call, params, userdata, true);
-}
-
-static int reply_membership(struct varlink_call *call, const char *user, const char *group, bool continues) {
-        _cleanup_free_ char *text = NULL;
-        /* Both are valid names (no quoting needed): checked when the index was built. */
-        if (asprintf(&text, "{\"userName\":\"%s\",\"groupName\":\"%s\"}", user, group) < 0)
-                return -ENOMEM;
-        return varlink_call_reply_text(call, text, continues);
-}
-
-/* Sends the memberships in the order found, holding each back until the next is known, so the
- * last one goes out without "continues". */
-struct membership_sender {
-        struct varlink_call *call;
-        const char *user, *group; /* held back */
-        bool done;
-};
-
-static int membership_send(struct membership_sender *s, const char *user, const char *group) {
-        int r = 0;
-        if (s->done)
-                return 0;
-        if (s->user) {
-                r = reply_membership(s->call, s->user, s->group, true);
-                if (r < 0)
-                        return r;
-        }
-        s->user = user;
-        s->group = group;
-        if (!varlink_call_more(s->call)) {
-                /* No "more": the first one is all the caller gets. */
-                s->done = true;
-                s->user = NULL;
-                return reply_membership(s->call, user, group, false);
-        }
-        return 0;
-}
-
-static int membership_finish(struct membership_sender *s) {
-        if (s->done)
-                return 0;
-        if (!s->user)
-                return varlink_call_error(s->call, ERROR_NO_RECORD, NULL);
-        return reply_membership(s->call, s->user, s->group, false);
-}
-
-static int method_get_memberships(struct varlink_call *call, json_object *params, void *userdata) {
-        struct user_index *idx = userdata;
-        struct membership_sender s = { .call = call };
-        const char *user_name = NULL;
-        struct lookup l;
-        int r;
-
-        /* parse_lookup knows one name key; userName is checked here. */
-        r = json_get_string(params, "userName", &user_name);
-        if (r == -EINVAL)
-                return varlink_call_invalid_parameter(call, "userName");
-        _cleanup_json_ json_object *rest = json_object_new_object();
-        if (!rest)
-                return -ENOMEM;
-        json_object_object_foreach(params, key, value)
-                if (!streq(key, "userName") && json_object_object_add(rest, key, json_object_get(value)) < 0)
-                        return -ENOMEM;
-        r = parse_lookup(call, idx, rest, "groupName", NULL, &l);
-        if (r != 0)
-                return r < 0 ? r : 0;
-
-        if (user_name) {
-                struct user_entry *e = find_by_name(idx, user_name);
-                for (size_t i = 0; e && i < e->n_member_of && r >= 0; i++)
-                        if (!l.name || streq(l.name, e->member_of[i]))
-                                r = membership_send(&s, e->name, e->member_of[i]);
-        } else if (l.name) {
-                for (struct member_link *k = idx->by_group[hash_string(l.name) & (idx->n_link_buckets - 1)]; k && r >= 0;
-                     k = k->next)
-                        if (streq(k->group, l.name))
-                                r = membership_send(&s, k->user->name, k->group);
-        } else {
-                for (struct user_entry *e = idx->all; e && r >= 0; e = e->next_all)
-                        for (size_t i = 0; i < e->n_member_of && r >= 0; i++)
-                                r = membership_send(&s, e->name, e->member_of[i]);
-        }
-        if (r < 0)
+static int load_one(const char *name, const char *line, void *userdata) {
+        struct load_all *l = userdata;
+        int r = user_index_refresh(l->idx, line, l->state_fd, name);
+        if (r == -ENOMEM)
                 return r;
-        return membership_finish(&s);
+        if (r < 0)
+                l->failed++;
+        else
+                l->n += r;
+        return 0;
 }
 
-const struct varlink_method user_index_methods[] = {
-        { "io.systemd.UserDatabase.GetUserRecord", method_get_user_record },
-        { "io.systemd.UserDatabase.GetGroupRecord", method_get_group_record },
-        { "io.systemd.UserDatabase.GetMemberships", method_get_memberships },
-};
-const size_t user_index_n_methods = ELEMENTSOF(user_index_methods);
+int user_index_load_all(struct user_index *idx, const struct record_store *store, int state_fd, unsigned *ret_failed) {
+        struct load_all l = { .idx = idx, .state_fd = state_fd };
+        int r = record_store_foreach(store, load_one, &l);
+        if (ret_failed)
+                *ret_failed = l.failed;
+        return r < 0 ? r : l.n;
+}
+

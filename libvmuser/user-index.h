@@ -1,11 +1,10 @@
 /* user-index.h: the attached users, groups and memberships in memory, served as
  * io.systemd.UserDatabase over varlink (see varlink.h and doc/PROTOCOL.txt, section 9).
  *
- * The index is a cache of what userdb.c wrote: NAME.user, NAME.group and NAME.user-privileged in
- * the records directory, and the memberOf list of the state file users/NAME.json. It is built
- * from those files at start (user_index_load_all) and one user is re-read after each attach or
- * detach (user_index_refresh), so the files stay the single source of truth and crash safety is
- * theirs. Records are kept as compact JSON text with "service" set to the index's service name
+ * The index is a cache of what userdb.c wrote: the user's line in the record store
+ * (record-store.h) and the memberOf list of the state file users/NAME.json. It is built from the
+ * store at start (user_index_load_all) and one user is re-read after each attach or detach
+ * (user_index_refresh), so the store stays the single source of truth and crash safety is its. Records are kept as compact JSON text with "service" set to the index's service name
  * (nss-systemd refuses records without it), hashed by user name, UID, group name, GID, and
  * memberships by group name, so every lookup costs the same whatever the number of users.
  * The privileged section (password hashes, SSH keys) is only sent to peers whose UID is 0. */
@@ -22,13 +21,13 @@ int user_index_new(const char *service, struct user_index **ret);
 struct user_index *user_index_free(struct user_index *idx);
 void user_index_freep(struct user_index **idx);
 
-/* Re-reads user name: records_fd holds NAME.user/.group/.user-privileged, state_fd is
- * /run/vmuser (users/NAME.json). A user whose NAME.user is gone is dropped from the index.
- * 1: indexed, 0: not attached (dropped if it was there), <0: unreadable records (dropped). */
-int user_index_refresh(struct user_index *idx, int records_fd, int state_fd, const char *name);
-/* Indexes every user that has a users/NAME.json. Returns how many were indexed; users whose
- * records are unreadable are skipped (and counted in *ret_failed when given). */
-int user_index_load_all(struct user_index *idx, int records_fd, int state_fd, unsigned *ret_failed);
+/* Re-indexes user name from its record-store line (NULL: not attached, dropped) and the
+ * memberOf list of state_fd's users/NAME.json. 1: indexed, 0: dropped, <0: unreadable (dropped). */
+int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name);
+/* Indexes every user of the store. Returns how many were indexed; users whose records are
+ * unreadable are skipped (and counted in *ret_failed when given). */
+struct record_store;
+int user_index_load_all(struct user_index *idx, const struct record_store *store, int state_fd, unsigned *ret_failed);
 size_t user_index_count(const struct user_index *idx);
 const char *user_index_service(const struct user_index *idx);
 

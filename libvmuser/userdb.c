@@ -1,4 +1,6 @@
-/* userdb.c: plans, journal, apply and recovery for the guest's transient users (see userdb.h).
+/* userdb.c: opening, recovery, attach and detach of the guest's transient users (see userdb.h;
+ * plans and their journal in userdb-plan.c, conflict checks and UID allocation in userdb-ids.c,
+ * the upgrade from drop-ins in userdb-migrate.c).
  *
  * Attach flow: lock -> read our old state (if any) -> decide UID/GID (request, old state, or
  * allocation) -> NSS conflict checks -> render records -> build plan (group, privileged,
@@ -10,9 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,271 +24,13 @@
 
 #include "atomic-file.h"
 #include "json-util.h"
+#include "nss-view.h"
+#include "record-store.h"
 #include "macro.h"
 #include "paths.h"
 #include "uid-alloc.h"
 #include "uid-cleanup.h"
-
-enum plan_dir {
-        PLAN_DIR_USERDB,
-        PLAN_DIR_USERS,
-};
-
-enum plan_kind {
-        PLAN_WRITE,
-        PLAN_SYMLINK,
-        PLAN_REMOVE,
-};
-
-struct plan_step {
-        enum plan_kind kind;
-        enum plan_dir dir;
-        char name[VMUSER_NAME_MAX * 2 + 32];
-        char *content; /* file content or symlink target */
-        mode_t mode;
-};
-
-struct plan {
-        char user_name[VMUSER_NAME_MAX + 1];
-        struct plan_step *steps;
-        size_t n_steps;
-};
-
-struct userdb {
-        int userdb_fd;
-        int state_fd;
-        int users_fd;
-        int pending_fd;
-        struct id_range range;
-        unsigned reserve_percent;
-        char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */
-        int (*session_count)(const struct attach_state *s, void *userdata);
-        void *session_count_userdata;
-        char userdb_path[PATH_MAX]; /* for messages */
-        char state_path[PATH_MAX];
-};
-
-static void plan_done(struct plan *p) {
-        for (size_t i = 0; i < p->n_steps; i++)
-                erase_and_free(p->steps[i].content);
-        free(p->steps);
-        *p = (struct plan) {};
-}
-
-static int plan_add(struct plan *p, enum plan_kind kind, enum plan_dir dir, const char *content, mode_t mode,
-                    const char *name_fmt, ...) _printf_(6, 7);
-#include <stdarg.h>
-static int plan_add(struct plan *p, enum plan_kind kind, enum plan_dir dir, const char *content, mode_t mode,
-                    const char *name_fmt, ...) {
-        struct plan_step *steps, *s;
-        va_list ap;
-
-        steps = realloc(p->steps, (p->n_steps + 1) * sizeof(*steps));
-        if (!steps)
-                return -ENOMEM;
-        p->steps = steps;
-        s = &p->steps[p->n_steps];
-        *s = (struct plan_step) { .kind = kind, .dir = dir, .mode = mode };
-        va_start(ap, name_fmt);
-        vsnprintf(s->name, sizeof(s->name), name_fmt, ap);
-        va_end(ap);
-        if (content) {
-                s->content = strdup(content);
-                if (!s->content)
-                        return -ENOMEM;
-        }
-        p->n_steps++;
-        return 0;
-}
-
-static int dir_fd_of(const struct userdb *db, enum plan_dir d) {
-        return d == PLAN_DIR_USERDB ? db->userdb_fd : db->users_fd;
-}
-
-static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
-        int fd = dir_fd_of(db, s->dir);
-        switch (s->kind) {
-        case PLAN_WRITE:
-                return atomic_write_at(fd, s->name, s->content, strlen(s->content), s->mode);
-        case PLAN_SYMLINK:
-                return atomic_symlink_at(fd, s->name, s->content);
-        case PLAN_REMOVE:
-                return unlink_if_exists_at(fd, s->name);
-        }
-        return -EINVAL;
-}
-
-/* 1 when applying the step would change nothing. */
-static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s) {
-        int fd = dir_fd_of(db, s->dir);
-        switch (s->kind) {
-        case PLAN_WRITE:
-                return file_equals_at(fd, s->name, s->content, strlen(s->content), s->mode);
-        case PLAN_SYMLINK:
-                return symlink_equals_at(fd, s->name, s->content);
-        case PLAN_REMOVE:
-                if (faccessat(fd, s->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-                        return 0;
-                return errno == ENOENT ? 1 : negative_errno();
-        }
-        return -EINVAL;
-}
-
-static const char *const kind_names[] = { "write", "symlink", "remove" };
-static const char *const dir_names[] = { "userdb", "users" };
-
-static int plan_to_json(const struct plan *p, char **ret) {
-        _cleanup_json_ json_object *obj = json_object_new_object();
-        json_object *steps = json_object_new_array();
-        const char *s;
-
-        if (!obj || !steps || json_object_object_add(obj, "steps", steps) < 0) {
-                if (!obj || !json_object_object_get_ex(obj, "steps", NULL))
-                        json_object_put(steps);
-                return -ENOMEM;
-        }
-        json_object_object_add(obj, "userName", json_object_new_string(p->user_name));
-        for (size_t i = 0; i < p->n_steps; i++) {
-                const struct plan_step *st = &p->steps[i];
-                json_object *o = json_object_new_object();
-                if (!o || json_object_array_add(steps, o) < 0)
-                        return -ENOMEM;
-                json_object_object_add(o, "op", json_object_new_string(kind_names[st->kind]));
-                json_object_object_add(o, "dir", json_object_new_string(dir_names[st->dir]));
-                json_object_object_add(o, "name", json_object_new_string(st->name));
-                if (st->content)
-                        json_object_object_add(o, "content", json_object_new_string(st->content));
-                json_object_object_add(o, "mode", json_object_new_int(st->mode));
-        }
-        s = json_to_compact(obj);
-        if (!s)
-                return -ENOMEM;
-        *ret = strdup(s);
-        explicit_bzero((char *) s, strlen(s));
-        return *ret ? 0 : -ENOMEM;
-}
-
-static bool step_name_is_safe(const char *name) {
-        return name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) < sizeof(((struct plan_step *) 0)->name);
-}
-
-static int plan_from_json(json_object *obj, struct plan *ret) {
-        struct plan p = {};
-        json_object *steps;
-        const char *name;
-        int r;
-
-        if (json_get_string(obj, "userName", &name) < 0 || !name_is_valid(name))
-                return -EBADMSG;
-        strcpy(p.user_name, name);
-        if (json_get_array(obj, "steps", &steps) < 0)
-                return -EBADMSG;
-        for (size_t i = 0; i < json_object_array_length(steps); i++) {
-                json_object *o = json_object_array_get_idx(steps, i);
-                const char *op, *dir, *step_name, *content = NULL;
-                uint32_t mode;
-                enum plan_kind k;
-
-                if (json_get_string(o, "op", &op) < 0 || json_get_string(o, "dir", &dir) < 0 ||
-                    json_get_string(o, "name", &step_name) < 0 || json_get_uint32(o, "mode", &mode) < 0 ||
-                    !step_name_is_safe(step_name) || (mode & ~07777u))
-                        goto bad;
-                if (streq(op, "write"))
-                        k = PLAN_WRITE;
-                else if (streq(op, "symlink"))
-                        k = PLAN_SYMLINK;
-                else if (streq(op, "remove"))
-                        k = PLAN_REMOVE;
-                else
-                        goto bad;
-                if (k != PLAN_REMOVE && json_get_string(o, "content", &content) < 0)
-                        goto bad;
-                if (!streq(dir, "userdb") && !streq(dir, "users"))
-                        goto bad;
-                r = plan_add(&p, k, streq(dir, "userdb") ? PLAN_DIR_USERDB : PLAN_DIR_USERS, content, (mode_t) mode,
-                             "%s", step_name);
-                if (r < 0) {
-                        plan_done(&p);
-                        return r;
-                }
-        }
-        *ret = p;
-        return 0;
-bad:
-        plan_done(&p);
-        return -EBADMSG;
-}
-
-/* The undo of a plan that only created entries (a first attach): remove each of them, NAME.user
- * first so the user disappears before its parts. Removing needs no space, so this works where
- * the plan failed for lack of it. */
-static int plan_build_undo(const struct plan *p, struct plan *ret) {
-        struct plan u = {};
-        int r = 0;
-
-        strcpy(u.user_name, p->user_name);
-        for (size_t i = p->n_steps; i > 0 && r >= 0; i--) {
-                const struct plan_step *s = &p->steps[i - 1];
-                if (s->kind != PLAN_REMOVE)
-                        r = plan_add(&u, PLAN_REMOVE, s->dir, NULL, 0, "%s", s->name);
-        }
-        if (r < 0) {
-                plan_done(&u);
-                return r;
-        }
-        *ret = u;
-        return 0;
-}
-
-/* Journals, applies and un-journals a plan. The journal rename is the commit point. When a step
- * fails and undo is given, the entries already written are removed again and the journal is
- * dropped (nothing changed); without undo the journal stays for the next start-up to finish. */
-static int plan_commit(struct userdb *db, const struct plan *p, const struct plan *undo) {
-        _cleanup_erase_free_ char *journal = NULL;
-        char name[VMUSER_NAME_MAX + 8];
-        int r;
-
-        r = plan_to_json(p, &journal);
-        if (r < 0)
-                return r;
-        snprintf(name, sizeof(name), "%s.json", p->user_name);
-        r = atomic_write_at(db->pending_fd, name, journal, strlen(journal), 0600);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < p->n_steps; i++) {
-                r = plan_step_apply(db, &p->steps[i]);
-                if (r < 0) {
-                        if (!undo)
-                                return r;
-                        for (size_t j = 0; j < undo->n_steps; j++)
-                                if (plan_step_apply(db, &undo->steps[j]) < 0)
-                                        return r; /* the journal stays for start-up */
-                        (void) unlink_if_exists_at(db->pending_fd, name);
-                        return r;
-                }
-        }
-        return unlink_if_exists_at(db->pending_fd, name);
-}
-
-static int replay_journal(struct userdb *db, const char *file) {
-        _cleanup_json_ json_object *obj = NULL;
-        struct plan p = {};
-        int r;
-
-        r = json_read_file_at(db->pending_fd, file, 4u * 1024u * 1024u, &obj);
-        if (r >= 0)
-                r = plan_from_json(obj, &p);
-        if (r < 0)
-                /* A journal we cannot read was never committed (the rename is atomic), or was
-                 * tampered with: either way there is nothing safe to apply. */
-                return unlink_if_exists_at(db->pending_fd, file);
-        for (size_t i = 0; i < p.n_steps && r >= 0; i++)
-                r = plan_step_apply(db, &p.steps[i]);
-        plan_done(&p);
-        if (r < 0)
-                return r;
-        return unlink_if_exists_at(db->pending_fd, file);
-}
+#include "userdb-internal.h"
 
 int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         _cleanup_close_ int fd = -1;
@@ -342,6 +84,15 @@ int userdb_recover(struct userdb *db) {
                 n++;
         }
         closedir(d);
+
+        if (db->store) {
+                r = migrate_dropins(db);
+                if (r < 0 && first_error == 0)
+                        first_error = r;
+                else if (r > 0)
+                        fprintf(stderr, "<5>Moved %d user(s) from drop-ins in %s to %s/" RECORD_STORE_FILE "\n", r,
+                                db->userdb_path, db->state_path);
+        }
 
         /* A detach the agent did not finish (it crashed before the records went) did not
          * happen: the user is attached, and logins must work again. */
@@ -398,6 +149,9 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->state_fd);
         closep(&db->users_fd);
         closep(&db->pending_fd);
+        record_store_free(db->store);
+        nss_view_free(db->view);
+        free(db->dirty);
         free(db);
         return NULL;
 }
@@ -406,147 +160,22 @@ void userdb_closep(struct userdb **db) {
         userdb_close(*db);
 }
 
+int userdb_use_store(struct userdb *db) {
+        if (db->store)
+                return 0;
+        return record_store_open(db->state_fd, &db->store);
+}
+
+const struct record_store *userdb_store(const struct userdb *db) {
+        return db->store;
+}
+
 int userdb_state_fd(const struct userdb *db) {
         return db->state_fd;
 }
 
 const struct id_range *userdb_range(const struct userdb *db) {
         return &db->range;
-}
-
-/* NSS look-ups with the buffer-size retry every caller needs. ret_name (if set) receives the
- * name found. 1 = exists, 0 = not found, <0 = error. */
-static int nss_lookup(bool group, const char *name, uint32_t id, char *ret_name, size_t ret_name_size,
-                      uint32_t *ret_id) {
-        size_t bufsize = 1024;
-
-        for (;;) {
-                _cleanup_free_ char *buf = malloc(bufsize);
-                int r;
-
-                if (!buf)
-                        return -ENOMEM;
-                if (group) {
-                        struct group gr, *res = NULL;
-                        r = name ? getgrnam_r(name, &gr, buf, bufsize, &res) : getgrgid_r(id, &gr, buf, bufsize, &res);
-                        if (r == 0) {
-                                if (!res)
-                                        return 0;
-                                if (ret_name)
-                                        snprintf(ret_name, ret_name_size, "%s", res->gr_name);
-                                if (ret_id)
-                                        *ret_id = res->gr_gid;
-                                return 1;
-                        }
-                } else {
-                        struct passwd pw, *res = NULL;
-                        r = name ? getpwnam_r(name, &pw, buf, bufsize, &res) : getpwuid_r(id, &pw, buf, bufsize, &res);
-                        if (r == 0) {
-                                if (!res)
-                                        return 0;
-                                if (ret_name)
-                                        snprintf(ret_name, ret_name_size, "%s", res->pw_name);
-                                if (ret_id)
-                                        *ret_id = res->pw_uid;
-                                return 1;
-                        }
-                }
-                if (r != ERANGE)
-                        /* ENOENT and friends are "not found" for some NSS modules. */
-                        return r == ENOENT || r == ESRCH ? 0 : -r;
-                if (bufsize >= 1024 * 1024)
-                        return -ERANGE;
-                bufsize *= 4;
-        }
-}
-
-static int id_is_free(struct userdb *db, uint32_t id) {
-        char name[32];
-        int r;
-
-        r = nss_lookup(false, NULL, id, NULL, 0, NULL);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        r = nss_lookup(true, NULL, id, NULL, 0, NULL);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        /* Records nss-systemd would refuse (or not yet see) still occupy their number. */
-        snprintf(name, sizeof(name), "%u.user", id);
-        if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-                return 0;
-        snprintf(name, sizeof(name), "%u.group", id);
-        if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-                return 0;
-        return 1;
-}
-
-/* How many candidates with leftovers one allocation looks at before giving up. */
-#define ALLOC_DIRTY_MAX 64
-
-/* A UID may go to user_name: not reserved for someone else, and nothing of an earlier user of
- * it is left (process, IPC object, file in the places uid-cleanup.c searches). 1 = fit, 0 = not
- * (reason in why), <0 = error. A UID found dirty is quarantined; a clean one leaves quarantine. */
-static int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
-        char owner[VMUSER_NAME_MAX + 1];
-        int r;
-
-        r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
-        if (r < 0)
-                return r;
-        if (r > 0 && !streq(owner, user_name)) {
-                snprintf(why, why_size, "uid %u is reserved for '%s', whose home export the host keeps", id, owner);
-                return 0;
-        }
-        r = uid_leftovers(db->cleanup_root, id, NULL);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                (void) uid_quarantine_set(db->state_fd, id, true);
-                snprintf(why, why_size,
-                         "uid %u still owns %d process(es), IPC object(s) or file(s) of an earlier user", id, r);
-                return 0;
-        }
-        (void) uid_quarantine_set(db->state_fd, id, false);
-        return 1;
-}
-
-/* Never-used IDs of this boot first (from the high-water mark up), then freed ones from the
- * start of the range; each candidate must be free in NSS and fit (id_is_fit()). */
-static int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) {
-        uint32_t start;
-        unsigned dirty = 0;
-        char why[256];
-        int r;
-
-        r = uid_highwater_get(db->state_fd, &db->range, &start);
-        if (r < 0)
-                return r;
-        if (start < db->range.min || start > db->range.max)
-                start = db->range.min;
-        for (int pass = 0; pass < 2; pass++) {
-                uint32_t from = pass == 0 ? start : db->range.min, to = pass == 0 ? db->range.max : start - 1;
-                if (pass == 1 && start == db->range.min)
-                        break;
-                for (uint64_t id = from; id <= to; id++) {
-                        if (id_is_special((uint32_t) id))
-                                continue;
-                        r = id_is_free(db, (uint32_t) id);
-                        if (r < 0)
-                                return r;
-                        if (r == 0)
-                                continue;
-                        r = id_is_fit(db, (uint32_t) id, user_name, why, sizeof(why));
-                        if (r < 0)
-                                return r;
-                        if (r > 0) {
-                                *ret = (uint32_t) id;
-                                return 0;
-                        }
-                        if (++dirty >= ALLOC_DIRTY_MAX)
-                                return -ENOSPC;
-                }
-        }
-        return -ENOSPC;
 }
 
 void userdb_set_cleanup_root(struct userdb *db, const char *root) {
@@ -563,41 +192,14 @@ void userdb_set_session_counter(struct userdb *db, int (*fn)(const struct attach
         db->session_count_userdata = userdata;
 }
 
-static uint64_t now_usec(void) {
+uint64_t userdb_now_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-/* Steps that remove what `old` installed and `new_state` (may be NULL: detach) does not. */
-static int plan_add_stale(struct plan *p, const struct attach_state *old, json_object *old_member_of,
-                          const struct attach_state *new_state, json_object *new_member_of) {
-        int r;
-
-        if (!new_state || old->uid != new_state->uid) {
-                if ((r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.user", old->uid)) < 0 ||
-                    (r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.user-privileged", old->uid)) < 0)
-                        return r;
-        }
-        if (!new_state || old->gid != new_state->gid)
-                if ((r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%u.group", old->gid)) < 0)
-                        return r;
-
-        for (size_t i = 0; old_member_of && i < json_object_array_length(old_member_of); i++) {
-                const char *g = json_object_get_string(json_object_array_get_idx(old_member_of, i));
-                bool keep = false;
-                if (!g || !name_is_valid(g))
-                        continue;
-                for (size_t j = 0; new_member_of && j < json_object_array_length(new_member_of); j++)
-                        keep = keep || streq_ptr(g, json_object_get_string(json_object_array_get_idx(new_member_of, j)));
-                if (!keep && (r = plan_add(p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s:%s.membership", old->user_name, g)) < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* Reads our state for name, with its memberOf array. */
-static int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of) {
+int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of) {
         _cleanup_json_ json_object *obj = NULL;
         char file[VMUSER_NAME_MAX + 8];
         json_object *m;
@@ -620,50 +222,9 @@ static int read_old_state(struct userdb *db, const char *name, struct attach_sta
         return 0;
 }
 
-static int check_conflicts(struct userdb *db, const struct attach_request *req, bool ours, uint32_t uid, uint32_t gid,
-                           struct verr *e) {
-        char other[256];
-        uint32_t other_id;
-        int r;
-
-        if (!ours) {
-                r = nss_lookup(false, req->user_name, 0, NULL, 0, &other_id);
-                if (r < 0)
-                        return verr_set(e, r, "looking up user '%s' failed: %s", req->user_name, strerror(-r));
-                if (r > 0)
-                        return verr_set(e, -EEXIST, "user '%s' already exists in the guest (uid %u) and was not attached by vmuser",
-                                        req->user_name, other_id);
-                r = nss_lookup(true, req->user_name, 0, NULL, 0, &other_id);
-                if (r < 0)
-                        return verr_set(e, r, "looking up group '%s' failed: %s", req->user_name, strerror(-r));
-                if (r > 0)
-                        return verr_set(e, -EEXIST, "group '%s' already exists in the guest (gid %u) and was not attached by vmuser",
-                                        req->user_name, other_id);
-        }
-
-        r = nss_lookup(false, NULL, uid, other, sizeof(other), NULL);
-        if (r < 0)
-                return verr_set(e, r, "looking up uid %u failed: %s", uid, strerror(-r));
-        if (r > 0 && !streq(other, req->user_name))
-                return verr_set(e, -EEXIST, "uid %u already belongs to user '%s' in the guest", uid, other);
-        r = nss_lookup(true, NULL, gid, other, sizeof(other), NULL);
-        if (r < 0)
-                return verr_set(e, r, "looking up gid %u failed: %s", gid, strerror(-r));
-        if (r > 0 && !streq(other, req->user_name))
-                return verr_set(e, -EEXIST, "gid %u already belongs to group '%s' in the guest", gid, other);
-
-        for (size_t i = 0; i < req->n_member_of; i++) {
-                r = nss_lookup(true, req->member_of[i], 0, NULL, 0, NULL);
-                if (r < 0)
-                        return verr_set(e, r, "looking up group '%s' failed: %s", req->member_of[i], strerror(-r));
-                if (r == 0)
-                        return verr_set(e, -ENOENT, "group '%s' (memberOf) does not exist in the guest", req->member_of[i]);
-        }
-        return 0;
-}
-
-static int build_attach_plan(const struct attach_request *req, uint32_t uid, uint32_t gid, uint64_t attached_usec,
-                             const struct attach_state *old, json_object *old_member_of, struct plan *p) {
+static int build_attach_plan(const struct userdb *db, const struct attach_request *req, uint32_t uid, uint32_t gid,
+                             uint64_t attached_usec, const struct attach_state *old, json_object *old_member_of,
+                             struct plan *p) {
         _cleanup_(attach_files_done) struct attach_files files = {};
         _cleanup_json_ json_object *state_obj = NULL;
         struct attach_state st = {};
@@ -694,6 +255,17 @@ static int build_attach_plan(const struct attach_request *req, uint32_t uid, uin
 
         char target[VMUSER_NAME_MAX + 32];
         strcpy(p->user_name, name);
+        if (db->store) {
+                /* The state file, then the records in one line: the user appears last. */
+                _cleanup_(erase_and_freep) char *line = NULL;
+                r = record_store_make_line(name, files.user, files.group, files.privileged, &line);
+                if (r < 0)
+                        return r;
+                if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERS, state_line, 0644, "%s.json", name)) < 0 ||
+                    (r = plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name)) < 0)
+                        return r;
+                return 0;
+        }
         snprintf(target, sizeof(target), "%s.group", name);
         if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.group, 0644, "%s.group", name)) < 0 ||
             (r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.group", gid)) < 0)
@@ -747,7 +319,7 @@ static int check_space_at(struct userdb *db, int dir_fd, const char *dir, const 
                 return verr_set(e, negative_errno(), "cannot stat the file system of '%s': %m", dir);
         for (size_t i = 0; i < p->n_steps; i++) {
                 const struct plan_step *st = &p->steps[i];
-                if (st->dir != which || st->kind == PLAN_REMOVE)
+                if ((st->dir == PLAN_DIR_STORE ? PLAN_DIR_USERS : st->dir) != which || st->kind == PLAN_REMOVE)
                         continue;
                 need_inodes++;
                 if (st->kind == PLAN_WRITE && sv.f_frsize > 0)
@@ -780,15 +352,6 @@ static int check_space(struct userdb *db, const struct plan *p, const char *user
         if (r < 0)
                 return r;
         return check_space_at(db, db->users_fd, db->state_path, p, PLAN_DIR_USERS, user_name, e);
-}
-
-static int plan_is_noop(struct userdb *db, const struct plan *p) {
-        for (size_t i = 0; i < p->n_steps; i++) {
-                int r = plan_step_is_noop(db, &p->steps[i]);
-                if (r <= 0)
-                        return r;
-        }
-        return 1;
 }
 
 int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e) {
@@ -853,7 +416,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (r < 0)
                 return r;
 
-        r = build_attach_plan(req, uid, gid, ours ? old.attached_usec : now_usec(), ours ? &old : NULL, old_member_of, &p);
+        r = build_attach_plan(db, req, uid, gid, ours ? old.attached_usec : userdb_now_usec(), ours ? &old : NULL, old_member_of, &p);
         if (r < 0)
                 goto finish;
 
@@ -873,7 +436,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (ours) {
                 /* A replace: the state file's timestamp follows the new record. */
                 plan_done(&p);
-                r = build_attach_plan(req, uid, gid, now_usec(), &old, old_member_of, &p);
+                r = build_attach_plan(db, req, uid, gid, userdb_now_usec(), &old, old_member_of, &p);
                 if (r < 0)
                         goto finish;
         }
@@ -927,13 +490,19 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
                 return verr_set(e, r, "state file for '%s' is unreadable: %s", user_name, strerror(-r));
 
         strcpy(p.user_name, user_name);
-        if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
+        if (db->store) {
+                if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_STORE, NULL, 0, "%s", user_name)) < 0 ||
+                    (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
+                        goto finish;
+        } else if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
             (r = plan_add_stale(&p, &old, old_member_of, NULL, NULL)) < 0 ||
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user-privileged", user_name)) < 0 ||
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.group", user_name)) < 0 ||
             (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
                 goto finish;
 
+        /* The UID may leave something behind now: the next attach looks afresh. */
+        batch_forget(db);
         r = plan_commit(db, &p, NULL);
         if (r < 0) {
                 verr_set(e, r, "removing the records of '%s' failed: %s", user_name, strerror(-r));
@@ -951,6 +520,11 @@ static int cmp_name(const void *a, const void *b) {
 }
 
 int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
+        return userdb_foreach_page(db, NULL, 0, cb, userdata);
+}
+
+int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
+                        int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
         _cleanup_close_ int dfd = -1;
         char **names = NULL;
         size_t n = 0;
@@ -985,10 +559,15 @@ int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, vo
         closedir(d);
         if (n > 1)
                 qsort(names, n, sizeof(char *), cmp_name);
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        size_t done = 0;
+        for (size_t i = 0; i < n && r >= 0 && (limit == 0 || done < limit); i++) {
                 struct attach_state s;
-                if (read_old_state(db, names[i], &s, NULL) >= 0)
+                if (after && strcmp(names[i], after) <= 0)
+                        continue;
+                if (read_old_state(db, names[i], &s, NULL) >= 0) {
                         r = cb(&s, userdata);
+                        done++;
+                }
         }
         for (size_t i = 0; i < n; i++)
                 free(names[i]);

@@ -40,6 +40,13 @@ const char *userdb_cleanup_root(const struct userdb *db);
 void userdb_set_session_counter(struct userdb *db, int (*fn)(const struct attach_state *s, void *userdata),
                                 void *userdata);
 
+/* --userdb=varlink: keep the records in the state directory's record store (record-store.h)
+ * instead of drop-in files; userdb_recover() then moves users it finds as drop-ins in the userdb
+ * directory (attached before an upgrade) into the store. Call before userdb_recover(). */
+struct record_store;
+int userdb_use_store(struct userdb *db);
+const struct record_store *userdb_store(const struct userdb *db);
+
 int userdb_state_fd(const struct userdb *db);
 const struct id_range *userdb_range(const struct userdb *db);
 
@@ -71,3 +78,6 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
 
 /* Calls cb for every attached user, sorted by name. */
 int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata);
+/* The same for at most limit users (0: all) whose names sort after after (NULL: from the start). */
+int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
+                        int (*cb)(const struct attach_state *s, void *userdata), void *userdata);

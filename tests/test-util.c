@@ -136,13 +136,17 @@ size_t test_agent_argv_prefix(char *argv[], char **ret_words) {
          * checker; words are split on spaces. */
         char *wrapper = getenv("VMUSER_AGENT_WRAPPER") ? strdup(getenv("VMUSER_AGENT_WRAPPER")) : NULL;
         char *save = NULL;
-        for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
+        for (char *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && n < 15; w = strtok_r(NULL, " ", &save))
                 argv[n++] = w;
         argv[n++] = (char *) test_env_path("VMUSER_AGENT");
         /* A detach ends every process of the UID and removes its files: in tests only those below
          * this scratch root (inside the test's private /run; absent unless a test builds it), never
          * another test's that happens to use the same UID. A later --cleanup-root wins. */
         argv[n++] = (char *) "--cleanup-root=" TEST_CLEANUP_ROOT;
+        /* Suites whose agents do not keep running while the test looks the users up (or that
+         * check the drop-in files) set VMUSER_TEST_AGENT_USERDB=dropin; a later --userdb wins. */
+        if (getenv("VMUSER_TEST_AGENT_USERDB") && streq(getenv("VMUSER_TEST_AGENT_USERDB"), "dropin"))
+                argv[n++] = (char *) "--userdb=dropin";
         *ret_words = wrapper;
         return n;
 }

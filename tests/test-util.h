@@ -34,7 +34,8 @@ int test_run(char *const argv[], const char *input, char **ret_out);
  * agent's exit status, which the caller must assert. */
 pid_t test_agent_spawn(char *const args[], int in_fd, int out_fd);
 /* The first words of an agent command line: VMUSER_AGENT_WRAPPER's words, VMUSER_AGENT, then
- * --cleanup-root=TEST_CLEANUP_ROOT. Fills argv (room for 18) and returns the count; *ret_words
+ * --cleanup-root=TEST_CLEANUP_ROOT (and --userdb=dropin with $VMUSER_TEST_AGENT_USERDB=dropin).
+ * Fills argv (room for 19) and returns the count; *ret_words
  * is the storage of the words (free it once argv is no longer needed). For helpers that build
  * their own command line. */
 size_t test_agent_argv_prefix(char *argv[], char **ret_words);

@@ -40,6 +40,9 @@
 #include "macro.h"
 #include "test-util.h"
 
+/* The drop-in path (--userdb=dropin): this file checks its files in /run/userdb. */
+static char *dropin[] = { (char *) "--userdb=dropin", NULL };
+
 static int count_entries(const char *dir, const char *suffix) {
         DIR *d = opendir(dir);
         struct dirent *de;
@@ -304,7 +307,7 @@ static void test_sigkill_during_attaches(void **state) {
         {
                 struct test_agent a;
                 _cleanup_free_ char *last = NULL, *ready = NULL;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ready), 0);
                 _cleanup_close_ int ifd = watch_agent_dirs();
                 (void) !write(a.in_fd, burst, strlen(burst));
@@ -319,7 +322,7 @@ static void test_sigkill_during_attaches(void **state) {
                 assert_true(burst_events > 24);
                 /* Start from nothing again. */
                 struct test_agent c;
-                assert_int_equal(test_agent_start(&c, NULL), 0);
+                assert_int_equal(test_agent_start(&c, dropin), 0);
                 detach_numbered(&c, "u", 6, false);
                 detach_numbered(&c, "v", 6, false);
                 assert_int_equal(test_agent_stop(&c), 0);
@@ -331,7 +334,7 @@ static void test_sigkill_during_attaches(void **state) {
                 struct test_agent a;
                 _cleanup_free_ char *ready = NULL;
                 int status;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 /* Started and recovered: from here on every event is the burst's. */
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ready), 0);
                 _cleanup_close_ int ifd = watch_agent_dirs();
@@ -349,7 +352,7 @@ static void test_sigkill_during_attaches(void **state) {
                 /* A fresh agent replays whatever the dead one journalled. */
                 struct test_agent b;
                 _cleanup_free_ char *reply = NULL;
-                assert_int_equal(test_agent_start(&b, NULL), 0);
+                assert_int_equal(test_agent_start(&b, dropin), 0);
                 assert_int_equal(test_agent_call(&b, "{\"execute\":\"guest-ping\"}", &reply), 0);
                 int users = check_consistent();
                 if (users > max_users)
@@ -377,7 +380,7 @@ static void test_enospc_leaves_nothing(void **state) {
 
         /* Two pages for records: a group and a user fit, a privileged part does not. No reserve:
          * the write itself must fail, and be undone. */
-        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
+        char *no_reserve[] = { (char *) "--userdb=dropin", (char *) "--run-reserve", (char *) "0", NULL };
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, "size=8k,mode=0755"), 0);
         assert_int_equal(test_agent_start(&a, no_reserve), 0);
         assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &r3), 0);
@@ -422,7 +425,7 @@ static int unmount_small(void **state) {
 /* Mounts a tmpfs with opts on dir, starts an agent without reserve: false (and nothing
  * mounted) when the agent cannot even start on so little. */
 static bool start_on_small(const char *dir, const char *opts, struct test_agent *a) {
-        char *no_reserve[] = { (char *) "--run-reserve", (char *) "0", NULL };
+        char *no_reserve[] = { (char *) "--userdb=dropin", (char *) "--run-reserve", (char *) "0", NULL };
         _cleanup_free_ char *ping = NULL;
         assert_int_equal(mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
         assert_int_equal(test_agent_start(a, no_reserve), 0);
@@ -529,7 +532,7 @@ static void test_enospc_replace_finished_by_replay(void **state) {
 
                 /* Room again: a fresh agent replays the journal to the new record. */
                 assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping), 0);
                 assert_int_equal(check_consistent(), 1);
                 assert_true(access("/run/userdb/big:users.membership", F_OK) == 0);
@@ -588,7 +591,7 @@ static void test_enospc_failing_undo(void **state) {
 
                 assert_int_equal(mount(NULL, "/run/userdb", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, "nr_inodes=100"), 0);
                 _cleanup_free_ char *ping2 = NULL;
-                assert_int_equal(test_agent_start(&a, NULL), 0);
+                assert_int_equal(test_agent_start(&a, dropin), 0);
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ping2), 0);
                 assert_int_equal(check_consistent(), 1);
                 assert_non_null(getpwnam("big"));
@@ -627,7 +630,7 @@ static void detach_all(struct test_agent *a, int n) {
  * refuses: the refusal (to *ret_refusal) must say want. Returns how many were attached (some). */
 static int fill_userdb(struct test_agent *a, const char *opts, const char *want, char **ret_refusal) {
         assert_int_equal(mount("tmpfs", "/run/userdb", "tmpfs", MS_NOSUID | MS_NODEV, opts), 0);
-        assert_int_equal(test_agent_start(a, NULL), 0);
+        assert_int_equal(test_agent_start(a, dropin), 0);
         int n = attach_until_refused(a, 200, ret_refusal);
         printf("%s: %d users attached, then: %s\n", opts, n, *ret_refusal);
         if (!strstr(*ret_refusal, want))

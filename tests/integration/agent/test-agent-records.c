@@ -25,6 +25,9 @@
 #include "macro.h"
 #include "test-util.h"
 
+/* The drop-in path (--userdb=dropin): this file checks its files in /run/userdb. */
+static char *dropin[] = { (char *) "--userdb=dropin", NULL };
+
 static struct test_agent agent;
 
 static void call_expect(const char *request, const char *needle) {
@@ -54,7 +57,7 @@ static void assert_link(const char *path, const char *target) {
 
 static int setup(void **state) {
         *state = &agent;
-        return test_agent_start(&agent, NULL);
+        return test_agent_start(&agent, dropin);
 }
 
 
@@ -203,7 +206,7 @@ static void test_journal_replay(void **state) {
         close(fd);
 
         struct test_agent second;
-        assert_int_equal(test_agent_start(&second, NULL), 0);
+        assert_int_equal(test_agent_start(&second, dropin), 0);
         _cleanup_free_ char *reply = NULL;
         assert_int_equal(test_agent_call(&second, "{\"execute\":\"guest-ping\"}", &reply), 0);
         assert_int_equal(test_agent_stop(&second), 0);
@@ -219,7 +222,7 @@ static void test_journal_replay(void **state) {
 
 static void test_allow_and_block_rpcs(void **state) {
         struct test_agent limited;
-        char *args[] = { (char *) "--block-rpcs", (char *) "vmuser-detach,vmuser-list", NULL };
+        char *args[] = { (char *) "--userdb=dropin", (char *) "--block-rpcs", (char *) "vmuser-detach,vmuser-list", NULL };
         _cleanup_free_ char *r1 = NULL, *r2 = NULL, *r3 = NULL, *r4 = NULL;
 
         assert_int_equal(test_agent_start(&limited, args), 0);
@@ -230,7 +233,7 @@ static void test_allow_and_block_rpcs(void **state) {
         assert_non_null(strstr(r2, "{\"enabled\":true,\"name\":\"vmuser-attach\""));
         assert_int_equal(test_agent_stop(&limited), 0);
 
-        char *allow[] = { (char *) "--allow-rpcs", (char *) "guest-ping", NULL };
+        char *allow[] = { (char *) "--userdb=dropin", (char *) "--allow-rpcs", (char *) "guest-ping", NULL };
         assert_int_equal(test_agent_start(&limited, allow), 0);
         assert_int_equal(test_agent_call(&limited, "{\"execute\":\"vmuser-attach\",\"arguments\":{}}", &r3), 0);
         assert_non_null(strstr(r3, "CommandDisabled"));

@@ -485,9 +485,11 @@ pid_t ht_fake_qmp_start(const char *vm, const char *mode) {
 
 pid_t ht_private_agent_start(const char *vm) {
         /* --cleanup-root: a detach's clean-up stays below a scratch root, never touching the
-         * host's processes and files of the UID (see test_agent_argv_prefix()). */
+         * host's processes and files of the UID (see test_agent_argv_prefix()). --userdb=dropin:
+         * only /run/userdb is private to it, and a varlink agent would bind the host's
+         * /run/systemd/userdb/io.vmuser. */
         char *prefix[] = { (char *) test_env_path("VMUSER_AGENT"), (char *) "--cleanup-root=" TEST_CLEANUP_ROOT,
-                           (char *) "--listen", NULL };
+                           (char *) "--userdb=dropin", (char *) "--listen", NULL };
         return start_listener_at(vm, "agent.sock", prefix, NULL, true);
 }
 

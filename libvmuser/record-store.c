@@ -1,0 +1,457 @@
+/* record-store.c: attached users' records in one append-only journal file (see record-store.h).
+ *
+ * Open: read the whole file (bounded), apply each complete line in order (set or remove), cut a
+ * torn last line, rewrite the file when it holds dead lines. Put/remove: check the line, append
+ * it with one write(2), then change the in-memory table; a failed write changes nothing in
+ * memory. Entries are chained by name, UID and GID in tables that double when full. */
+#include "record-store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic-file.h"
+#include "json-util.h"
+#include "macro.h"
+#include "names.h"
+
+struct store_entry {
+        char *name;
+        char *line;
+        uint32_t uid, gid;
+        struct store_entry *next_name, *next_uid, *next_gid;
+};
+
+struct record_store {
+        int dir_fd; /* not owned */
+        int fd;     /* the journal, O_APPEND */
+        size_t n_buckets;
+        struct store_entry **by_name, **by_uid, **by_gid;
+        size_t n_live, n_lines;
+};
+
+static uint64_t hash_name(const char *s) {
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        return h;
+}
+
+static uint64_t hash_id(uint32_t id) {
+        return (uint64_t) id * 11400714819323198485ull;
+}
+
+static void entry_free(struct store_entry *e) {
+        if (!e)
+                return;
+        free(e->name);
+        erase_and_free(e->line);
+        free(e);
+}
+
+static struct store_entry **name_slot(const struct record_store *s, const char *name) {
+        struct store_entry **p = &s->by_name[hash_name(name) & (s->n_buckets - 1)];
+        while (*p && !streq((*p)->name, name))
+                p = &(*p)->next_name;
+        return p;
+}
+
+static struct store_entry *find_id(const struct record_store *s, bool group, uint32_t id) {
+        struct store_entry *e = (group ? s->by_gid : s->by_uid)[hash_id(id) & (s->n_buckets - 1)];
+        for (; e; e = group ? e->next_gid : e->next_uid)
+                if ((group ? e->gid : e->uid) == id)
+                        return e;
+        return NULL;
+}
+
+static void unchain_id(struct record_store *s, struct store_entry *e, bool group) {
+        struct store_entry **p = &(group ? s->by_gid : s->by_uid)[hash_id(group ? e->gid : e->uid) & (s->n_buckets - 1)];
+        while (*p && *p != e)
+                p = group ? &(*p)->next_gid : &(*p)->next_uid;
+        if (*p)
+                *p = group ? e->next_gid : e->next_uid;
+}
+
+static void chain(struct record_store *s, struct store_entry *e) {
+        size_t m = s->n_buckets - 1;
+        e->next_name = s->by_name[hash_name(e->name) & m];
+        s->by_name[hash_name(e->name) & m] = e;
+        e->next_uid = s->by_uid[hash_id(e->uid) & m];
+        s->by_uid[hash_id(e->uid) & m] = e;
+        e->next_gid = s->by_gid[hash_id(e->gid) & m];
+        s->by_gid[hash_id(e->gid) & m] = e;
+}
+
+static int alloc_tables(size_t n, struct store_entry ***a, struct store_entry ***b, struct store_entry ***c) {
+        *a = calloc(n, sizeof(**a));
+        *b = calloc(n, sizeof(**b));
+        *c = calloc(n, sizeof(**c));
+        if (*a && *b && *c)
+                return 0;
+        free(*a);
+        free(*b);
+        free(*c);
+        return -ENOMEM;
+}
+
+static int grow(struct record_store *s) {
+        struct store_entry **old = s->by_name, **n, **u, **g;
+        size_t old_n = s->n_buckets;
+
+        if (alloc_tables(old_n * 2, &n, &u, &g) < 0)
+                return -ENOMEM;
+        free(s->by_uid);
+        free(s->by_gid);
+        s->by_name = n;
+        s->by_uid = u;
+        s->by_gid = g;
+        s->n_buckets = old_n * 2;
+        for (size_t i = 0; i < old_n; i++)
+                for (struct store_entry *e = old[i], *next; e; e = next) {
+                        next = e->next_name;
+                        chain(s, e);
+                }
+        free(old);
+        return 0;
+}
+
+/* Removes name from memory (no write). */
+static void drop(struct record_store *s, const char *name) {
+        struct store_entry **p = name_slot(s, name), *e = *p;
+        if (!e)
+                return;
+        *p = e->next_name;
+        unchain_id(s, e, false);
+        unchain_id(s, e, true);
+        entry_free(e);
+        s->n_live--;
+}
+
+/* Checks a set line for name: its object, and the IDs it carries. */
+static int parse_set_line(const char *name, const char *line, uint32_t *ret_uid, uint32_t *ret_gid) {
+        _cleanup_json_ json_object *obj = NULL;
+        json_object *user, *group, *priv;
+        const char *n;
+        int r;
+
+        r = json_parse_strict(line, strlen(line), &obj);
+        if (r < 0)
+                return -EBADMSG;
+        if (json_get_string(obj, "userName", &n) < 0 || !streq(n, name) || json_get_object(obj, "user", &user) < 0 ||
+            json_get_object(obj, "group", &group) < 0 || json_get_string(user, "userName", &n) < 0 || !streq(n, name) ||
+            json_get_uint32(user, "uid", ret_uid) < 0 || json_get_string(group, "groupName", &n) < 0 ||
+            !streq(n, name) || json_get_uint32(group, "gid", ret_gid) < 0)
+                r = -EBADMSG;
+        else if (json_object_object_get_ex(obj, "privileged", &priv) && !json_object_is_type(priv, json_type_object))
+                r = -EBADMSG;
+        return r;
+}
+
+/* Sets name to line in memory (no write). line is taken over. */
+static int set_entry(struct record_store *s, const char *name, char *line) {
+        _cleanup_(erase_and_freep) char *l = line;
+        struct store_entry *e;
+        uint32_t uid, gid;
+        int r;
+
+        r = parse_set_line(name, l, &uid, &gid);
+        if (r < 0)
+                return r;
+        if (s->n_live + 1 > s->n_buckets && grow(s) < 0)
+                return -ENOMEM;
+        e = calloc(1, sizeof(*e));
+        if (!e || !(e->name = strdup(name))) {
+                free(e);
+                return -ENOMEM;
+        }
+        e->line = TAKE_PTR(l);
+        e->uid = uid;
+        e->gid = gid;
+        drop(s, name);
+        chain(s, e);
+        s->n_live++;
+        return 0;
+}
+
+/* Applies one line read back from the file. Lines that do not parse are skipped (not counted
+ * live: the next rewrite drops them). */
+static void replay_line(struct record_store *s, char *line) {
+        _cleanup_json_ json_object *obj = NULL;
+        const char *name;
+
+        s->n_lines++;
+        if (json_parse_strict(line, strlen(line), &obj) < 0)
+                return;
+        if (json_get_string(obj, "remove", &name) >= 0) {
+                if (name_is_valid(name))
+                        drop(s, name);
+                return;
+        }
+        if (json_get_string(obj, "userName", &name) < 0 || !name_is_valid(name))
+                return;
+        char *copy = strdup(line);
+        if (copy)
+                (void) set_entry(s, name, copy);
+}
+
+static int append(struct record_store *s, const char *line) {
+        size_t len = strlen(line);
+        _cleanup_(erase_and_freep) char *buf = malloc(len + 2);
+        ssize_t n;
+
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, line, len);
+        buf[len] = '\n';
+        buf[len + 1] = '\0';
+        n = write(s->fd, buf, len + 1);
+        if (n == (ssize_t) (len + 1)) {
+                s->n_lines++;
+                return 0;
+        }
+        /* A short write leaves a torn line: cut it so the next line starts clean. */
+        int r = n < 0 ? negative_errno() : -ENOSPC;
+        if (n > 0) {
+                struct stat st;
+                if (fstat(s->fd, &st) == 0)
+                        (void) ftruncate(s->fd, st.st_size - n);
+        }
+        return r;
+}
+
+/* Rewrites the file with the live entries only. */
+static int rewrite(struct record_store *s) {
+        size_t size = 0, off = 0;
+        int r, fd;
+
+        for (size_t i = 0; i < s->n_buckets; i++)
+                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name)
+                        size += strlen(e->line) + 1;
+        _cleanup_(erase_and_freep) char *buf = malloc(size + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_buckets; i++)
+                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name) {
+                        size_t len = strlen(e->line);
+                        memcpy(buf + off, e->line, len);
+                        buf[off + len] = '\n';
+                        off += len + 1;
+                }
+        buf[off] = '\0';
+        r = atomic_write_at(s->dir_fd, RECORD_STORE_FILE, buf, off, 0600);
+        if (r < 0)
+                return r;
+        fd = openat(s->dir_fd, RECORD_STORE_FILE, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return negative_errno();
+        closep(&s->fd);
+        s->fd = fd;
+        s->n_lines = s->n_live;
+        return 0;
+}
+
+static int read_all(int fd, char **ret, size_t *ret_size) {
+        size_t size = 0, cap = 64 * 1024;
+        char *buf = malloc(cap + 1);
+
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (size == cap) {
+                        char *nb;
+                        if (cap >= RECORD_STORE_FILE_MAX || !(nb = realloc(buf, cap * 2 + 1))) {
+                                erase_and_free(buf);
+                                return cap >= RECORD_STORE_FILE_MAX ? -EFBIG : -ENOMEM;
+                        }
+                        buf = nb;
+                        cap *= 2;
+                }
+                ssize_t n = read(fd, buf + size, cap - size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        erase_and_free(buf);
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+        }
+        buf[size] = '\0';
+        *ret = buf;
+        *ret_size = size;
+        return 0;
+}
+
+int record_store_open(int dir_fd, struct record_store **ret) {
+        _cleanup_(record_store_freep) struct record_store *s = NULL;
+        _cleanup_(erase_and_freep) char *buf = NULL;
+        size_t size = 0;
+        bool torn = false;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->dir_fd = dir_fd;
+        s->fd = -1;
+        s->n_buckets = 256;
+        if (alloc_tables(s->n_buckets, &s->by_name, &s->by_uid, &s->by_gid) < 0)
+                return -ENOMEM;
+        s->fd = openat(dir_fd, RECORD_STORE_FILE, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->fd < 0)
+                return negative_errno();
+        r = read_all(s->fd, &buf, &size);
+        if (r < 0)
+                return r;
+        for (char *p = buf, *nl; p < buf + size; p = nl + 1) {
+                nl = memchr(p, '\n', buf + size - p);
+                if (!nl) {
+                        torn = true; /* the write of this line never returned */
+                        break;
+                }
+                *nl = '\0';
+                if ((size_t) (nl - p) <= RECORD_STORE_LINE_MAX && !memchr(p, '\0', nl - p))
+                        replay_line(s, p);
+                else
+                        s->n_lines++;
+        }
+        if (torn || s->n_lines != s->n_live) {
+                r = rewrite(s);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+struct record_store *record_store_free(struct record_store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; s->by_name && i < s->n_buckets; i++)
+                for (struct store_entry *e = s->by_name[i], *next; e; e = next) {
+                        next = e->next_name;
+                        entry_free(e);
+                }
+        free(s->by_name);
+        free(s->by_uid);
+        free(s->by_gid);
+        closep(&s->fd);
+        free(s);
+        return NULL;
+}
+
+void record_store_freep(struct record_store **s) {
+        record_store_free(*s);
+}
+
+const char *record_store_get(const struct record_store *s, const char *name) {
+        struct store_entry *e = *name_slot(s, name);
+        return e ? e->line : NULL;
+}
+
+const char *record_store_owner_of(const struct record_store *s, bool group, uint32_t id) {
+        struct store_entry *e = find_id(s, group, id);
+        return e ? e->name : NULL;
+}
+
+size_t record_store_count(const struct record_store *s) {
+        return s->n_live;
+}
+
+int record_store_foreach(const struct record_store *s, int (*cb)(const char *name, const char *line, void *userdata),
+                         void *userdata) {
+        for (size_t i = 0; i < s->n_buckets; i++)
+                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name) {
+                        int r = cb(e->name, e->line, userdata);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged, char **ret) {
+        _cleanup_json_ json_object *obj = json_object_new_object();
+        json_object *u = NULL, *g = NULL, *p = NULL;
+        const char *text;
+        int r;
+
+        if (!obj)
+                return -ENOMEM;
+        if ((r = json_parse_strict(user, strlen(user), &u)) < 0 ||
+            json_object_object_add(obj, "userName", json_object_new_string(name)) < 0 ||
+            json_object_object_add(obj, "user", u) < 0) {
+                json_object_put(u);
+                return r < 0 ? r : -ENOMEM;
+        }
+        if ((r = json_parse_strict(group, strlen(group), &g)) < 0 || json_object_object_add(obj, "group", g) < 0) {
+                json_object_put(g);
+                return r < 0 ? r : -ENOMEM;
+        }
+        if (privileged &&
+            ((r = json_parse_strict(privileged, strlen(privileged), &p)) < 0 ||
+             json_object_object_add(obj, "privileged", p) < 0)) {
+                json_object_put(p);
+                return r < 0 ? r : -ENOMEM;
+        }
+        text = json_to_compact(obj);
+        if (!text)
+                return -ENOMEM;
+        if (strlen(text) > RECORD_STORE_LINE_MAX)
+                r = -E2BIG;
+        else
+                r = (*ret = strdup(text)) ? 0 : -ENOMEM;
+        explicit_bzero((char *) text, strlen(text));
+        return r;
+}
+
+int record_store_put(struct record_store *s, const char *name, const char *line) {
+        uint32_t uid, gid;
+        char *copy;
+        int r;
+
+        if (!name_is_valid(name) || strlen(line) > RECORD_STORE_LINE_MAX || strchr(line, '\n'))
+                return -EBADMSG;
+        r = parse_set_line(name, line, &uid, &gid);
+        if (r < 0)
+                return r;
+        copy = strdup(line);
+        if (!copy)
+                return -ENOMEM;
+        r = append(s, line);
+        if (r < 0) {
+                erase_and_free(copy);
+                return r;
+        }
+        r = set_entry(s, name, copy);
+        if (r < 0)
+                return r;
+        if (s->n_lines > 2 * s->n_live + 256)
+                (void) rewrite(s);
+        return 0;
+}
+
+int record_store_remove(struct record_store *s, const char *name) {
+        _cleanup_json_ json_object *obj = NULL;
+        const char *text;
+        int r;
+
+        if (!name_is_valid(name))
+                return -EINVAL;
+        if (!record_store_get(s, name))
+                return 0;
+        obj = json_object_new_object();
+        if (!obj || json_object_object_add(obj, "remove", json_object_new_string(name)) < 0 || !(text = json_to_compact(obj)))
+                return -ENOMEM;
+        r = append(s, text);
+        if (r < 0)
+                return r;
+        drop(s, name);
+        if (s->n_lines > 2 * s->n_live + 256)
+                (void) rewrite(s);
+        return 0;
+}

@@ -1,0 +1,41 @@
+/* user-index-internal.h: the index's tables, shared by user-index.c (building it) and
+ * user-index-varlink.c (answering io.systemd.UserDatabase from it). Not for other callers. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "user-index.h"
+
+struct user_entry {
+        char *name; /* user and group name: vmuser installs one group per user, named after it */
+        uint32_t uid, gid;
+        char *user_text;       /* compact record, "service" set, without "privileged" */
+        char *group_text;      /* compact group record, "service" set */
+        char *privileged_text; /* the "privileged" object, or NULL */
+        char **member_of;
+        size_t n_member_of;
+        struct user_entry *next_name, *next_uid, *next_gid;
+        struct user_entry *prev_all, *next_all;
+};
+
+struct member_link {
+        const char *group; /* points into user->member_of */
+        struct user_entry *user;
+        struct member_link *next;
+};
+
+struct user_index {
+        char *service;
+        size_t n_buckets; /* power of two, for the entry tables */
+        struct user_entry **by_name, **by_uid, **by_gid;
+        size_t n_link_buckets;
+        struct member_link **by_group;
+        struct user_entry *all;
+        size_t n_users, n_links;
+};
+
+uint64_t user_index_hash_string(const char *s);
+struct user_entry *user_index_find_by_name(const struct user_index *idx, const char *name);
+struct user_entry *user_index_find_by_uid(const struct user_index *idx, uint32_t uid);
+struct user_entry *user_index_find_by_gid(const struct user_index *idx, uint32_t gid);

@@ -1,0 +1,109 @@
+/* userdb-migrate.c: users an older agent attached as drop-ins, moved into the record store
+ * (see userdb-internal.h and doc/PROTOCOL.txt section 9, "Upgrade"). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "atomic-file.h"
+#include "json-util.h"
+#include "names.h"
+#include "paths.h"
+#include "record-store.h"
+#include "userdb-internal.h"
+
+static int read_text_at(int dir_fd, const char *file, char **ret) {
+        _cleanup_json_ json_object *obj = NULL;
+        const char *text;
+        int r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
+        if (r < 0)
+                return r;
+        text = json_to_compact(obj);
+        if (!text || !(*ret = strdup(text)))
+                return -ENOMEM;
+        explicit_bzero((char *) text, strlen(text));
+        return 0;
+}
+
+/* One user attached as drop-ins before the agent used the record store: its records go into the
+ * store, then its drop-ins go. A crash in between leaves both (the same records); the next start
+ * finds the drop-ins again and removes them. */
+static int migrate_user(struct userdb *db, const char *name) {
+        _cleanup_(erase_and_freep) char *user = NULL, *group = NULL, *priv = NULL, *line = NULL;
+        _cleanup_json_ json_object *member_of = NULL;
+        struct attach_state st;
+        char file[VMUSER_NAME_MAX * 2 + 32];
+        int r;
+
+        r = read_old_state(db, name, &st, &member_of);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r; /* not ours */
+        if (!record_store_get(db->store, name)) {
+                snprintf(file, sizeof(file), "%s.user", name);
+                if ((r = read_text_at(db->userdb_fd, file, &user)) < 0)
+                        return r;
+                snprintf(file, sizeof(file), "%s.group", name);
+                if ((r = read_text_at(db->userdb_fd, file, &group)) < 0)
+                        return r;
+                snprintf(file, sizeof(file), "%s.user-privileged", name);
+                if ((r = read_text_at(db->userdb_fd, file, &priv)) < 0 && r != -ENOENT)
+                        return r;
+                if ((r = record_store_make_line(name, user, group, priv, &line)) < 0 ||
+                    (r = record_store_put(db->store, name, line)) < 0)
+                        return r;
+        }
+        const char *suffixes[] = { "user", "user-privileged", "group" };
+        for (size_t i = 0; i < 2 * ELEMENTSOF(suffixes); i++) {
+                const char *suffix = suffixes[i / 2];
+                if (i % 2 == 0)
+                        snprintf(file, sizeof(file), "%s.%s", name, suffix);
+                else
+                        snprintf(file, sizeof(file), "%u.%s", streq(suffix, "group") ? st.gid : st.uid, suffix);
+                if ((r = unlink_if_exists_at(db->userdb_fd, file)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; member_of && i < json_object_array_length(member_of); i++) {
+                const char *g = json_object_get_string(json_object_array_get_idx(member_of, i));
+                if (!g || !name_is_valid(g))
+                        continue;
+                snprintf(file, sizeof(file), "%s:%s.membership", name, g);
+                if ((r = unlink_if_exists_at(db->userdb_fd, file)) < 0)
+                        return r;
+        }
+        return 1;
+}
+
+/* Drop-ins of our users left in the userdb directory (an upgrade from the drop-in agent). */
+int migrate_dropins(struct userdb *db) {
+        _cleanup_close_ int dfd = -1;
+        struct dirent *de;
+        int r = 0, n = 0;
+        DIR *d;
+
+        dfd = openat(db->userdb_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        d = fdopendir(dfd);
+        if (!d)
+                return negative_errno();
+        TAKE_FD(dfd);
+        while ((de = readdir(d))) {
+                char name[VMUSER_NAME_MAX + 1];
+                size_t len = strlen(de->d_name);
+                if (de->d_type != DT_REG || len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".user"))
+                        continue;
+                memcpy(name, de->d_name, len - 5);
+                name[len - 5] = '\0';
+                if (!name_is_valid(name))
+                        continue;
+                int k = migrate_user(db, name);
+                if (k < 0 && r == 0)
+                        r = k;
+                n += k > 0;
+        }
+        closedir(d);
+        return r < 0 ? r : n;
+}

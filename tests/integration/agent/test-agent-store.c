@@ -1,0 +1,457 @@
+/* test-agent-store.c: the agent's record store (--userdb=varlink, the default): one file, no
+ * record file per user, crash safe, and users attached as drop-ins before an upgrade moved in.
+ *
+ * Each test runs agents in the test's private /run (nsswitch.conf "files systemd"), so every
+ * lookup that succeeds went through nss-systemd -> the agent's varlink socket -> its index,
+ * built from /run/vmuser/records.journal at start. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "macro.h"
+#include "test-util.h"
+
+#define JOURNAL "/run/vmuser/records.journal"
+
+static char *dropin[] = { (char *) "--userdb=dropin", NULL };
+
+static int run_capture(char **ret_out, const char *arg0, ...) {
+        char *argv[16];
+        size_t n = 0;
+        va_list ap;
+        argv[n++] = (char *) arg0;
+        va_start(ap, arg0);
+        while (n < 15 && (argv[n] = va_arg(ap, char *)))
+                n++;
+        va_end(ap);
+        argv[n] = NULL;
+        return test_run(argv, NULL, ret_out);
+}
+
+static void call_ok(struct test_agent *a, const char *request) {
+        _cleanup_free_ char *reply = NULL;
+        assert_int_equal(test_agent_call(a, request, &reply), 0);
+        if (strncmp(reply, "{\"return\"", 9) != 0)
+                fail_msg("%s -> %s", request, reply);
+}
+
+static void attach(struct test_agent *a, const char *name) {
+        char req[512];
+        snprintf(req, sizeof(req),
+                 "{\"execute\":\"vmuser-attach\",\"arguments\":{\"replace\":true,\"user\":{\"userName\":\"%s\","
+                 "\"privileged\":{\"hashedPassword\":[\"$y$j9T$s$%s\"]}},\"memberOf\":[\"users\"]}}",
+                 name, name);
+        call_ok(a, req);
+}
+
+static void detach(struct test_agent *a, const char *name) {
+        char req[256];
+        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"%s\"}}", name);
+        call_ok(a, req);
+}
+
+/* 0 when name resolves through NSS (id), else id's status. */
+static int resolves(const char *name) {
+        _cleanup_free_ char *out = NULL;
+        return run_capture(&out, "id", name, NULL);
+}
+
+static int count_files(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static void reset(void) {
+        /* No agent runs between tests: start each from nothing. */
+        assert_int_equal(system("rm -rf /run/userdb/* /run/vmuser/* /run/vmuser/.[!.]*"), 0);
+}
+
+/* No file per user for the records: the state files and one journal. */
+static void test_one_file(void **state) {
+        struct test_agent a;
+        struct stat st;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        for (int i = 0; i < 20; i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "s%d", i);
+                attach(&a, name);
+        }
+        assert_int_equal(resolves("s7"), 0);
+        assert_int_equal(count_files("/run/userdb"), 0);
+        /* vmuser-list pages: sorted by name, "limit" users after "after". */
+        _cleanup_free_ char *page = NULL, *bad1 = NULL, *bad2 = NULL, *bad3 = NULL;
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"after\":\"s1\",\"limit\":2}}",
+                                         &page), 0);
+        if (!strstr(page, "\"userName\":\"s10\"") || !strstr(page, "\"userName\":\"s11\"") || strstr(page, "\"s12\"") ||
+            strstr(page, "\"s1\""))
+                fail_msg("page: %s", page);
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"limit\":0}}", &bad1), 0);
+        assert_non_null(strstr(bad1, "argument 'limit' must be a number from 1 to 4096"));
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"after\":\"../x\"}}", &bad2), 0);
+        assert_non_null(strstr(bad2, "argument 'after' must be a user name"));
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\",\"arguments\":{\"page\":1}}", &bad3), 0);
+        assert_non_null(strstr(bad3, "unknown argument 'page' for vmuser-list"));
+        assert_int_equal(count_files("/run/vmuser/users"), 20);
+        assert_int_equal(stat(JOURNAL, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        /* A replace that changes nothing writes nothing; a detach appends one line. */
+        off_t before = st.st_size;
+        attach(&a, "s3");
+        assert_int_equal(stat(JOURNAL, &st), 0);
+        assert_int_equal(st.st_size, before);
+        detach(&a, "s3");
+        assert_true(resolves("s3") != 0);
+        assert_int_equal(test_agent_stop(&a), 0);
+
+        /* The next agent serves what the journal says, from a rewritten (compacted) file. */
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_int_equal(resolves("s7"), 0);
+        assert_true(resolves("s3") != 0);
+        _cleanup_free_ char *list = NULL;
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\"}", &list), 0);
+        assert_null(strstr(list, "\"s3\""));
+        assert_non_null(strstr(list, "\"s19\""));
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(stat(JOURNAL, &st), 0);
+        assert_true(st.st_size < before);
+}
+
+/* A line whose write never returned (no newline) is cut off; what came before stays. */
+static void test_torn_tail(void **state) {
+        struct test_agent a;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        attach(&a, "whole");
+        assert_int_equal(test_agent_stop(&a), 0);
+        int fd = open(JOURNAL, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_true(fd >= 0);
+        const char *torn = "{\"userName\":\"torn\",\"user\":{\"userName\":\"torn\",\"uid\":60600}";
+        assert_int_equal(write(fd, torn, strlen(torn)), (ssize_t) strlen(torn));
+        close(fd);
+
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_int_equal(resolves("whole"), 0);
+        assert_true(resolves("torn") != 0);
+        attach(&a, "after");
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_int_equal(resolves("whole"), 0);
+        assert_int_equal(resolves("after"), 0);
+        assert_int_equal(test_agent_stop(&a), 0);
+}
+
+/* Users attached as drop-ins by an older agent are found after the upgrade, served over
+ * varlink, and their drop-ins are gone; a detach removes them for good. */
+static void test_upgrade_from_dropins(void **state) {
+        struct test_agent a;
+        _cleanup_free_ char *out = NULL;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, dropin), 0);
+        attach(&a, "olda");
+        attach(&a, "oldb");
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_true(count_files("/run/userdb") > 0);
+
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_int_equal(count_files("/run/userdb"), 0);
+        assert_int_equal(run_capture(&out, "userdbctl", "user", "olda", NULL), 0);
+        assert_non_null(strstr(out, "Service: io.vmuser"));
+        free(out);
+        out = NULL;
+        assert_int_equal(run_capture(&out, "getent", "shadow", "oldb", NULL), 0);
+        assert_non_null(strstr(out, "$y$j9T$s$oldb"));
+        free(out);
+        out = NULL;
+        assert_int_equal(run_capture(&out, "id", "olda", NULL), 0);
+        assert_non_null(strstr(out, "(users)"));
+        detach(&a, "olda");
+        attach(&a, "newc");
+        assert_int_equal(test_agent_stop(&a), 0);
+
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_true(resolves("olda") != 0);
+        assert_int_equal(resolves("oldb"), 0);
+        assert_int_equal(resolves("newc"), 0);
+        assert_int_equal(count_files("/run/userdb"), 0);
+        assert_int_equal(test_agent_stop(&a), 0);
+}
+
+static char *call(struct test_agent *a, const char *request) {
+        char *reply = NULL;
+        assert_int_equal(test_agent_call(a, request, &reply), 0);
+        return reply;
+}
+
+/* Attaches in a row share one NSS view and one leftovers scan; neither hides a conflict: a
+ * user added to /etc/passwd meanwhile, a UID another attached user holds (the agent's own NSS
+ * lookups skip its service), a UID with leftovers seen by the batch's scan. */
+static void test_batch_sees_conflicts(void **state) {
+        struct test_agent a;
+        char *args[] = { (char *) "--uid-min", (char *) "60700", (char *) "--uid-max", (char *) "60799", NULL };
+        (void) state;
+        reset();
+        /* A copy of /etc/passwd in this namespace, to add a user to. */
+        assert_int_equal(system("cp /etc/passwd /run/passwd-copy && mount --bind /run/passwd-copy /etc/passwd"), 0);
+        /* A leftover of 60701 (the second UID a batch would hand out) before the batch starts. */
+        assert_int_equal(system("mkdir -p " TEST_CLEANUP_ROOT "/tmp && touch " TEST_CLEANUP_ROOT "/tmp/left && "
+                                "chown 60701 " TEST_CLEANUP_ROOT "/tmp/left"), 0);
+
+        assert_int_equal(test_agent_start(&a, args), 0);
+        _cleanup_free_ char *r1 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b1\"}}}");
+        assert_non_null(strstr(r1, "\"uid\":60700"));
+        _cleanup_free_ char *r2 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b2\"}}}");
+        if (!strstr(r2, "\"uid\":60702"))
+                fail_msg("b2 got %s, wanted 60702 (60701 has a leftover)", r2);
+        assert_int_equal(system("echo 'clash:x:60750:60750::/:/bin/false' >>/etc/passwd"), 0);
+        _cleanup_free_ char *r3 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b3\","
+                                           "\"uid\":60750}}}");
+        if (!strstr(r3, "uid 60750 already belongs to user 'clash'"))
+                fail_msg("b3: %s", r3);
+        _cleanup_free_ char *r4 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"clash\"}}}");
+        if (!strstr(r4, "user 'clash' already exists in the guest"))
+                fail_msg("clash: %s", r4);
+        _cleanup_free_ char *r5 = call(&a, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"b4\","
+                                           "\"uid\":60700}}}");
+        if (!strstr(r5, "uid 60700 already belongs to user 'b1'"))
+                fail_msg("b4: %s", r5);
+        assert_int_equal(test_agent_stop(&a), 0);
+        assert_int_equal(umount("/etc/passwd"), 0);
+        assert_int_equal(unlink(TEST_CLEANUP_ROOT "/tmp/left"), 0);
+}
+
+static bool read_until(int fd, const char *needle, int timeout_ms);
+
+/* Lookups are answered while the agent's main thread is busy: here an attach waits for the
+ * lock the test holds (a detach waiting for logind is the case in a guest). */
+static void test_lookups_while_busy(void **state) {
+        struct test_agent a;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        attach(&a, "busy1");
+        int lock = open("/run/vmuser/lock", O_RDWR | O_CLOEXEC);
+        assert_true(lock >= 0);
+        assert_int_equal(flock(lock, LOCK_EX), 0);
+        const char *req = "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"busy2\"}}}\n";
+        assert_int_equal(write(a.in_fd, req, strlen(req)), (ssize_t) strlen(req));
+        /* The attach is under way (it reads the request at once) and cannot finish. */
+        assert_int_equal(resolves("busy1"), 0);
+        struct pollfd p = { .fd = a.out_fd, .events = POLLIN };
+        if (poll(&p, 1, 0) != 0)
+                fail_msg("the attach finished (or failed) before the lookup was answered: lookups waited for it");
+        assert_int_equal(flock(lock, LOCK_UN), 0);
+        close(lock);
+        assert_true(read_until(a.out_fd, "\"busy2\"", 10000));
+        assert_int_equal(test_agent_stop(&a), 0);
+}
+
+/* The names the journal holds after replaying it, in names (n of them). */
+static int journal_names(char names[][32], int max) {
+        _cleanup_fclose_ FILE *f = fopen(JOURNAL, "re");
+        char *line = NULL;
+        size_t cap = 0;
+        int n = 0;
+        assert_non_null(f);
+        while (getline(&line, &cap, f) > 0) {
+                char name[32];
+                bool remove = sscanf(line, "{\"remove\":\"%31[^\"]\"", name) == 1;
+                if (!remove && sscanf(line, "{\"userName\":\"%31[^\"]\"", name) != 1)
+                        fail_msg("journal line not understood: %s", line);
+                int at = -1;
+                for (int i = 0; i < n; i++)
+                        if (streq(names[i], name))
+                                at = i;
+                if (remove && at >= 0)
+                        memmove(names[at], names[at + 1], (size_t) (--n - at) * sizeof(names[0]));
+                else if (!remove && at < 0 && n < max)
+                        strcpy(names[n++], name);
+        }
+        free(line);
+        return n;
+}
+
+/* Every state file has its records and resolves with the numbers of its state; every record
+ * has its state file; nothing is left half-done. Needs a running agent. */
+static int check_consistent(void) {
+        char names[64][32];
+        int n = journal_names(names, 64);
+        for (int i = 0; i < n; i++) {
+                char path[160];
+                snprintf(path, sizeof(path), "/run/vmuser/users/%.31s.json", names[i]);
+                if (access(path, F_OK) < 0)
+                        fail_msg("%s is in the journal without its state file", names[i]);
+                struct passwd *pw = getpwnam(names[i]);
+                if (!pw)
+                        fail_msg("%s does not resolve", names[i]);
+        }
+        assert_int_equal(count_files("/run/vmuser/users"), n);
+        assert_int_equal(count_files("/run/vmuser/pending"), 0);
+        assert_int_equal(count_files("/run/userdb"), 0);
+        return n;
+}
+
+static int wait_events(int fd, int want, int quiet_ms) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        int n = 0;
+        while (n < want) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, quiet_ms) <= 0)
+                        break;
+                ssize_t k = read(fd, buf, sizeof(buf));
+                if (k <= 0)
+                        continue;
+                for (char *e = buf; e < buf + k; e += sizeof(struct inotify_event) + ((struct inotify_event *) e)->len)
+                        n++;
+        }
+        return n;
+}
+
+/* Reads fd until needle shows up (or timeout_ms passes without data). */
+static bool read_until(int fd, const char *needle, int timeout_ms) {
+        size_t size = 0, cap = 1u << 20;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        while (buf && size < cap) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, timeout_ms) <= 0)
+                        break;
+                ssize_t n = read(fd, buf + size, cap - size);
+                if (n <= 0)
+                        break;
+                size += (size_t) n;
+                buf[size] = '\0';
+                if (strstr(buf, needle))
+                        return true;
+        }
+        return false;
+}
+
+/* Every file event of an attach or detach: journal, state file, record line (IN_MODIFY). */
+static int watch(void) {
+        int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_true(inotify_add_watch(fd, "/run/vmuser", IN_MODIFY | IN_MOVED_TO) >= 0);
+        assert_true(inotify_add_watch(fd, "/run/vmuser/users", IN_CREATE | IN_MOVED_TO | IN_DELETE) >= 0);
+        assert_true(inotify_add_watch(fd, "/run/vmuser/pending", IN_CREATE | IN_MOVED_TO | IN_DELETE) >= 0);
+        return fd;
+}
+
+static void test_sigkill_anywhere(void **state) {
+        char burst[8192] = "";
+        unsigned seed = (unsigned) time(NULL);
+        int burst_events = 0, max_users = 0, replays = 0;
+        (void) state;
+
+        reset();
+        printf("seed %u\n", seed);
+        srand(seed);
+        for (int u = 0; u < 4; u++) {
+                char line[768];
+                snprintf(line, sizeof(line),
+                         "{\"execute\":\"vmuser-attach\",\"arguments\":{\"replace\":true,\"user\":{\"userName\":\"k%d\","
+                         "\"privileged\":{\"hashedPassword\":[\"$y$j9T$s$h%d\"]}},\"memberOf\":[\"users\"]}}\n"
+                         "{\"execute\":\"vmuser-attach\",\"arguments\":{\"replace\":true,\"user\":{\"userName\":\"k%d\","
+                         "\"realName\":\"K %d\"}}}\n"
+                         "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"k%d\"}}\n"
+                         "{\"execute\":\"vmuser-attach\",\"arguments\":{\"replace\":true,\"user\":{\"userName\":\"w%d\"}}}\n",
+                         u, u, u, u, u, u);
+                strcat(burst, line);
+        }
+        for (int round = -1; round < 100; round++) {
+                struct test_agent a, b;
+                int status;
+                assert_int_equal(test_agent_start(&a, NULL), 0);
+                call_ok(&a, "{\"execute\":\"guest-ping\"}");
+                _cleanup_close_ int ifd = watch();
+                (void) !write(a.in_fd, burst, strlen(burst));
+                if (round < 0) {
+                        /* Count the events of a whole burst first: its replies end with the ping's. */
+                        const char *ping = "{\"execute\":\"guest-ping\",\"id\":\"end\"}\n";
+                        assert_int_equal(write(a.in_fd, ping, strlen(ping)), (ssize_t) strlen(ping));
+                        assert_true(read_until(a.out_fd, "\"end\"", 60000));
+                        burst_events = wait_events(ifd, INT32_MAX, 200);
+                        printf("one burst makes %d file events\n", burst_events);
+                        assert_true(burst_events > 16);
+                        assert_int_equal(test_agent_stop(&a), 0);
+                } else {
+                        (void) wait_events(ifd, 1 + rand() % burst_events, 200);
+                        assert_int_equal(kill(a.pid, SIGKILL), 0);
+                        close(a.in_fd);
+                        close(a.out_fd);
+                        assert_int_equal(waitpid(a.pid, &status, 0), a.pid);
+                        if (!WIFSIGNALED(status))
+                                fail_msg("round %d: the agent finished before the kill (status %d)", round, status);
+                        if (count_files("/run/vmuser/pending") > 0)
+                                replays++;
+                }
+                assert_int_equal(test_agent_start(&b, NULL), 0);
+                call_ok(&b, "{\"execute\":\"guest-ping\"}");
+                int users = check_consistent();
+                if (users > max_users)
+                        max_users = users;
+                if (round % 3 == 2)
+                        for (int u = 0; u < 4; u++) {
+                                char name[8];
+                                snprintf(name, sizeof(name), "w%d", u);
+                                _cleanup_free_ char *r = NULL;
+                                char req[128];
+                                snprintf(req, sizeof(req),
+                                         "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"%s\"}}", name);
+                                assert_int_equal(test_agent_call(&b, req, &r), 0);
+                        }
+                assert_int_equal(test_agent_stop(&b), 0);
+        }
+        printf("100 SIGKILLs: %d left a journal to replay; consistent after every restart (up to %d users)\n", replays,
+               max_users);
+        assert_true(max_users > 0);
+        if (replays < 15)
+                fail_msg("only %d of 100 kills left a journal to replay: the kills missed the attaches", replays);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_one_file),
+                cmocka_unit_test(test_torn_tail),
+                cmocka_unit_test(test_upgrade_from_dropins),
+                cmocka_unit_test(test_batch_sees_conflicts),
+                cmocka_unit_test(test_lookups_while_busy),
+                cmocka_unit_test(test_sigkill_anywhere),
+        };
+        test_enter_private_run();
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

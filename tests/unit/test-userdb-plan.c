@@ -1,0 +1,232 @@
+/* test-userdb-plan.c: userdb plans (libvmuser/userdb-plan.c): the journal form and back, the
+ * undo of a first attach, a failed step undone or left to recovery, record-store steps. In a
+ * scratch userdb (two directories under /tmp; root, as userdb_open() wants them root's). */
+#include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "json-util.h"
+#include "record-store.h"
+#include "userdb-internal.h"
+
+struct scratch {
+        char root[64], userdb[96], state[96];
+        struct userdb *db;
+};
+
+static int setup(void **state) {
+        struct scratch *s = calloc(1, sizeof(*s));
+        struct id_range range = { 60514, 60577 };
+        assert_non_null(s);
+        snprintf(s->root, sizeof(s->root), "/tmp/test-userdb-plan.XXXXXX");
+        assert_non_null(mkdtemp(s->root));
+        assert_int_equal(chmod(s->root, 0755), 0);
+        snprintf(s->userdb, sizeof(s->userdb), "%s/userdb", s->root);
+        snprintf(s->state, sizeof(s->state), "%s/vmuser", s->root);
+        assert_int_equal(userdb_open(s->userdb, s->state, &range, &s->db), 0);
+        *state = s;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct scratch *s = *state;
+        char cmd[128];
+        userdb_close(s->db);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->root);
+        assert_int_equal(system(cmd), 0);
+        free(s);
+        return 0;
+}
+
+static bool exists(const struct scratch *s, const char *dir, const char *name) {
+        char path[256];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s/%s", s->root, dir, name);
+        return lstat(path, &st) == 0;
+}
+
+static int count_pending(const struct scratch *s) {
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s/vmuser/pending')\"", s->root);
+        return system(cmd) == 0 ? 0 : 1;
+}
+
+static void test_json_roundtrip(void **state) {
+        struct plan p = {}, q = {};
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_object *obj = NULL;
+        (void) state;
+
+        strcpy(p.user_name, "alice");
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_USERDB, "{}\n", 0644, "%s.group", "alice"), 0);
+        assert_int_equal(plan_add(&p, PLAN_SYMLINK, PLAN_DIR_USERDB, "alice.group", 0, "%u.group", 60514u), 0);
+        assert_int_equal(plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "old.json"), 0);
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, "{\"userName\":\"alice\"}", 0600, "alice"), 0);
+        assert_int_equal(plan_to_json(&p, &text), 0);
+        assert_int_equal(json_parse_strict(text, strlen(text), &obj), 0);
+        assert_int_equal(plan_from_json(obj, &q), 0);
+        assert_string_equal(q.user_name, "alice");
+        assert_int_equal(q.n_steps, p.n_steps);
+        for (size_t i = 0; i < p.n_steps; i++) {
+                assert_int_equal(q.steps[i].kind, p.steps[i].kind);
+                assert_int_equal(q.steps[i].dir, p.steps[i].dir);
+                assert_int_equal(q.steps[i].mode, p.steps[i].mode);
+                assert_string_equal(q.steps[i].name, p.steps[i].name);
+                if (p.steps[i].content)
+                        assert_string_equal(q.steps[i].content, p.steps[i].content);
+                else
+                        assert_null(q.steps[i].content);
+        }
+        plan_done(&p);
+        plan_done(&q);
+}
+
+/* A journal is applied as it says: one that is not a plan of ours must not parse. */
+static void test_json_refused(void **state) {
+        static const char *const bad[] = {
+                "{\"userName\":\"../x\",\"steps\":[]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"write\",\"dir\":\"userdb\",\"name\":\"x/../../etc/passwd\",\"content\":\"x\",\"mode\":420}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"write\",\"dir\":\"userdb\",\"name\":\".hidden\",\"content\":\"x\",\"mode\":420}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"chmod\",\"dir\":\"userdb\",\"name\":\"a.user\",\"mode\":420}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"remove\",\"dir\":\"etc\",\"name\":\"a.user\",\"mode\":0}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"write\",\"dir\":\"userdb\",\"name\":\"a.user\",\"mode\":420}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"write\",\"dir\":\"userdb\",\"name\":\"a.user\",\"content\":\"x\",\"mode\":4096}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"symlink\",\"dir\":\"store\",\"name\":\"a\",\"content\":\"x\",\"mode\":0}]}",
+                "{\"userName\":\"a\",\"steps\":[{\"op\":\"write\",\"dir\":\"store\",\"name\":\"a.user\",\"content\":\"x\",\"mode\":384}]}",
+                "{\"userName\":\"a\"}",
+        };
+        (void) state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                _cleanup_json_ json_object *obj = NULL;
+                struct plan p = {};
+                assert_int_equal(json_parse_strict(bad[i], strlen(bad[i]), &obj), 0);
+                if (plan_from_json(obj, &p) != -EBADMSG)
+                        fail_msg("accepted: %s", bad[i]);
+        }
+}
+
+/* The undo of a first attach removes what it created, last first, and nothing it removed. */
+static void test_undo_order(void **state) {
+        struct plan p = {}, u = {};
+        (void) state;
+        strcpy(p.user_name, "bob");
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_USERDB, "{}", 0644, "bob.group"), 0);
+        assert_int_equal(plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "60514.user-privileged"), 0);
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_USERS, "{}", 0644, "bob.json"), 0);
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, "{}", 0600, "bob"), 0);
+        assert_int_equal(plan_build_undo(&p, &u), 0);
+        assert_int_equal(u.n_steps, 3);
+        const char *want[] = { "bob", "bob.json", "bob.group" };
+        const enum plan_dir dirs[] = { PLAN_DIR_STORE, PLAN_DIR_USERS, PLAN_DIR_USERDB };
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(u.steps[i].kind, PLAN_REMOVE);
+                assert_int_equal(u.steps[i].dir, dirs[i]);
+                assert_string_equal(u.steps[i].name, want[i]);
+        }
+        plan_done(&p);
+        plan_done(&u);
+}
+
+/* A plan whose third step cannot be applied (a directory where a file goes). */
+static void failing_plan(struct scratch *s, struct plan *p) {
+        char blocker[160];
+        snprintf(blocker, sizeof(blocker), "%s/vmuser/users/carl.json", s->root);
+        assert_int_equal(mkdir(blocker, 0755), 0);
+        assert_int_equal(mkdir(strcat(blocker, "/full"), 0755), 0);
+        strcpy(p->user_name, "carl");
+        assert_int_equal(plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, "{}\n", 0644, "carl.group"), 0);
+        assert_int_equal(plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, "carl.group", 0, "60520.group"), 0);
+        assert_int_equal(plan_add(p, PLAN_WRITE, PLAN_DIR_USERS, "{}\n", 0644, "carl.json"), 0);
+        assert_int_equal(plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, "{}\n", 0644, "carl.user"), 0);
+}
+
+static void test_failed_step_undone(void **state) {
+        struct scratch *s = *state;
+        struct plan p = {}, u = {};
+        /* The last step fails: a record-store line that does not check out. */
+        assert_int_equal(userdb_use_store(s->db), 0);
+        strcpy(p.user_name, "carl");
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_USERDB, "{}\n", 0644, "carl.group"), 0);
+        assert_int_equal(plan_add(&p, PLAN_SYMLINK, PLAN_DIR_USERDB, "carl.group", 0, "60520.group"), 0);
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_USERS, "{}\n", 0644, "carl.json"), 0);
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, "{\"userName\":\"carl\"}", 0600, "carl"), 0);
+        assert_int_equal(plan_build_undo(&p, &u), 0);
+        assert_int_equal(plan_commit(s->db, &p, &u), -EBADMSG);
+        assert_false(exists(s, "userdb", "carl.group"));
+        assert_false(exists(s, "userdb", "60520.group"));
+        assert_false(exists(s, "vmuser/users", "carl.json"));
+        assert_null(record_store_get(userdb_store(s->db), "carl"));
+        assert_int_equal(count_pending(s), 0);
+        plan_done(&p);
+        plan_done(&u);
+}
+
+/* Without an undo (a replace, a detach) the journal stays, and recovery finishes the plan. */
+static void test_failed_step_left_to_recovery(void **state) {
+        struct scratch *s = *state;
+        struct plan p = {};
+        char blocker[160];
+        failing_plan(s, &p);
+        assert_true(plan_commit(s->db, &p, NULL) < 0);
+        assert_true(exists(s, "userdb", "carl.group"));
+        assert_false(exists(s, "userdb", "carl.user"));
+        assert_int_equal(count_pending(s), 1);
+        snprintf(blocker, sizeof(blocker), "rm -r '%s/vmuser/users/carl.json'", s->root);
+        assert_int_equal(system(blocker), 0);
+        assert_int_equal(userdb_recover(s->db), 1);
+        assert_true(exists(s, "userdb", "carl.user"));
+        assert_true(exists(s, "vmuser/users", "carl.json"));
+        assert_int_equal(count_pending(s), 0);
+        plan_done(&p);
+}
+
+static void test_store_steps(void **state) {
+        struct scratch *s = *state;
+        _cleanup_free_ char *line = NULL;
+        struct plan p = {}, r = {};
+        assert_int_equal(userdb_use_store(s->db), 0);
+        assert_int_equal(record_store_make_line("dora", "{\"userName\":\"dora\",\"uid\":60530}",
+                                                "{\"groupName\":\"dora\",\"gid\":60530}", NULL, &line), 0);
+        strcpy(p.user_name, "dora");
+        assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "dora"), 0);
+        assert_int_equal(plan_is_noop(s->db, &p), 0);
+        assert_int_equal(plan_commit(s->db, &p, NULL), 0);
+        assert_string_equal(record_store_get(userdb_store(s->db), "dora"), line);
+        assert_string_equal(record_store_owner_of(userdb_store(s->db), false, 60530), "dora");
+        assert_int_equal(plan_is_noop(s->db, &p), 1);
+        /* A line that does not check out is refused, and nothing changes. */
+        struct plan bad = {};
+        strcpy(bad.user_name, "dora");
+        assert_int_equal(plan_add(&bad, PLAN_WRITE, PLAN_DIR_STORE, "{\"userName\":\"eve\"}", 0600, "dora"), 0);
+        assert_int_equal(plan_commit(s->db, &bad, NULL), -EBADMSG);
+        assert_string_equal(record_store_get(userdb_store(s->db), "dora"), line);
+        strcpy(r.user_name, "dora");
+        assert_int_equal(plan_add(&r, PLAN_REMOVE, PLAN_DIR_STORE, NULL, 0, "dora"), 0);
+        assert_int_equal(plan_commit(s->db, &r, NULL), 0);
+        assert_null(record_store_get(userdb_store(s->db), "dora"));
+        assert_null(record_store_owner_of(userdb_store(s->db), false, 60530));
+        plan_done(&p);
+        plan_done(&bad);
+        plan_done(&r);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_json_roundtrip),
+                cmocka_unit_test(test_json_refused),
+                cmocka_unit_test(test_undo_order),
+                cmocka_unit_test_setup_teardown(test_failed_step_undone, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_step_left_to_recovery, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_store_steps, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
