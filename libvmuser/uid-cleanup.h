@@ -47,3 +47,8 @@ int uid_cleanup(const char *root, uid_t uid, const char *user_name, struct uid_c
 /* Counts what the UID still owns (processes, IPC objects, entries in those places) without
  * changing anything; returns the count (0: clean) or -errno. */
 int uid_leftovers(const char *root, uid_t uid, const char *user_name);
+
+/* Counts the live processes whose real, effective, saved or file-system UID is uid (zombies and
+ * the caller not counted), in ROOT/proc; 0 also without a ROOT/proc; -errno when it cannot be
+ * read. */
+int uid_count_processes(const char *root, uid_t uid);
