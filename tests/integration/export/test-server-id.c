@@ -78,22 +78,40 @@ static void read_claim(int dir_fd, uid_t id, char *buf, size_t size) {
         assert_true(read_small_file_at(dir_fd, name, buf, size) >= 0);
 }
 
-/* "PID STARTTIME" of a process that existed and is gone now. */
-static void dead_claimer(char *buf, size_t size) {
-        int p[2], status;
-        uint64_t start = 0;
+/* A child that runs as uid (when not 0) and waits until *ret_release_fd is closed; returns once
+ * it runs so. */
+static pid_t spawn_waiting(uid_t uid, int *ret_release_fd) {
+        int ready[2], release[2];
         char c;
 
-        assert_int_equal(pipe(p), 0);
+        assert_int_equal(pipe(ready), 0);
+        assert_int_equal(pipe(release), 0);
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                close(p[1]);
-                _exit(read(p[0], &c, 1) < 0);
+                close(ready[0]);
+                close(release[1]);
+                if (uid != 0 && (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+                        _exit(1);
+                (void) !write(ready[1], "x", 1);
+                _exit(read(release[0], &c, 1) < 0);
         }
-        close(p[0]);
+        close(ready[1]);
+        close(release[0]);
+        assert_int_equal(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        *ret_release_fd = release[1];
+        return pid;
+}
+
+/* "PID STARTTIME" of a process that existed and is gone now. */
+static void dead_claimer(char *buf, size_t size) {
+        uint64_t start = 0;
+        int release, status;
+        pid_t pid = spawn_waiting(0, &release);
+
         assert_int_equal(proc_stat_read(pid, NULL, &start), 0);
-        close(p[1]);
+        close(release);
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_int_equal(proc_is_alive(pid, start), 0);
         snprintf(buf, size, "%d %llu", (int) pid, (unsigned long long) start);
@@ -141,32 +159,18 @@ static void test_live_claimer_kept(void **state) {
 static void test_running_server_kept(void **state) {
         struct fixture *f = *state;
         char dead[64], text[256], after[256];
-        int p[2], status;
+        int release, status;
         uid_t id = 0;
-        char c;
 
         /* The claimer is gone (the vmuser that exported), but a file server runs as the ID. */
-        assert_int_equal(pipe(p), 0);
-        pid_t server = fork();
-        assert_true(server >= 0);
-        if (server == 0) {
-                close(p[0]);
-                if (setresgid(ID0, ID0, ID0) < 0 || setresuid(ID0, ID0, ID0) < 0)
-                        _exit(1);
-                (void) !write(p[1], "x", 1);
-                pause();
-                _exit(0);
-        }
-        close(p[1]);
-        assert_int_equal(read(p[0], &c, 1), 1);
-        close(p[0]);
+        pid_t server = spawn_waiting(ID0, &release);
         assert_int_equal(uid_count_processes("/", ID0), 1);
 
         dead_claimer(dead, sizeof(dead));
         snprintf(text, sizeof(text), "/srv/vm/homes/running\n%s\n", dead);
         write_claim(f->dir_fd, ID0, text);
         assert_int_equal(server_id_claim_at(f->dir_fd, "/srv/vm/homes/new", &id, NULL), 0);
-        kill(server, SIGKILL);
+        close(release);
         assert_int_equal(waitpid(server, &status, 0), server);
         assert_int_equal(id, ID1);
         read_claim(f->dir_fd, ID0, after, sizeof(after));
