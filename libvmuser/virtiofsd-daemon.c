@@ -217,13 +217,40 @@ _Noreturn static void supervisor_main(const char *path, char *const argv[], cons
         _exit(0);
 }
 
+/* What the supervisor reported over rd: virtiofsd's PID, or the stage where starting it failed.
+ * *ret gets both PIDs with their start times. */
+static int supervisor_report_read(int rd, const char *path, const struct virtiofsd_config *cfg, struct daemon_ids *ret,
+                                  struct verr *e) {
+        struct pollfd pfd = { .fd = rd, .events = POLLIN };
+        struct supervisor_report r = {};
+
+        if (poll(&pfd, 1, DETECT_TIMEOUT_MS) <= 0 || read(rd, &r, sizeof(r)) != (ssize_t) sizeof(r) || r.pid <= 0)
+                return verr_set(e, -ECHILD, "the virtiofsd supervisor did not report back");
+        if (r.failed.stage != LAUNCH_OK) {
+                int err = r.failed.err > 0 ? r.failed.err : EIO;
+                if (r.failed.stage == LAUNCH_EXEC)
+                        return verr_set(e, -err, "cannot execute '%s': %s", path, strerror(err));
+                return verr_set(e, -err, "cannot start virtiofsd as host ID %u: %s failed: %s",
+                                (unsigned) cfg->server_uid, launch_stage_to_string(r.failed.stage), strerror(err));
+        }
+
+        struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
+        uint64_t t;
+        /* Either may be gone already: wait_for_socket() then reports it, with the log. */
+        if (proc_stat_read(ids.pid, NULL, &t) >= 0)
+                ids.starttime = t;
+        if (proc_stat_read(ids.supervisor, NULL, &t) >= 0)
+                ids.supervisor_starttime = t;
+        *ret = ids;
+        return 0;
+}
+
 int virtiofsd_daemon_start(const char *path, char **argv, const struct virtiofsd_config *cfg, int state_fd,
                         struct daemon_ids *ret, struct verr *e) {
         _cleanup_close_ int log_fd = -1, null_fd = -1, rd = -1, wr = -1, listen_fd = -1, hi_listen = -1;
         const char *socket_path = cfg->socket_path;
         struct userns_launch u = {};
         _cleanup_free_ char *title = NULL;
-        struct supervisor_report r = {};
         int p[2], status, title_len;
         pid_t pid;
 
@@ -290,26 +317,7 @@ int virtiofsd_daemon_start(const char *path, char **argv, const struct virtiofsd
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 return verr_set(e, -ECHILD, "could not start the virtiofsd supervisor");
 
-        struct pollfd pfd = { .fd = rd, .events = POLLIN };
-        if (poll(&pfd, 1, DETECT_TIMEOUT_MS) <= 0 || read(rd, &r, sizeof(r)) != (ssize_t) sizeof(r) || r.pid <= 0)
-                return verr_set(e, -ECHILD, "the virtiofsd supervisor did not report back");
-        if (r.failed.stage != LAUNCH_OK) {
-                int err = r.failed.err > 0 ? r.failed.err : EIO;
-                if (r.failed.stage == LAUNCH_EXEC)
-                        return verr_set(e, -err, "cannot execute '%s': %s", path, strerror(err));
-                return verr_set(e, -err, "cannot start virtiofsd as host ID %u: %s failed: %s",
-                                (unsigned) cfg->server_uid, launch_stage_to_string(r.failed.stage), strerror(err));
-        }
-
-        struct daemon_ids ids = { .pid = r.pid, .supervisor = r.supervisor };
-        uint64_t t;
-        /* Either may be gone already: wait_for_socket() then reports it, with the log. */
-        if (proc_stat_read(ids.pid, NULL, &t) >= 0)
-                ids.starttime = t;
-        if (proc_stat_read(ids.supervisor, NULL, &t) >= 0)
-                ids.supervisor_starttime = t;
-        *ret = ids;
-        return 0;
+        return supervisor_report_read(rd, path, cfg, ret, e);
 }
 
 /* The last lines of the log (at most ~300 bytes), on one line, for an error message. */
