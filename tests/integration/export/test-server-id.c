@@ -4,8 +4,9 @@
  * A claim whose claimer is gone and whose ID runs no process (a crash, a virtiofsd that died and
  * was never detached: what VM suite runs used to leave in /run/vmuser/server-ids) is taken over
  * by the next claim; one whose claimer lives, or whose ID a process runs as, is not. Claims go to
- * a scratch directory; "no process runs as the ID" is the host's, so this runs in the export
- * suite (under its lock, no export runs meanwhile). Needs root (a child becomes the ID). */
+ * a scratch directory, on IDs no process of the host runs as (an export may be running); the
+ * export suite's lock keeps new ones from starting meanwhile. Needs root (a child becomes the
+ * ID). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -26,27 +27,56 @@
 #include "server-id.h"
 #include "uid-cleanup.h"
 
-#define ID0 SERVER_ID_BASE
-#define ID1 (SERVER_ID_BASE + 1)
-
 struct fixture {
         char dir[64];
         int dir_fd;
+        uid_t id0, id1; /* the IDs the claims below compete for */
 };
+
+#define ID0 (f->id0)
+#define ID1 (f->id1)
+
+static void write_claim(int dir_fd, uid_t id, const char *text);
+
+/* A live claim of ours ("PID STARTTIME" of this process). */
+static void live_claim_text(const char *owner, char *buf, size_t size) {
+        uint64_t start = 0;
+
+        assert_int_equal(proc_stat_read(getpid(), NULL, &start), 0);
+        snprintf(buf, size, "%s\n%d %llu\n", owner, (int) getpid(), (unsigned long long) start);
+}
+
+/* The first two free IDs of the range that no process runs as (an export of the host may use
+ * the first ones); those before them get a live claim of ours in the scratch directory, so that
+ * the claims below start at id0. */
+static void pick_ids(struct fixture *f) {
+        char text[256];
+        uid_t id = SERVER_ID_BASE;
+
+        live_claim_text("/srv/vm/homes/other", text, sizeof(text));
+        for (;; id++) {
+                assert_true(id - SERVER_ID_BASE < 64);
+                if (server_id_is_usable(id) != 1)
+                        continue;
+                if (uid_count_processes("/", id) == 0 && server_id_is_usable(id + 1) == 1 &&
+                    uid_count_processes("/", id + 1) == 0)
+                        break;
+                write_claim(f->dir_fd, id, text);
+        }
+        f->id0 = id;
+        f->id1 = id + 1;
+}
 
 static int setup(void **state) {
         static struct fixture f;
 
         if (geteuid() != 0)
                 skip();
-        /* The IDs the claims below compete for must be free on this host. */
-        assert_int_equal(server_id_is_usable(ID0), 1);
-        assert_int_equal(server_id_is_usable(ID1), 1);
-        assert_int_equal(uid_count_processes("/", ID0), 0);
         snprintf(f.dir, sizeof(f.dir), "/tmp/vmuser-server-ids-XXXXXX");
         assert_non_null(mkdtemp(f.dir));
         f.dir_fd = open(f.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(f.dir_fd >= 0);
+        pick_ids(&f);
         *state = &f;
         return 0;
 }
@@ -55,7 +85,7 @@ static int teardown(void **state) {
         struct fixture *f = *state;
         char name[16];
 
-        for (uid_t id = ID0; id <= ID1; id++) {
+        for (uid_t id = SERVER_ID_BASE; id <= ID1; id++) {
                 snprintf(name, sizeof(name), "%u", (unsigned) id);
                 (void) unlinkat(f->dir_fd, name, 0);
         }
@@ -119,8 +149,7 @@ static void dead_claimer(char *buf, size_t size) {
 
 static void test_stale_claim_reused(void **state) {
         struct fixture *f = *state;
-        char dead[64], text[256], expect[64];
-        uint64_t start = 0;
+        char dead[64], text[256], expect[256];
         uid_t id = 0;
 
         /* Its claimer is gone and nothing runs as the ID: taken over, with us as the claimer. */
@@ -129,8 +158,7 @@ static void test_stale_claim_reused(void **state) {
         write_claim(f->dir_fd, ID0, text);
         assert_int_equal(server_id_claim_at(f->dir_fd, "/srv/vm/homes/new", &id, NULL), 0);
         assert_int_equal(id, ID0);
-        assert_int_equal(proc_stat_read(getpid(), NULL, &start), 0);
-        snprintf(expect, sizeof(expect), "/srv/vm/homes/new\n%d %llu\n", (int) getpid(), (unsigned long long) start);
+        live_claim_text("/srv/vm/homes/new", expect, sizeof(expect));
         read_claim(f->dir_fd, ID0, text, sizeof(text));
         assert_string_equal(text, expect);
 
@@ -143,12 +171,10 @@ static void test_stale_claim_reused(void **state) {
 static void test_live_claimer_kept(void **state) {
         struct fixture *f = *state;
         char text[256], after[256];
-        uint64_t start = 0;
         uid_t id = 0;
 
         /* Claimed a moment ago by a process that is still exporting (here: us). */
-        assert_int_equal(proc_stat_read(getpid(), NULL, &start), 0);
-        snprintf(text, sizeof(text), "/srv/vm/homes/busy\n%d %llu\n", (int) getpid(), (unsigned long long) start);
+        live_claim_text("/srv/vm/homes/busy", text, sizeof(text));
         write_claim(f->dir_fd, ID0, text);
         assert_int_equal(server_id_claim_at(f->dir_fd, "/srv/vm/homes/new", &id, NULL), 0);
         assert_int_equal(id, ID1);
