@@ -414,7 +414,7 @@ static void export_rollback(struct export_ctx *x, struct verr *e) {
                         keep_state = true;
         }
         if (x->id_claimed && !keep_state)
-                (void) server_id_release(x->info.server_uid);
+                (void) server_id_release(x->info.server_uid, x->paths.dirs.user_dir);
         if (keep_state && x->user_fd >= 0)
                 (void) export_state_write(x->user_fd, &x->info, "exporting", 0);
 }

@@ -165,7 +165,7 @@ static int unexport_host(struct unexport_ctx *x, struct verr *e) {
         if (k < 0)
                 return verr_set(e, k, "Cannot detach the home of %s: %s", user, verr_text(&why, k));
         if (x->info.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
-                (void) server_id_release(x->info.server_uid);
+                (void) server_id_release(x->info.server_uid, x->paths.dirs.user_dir);
         return 0;
 }
 

@@ -180,9 +180,45 @@ int server_id_claim(const char *owner, uid_t *ret, struct verr *e) {
         return server_id_claim_at(dir_fd, owner, ret, e);
 }
 
-int server_id_release(uid_t id) {
+/* Whether the claim `name` names owner on its first line (a claim that cannot be read counts as
+ * owner's: releasing it is what was asked). */
+static bool claim_is_owners(int dir_fd, const char *name, const char *owner) {
+        char buf[PATH_MAX + 64];
+        int k = read_small_file_at(dir_fd, name, buf, sizeof(buf));
+
+        if (k < 0)
+                return true;
+        buf[strcspn(buf, "\n")] = '\0';
+        return streq(buf, owner);
+}
+
+int server_id_release_at(int dir_fd, uid_t id, const char *owner) {
+        char name[16], root[64];
+        int k;
+
+        if (!in_range(id))
+                return -EINVAL;
+        k = flock_timeout(dir_fd, LOCK_EX, CLAIM_LOCK_TIMEOUT_MS, 10);
+        if (k < 0)
+                return k;
+        snprintf(name, sizeof(name), "%u", (unsigned) id);
+        /* Taken over since (it was stale: see server_id_claim_at()): no longer ours to remove. */
+        if (owner && !claim_is_owners(dir_fd, name, owner)) {
+                (void) flock(dir_fd, LOCK_UN);
+                return 0;
+        }
+        k = unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT ? negative_errno() : 0;
+        (void) flock(dir_fd, LOCK_UN);
+        if (k < 0)
+                return k;
+        /* The (empty) directory its virtiofsd served from, see virtiofsd.h. */
+        snprintf(root, sizeof(root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) id);
+        (void) rmdir(root);
+        return 0;
+}
+
+int server_id_release(uid_t id, const char *owner) {
         _cleanup_close_ int dir_fd = -1;
-        char name[16];
         int k;
 
         if (!in_range(id))
@@ -190,12 +226,5 @@ int server_id_release(uid_t id) {
         k = open_dir(&dir_fd);
         if (k < 0)
                 return k;
-        snprintf(name, sizeof(name), "%u", (unsigned) id);
-        if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
-                return negative_errno();
-        /* The (empty) directory its virtiofsd served from, see virtiofsd.h. */
-        char root[64];
-        snprintf(root, sizeof(root), VIRTIOFSD_USERNS_ROOT "/%u", (unsigned) id);
-        (void) rmdir(root);
-        return 0;
+        return server_id_release_at(dir_fd, id, owner);
 }

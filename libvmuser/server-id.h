@@ -30,8 +30,13 @@ int server_id_claim(const char *owner, uid_t *ret, struct verr *e);
 /* server_id_claim() in the claim directory open as dir_fd (tests use a scratch one). */
 int server_id_claim_at(int dir_fd, const char *owner, uid_t *ret, struct verr *e);
 
-/* Releases a claimed ID; 0 also when it was not claimed. -EINVAL outside the range. */
-int server_id_release(uid_t id);
+/* Releases a claimed ID; 0 also when it was not claimed. With owner (the claim's owner, as
+ * given to server_id_claim()), a claim that names another owner is left alone: it was taken over
+ * as stale since. -EINVAL outside the range. */
+int server_id_release(uid_t id, const char *owner);
+
+/* server_id_release() in the claim directory open as dir_fd. */
+int server_id_release_at(int dir_fd, uid_t id, const char *owner);
 
 /* Whether id is in vmuser's range and free of real users, groups and subordinate ranges (the
  * checks of server_id_claim(), without claiming). */

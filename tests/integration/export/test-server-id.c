@@ -3,7 +3,8 @@
  *
  * A claim whose claimer is gone and whose ID runs no process (a crash, a virtiofsd that died and
  * was never detached: what VM suite runs used to leave in /run/vmuser/server-ids) is taken over
- * by the next claim; one whose claimer lives, or whose ID a process runs as, is not. Claims go to
+ * by the next claim; one whose claimer lives, or whose ID a process runs as, is not; the old
+ * export's release then leaves the new owner's claim alone. Claims go to
  * a scratch directory, on IDs no process of the host runs as (an export may be running); the
  * export suite's lock keeps new ones from starting meanwhile. Needs root (a child becomes the
  * ID). */
@@ -203,11 +204,35 @@ static void test_running_server_kept(void **state) {
         assert_string_equal(after, text);
 }
 
+static void test_release_owned(void **state) {
+        struct fixture *f = *state;
+        char text[256], name[16];
+        uid_t id = 0;
+
+        snprintf(name, sizeof(name), "%u", (unsigned) ID0);
+        assert_int_equal(server_id_claim_at(f->dir_fd, "/srv/vm/homes/old", &id, NULL), 0);
+        assert_int_equal(id, ID0);
+        /* Taken over as stale by another export: the old one's detach leaves it alone. */
+        live_claim_text("/srv/vm/homes/new", text, sizeof(text));
+        write_claim(f->dir_fd, ID0, text);
+        assert_int_equal(server_id_release_at(f->dir_fd, ID0, "/srv/vm/homes/old"), 0);
+        assert_int_equal(faccessat(f->dir_fd, name, F_OK, 0), 0);
+        /* Its owner's release removes it; so does one that names no owner. */
+        assert_int_equal(server_id_release_at(f->dir_fd, ID0, "/srv/vm/homes/new"), 0);
+        assert_int_equal(faccessat(f->dir_fd, name, F_OK, 0), -1);
+        write_claim(f->dir_fd, ID0, text);
+        assert_int_equal(server_id_release_at(f->dir_fd, ID0, NULL), 0);
+        assert_int_equal(faccessat(f->dir_fd, name, F_OK, 0), -1);
+        assert_int_equal(server_id_release_at(f->dir_fd, ID0, NULL), 0);
+        assert_int_equal(server_id_release_at(f->dir_fd, SERVER_ID_BASE - 1, NULL), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_stale_claim_reused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_claimer_kept, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_running_server_kept, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_release_owned, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
