@@ -368,7 +368,7 @@ undo_dir: {
 }
 undo_id:
         if (claimed)
-                (void) server_id_release(i.server_uid);
+                (void) server_id_release(i.server_uid, up.dirs.user_dir);
         return k;
 }
 
@@ -464,7 +464,7 @@ int libvirt_unexport_home(struct vm_backend *b, const char *user, unsigned flags
                 if (k < 0)
                         return k;
                 if (read_state && st.server == HOME_EXPORT_SERVER_UNPRIVILEGED)
-                        (void) server_id_release(st.server_uid);
+                        (void) server_id_release(st.server_uid, up.dirs.user_dir);
         }
         return device_left ? 1 : 0;
 }

@@ -88,3 +88,16 @@ int proc_stat_read(pid_t pid, char *ret_state, uint64_t *ret_starttime) {
         buf[done] = '\0';
         return proc_stat_parse(buf, ret_state, ret_starttime);
 }
+
+int proc_is_alive(pid_t pid, uint64_t starttime) {
+        uint64_t t;
+        char state;
+        int k = proc_stat_read(pid, &state, &t);
+
+        /* -ENOMEDIUM: without /proc nothing counts as alive. */
+        if (k == -ENOENT || k == -ENOMEDIUM)
+                return 0;
+        if (k < 0)
+                return k;
+        return t == starttime && !proc_state_is_dead(state);
+}

@@ -18,3 +18,7 @@ int proc_stat_parse(const char *text, char *ret_state, uint64_t *ret_starttime);
 static inline bool proc_state_is_dead(char state) {
         return state == 'Z' || state == 'X' || state == 'x';
 }
+
+/* 1: a live process with that pid and start time; 0: gone (or a zombie, or another process
+ * that got the pid since; also when /proc is missing); -errno when /proc cannot be read. */
+int proc_is_alive(pid_t pid, uint64_t starttime);

@@ -21,3 +21,9 @@ int ms_left(int64_t deadline) {
                 return 0;
         return left > INT_MAX ? INT_MAX : (int) left;
 }
+
+void sleep_ms(int ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}

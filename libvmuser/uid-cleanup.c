@@ -419,6 +419,12 @@ static int proc_pass(const char *root, uid_t uid, bool kill_them, pid_t *seen, s
         return p.found;
 }
 
+int uid_count_processes(const char *root, uid_t uid) {
+        size_t n_seen = 0;
+
+        return proc_pass(root, uid, false, NULL, 0, &n_seen);
+}
+
 #define SEEN_MAX 4096u
 
 static int end_processes(const char *root, uid_t uid, struct uid_cleanup_report *report) {

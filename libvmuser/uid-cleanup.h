@@ -53,3 +53,7 @@ int uid_leftovers(const char *root, uid_t uid, const char *user_name);
  * (uid - lo) of bits (at least (hi - lo) / 8 + 1 bytes, cleared first) is set when the UID owns a
  * process, an IPC object or an entry in the places. 0 or -errno. */
 int uid_leftovers_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits);
+/* Counts the live processes whose real, effective, saved or file-system UID is uid (zombies and
+ * the caller not counted), in ROOT/proc; 0 also without a ROOT/proc; -errno when it cannot be
+ * read. */
+int uid_count_processes(const char *root, uid_t uid);
