@@ -51,7 +51,7 @@ static void closedirp_(DIR **d) {
                 closedir(*d);
 }
 
-/* "WHAT: libvirt's message" */
+/* The waits for the guest's unplug and for libvirt's virtiofsd to exit (monotonic). */
 static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

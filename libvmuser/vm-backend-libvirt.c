@@ -50,6 +50,7 @@
 static void silent_error_handler(void *userdata, virErrorPtr error) {
 }
 
+/* "WHAT: libvirt's message" */
 int libvirt_backend_fail(struct verr *e, int r, const char *what) {
         return verr_set(e, r, "%s: %s", what, virGetLastErrorMessage());
 }

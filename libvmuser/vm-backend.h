@@ -7,7 +7,9 @@
  *            owns the monitor and its own channels, so the backend asks libvirt's C API: the
  *            agent channel is found in the live XML or hot-plugged (virDomainAttachDeviceFlags,
  *            UNIX bind socket below /run/vmuser/libvirt/UUID/), the home is an idmapped staging
- *            mount given to libvirt's own virtiofs <filesystem> live attach. doc/LIBVIRT.txt.
+ *            mount served by vmuser's unprivileged virtiofsd, plugged in as a virtiofs
+ *            <filesystem> with <source socket> (root fallback: libvirt's own virtiofsd on the
+ *            staging mount). doc/LIBVIRT.txt.
  * The rest of the tool (record building, the QGA client, the agent steps) only sees this API.
  *
  * Flow for a caller (host-tool attach/detach/list/status):
