@@ -29,6 +29,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "dir-util.h"
 #include "export-prepare.h"
 #include "export-state.h"
 #include "idmap-mount.h"
@@ -37,6 +38,7 @@
 #include "macro.h"
 #include "names.h"
 #include "server-id.h"
+#include "time-util.h"
 #include "virtiofsd.h"
 
 #define FS_ALIAS_PREFIX "ua-" HOME_EXPORT_ID_PREFIX /* ua-vmuser-fs-USER: a libvirt user alias */
@@ -45,23 +47,6 @@
 
 #define SHARED_MEMORY_XML "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
 #define ROOT_PORT_XML "<controller type='pci' model='pcie-root-port'/>"
-
-static void closedirp_(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
-/* The waits for the guest's unplug and for libvirt's virtiofsd to exit (monotonic). */
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        nanosleep(&ts, NULL);
-}
 
 struct user_paths {
         struct export_state_paths dirs; /* STATE/homes, STATE/homes/USER, .../USER/mnt/home */
@@ -96,52 +81,62 @@ static const struct home_export_info libvirt_state_defaults = {
         .flavour = VIRTIOFSD_FLAVOUR_C,
 };
 
-/* The PID of a virtiofsd serving dir ("source=DIR" on its command line), 0 when none. libvirt
- * starts it and keeps no file of ours, so /proc is the only place to look. */
-static pid_t find_virtiofsd(const char *dir) {
-        _cleanup_(closedirp_) DIR *d = NULL;
-        char needle[PATH_MAX + 16];
-        struct dirent *de;
+struct virtiofsd_search {
+        char needle[PATH_MAX + 16]; /* "source=DIR" */
+        pid_t found;
+};
 
-        snprintf(needle, sizeof(needle), "source=%s", dir);
-        d = opendir("/proc");
-        if (!d)
+/* One /proc entry: a virtiofsd whose command line has the needle as a whole option ends the walk. */
+static int visit_process(int proc_fd, const char *name, void *userdata) {
+        struct virtiofsd_search *q = userdata;
+        char path[320], exe[PATH_MAX], buf[8192];
+        _cleanup_close_ int fd = -1;
+        ssize_t n;
+        const char *base;
+
+        if (name[0] < '1' || name[0] > '9')
                 return 0;
-        while ((de = readdir(d))) {
-                char path[320], exe[PATH_MAX], buf[8192];
-                _cleanup_close_ int fd = -1;
-                ssize_t n;
-                const char *base;
-
-                if (de->d_name[0] < '1' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/exe", de->d_name);
-                n = readlink(path, exe, sizeof(exe) - 1);
-                if (n <= 0)
-                        continue;
-                exe[n] = '\0';
-                base = strrchr(exe, '/');
-                base = base ? base + 1 : exe;
-                if (strncmp(base, "virtiofsd", 9) != 0)
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                n = read(fd, buf, sizeof(buf) - 1);
-                if (n <= 0)
-                        continue;
-                for (ssize_t i = 0; i < n; i++)
-                        if (buf[i] == '\0')
-                                buf[i] = ' ';
-                buf[n] = '\0';
-                for (const char *s = strstr(buf, needle); s; s = strstr(s + 1, needle)) {
-                        char after = s[strlen(needle)];
-                        if (after == ' ' || after == ',' || after == '\0')
-                                return (pid_t) atoi(de->d_name);
+        snprintf(path, sizeof(path), "%s/exe", name);
+        n = readlinkat(proc_fd, path, exe, sizeof(exe) - 1);
+        if (n <= 0)
+                return 0;
+        exe[n] = '\0';
+        base = strrchr(exe, '/');
+        base = base ? base + 1 : exe;
+        if (strncmp(base, "virtiofsd", 9) != 0)
+                return 0;
+        snprintf(path, sizeof(path), "%s/cmdline", name);
+        fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return 0;
+        for (ssize_t i = 0; i < n; i++)
+                if (buf[i] == '\0')
+                        buf[i] = ' ';
+        buf[n] = '\0';
+        for (const char *f = strstr(buf, q->needle); f; f = strstr(f + 1, q->needle)) {
+                char after = f[strlen(q->needle)];
+                if (after == ' ' || after == ',' || after == '\0') {
+                        q->found = (pid_t) atoi(name);
+                        return -ECANCELED; /* found: stop */
                 }
         }
         return 0;
+}
+
+/* The PID of a virtiofsd serving dir ("source=DIR" on its command line), 0 when none. libvirt
+ * starts it and keeps no file of ours, so /proc is the only place to look. */
+static pid_t find_virtiofsd(const char *dir) {
+        struct virtiofsd_search q = {};
+        _cleanup_close_ int proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (proc_fd < 0)
+                return 0;
+        snprintf(q.needle, sizeof(q.needle), "source=%s", dir);
+        (void) dir_foreach_at(proc_fd, visit_process, &q);
+        return q.found;
 }
 
 /* ---- home export ----------------------------------------------------------------------------- */
@@ -473,16 +468,41 @@ static int compare_info(const void *a, const void *b) {
         return strcmp(((const struct home_export_info *) a)->user, ((const struct home_export_info *) b)->user);
 }
 
+struct export_listing {
+        struct libvirt_backend *l;
+        struct home_export_info *list;
+        size_t n, cap;
+};
+
+/* One entry of STATE/homes: an export whose state reads is listed, anything else skipped. */
+static int visit_export(int homes_fd, const char *name, void *userdata) {
+        struct export_listing *x = userdata;
+        _cleanup_close_ int fd = -1;
+        struct home_export_info i;
+
+        if (!name_is_valid(name))
+                return 0;
+        fd = openat(homes_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || export_state_read(fd, &libvirt_state_defaults, &i) < 0)
+                return 0;
+        fill_live(x->l, &i);
+        if (x->n == x->cap) {
+                size_t ncap = x->cap ? x->cap * 2 : 8;
+                struct home_export_info *m = reallocarray(x->list, ncap, sizeof(*m));
+                if (!m)
+                        return -ENOMEM;
+                x->list = m, x->cap = ncap;
+        }
+        x->list[x->n++] = i;
+        return 0;
+}
+
 int libvirt_list_exports(struct vm_backend *b, struct home_export_info **ret, size_t *ret_n, struct verr *e) {
-        struct libvirt_backend *l = libvirt_backend_of(b);
+        struct export_listing x = { .l = libvirt_backend_of(b) };
         _cleanup_close_ int homes_fd = -1;
-        _cleanup_(closedirp_) DIR *d = NULL;
-        _cleanup_free_ struct home_export_info *list = NULL;
-        size_t n = 0, cap = 0;
-        struct dirent *de;
         int k;
 
-        k = libvirt_backend_state_dir(l, false, true, &homes_fd, e);
+        k = libvirt_backend_state_dir(x.l, false, true, &homes_fd, e);
         if (k == -ENOENT) {
                 *ret = NULL;
                 *ret_n = 0;
@@ -490,33 +510,15 @@ int libvirt_list_exports(struct vm_backend *b, struct home_export_info **ret, si
         }
         if (k < 0)
                 return k;
-        d = fdopendir(homes_fd);
-        if (!d)
-                return negative_errno();
-        homes_fd = -1;
-        while ((de = readdir(d))) {
-                _cleanup_close_ int fd = -1;
-                struct home_export_info i;
-
-                if (!name_is_valid(de->d_name))
-                        continue;
-                fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd < 0 || export_state_read(fd, &libvirt_state_defaults, &i) < 0)
-                        continue;
-                fill_live(l, &i);
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 8;
-                        struct home_export_info *m = reallocarray(list, ncap, sizeof(*m));
-                        if (!m)
-                                return -ENOMEM;
-                        list = m, cap = ncap;
-                }
-                list[n++] = i;
+        k = dir_foreach_at(homes_fd, visit_export, &x);
+        if (k < 0) {
+                free(x.list);
+                return k;
         }
-        if (n > 0)
-                qsort(list, n, sizeof(*list), compare_info);
-        *ret = TAKE_PTR(list);
-        *ret_n = n;
+        if (x.n > 0)
+                qsort(x.list, x.n, sizeof(*x.list), compare_info);
+        *ret = x.list;
+        *ret_n = x.n;
         return 0;
 }
 

@@ -23,25 +23,12 @@
 #define QUARANTINE_DIR "quarantine"
 #define RESERVED_DIR "reserved"
 
-static int read_small_at(int dir_fd, const char *name, char *buf, size_t size) {
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = read(fd, buf, size - 1);
-        if (n < 0)
-                return negative_errno();
-        buf[n] = '\0';
-        return (int) n;
-}
-
 int uid_highwater_get(int state_fd, const struct id_range *range, uint32_t *ret) {
         char buf[32], *end;
         unsigned long v;
         int r;
 
-        r = read_small_at(state_fd, HIGHWATER_FILE, buf, sizeof(buf));
+        r = read_small_file_at(state_fd, HIGHWATER_FILE, buf, sizeof(buf));
         if (r == -ENOENT) {
                 *ret = range->min;
                 return 0;
@@ -125,7 +112,7 @@ int uid_reserved_for(int state_fd, uint32_t uid, char *ret_name, size_t size) {
         int r;
 
         snprintf(path, sizeof(path), RESERVED_DIR "/%u", uid);
-        r = read_small_at(state_fd, path, buf, sizeof(buf));
+        r = read_small_file_at(state_fd, path, buf, sizeof(buf));
         if (r == -ENOENT || r == -ENOTDIR)
                 return 0;
         if (r < 0)

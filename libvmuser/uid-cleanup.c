@@ -321,11 +321,10 @@ static void walk_files(struct walk *w, const char *root, const char *user_name) 
                 walk_place(w, root, places[i]);
 }
 
-/* The four UIDs from /proc/PID/status ("Uid:\treal\teffective\tsaved\tfs"); 1 if any is uid, 0
- * if none (or the process is a zombie: it can do nothing, and its parent reaps it), -errno. */
-static int proc_has_uid(int proc_fd, const char *pid, uid_t uid) {
+/* The four UIDs of a process from /proc/PID/status ("Uid:\treal\teffective\tsaved\tfs") and
+ * whether it is a zombie. 0 or -errno (-EBADMSG: no Uid line). */
+static int proc_status_uids(int proc_fd, const char *pid, unsigned long uids[static 4], bool *ret_zombie) {
         char path[NAME_MAX + 16], buf[4096];
-        bool zombie = false;
         ssize_t n;
 
         snprintf(path, sizeof(path), "%s/status", pid);
@@ -337,21 +336,33 @@ static int proc_has_uid(int proc_fd, const char *pid, uid_t uid) {
                 return negative_errno();
         buf[n] = '\0';
         const char *s = strstr(buf, "\nState:\t");
-        if (s && s[8] == 'Z')
-                zombie = true;
+        *ret_zombie = s && s[8] == 'Z';
         s = strstr(buf, "\nUid:");
         if (!s)
                 return -EBADMSG;
         s += 5;
         for (int i = 0; i < 4; i++) {
                 char *end;
-                unsigned long v = strtoul(s, &end, 10);
+                uids[i] = strtoul(s, &end, 10);
                 if (end == s)
                         return -EBADMSG;
-                if (v == uid)
-                        return zombie ? 0 : 1;
                 s = end;
         }
+        return 0;
+}
+
+/* 1 if any of the process's four UIDs is uid, 0 if none (or the process is a zombie: it can do
+ * nothing, and its parent reaps it), -errno. */
+static int proc_has_uid(int proc_fd, const char *pid, uid_t uid) {
+        unsigned long uids[4];
+        bool zombie;
+        int r = proc_status_uids(proc_fd, pid, uids, &zombie);
+
+        if (r < 0)
+                return r;
+        for (int i = 0; i < 4; i++)
+                if (uids[i] == uid)
+                        return zombie ? 0 : 1;
         return 0;
 }
 
@@ -569,48 +580,43 @@ int uid_leftovers(const char *root, uid_t uid, const char *user_name) {
         return processes + ipc + (int) w.found;
 }
 
-/* /proc/PID/status of every process: its four UIDs marked (zombies skipped, as above). */
-static int proc_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
-        char path[PATH_MAX];
-        struct dirent *de;
+struct uid_marks {
+        uid_t lo, hi;
+        uint8_t *bits;
+};
 
-        if (join(path, sizeof(path), root, "proc") < 0)
-                return -ENAMETOOLONG;
-        _cleanup_close_ int proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (proc_fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        int dfd = dup(proc_fd);
-        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-        if (!d) {
-                if (dfd >= 0)
-                        close(dfd);
-                return negative_errno();
-        }
-        while ((de = readdir(d))) {
-                char file[NAME_MAX + 16], buf[4096];
-                if (!is_pid_name(de->d_name))
-                        continue;
-                snprintf(file, sizeof(file), "%s/status", de->d_name);
-                _cleanup_close_ int fd = openat(proc_fd, file, O_RDONLY | O_CLOEXEC);
-                ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                const char *st = strstr(buf, "\nState:\t"), *u = strstr(buf, "\nUid:");
-                if ((st && st[8] == 'Z') || !u)
-                        continue;
-                u += 5;
-                for (int i = 0; i < 4; i++) {
-                        char *end;
-                        unsigned long long v = strtoull(u, &end, 10);
-                        if (end == u)
-                                break;
-                        mark(lo, hi, bits, v);
-                        u = end;
-                }
-        }
-        closedir(d);
+/* One /proc entry: the process's four UIDs marked (zombies skipped, as above). */
+static int mark_process(int proc_fd, const char *name, void *userdata) {
+        struct uid_marks *m = userdata;
+        unsigned long uids[4];
+        bool zombie;
+
+        if (!is_pid_name(name) || proc_status_uids(proc_fd, name, uids, &zombie) < 0 || zombie)
+                return 0;
+        for (int i = 0; i < 4; i++)
+                mark(m->lo, m->hi, m->bits, uids[i]);
         return 0;
+}
+
+/* One entry of run/user: named after a UID, whoever owns it. */
+static int mark_runtime_dir(int dir_fd, const char *name, void *userdata) {
+        struct uid_marks *m = userdata;
+
+        if (is_pid_name(name) && strlen(name) < 11)
+                mark(m->lo, m->hi, m->bits, strtoull(name, NULL, 10));
+        return 0;
+}
+
+/* Runs visit over the entries of ROOT/sub; a missing directory has none. */
+static int mark_entries(const char *root, const char *sub, int (*visit)(int, const char *, void *), struct uid_marks *m) {
+        char path[PATH_MAX];
+
+        if (join(path, sizeof(path), root, sub) < 0)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        return dir_foreach_at(fd, visit, m);
 }
 
 /* /proc/sysvipc/{shm,sem,msg}: owner and creator of every object marked. */
@@ -655,24 +661,16 @@ static int ipc_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
 
 int uid_leftovers_scan(const char *root, uid_t lo, uid_t hi, uint8_t *bits) {
         struct walk w = { .lo = lo, .hi = hi, .bits = bits };
-        char path[PATH_MAX];
+        struct uid_marks m = { lo, hi, bits };
         int r;
 
         if (lo == 0 || lo > hi)
                 return -EINVAL;
         memset(bits, 0, ((size_t) hi - lo) / 8 + 1);
-        if ((r = proc_scan(root, lo, hi, bits)) < 0 || (r = ipc_scan(root, lo, hi, bits)) < 0)
+        if ((r = mark_entries(root, "proc", mark_process, &m)) < 0 || (r = ipc_scan(root, lo, hi, bits)) < 0)
                 return r;
-        /* run/user/UID: named after the UID whoever owns it. */
-        if (join(path, sizeof(path), root, "run/user") >= 0) {
-                DIR *d = opendir(path);
-                struct dirent *de;
-                while (d && (de = readdir(d)))
-                        if (is_pid_name(de->d_name) && strlen(de->d_name) < 11)
-                                mark(lo, hi, bits, strtoull(de->d_name, NULL, 10));
-                if (d)
-                        closedir(d);
-        }
+        /* run/user/UID: named after the UID whoever owns it (unreadable: nothing to mark). */
+        (void) mark_entries(root, "run/user", mark_runtime_dir, &m);
         for (size_t i = 0; i < ELEMENTSOF(places); i++)
                 walk_place(&w, root, places[i]);
         return 0;

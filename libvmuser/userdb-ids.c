@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nss-util.h"
 #include "nss-view.h"
 #include "record-store.h"
 #include "uid-alloc.h"
@@ -52,50 +53,33 @@ static struct nss_view *fresh_view(struct userdb *db) {
         return db->view;
 }
 
-/* NSS look-ups with the buffer-size retry every caller needs. ret_name (if set) receives the
- * name found. 1 = exists, 0 = not found, <0 = error. */
+/* One NSS look-up by name or ID (nss-util.c retries with a larger buffer). ret_name (if set)
+ * receives the name found. 1 = exists, 0 = not found, <0 = error. */
 static int nss_lookup(bool group, const char *name, uint32_t id, char *ret_name, size_t ret_name_size,
                       uint32_t *ret_id) {
-        size_t bufsize = 1024;
+        uint32_t found_id;
+        int r;
 
-        for (;;) {
-                _cleanup_free_ char *buf = malloc(bufsize);
-                int r;
-
-                if (!buf)
-                        return -ENOMEM;
-                if (group) {
-                        struct group gr, *res = NULL;
-                        r = name ? getgrnam_r(name, &gr, buf, bufsize, &res) : getgrgid_r(id, &gr, buf, bufsize, &res);
-                        if (r == 0) {
-                                if (!res)
-                                        return 0;
-                                if (ret_name)
-                                        snprintf(ret_name, ret_name_size, "%s", res->gr_name);
-                                if (ret_id)
-                                        *ret_id = res->gr_gid;
-                                return 1;
-                        }
-                } else {
-                        struct passwd pw, *res = NULL;
-                        r = name ? getpwnam_r(name, &pw, buf, bufsize, &res) : getpwuid_r(id, &pw, buf, bufsize, &res);
-                        if (r == 0) {
-                                if (!res)
-                                        return 0;
-                                if (ret_name)
-                                        snprintf(ret_name, ret_name_size, "%s", res->pw_name);
-                                if (ret_id)
-                                        *ret_id = res->pw_uid;
-                                return 1;
-                        }
-                }
-                if (r != ERANGE)
-                        /* ENOENT and friends are "not found" for some NSS modules. */
-                        return r == ENOENT || r == ESRCH ? 0 : -r;
-                if (bufsize >= 1024 * 1024)
-                        return -ERANGE;
-                bufsize *= 4;
+        if (group) {
+                _cleanup_free_ struct group *gr = NULL;
+                r = name ? nss_getgrnam(name, &gr) : nss_getgrgid(id, &gr);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                found_id = gr->gr_gid;
+                if (ret_name)
+                        snprintf(ret_name, ret_name_size, "%s", gr->gr_name);
+        } else {
+                _cleanup_free_ struct passwd *pw = NULL;
+                r = name ? nss_getpwnam(name, &pw) : nss_getpwuid(id, &pw);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                found_id = pw->pw_uid;
+                if (ret_name)
+                        snprintf(ret_name, ret_name_size, "%s", pw->pw_name);
         }
+        if (ret_id)
+                *ret_id = found_id;
+        return 1;
 }
 
 /* nss_lookup() through the batch's view when there is one. */

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomic-file.h"
+#include "dir-util.h"
 #include "json-util.h"
 #include "names.h"
 #include "paths.h"
@@ -77,33 +79,38 @@ static int migrate_user(struct userdb *db, const char *name) {
 }
 
 /* Drop-ins of our users left in the userdb directory (an upgrade from the drop-in agent). */
-int migrate_dropins(struct userdb *db) {
-        _cleanup_close_ int dfd = -1;
-        struct dirent *de;
-        int r = 0, n = 0;
-        DIR *d;
+struct migration {
+        struct userdb *db;
+        int n, first_error;
+};
 
-        dfd = openat(db->userdb_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        d = fdopendir(dfd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(dfd);
-        while ((de = readdir(d))) {
-                char name[VMUSER_NAME_MAX + 1];
-                size_t len = strlen(de->d_name);
-                if (de->d_type != DT_REG || len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(de->d_name + len - 5, ".user"))
-                        continue;
-                memcpy(name, de->d_name, len - 5);
-                name[len - 5] = '\0';
-                if (!name_is_valid(name))
-                        continue;
-                int k = migrate_user(db, name);
-                if (k < 0 && r == 0)
-                        r = k;
-                n += k > 0;
-        }
-        closedir(d);
-        return r < 0 ? r : n;
+/* One entry of the userdb directory: a regular NAME.user of ours is moved into the store. */
+static int visit_dropin(int dir_fd, const char *entry, void *userdata) {
+        struct migration *m = userdata;
+        char name[VMUSER_NAME_MAX + 1];
+        size_t len = strlen(entry);
+        struct stat st;
+
+        if (len < 6 || len - 5 > VMUSER_NAME_MAX || !streq(entry + len - 5, ".user"))
+                return 0;
+        if (fstatat(dir_fd, entry, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return 0;
+        memcpy(name, entry, len - 5);
+        name[len - 5] = '\0';
+        if (!name_is_valid(name))
+                return 0;
+        int k = migrate_user(m->db, name);
+        if (k < 0 && m->first_error == 0)
+                m->first_error = k;
+        m->n += k > 0;
+        return 0;
+}
+
+int migrate_dropins(struct userdb *db) {
+        struct migration m = { .db = db };
+        int r = dir_foreach_at(db->userdb_fd, visit_dropin, &m);
+
+        if (r < 0)
+                return r;
+        return m.first_error < 0 ? m.first_error : m.n;
 }

@@ -23,14 +23,20 @@
 #include <unistd.h>
 
 #include "atomic-file.h"
+#include "dir-util.h"
 #include "json-util.h"
+#include "lock-util.h"
 #include "nss-view.h"
 #include "record-store.h"
 #include "macro.h"
 #include "paths.h"
+#include "strv.h"
 #include "uid-alloc.h"
 #include "uid-cleanup.h"
 #include "userdb-internal.h"
+
+/* How long an agent request waits for another one's lock (a stuck holder is an error). */
+#define USERDB_LOCK_TIMEOUT_MS 5000
 
 int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         _cleanup_close_ int fd = -1;
@@ -38,16 +44,11 @@ int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         fd = openat(db->state_fd, VMUSER_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
-        for (int i = 0; i < 500; i++) {
-                if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-                        *ret_lock_fd = TAKE_FD(fd);
-                        return 0;
-                }
-                if (errno != EWOULDBLOCK && errno != EINTR)
-                        return negative_errno();
-                usleep(10 * 1000);
-        }
-        return -EWOULDBLOCK;
+        int r = flock_timeout(fd, LOCK_EX, USERDB_LOCK_TIMEOUT_MS, 10);
+        if (r < 0)
+                return r == -ETIMEDOUT ? -EWOULDBLOCK : r;
+        *ret_lock_fd = TAKE_FD(fd);
+        return 0;
 }
 
 static int clear_detaching(const struct attach_state *s, void *userdata) {
@@ -57,33 +58,39 @@ static int clear_detaching(const struct attach_state *s, void *userdata) {
         return 0;
 }
 
+struct replay {
+        struct userdb *db;
+        int n, first_error;
+};
+
+/* One entry of the pending directory: a plan's journal (NAME.json) is replayed or undone. */
+static int visit_pending(int dir_fd, const char *name, void *userdata) {
+        struct replay *p = userdata;
+        size_t len = strlen(name);
+
+        if (name[0] == '.' || len < 6 || !streq(name + len - 5, ".json"))
+                return 0;
+        int r = replay_journal(p->db, name);
+        if (r < 0 && p->first_error == 0)
+                p->first_error = r;
+        p->n++;
+        return 0;
+}
+
 int userdb_recover(struct userdb *db) {
-        _cleanup_close_ int lock_fd = -1, dfd = -1;
-        struct dirent *de;
-        DIR *d;
-        int r, n = 0, first_error = 0;
+        _cleanup_close_ int lock_fd = -1;
+        struct replay p = { .db = db };
+        int r, n, first_error;
 
         r = userdb_lock(db, &lock_fd);
         if (r < 0)
                 return r;
 
-        dfd = openat(db->pending_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        d = fdopendir(dfd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(dfd);
-        while ((de = readdir(d))) {
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] == '.' || len < 6 || !streq(de->d_name + len - 5, ".json"))
-                        continue;
-                r = replay_journal(db, de->d_name);
-                if (r < 0 && first_error == 0)
-                        first_error = r;
-                n++;
-        }
-        closedir(d);
+        r = dir_foreach_at(db->pending_fd, visit_pending, &p);
+        if (r < 0)
+                return r;
+        n = p.n;
+        first_error = p.first_error;
 
         if (db->store) {
                 r = migrate_dropins(db);
@@ -525,38 +532,24 @@ int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, vo
 
 int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
                         int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
-        _cleanup_close_ int dfd = -1;
-        char **names = NULL;
-        size_t n = 0;
-        struct dirent *de;
-        DIR *d;
-        int r = 0;
+        _cleanup_(strv_freep) char **names = NULL;
+        size_t all = 0, n = 0;
+        int r;
 
-        dfd = openat(db->users_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        d = fdopendir(dfd);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(dfd);
-        while ((de = readdir(d))) {
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] == '.' || len < 6 || !streq(de->d_name + len - 5, ".json"))
+        /* The users' state files, NAME.json, as names; anything else dropped from the list. */
+        r = dir_list_names_at(db->users_fd, SIZE_MAX, &names, &all);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < all; i++) {
+                size_t len = strlen(names[i]);
+                if (names[i][0] == '.' || len < 6 || !streq(names[i] + len - 5, ".json")) {
+                        free(names[i]);
                         continue;
-                char **nv = realloc(names, (n + 1) * sizeof(char *));
-                if (!nv) {
-                        r = -ENOMEM;
-                        break;
                 }
-                names = nv;
-                names[n] = strndup(de->d_name, len - 5);
-                if (!names[n]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
+                names[i][len - 5] = '\0';
+                names[n++] = names[i];
         }
-        closedir(d);
+        names[n] = NULL;
         if (n > 1)
                 qsort(names, n, sizeof(char *), cmp_name);
         size_t done = 0;
@@ -569,8 +562,5 @@ int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
                         done++;
                 }
         }
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
         return r;
 }
