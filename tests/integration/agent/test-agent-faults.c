@@ -91,112 +91,122 @@ static bool link_is(const char *name, const char *target) {
         return streq(buf, target);
 }
 
+/* UID.user, GID.group, UID.user-privileged (path, stem bytes of n before suffix): a link to the
+ * file of the user (group) whose state says that number. */
+static void check_id_link(const char *n, size_t stem, const char *suffix, const char *path, const struct stat *st) {
+        char num[32], owner[128], target[256];
+        char *end;
+
+        snprintf(num, sizeof(num), "%.*s", (int) stem, n);
+        long id = strtol(num, &end, 10);
+        if (*end || !S_ISLNK(st->st_mode))
+                fail_msg("%s is not a link named by a number", n);
+        ssize_t k = readlink(path, target, sizeof(target) - 1);
+        assert_true(k > 0);
+        target[k] = '\0';
+        size_t tl = strlen(target), sl = strlen(suffix);
+        if (tl <= sl || !streq(target + tl - sl, suffix) || strchr(target, '/'))
+                fail_msg("%s points to %s", n, target);
+        snprintf(owner, sizeof(owner), "%.*s", (int) (tl - sl), target);
+        struct owner o = owner_of(owner);
+        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s", target)))
+                fail_msg("%s -> %s: no such user or file", n, target);
+        if ((streq(suffix, ".group") ? o.gid : o.uid) != id)
+                fail_msg("%s -> %s, but %s has uid %ld gid %ld", n, target, owner, o.uid, o.gid);
+}
+
+/* NAME:GROUP.membership: its user exists and lists GROUP in its memberOf. */
+static void check_membership(const char *n, size_t stem) {
+        char owner[128], group[130];
+        const char *colon = memchr(n, ':', stem);
+
+        if (!colon)
+                fail_msg("membership %s names no user", n);
+        snprintf(owner, sizeof(owner), "%.*s", (int) (colon - n), n);
+        snprintf(group, sizeof(group), "\"%.*s\"", (int) (stem - (size_t) (colon + 1 - n)), colon + 1);
+        struct owner o = owner_of(owner);
+        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)) || !strstr(o.member_of, group))
+                fail_msg("orphan membership %s (owner %s: %s)", n, owner, o.found ? o.member_of : "no state file");
+}
+
+/* NAME.user: the user is whole (group, privileged part, the three ID links) and resolves with
+ * the numbers of its state. */
+static void check_user_whole(const char *owner, const struct owner *o) {
+        static const char *const parts[] = { ".user", ".group", ".user-privileged" };
+        char name[160], want[160];
+
+        struct passwd *pw = getpwnam(owner);
+        if (!pw)
+                fail_msg("%s does not resolve", owner);
+        if ((long) pw->pw_uid != o->uid || (long) pw->pw_gid != o->gid)
+                fail_msg("%s resolves to %u:%u, its state says %ld:%ld", owner, pw->pw_uid, pw->pw_gid, o->uid, o->gid);
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                snprintf(want, sizeof(want), "%s%s", owner, parts[i]);
+                snprintf(name, sizeof(name), "%ld%s", streq(parts[i], ".group") ? o->gid : o->uid, parts[i]);
+                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
+                        fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
+        }
+}
+
+/* One entry of /run/userdb checked: 1 when it is a whole user's NAME.user, else 0. */
+static int check_userdb_entry(const char *n) {
+        static const char *const suffixes[] = { ".user-privileged", ".user", ".group", ".membership" };
+        const char *suffix = NULL;
+        size_t l = strlen(n), stem = 0;
+        char owner[128], path[512];
+        struct stat st;
+
+        if (n[0] == '.')
+                fail_msg("temporary file left: %s", n);
+        for (size_t i = 0; i < ELEMENTSOF(suffixes) && !suffix; i++) {
+                size_t sl = strlen(suffixes[i]);
+                if (l > sl && streq(n + l - sl, suffixes[i])) {
+                        suffix = suffixes[i];
+                        stem = l - sl;
+                }
+        }
+        if (!suffix)
+                fail_msg("unknown entry in /run/userdb: %s", n);
+        snprintf(path, sizeof(path), "/run/userdb/%s", n);
+        assert_int_equal(lstat(path, &st), 0);
+
+        if (n[0] >= '0' && n[0] <= '9' && !streq(suffix, ".membership")) {
+                check_id_link(n, stem, suffix, path, &st);
+                return 0;
+        }
+        if (!S_ISREG(st.st_mode))
+                fail_msg("%s is not a regular file", n);
+        if (streq(suffix, ".membership")) {
+                check_membership(n, stem);
+                return 0;
+        }
+        snprintf(owner, sizeof(owner), "%.*s", (int) stem, n);
+        struct owner o = owner_of(owner);
+        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)))
+                fail_msg("orphan %s: no user '%s'", n, owner);
+        if (!streq(suffix, ".user"))
+                return 0;
+        check_user_whole(owner, &o);
+        return 1;
+}
+
 /* Every entry of /run/userdb has its owner and every link its right target: NAME.user,
  * NAME.group, NAME.user-privileged and NAME:GROUP.membership belong to a user with a state
  * file (and GROUP is in its memberOf); UID.user, GID.group and UID.user-privileged are links
  * to NAME.user, NAME.group and NAME.user-privileged of the user with that UID/GID; each user
- * has all of them (every user of these tests has a privileged part); nothing is pending.
- * Returns the number of users. */
+ * has all of them (every user of these tests has a privileged part); every state file has its
+ * user; nothing is pending. Returns the number of users. */
 static int check_consistent(void) {
         DIR *d = opendir("/run/userdb");
         struct dirent *de;
         int users = 0;
-        static const char *const suffixes[] = { ".user-privileged", ".user", ".group", ".membership" };
 
         assert_non_null(d);
-        while ((de = readdir(d))) {
-                const char *n = de->d_name, *suffix = NULL;
-                size_t l = strlen(n), stem = 0;
-                char owner[128], target[256], path[512];
-                struct stat st;
-
-                if (streq(n, ".") || streq(n, ".."))
-                        continue;
-                if (n[0] == '.')
-                        fail_msg("temporary file left: %s", n);
-                for (size_t i = 0; i < ELEMENTSOF(suffixes) && !suffix; i++) {
-                        size_t sl = strlen(suffixes[i]);
-                        if (l > sl && streq(n + l - sl, suffixes[i])) {
-                                suffix = suffixes[i];
-                                stem = l - sl;
-                        }
-                }
-                if (!suffix)
-                        fail_msg("unknown entry in /run/userdb: %s", n);
-                snprintf(path, sizeof(path), "/run/userdb/%s", n);
-                assert_int_equal(lstat(path, &st), 0);
-
-                if (n[0] >= '0' && n[0] <= '9' && !streq(suffix, ".membership")) {
-                        /* UID.user, GID.group, UID.user-privileged: a link to the file of the
-                         * user (group) whose state says that number. */
-                        char num[32];
-                        char *end;
-                        snprintf(num, sizeof(num), "%.*s", (int) stem, n);
-                        long id = strtol(num, &end, 10);
-                        if (*end || !S_ISLNK(st.st_mode))
-                                fail_msg("%s is not a link named by a number", n);
-                        ssize_t k = readlink(path, target, sizeof(target) - 1);
-                        assert_true(k > 0);
-                        target[k] = '\0';
-                        size_t tl = strlen(target), sl = strlen(suffix);
-                        if (tl <= sl || !streq(target + tl - sl, suffix) || strchr(target, '/'))
-                                fail_msg("%s points to %s", n, target);
-                        snprintf(owner, sizeof(owner), "%.*s", (int) (tl - sl), target);
-                        struct owner o = owner_of(owner);
-                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s", target)))
-                                fail_msg("%s -> %s: no such user or file", n, target);
-                        if ((streq(suffix, ".group") ? o.gid : o.uid) != id)
-                                fail_msg("%s -> %s, but %s has uid %ld gid %ld", n, target, owner, o.uid, o.gid);
-                        continue;
-                }
-
-                if (!S_ISREG(st.st_mode))
-                        fail_msg("%s is not a regular file", n);
-                if (streq(suffix, ".membership")) {
-                        const char *colon = memchr(n, ':', stem);
-                        if (!colon)
-                                fail_msg("membership %s names no user", n);
-                        snprintf(owner, sizeof(owner), "%.*s", (int) (colon - n), n);
-                        char group[130];
-                        snprintf(group, sizeof(group), "\"%.*s\"", (int) (stem - (size_t) (colon + 1 - n)), colon + 1);
-                        struct owner o = owner_of(owner);
-                        if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)) || !strstr(o.member_of, group))
-                                fail_msg("orphan membership %s (owner %s: %s)", n, owner,
-                                         o.found ? o.member_of : "no state file");
-                        continue;
-                }
-                snprintf(owner, sizeof(owner), "%.*s", (int) stem, n);
-                struct owner o = owner_of(owner);
-                if (!o.found || !S_ISREG(test_path_type("/run/userdb/%s.user", owner)))
-                        fail_msg("orphan %s: no user '%s'", n, owner);
-                if (!streq(suffix, ".user"))
-                        continue;
-
-                /* NAME.user: the user is whole and resolves with the numbers of its state. */
-                struct passwd *pw = getpwnam(owner);
-                if (!pw)
-                        fail_msg("%s does not resolve", owner);
-                if ((long) pw->pw_uid != o.uid || (long) pw->pw_gid != o.gid)
-                        fail_msg("%s resolves to %u:%u, its state says %ld:%ld", owner, pw->pw_uid, pw->pw_gid, o.uid,
-                                 o.gid);
-                char name[160], want[160];
-                snprintf(want, sizeof(want), "%s.user", owner);
-                snprintf(name, sizeof(name), "%ld.user", o.uid);
-                if (!link_is(name, want))
-                        fail_msg("user %s: %s is not a link to %s", owner, name, want);
-                snprintf(want, sizeof(want), "%s.group", owner);
-                snprintf(name, sizeof(name), "%ld.group", o.gid);
-                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
-                        fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
-                snprintf(want, sizeof(want), "%s.user-privileged", owner);
-                snprintf(name, sizeof(name), "%ld.user-privileged", o.uid);
-                if (!S_ISREG(test_path_type("/run/userdb/%s", want)) || !link_is(name, want))
-                        fail_msg("user %s: no %s or %s is not a link to it", owner, want, name);
-                users++;
-        }
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        users += check_userdb_entry(de->d_name);
         closedir(d);
 
-        /* Every state file has its user. */
         d = opendir("/run/vmuser/users");
         assert_non_null(d);
         while ((de = readdir(d))) {
