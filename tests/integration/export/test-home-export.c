@@ -171,6 +171,10 @@ static const char *const q35_one_port[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), 
 
 /* ---- the full cycle on q35 ------------------------------------------------------------------ */
 
+/* One scenario against one QEMU, read top to bottom: export, live state, a second user on the
+ * next port, no third port, unplug without a guest, --force, the user blocked until the guest
+ * lets go. Over 100 lines on purpose: every step checks the state the previous one left,
+ * and split up the steps would only hand the QEMU, the export and that state around. */
 static void test_export_q35(void **state) {
         struct test_qemu q;
         struct home_export_params p;
@@ -343,6 +347,8 @@ static void proc_map(pid_t pid, const char *name, char *buf, size_t size) {
         buf[o] = '\0';
 }
 
+/* One scenario against one QEMU (as test_export_q35, and long for the same reason): the
+ * unprivileged file server, its IDs and capabilities seen from the host, and its unexport. */
 static void test_export_unprivileged(void **state) {
         struct home_export_params p;
         struct home_export_info info;

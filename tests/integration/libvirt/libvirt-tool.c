@@ -164,10 +164,155 @@ static int do_detach(struct vm_backend *b, const char *user, bool force, struct 
         return k == -ENOENT ? 0 : k;
 }
 
+/* One function per verb: argc/argv as main() got them (argv[1] the verb, argv[2] the VM). */
+static int verb_agent(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 3 && (argc != 4 || !streq(argv[3], "--persistent")))
+                return usage();
+        char path[4096];
+        k = vm_backend_agent_socket(b, VM_BACKEND_AGENT_HOTPLUG | (argc == 4 ? VM_BACKEND_AGENT_PERSISTENT : 0),
+                                    path, sizeof(path), &e);
+        if (k < 0)
+                return fail(k, &e);
+        printf("%s\n", path);
+        return 0;
+}
+
+static int verb_describe(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 3)
+                return usage();
+        struct vm_backend_info i;
+        k = vm_backend_describe(b, &i, &e);
+        if (k < 0)
+                return fail(k, &e);
+        printf("backend=%s\nname=%s\nuri=%s\nuuid=%s\nrunning=%s\nmachine=%s\nagent_socket=%s\n"
+               "state_dir=%s\nshared_memory=%d\nfree_ports=%d\n",
+               vm_backend_kind_to_string(i.kind), i.name, i.uri, i.uuid, i.running ? "yes" : "no", i.machine,
+               i.agent_socket, i.state_dir, i.shared_memory, i.free_ports);
+        return 0;
+}
+
+static int verb_attach(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 5 && argc != 6)
+                return usage();
+        uint32_t uid;
+        bool ro = argc == 6 && streq(argv[5], "--read-only");
+        if (id_parse(argv[4], &uid) < 0 || (argc == 6 && !ro))
+                return usage();
+        k = do_attach(b, argv[3], uid, ro, &e);
+        return k < 0 ? fail(k, &e) : 0;
+}
+
+static int verb_export(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 9)
+                return usage();
+        uint32_t ids[4];
+        struct home_export_info info;
+        for (int i = 0; i < 4; i++)
+                if (id_parse(argv[4 + i], &ids[i]) < 0)
+                        return usage();
+        struct vm_home_params hp = {
+                .user = argv[3],
+                .host_uid = ids[0],
+                .host_gid = ids[1],
+                .guest_uid = ids[2],
+                .guest_gid = ids[3],
+                .source_dir = argv[8],
+        };
+        k = vm_backend_export_home(b, &hp, &info, &e);
+        if (k < 0)
+                return fail(k, &e);
+        printf("%s %s\n", info.tag, info.bus);
+        return 0;
+}
+
+/* detach (the user, then the home) and unexport (the home only). */
+static int verb_detach(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc < 4)
+                return usage();
+        bool force = false;
+        int timeout = UNPLUG_TIMEOUT_MS;
+        for (int i = 4; i < argc; i++) {
+                uint32_t ms;
+                if (streq(argv[i], "--force"))
+                        force = true;
+                else if (streq(argv[i], "--timeout") && i + 1 < argc && id_parse(argv[i + 1], &ms) == 0)
+                        timeout = (int) ms, i++;
+                else
+                        return usage();
+        }
+        if (streq(verb, "detach"))
+                k = do_detach(b, argv[3], force, &e);
+        else
+                k = vm_backend_unexport_home(b, argv[3], force ? VM_BACKEND_UNEXPORT_FORCE : 0, timeout, &e);
+        if (k < 0)
+                return fail(k, &e);
+        return k == 1 ? 3 : 0;
+}
+
+static int verb_list(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 3)
+                return usage();
+        _cleanup_free_ struct home_export_info *list = NULL;
+        size_t n;
+        k = vm_backend_list_exports(b, &list, &n, &e);
+        if (k < 0)
+                return fail(k, &e);
+        for (size_t i = 0; i < n; i++)
+                printf("%s %s %s %s %s %s\n", list[i].user, list[i].tag, list[i].bus[0] ? list[i].bus : "-",
+                       list[i].phase, virtiofsd_state_to_string(list[i].virtiofsd_state),
+                       list[i].staging_mounted ? "mounted" : "unmounted");
+        return 0;
+}
+
+static int verb_monitor(struct vm_backend *b, const char *verb, int argc, char *argv[]) {
+        struct verr e = {};
+        int k;
+
+        if (argc != 4 && (argc != 5 || !streq(argv[3], "--hmp")))
+                return usage();
+        _cleanup_free_ char *reply = NULL;
+        k = vm_backend_monitor_command(b, argv[argc - 1], argc == 5, &reply, &e);
+        if (k < 0)
+                return fail(k, &e);
+        printf("%s\n", reply);
+        return 0;
+}
+
+static const struct {
+        const char *verb;
+        int (*run)(struct vm_backend *b, const char *verb, int argc, char *argv[]);
+} verbs[] = {
+        { "agent", verb_agent },
+        { "describe", verb_describe },
+        { "attach", verb_attach },
+        { "export", verb_export },
+        { "detach", verb_detach },
+        { "unexport", verb_detach },
+        { "list", verb_list },
+        { "monitor", verb_monitor },
+};
+
 int main(int argc, char *argv[]) {
         _cleanup_vm_backend_ struct vm_backend *b = NULL;
         struct vm_backend_options o = {};
-        const char *verb;
         struct verr e = {};
         int k;
 
@@ -177,98 +322,11 @@ int main(int argc, char *argv[]) {
         }
         if (argc < 3)
                 return usage();
-        verb = argv[1];
         k = vm_backend_open(argv[2], &o, &b, &e);
         if (k < 0)
                 return fail(k, &e);
-
-        if (streq(verb, "agent") && (argc == 3 || (argc == 4 && streq(argv[3], "--persistent")))) {
-                char path[4096];
-                k = vm_backend_agent_socket(b, VM_BACKEND_AGENT_HOTPLUG | (argc == 4 ? VM_BACKEND_AGENT_PERSISTENT : 0),
-                                            path, sizeof(path), &e);
-                if (k < 0)
-                        return fail(k, &e);
-                printf("%s\n", path);
-                return 0;
-        }
-        if (streq(verb, "describe") && argc == 3) {
-                struct vm_backend_info i;
-                k = vm_backend_describe(b, &i, &e);
-                if (k < 0)
-                        return fail(k, &e);
-                printf("backend=%s\nname=%s\nuri=%s\nuuid=%s\nrunning=%s\nmachine=%s\nagent_socket=%s\n"
-                       "state_dir=%s\nshared_memory=%d\nfree_ports=%d\n",
-                       vm_backend_kind_to_string(i.kind), i.name, i.uri, i.uuid, i.running ? "yes" : "no", i.machine,
-                       i.agent_socket, i.state_dir, i.shared_memory, i.free_ports);
-                return 0;
-        }
-        if (streq(verb, "attach") && (argc == 5 || argc == 6)) {
-                uint32_t uid;
-                bool ro = argc == 6 && streq(argv[5], "--read-only");
-                if (id_parse(argv[4], &uid) < 0 || (argc == 6 && !ro))
-                        return usage();
-                k = do_attach(b, argv[3], uid, ro, &e);
-                return k < 0 ? fail(k, &e) : 0;
-        }
-        if (streq(verb, "export") && argc == 9) {
-                uint32_t ids[4];
-                struct home_export_info info;
-                for (int i = 0; i < 4; i++)
-                        if (id_parse(argv[4 + i], &ids[i]) < 0)
-                                return usage();
-                struct vm_home_params hp = {
-                        .user = argv[3],
-                        .host_uid = ids[0],
-                        .host_gid = ids[1],
-                        .guest_uid = ids[2],
-                        .guest_gid = ids[3],
-                        .source_dir = argv[8],
-                };
-                k = vm_backend_export_home(b, &hp, &info, &e);
-                if (k < 0)
-                        return fail(k, &e);
-                printf("%s %s\n", info.tag, info.bus);
-                return 0;
-        }
-        if ((streq(verb, "detach") || streq(verb, "unexport")) && argc >= 4) {
-                bool force = false;
-                int timeout = UNPLUG_TIMEOUT_MS;
-                for (int i = 4; i < argc; i++) {
-                        uint32_t ms;
-                        if (streq(argv[i], "--force"))
-                                force = true;
-                        else if (streq(argv[i], "--timeout") && i + 1 < argc && id_parse(argv[i + 1], &ms) == 0)
-                                timeout = (int) ms, i++;
-                        else
-                                return usage();
-                }
-                if (streq(verb, "detach"))
-                        k = do_detach(b, argv[3], force, &e);
-                else
-                        k = vm_backend_unexport_home(b, argv[3], force ? VM_BACKEND_UNEXPORT_FORCE : 0, timeout, &e);
-                if (k < 0)
-                        return fail(k, &e);
-                return k == 1 ? 3 : 0;
-        }
-        if (streq(verb, "list") && argc == 3) {
-                _cleanup_free_ struct home_export_info *list = NULL;
-                size_t n;
-                k = vm_backend_list_exports(b, &list, &n, &e);
-                if (k < 0)
-                        return fail(k, &e);
-                for (size_t i = 0; i < n; i++)
-                        printf("%s %s %s %s %s %s\n", list[i].user, list[i].tag, list[i].bus[0] ? list[i].bus : "-",
-                               list[i].phase, virtiofsd_state_to_string(list[i].virtiofsd_state),
-                               list[i].staging_mounted ? "mounted" : "unmounted");
-                return 0;
-        }
-        if (streq(verb, "monitor") && (argc == 4 || (argc == 5 && streq(argv[3], "--hmp")))) {
-                _cleanup_free_ char *reply = NULL;
-                k = vm_backend_monitor_command(b, argv[argc - 1], argc == 5, &reply, &e);
-                if (k < 0)
-                        return fail(k, &e);
-                printf("%s\n", reply);
-                return 0;
-        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[1], verbs[i].verb))
+                        return verbs[i].run(b, argv[1], argc, argv);
         return usage();
 }
