@@ -38,8 +38,11 @@
 
 #define TIMEOUT "2"
 #define TIMEOUT_SECONDS 2.0
-/* Start-up, connecting, reading what the fake sends before the limit stops it. */
-#define SLACK_SECONDS 3.0
+/* Start-up, connecting, reading what the fake sends before the limit stops it, on a machine
+ * busy with other suites (a run took 5+ s of wall time under load). The bound catches a
+ * vmuser that waits on a hostile peer (the drip alone would take days), not a slow one: the
+ * measured times are printed, not asserted closely. */
+#define SLACK_SECONDS 15.0
 
 #define USER "vmthost"
 
