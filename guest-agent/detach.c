@@ -142,29 +142,26 @@ static void audit_detached(const char *name, uint32_t uid, const struct uid_clea
                 free(f[i]);
 }
 
-int agent_detach(struct agent *a, const char *name, bool force, json_object **ret, struct verr *e) {
-        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
-        _cleanup_(uid_cleanup_report_done) struct uid_cleanup_report report = {};
-        _cleanup_close_ int lock_fd = -1, users_fd = -1;
-        _cleanup_json_ json_object *reply = NULL;
-        struct attach_state s, removed;
+/* Takes the agent lock (into *lock_fd, held to the end), reads the user's state and marks it
+ * detaching (through *users_fd). A failure here has nothing to undo. */
+static int mark_detaching(struct agent *a, const char *name, int *lock_fd, int *users_fd,
+                          struct attach_state *s, struct verr *e) {
         int state_fd = userdb_state_fd(a->db);
-        int r, sessions, logind;
-        bool early = false;
+        int r;
 
-        r = userdb_lock(a->db, &lock_fd);
+        r = userdb_lock(a->db, lock_fd);
         if (r < 0)
                 return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
-        r = attach_state_read(state_fd, name, &s);
+        r = attach_state_read(state_fd, name, s);
         if (r == -ENOENT)
                 return verr_set(e, -ENOENT, "user '%s' is not attached", name);
         if (r < 0)
                 return verr_set(e, r, "state of user '%s' is unreadable: %s", name, strerror(-r));
 
-        users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (users_fd < 0)
+        *users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (*users_fd < 0)
                 return verr_set(e, negative_errno(), "cannot open %s/%s: %m", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR);
-        r = attach_state_set_detaching(users_fd, name, true);
+        r = attach_state_set_detaching(*users_fd, name, true);
         if (r == -ENOSPC || r == -EDQUOT)
                 /* A full /run must not keep a user attached: the mark only makes logins fail
                  * fast; the session lock held below keeps them out all the same, and pam_vmuser
@@ -173,9 +170,16 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
                         "lock alone.\n", name, strerror(-r));
         else if (r < 0)
                 return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
+        return 0;
+}
 
+/* Takes the user's session lock into *ret, held to the end. *ret stays NULL when /run/vmuser is
+ * full and the user never had a tracked session. */
+static int lock_sessions(int state_fd, const char *name, struct session_lock **ret, struct verr *e) {
         bool had_sessions_dir = user_sessions_dir_exists(state_fd, name);
-        r = session_lock_acquire_timeout(state_fd, name, true, DETACH_SESSION_LOCK_MSEC, &l);
+        int r;
+
+        r = session_lock_acquire_timeout(state_fd, name, true, DETACH_SESSION_LOCK_MSEC, ret);
         if ((r == -ENOSPC || r == -EDQUOT) && !had_sessions_dir) {
                 /* A full /run/vmuser, and the user never had a tracked session: none can start
                  * now either (pam_vmuser cannot make the directory), so there is nothing to lock
@@ -186,78 +190,130 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
                 (void) unlinkat(state_fd, dir, AT_REMOVEDIR);
                 fprintf(stderr, SD_WARNING "Cannot make the session lock of '%s' (%s); it has no tracked session.\n",
                         name, strerror(-r));
-        } else if (r < 0) {
-                verr_set(e, r, "cannot lock the sessions of '%s': %s", name, strerror(-r));
-                goto undo;
-        }
-        sessions = l ? session_prune_and_count(l) : 0;
-        logind = sd_uid_get_sessions(s.uid, 0, NULL);
-        if (sessions < 0) {
-                r = verr_set(e, sessions, "cannot count the sessions of '%s': %s", name, strerror(-sessions));
-                goto undo;
-        }
+        } else if (r < 0)
+                return verr_set(e, r, "cannot lock the sessions of '%s': %s", name, strerror(-r));
+        return 0;
+}
+
+/* The user's sessions, tracked or logind's, whichever are more; -EBUSY when there are any and
+ * not force. */
+static int count_sessions(const struct attach_state *s, struct session_lock *l, const char *name, bool force,
+                          struct verr *e) {
+        int sessions = l ? session_prune_and_count(l) : 0;
+        int logind = sd_uid_get_sessions(s->uid, 0, NULL);
+
+        if (sessions < 0)
+                return verr_set(e, sessions, "cannot count the sessions of '%s': %s", name, strerror(-sessions));
         if (logind > sessions)
                 sessions = logind;
-        if (sessions > 0 && !force) {
-                r = verr_set(e, -EBUSY, "user '%s' has %d session(s); log them out or detach with force", name,
-                             sessions);
-                goto undo;
-        }
-        r = sessions > 0 && l ? end_sessions(a, &s, l, e) : agent_release_user_manager(a, &s, e);
+        if (sessions > 0 && !force)
+                return verr_set(e, -EBUSY, "user '%s' has %d session(s); log them out or detach with force", name,
+                                sessions);
+        return sessions;
+}
+
+/* Ends the sessions and the user's manager, unmounts the home and drops the session entries.
+ * Sets *early when a forced pass of uid_cleanup() ran already, into *report. */
+static int end_user(struct agent *a, const char *name, const struct attach_state *s, struct session_lock *l,
+                    int sessions, bool force, struct uid_cleanup_report *report, bool *early, struct verr *e) {
+        int r;
+
+        r = sessions > 0 && l ? end_sessions(a, s, l, e) : agent_release_user_manager(a, s, e);
         if (r == -ETIMEDOUT && force) {
                 /* logind's stop did not empty the user's slice in time (processes it does not
                  * end, a user manager that hangs): with force, end every process of the UID now,
                  * while its records still resolve, and wait for the slice once more. */
-                if (uid_cleanup(userdb_cleanup_root(a->db), s.uid, name, &report) >= 0)
-                        early = true;
+                if (uid_cleanup(userdb_cleanup_root(a->db), s->uid, name, report) >= 0)
+                        *early = true;
                 e->text[0] = '\0';
-                r = agent_release_user_manager(a, &s, e);
+                r = agent_release_user_manager(a, s, e);
         }
         if (r < 0)
-                goto undo;
-        r = agent_unmount_home(a, &s, e);
+                return r;
+        r = agent_unmount_home(a, s, e);
         if (r < 0)
-                goto undo;
+                return r;
         if (l)
                 (void) session_remove_all_locked(l);
+        return 0;
+}
 
-        r = userdb_detach_locked(a->db, name, &removed, e);
-        if (r < 0)
-                goto undo;
-        agent_userdb_changed(a, name);
-
-        /* The records are gone: nothing can log in as the user any more, and whatever still runs
-         * as the UID (an escapee of the session, an at job, a nohup'ed process) goes now. */
+/* The records are gone: nothing can log in as the user any more, and whatever still runs as the
+ * UID (an escapee of the session, an at job, a nohup'ed process) goes now. *report holds the
+ * early pass (if early) on entry, the whole clean-up on return; a dirty UID goes into quarantine.
+ * Returns whether it is dirty. */
+static int clean_uid(struct agent *a, const char *name, uint32_t uid, struct uid_cleanup_report *report,
+                     bool early, struct verr *e) {
         struct uid_cleanup_report late = {};
-        r = uid_cleanup(userdb_cleanup_root(a->db), removed.uid, name, &late);
+        int r;
+
+        r = uid_cleanup(userdb_cleanup_root(a->db), uid, name, &late);
         if (r < 0)
                 return verr_set(e, r, "user '%s' is detached, but looking for what uid %u left failed: %s", name,
-                                removed.uid, strerror(-r));
+                                uid, strerror(-r));
         if (early) {
                 /* Counts add up; what is left is what the last pass found. */
-                late.processes_ended += report.processes_ended;
-                late.ipc_removed += report.ipc_removed;
-                late.files_removed += report.files_removed;
-                late.dirs_removed += report.dirs_removed;
+                late.processes_ended += report->processes_ended;
+                late.ipc_removed += report->ipc_removed;
+                late.files_removed += report->files_removed;
+                late.dirs_removed += report->dirs_removed;
         }
-        uid_cleanup_report_done(&report);
-        report = late;
-        bool dirty = uid_cleanup_report_dirty(&report);
+        uid_cleanup_report_done(report);
+        *report = late;
+        bool dirty = uid_cleanup_report_dirty(report);
         if (dirty)
-                (void) uid_quarantine_set(state_fd, removed.uid, true);
-        audit_detached(name, removed.uid, &report, dirty);
+                (void) uid_quarantine_set(userdb_state_fd(a->db), uid, true);
+        audit_detached(name, uid, report, dirty);
+        return dirty;
+}
 
-        reply = json_object_new_object();
-        json_object *cleanup = cleanup_to_json(&report, dirty);
+static int detach_reply(const char *name, uint32_t uid, const struct uid_cleanup_report *report, bool dirty,
+                        json_object **ret) {
+        _cleanup_json_ json_object *reply = json_object_new_object();
+        json_object *cleanup = cleanup_to_json(report, dirty);
+
         if (!reply || !cleanup) {
                 json_object_put(cleanup);
                 return -ENOMEM;
         }
         json_object_object_add(reply, "userName", json_object_new_string(name));
-        json_object_object_add(reply, "uid", json_object_new_int64(removed.uid));
+        json_object_object_add(reply, "uid", json_object_new_int64(uid));
         json_object_object_add(reply, "cleanup", cleanup);
         *ret = TAKE_PTR(reply);
         return 0;
+}
+
+int agent_detach(struct agent *a, const char *name, bool force, json_object **ret, struct verr *e) {
+        _cleanup_(session_lock_releasep) struct session_lock *l = NULL;
+        _cleanup_(uid_cleanup_report_done) struct uid_cleanup_report report = {};
+        _cleanup_close_ int lock_fd = -1, users_fd = -1;
+        struct attach_state s, removed;
+        bool early = false;
+        int r, sessions;
+
+        r = mark_detaching(a, name, &lock_fd, &users_fd, &s, e);
+        if (r < 0)
+                return r;
+        r = lock_sessions(userdb_state_fd(a->db), name, &l, e);
+        if (r < 0)
+                goto undo;
+        sessions = count_sessions(&s, l, name, force, e);
+        if (sessions < 0) {
+                r = sessions;
+                goto undo;
+        }
+        r = end_user(a, name, &s, l, sessions, force, &report, &early, e);
+        if (r < 0)
+                goto undo;
+        r = userdb_detach_locked(a->db, name, &removed, e);
+        if (r < 0)
+                goto undo;
+        agent_userdb_changed(a, name);
+
+        r = clean_uid(a, name, removed.uid, &report, early, e);
+        if (r < 0)
+                return r;
+        return detach_reply(name, removed.uid, &report, r > 0, ret);
 
 undo:
         (void) attach_state_set_detaching(users_fd, name, false);
