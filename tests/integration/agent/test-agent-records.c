@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "macro.h"
+#include "session-track.h"
 #include "test-util.h"
 
 /* The drop-in path (--userdb=dropin): this file checks its files in /run/userdb. */
@@ -162,6 +163,26 @@ static void test_list(void **state) {
         call_expect("{\"execute\":\"vmuser-list\"}", "{\"userName\":\"carol\",\"uid\":60532");
 }
 
+/* A user with a live session is not detached without force: UserBusy, and the user stays. The
+ * session is this test process's, recorded as pam_vmuser records one. */
+static void test_detach_refused_with_a_session(void **state) {
+        struct session_lock *lock = NULL;
+        _cleanup_close_ int state_fd = open("/run/vmuser", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        assert_true(state_fd >= 0);
+        assert_int_equal(session_lock_acquire(state_fd, "alice", true, &lock), 0);
+        assert_int_equal(session_add(lock, getpid()), 1);
+        lock = session_lock_release(lock);
+
+        call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"alice\"}}",
+                    "\"class\":\"UserBusy\"");
+        assert_non_null(getpwnam("alice"));
+
+        assert_int_equal(session_lock_acquire(state_fd, "alice", false, &lock), 0);
+        assert_int_equal(session_remove(lock, getpid()), 1);
+        lock = session_lock_release(lock);
+}
+
 static void test_detach_removes_everything(void **state) {
         call_expect("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"alice\"}}",
                     "{\"return\":{\"userName\":\"alice\",\"uid\":60530,\"cleanup\":{\"processesEnded\":0,");
@@ -260,6 +281,7 @@ int main(void) {
                 cmocka_unit_test(test_different_record_needs_replace),
                 cmocka_unit_test(test_allocation_and_conflicts),
                 cmocka_unit_test(test_list),
+                cmocka_unit_test(test_detach_refused_with_a_session),
                 cmocka_unit_test(test_detach_removes_everything),
                 cmocka_unit_test(test_journal_replay),
                 cmocka_unit_test(test_allow_and_block_rpcs),
