@@ -361,13 +361,93 @@ static int check_space(struct userdb *db, const struct plan *p, const char *user
         return check_space_at(db, db->users_fd, db->state_path, p, PLAN_DIR_USERS, user_name, e);
 }
 
+/* The UID and GID of an attach: the request's, the user's old ones (old: NULL for a new user), or
+ * a fresh allocation. */
+static int choose_ids(struct userdb *db, const struct attach_request *req, const struct attach_state *old,
+                      uint32_t *ret_uid, uint32_t *ret_gid, struct verr *e) {
+        uint32_t uid, gid;
+        int r;
+
+        if (req->has_uid) {
+                uid = req->uid;
+                gid = req->gid;
+        } else if (old) {
+                uid = old->uid;
+                gid = old->gid;
+        } else {
+                r = allocate_id(db, req->user_name, &uid);
+                if (r < 0)
+                        return verr_set(e, r, "no free uid in the agent's range %u-%u (UIDs in quarantine or "
+                                        "reserved do not count)", db->range.min, db->range.max);
+                gid = uid;
+        }
+
+        /* A UID the host chose (--uid, or a kept export's after a guest reboot) that this user
+         * does not hold already must be as clean as an allocated one. */
+        if (req->has_uid && (!old || old->uid != uid)) {
+                char why[256];
+                r = id_is_fit(db, uid, req->user_name, why, sizeof(why));
+                if (r < 0)
+                        return verr_set(e, r, "checking uid %u for leftovers failed: %s", uid, strerror(-r));
+                if (r == 0)
+                        return verr_set(e, -EBUSY, "%s; it is in quarantine until they are gone", why);
+        }
+        *ret_uid = uid;
+        *ret_gid = gid;
+        return 0;
+}
+
+/* A replace that moves the user to another UID or home under a live session would leave that
+ * session with the old identity or home: refused (-EBUSY). old: the user's state, NULL for a
+ * new user. */
+static int check_live_replace(struct userdb *db, const struct attach_request *req, const struct attach_state *old,
+                              uint32_t uid, uint32_t gid, struct verr *e) {
+        if (!old || !req->replace || !db->session_count)
+                return 0;
+        bool moves = old->uid != uid || old->gid != gid || !streq(old->home_directory, req->home_directory) ||
+                     old->has_home != req->has_home ||
+                     (old->has_home && (old->home.fstype != req->home.fstype || !streq(old->home.tag, req->home.tag) ||
+                                        !streq(old->home.options, req->home.options)));
+        if (!moves)
+                return 0;
+        int n = db->session_count(old, db->session_count_userdata);
+        if (n > 0)
+                return verr_set(e, -EBUSY, "user '%s' has %d session(s): a replace that changes the UID or "
+                                "the home is refused while they last; log them out or detach first",
+                                req->user_name, n);
+        return 0;
+}
+
+/* Journals and applies an attach's plan (ours: a replace of the user's own records). */
+static int commit_attach_plan(struct userdb *db, const struct attach_request *req, const struct plan *p, bool ours,
+                              struct verr *e) {
+        struct plan undo = {};
+        int r;
+
+        /* A new user must leave room for the rest of the guest: /run also holds utmp, logind's
+         * sessions and every service's runtime files. A replace changes little and may fix things. */
+        if (!ours) {
+                r = check_space(db, p, req->user_name, e);
+                if (r < 0)
+                        return r;
+                r = plan_build_undo(p, &undo);
+                if (r < 0)
+                        return r;
+        }
+        r = plan_commit(db, p, ours ? NULL : &undo);
+        plan_done(&undo);
+        if (r < 0)
+                return verr_set(e, r, "writing the records of '%s' failed: %s", req->user_name, strerror(-r));
+        return 0;
+}
+
 int userdb_attach(struct userdb *db, const struct attach_request *req, struct attach_result *ret, struct verr *e) {
         _cleanup_close_ int lock_fd = -1;
         _cleanup_json_ json_object *old_member_of = NULL;
         struct attach_state old;
         struct plan p = {};
         bool ours;
-        uint32_t uid, gid;
+        uint32_t uid = 0, gid = 0; /* set by choose_ids() */
         int r;
 
         r = userdb_lock(db, &lock_fd);
@@ -380,45 +460,12 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                 return verr_set(e, r, "state file for '%s' is unreadable: %s", req->user_name, strerror(-r));
         ours = r >= 0;
 
-        if (req->has_uid) {
-                uid = req->uid;
-                gid = req->gid;
-        } else if (ours) {
-                uid = old.uid;
-                gid = old.gid;
-        } else {
-                r = allocate_id(db, req->user_name, &uid);
-                if (r < 0)
-                        return verr_set(e, r, "no free uid in the agent's range %u-%u (UIDs in quarantine or "
-                                        "reserved do not count)", db->range.min, db->range.max);
-                gid = uid;
-        }
-
-        /* A UID the host chose (--uid, or a kept export's after a guest reboot) that this user
-         * does not hold already must be as clean as an allocated one. */
-        if (req->has_uid && (!ours || old.uid != uid)) {
-                char why[256];
-                r = id_is_fit(db, uid, req->user_name, why, sizeof(why));
-                if (r < 0)
-                        return verr_set(e, r, "checking uid %u for leftovers failed: %s", uid, strerror(-r));
-                if (r == 0)
-                        return verr_set(e, -EBUSY, "%s; it is in quarantine until they are gone", why);
-        }
-
-        /* A replace that moves the user to another UID or home under a live session would leave
-         * that session with the old identity or home. */
-        if (ours && req->replace && db->session_count &&
-            (old.uid != uid || old.gid != gid || !streq(old.home_directory, req->home_directory) ||
-             old.has_home != req->has_home ||
-             (old.has_home && (old.home.fstype != req->home.fstype || !streq(old.home.tag, req->home.tag) ||
-                               !streq(old.home.options, req->home.options))))) {
-                int n = db->session_count(&old, db->session_count_userdata);
-                if (n > 0)
-                        return verr_set(e, -EBUSY, "user '%s' has %d session(s): a replace that changes the UID or "
-                                        "the home is refused while they last; log them out or detach first",
-                                        req->user_name, n);
-        }
-
+        r = choose_ids(db, req, ours ? &old : NULL, &uid, &gid, e);
+        if (r < 0)
+                return r;
+        r = check_live_replace(db, req, ours ? &old : NULL, uid, gid, e);
+        if (r < 0)
+                return r;
         r = check_conflicts(db, req, ours, uid, gid, e);
         if (r < 0)
                 return r;
@@ -448,28 +495,9 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                         goto finish;
         }
 
-        /* A new user must leave room for the rest of the guest: /run also holds utmp, logind's
-         * sessions and every service's runtime files. A replace changes little and may fix things. */
-        if (!ours) {
-                r = check_space(db, &p, req->user_name, e);
-                if (r < 0)
-                        goto finish;
-        }
-
-        {
-                struct plan undo = {};
-                if (!ours) {
-                        r = plan_build_undo(&p, &undo);
-                        if (r < 0)
-                                goto finish;
-                }
-                r = plan_commit(db, &p, ours ? NULL : &undo);
-                plan_done(&undo);
-        }
-        if (r < 0) {
-                verr_set(e, r, "writing the records of '%s' failed: %s", req->user_name, strerror(-r));
+        r = commit_attach_plan(db, req, &p, ours, e);
+        if (r < 0)
                 goto finish;
-        }
         if (uid >= db->range.min && uid <= db->range.max)
                 (void) uid_highwater_raise(db->state_fd, uid);
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
