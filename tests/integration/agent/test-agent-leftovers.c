@@ -272,6 +272,43 @@ static void test_allocation_avoids_dirty_uids(void **state) {
         free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"erin\"}}"));
 }
 
+/* The allocator's scan sees processes and SysV IPC objects too, not only files: a never-used
+ * UID that owns a shared memory segment, or runs a process, is skipped (and quarantined). */
+static void test_allocation_skips_ipc_and_processes(void **state) {
+        unsigned base = attach("sam", 0);
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"sam\"}}"));
+
+        /* base + 1 owns a shared memory segment. */
+        int shm = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        struct shmid_ds ds;
+        assert_true(shm >= 0);
+        assert_int_equal(shmctl(shm, IPC_STAT, &ds), 0);
+        ds.shm_perm.uid = base + 1;
+        assert_int_equal(shmctl(shm, IPC_SET, &ds), 0);
+        assert_int_equal(ipc_lines_of(base + 1), 1);
+        /* base + 2 runs a process. */
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                if (setgid(base + 2) < 0 || setuid(base + 2) < 0)
+                        _exit(1);
+                pause();
+                _exit(0);
+        }
+        for (int i = 0; i < 500 && processes_of(base + 2) == 0; i++)
+                usleep(10 * 1000);
+        assert_int_equal(processes_of(base + 2), 1);
+
+        unsigned tom = attach("tom", 0);
+        kill(child, SIGKILL);
+        assert_int_equal(waitpid(child, NULL, 0), child);
+        assert_int_equal(shmctl(shm, IPC_RMID, NULL), 0);
+        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"tom\"}}"));
+        if (tom != base + 3)
+                fail_msg("tom got UID %u; %u owns a shm segment and %u a process: wanted %u", tom, base + 1, base + 2,
+                         base + 3);
+}
+
 /* What cannot go is reported, and the UID is quarantined until it is gone. */
 static void test_kept_paths_are_reported(void **state) {
         char mnt[128], qpath[64];
@@ -441,6 +478,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_detach_removes_leftovers),
                 cmocka_unit_test(test_allocation_avoids_dirty_uids),
+                cmocka_unit_test(test_allocation_skips_ipc_and_processes),
                 cmocka_unit_test(test_kept_paths_are_reported),
                 cmocka_unit_test(test_reserved_uids),
                 cmocka_unit_test(test_interrupted_detach_cleared),
