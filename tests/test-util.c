@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -349,4 +350,55 @@ char *test_snapshot_dir(const char *path) {
         size_t len = 0;
         snapshot_walk(path, &buf, &len);
         return buf;
+}
+
+int test_run_capture(char **ret_out, const char *arg0, ...) {
+        char *argv[16];
+        size_t n = 0;
+        va_list ap;
+
+        argv[n++] = (char *) arg0;
+        va_start(ap, arg0);
+        while (n < 15 && (argv[n] = va_arg(ap, char *)))
+                n++;
+        va_end(ap);
+        argv[n] = NULL;
+        return test_run(argv, NULL, ret_out);
+}
+
+char *test_read_until(int fd, const char *needle, int timeout_ms) {
+        size_t size = 0, cap = 1u << 20;
+        char *buf = malloc(cap + 1);
+
+        while (buf && size < cap) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, timeout_ms) <= 0)
+                        break;
+                ssize_t n = read(fd, buf + size, cap - size);
+                if (n <= 0)
+                        break;
+                size += (size_t) n;
+                buf[size] = '\0';
+                if (strstr(buf, needle))
+                        return buf;
+        }
+        free(buf);
+        return NULL;
+}
+
+int test_wait_inotify(int fd, int want, int quiet_ms) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        int n = 0;
+
+        while (n < want) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, quiet_ms) <= 0)
+                        break;
+                ssize_t k = read(fd, buf, sizeof(buf));
+                if (k <= 0)
+                        continue;
+                for (char *e = buf; e < buf + k; e += sizeof(struct inotify_event) + ((struct inotify_event *) e)->len)
+                        n++;
+        }
+        return n;
 }

@@ -71,3 +71,13 @@ void test_assert_absent(const char *fmt, ...) _printf_(1, 2);
 /* Byte-for-byte snapshot of a directory tree (names, modes, owners, link targets, contents),
  * as a malloc'ed string, for "nothing changed" assertions. */
 char *test_snapshot_dir(const char *path);
+
+/* test_run() with the arguments listed (at most 15, NULL-terminated), stdout into *ret_out. */
+int test_run_capture(char **ret_out, const char *arg0, ...);
+
+/* Reads fd (a pipe from the agent) until needle shows up or nothing came for timeout_ms: all
+ * that was read, malloc'ed (at most 1 MiB), or NULL. */
+char *test_read_until(int fd, const char *needle, int timeout_ms);
+
+/* Reads inotify events from fd until want of them came or none for quiet_ms; how many came. */
+int test_wait_inotify(int fd, int want, int quiet_ms);

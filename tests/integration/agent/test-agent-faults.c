@@ -224,27 +224,6 @@ static int check_consistent(void) {
         return users;
 }
 
-/* Reads fd until needle shows up (or timeout_ms passes): all of it, malloc'ed, or NULL. */
-static char *read_until(int fd, const char *needle, int timeout_ms) {
-        size_t size = 0, cap = 1u << 20;
-        char *buf = malloc(cap + 1);
-
-        while (buf && size < cap) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, timeout_ms) <= 0)
-                        break;
-                ssize_t n = read(fd, buf + size, cap - size);
-                if (n <= 0)
-                        break;
-                size += (size_t) n;
-                buf[size] = '\0';
-                if (strstr(buf, needle))
-                        return buf;
-        }
-        free(buf);
-        return NULL;
-}
-
 /* An inotify watch on every directory the agent changes during an attach: each file it creates,
  * renames into place or removes there is one event, so "the k-th event" is a point inside the
  * k-th step of some plan (journal, record, link, state file), not agent start-up. */
@@ -256,23 +235,6 @@ static int watch_agent_dirs(void) {
         assert_true(inotify_add_watch(fd, "/run/vmuser/users", mask) >= 0);
         assert_true(inotify_add_watch(fd, "/run/vmuser/pending", mask) >= 0);
         return fd;
-}
-
-/* Reads events until `want` have arrived or none came for quiet_ms; returns how many came. */
-static int wait_events(int fd, int want, int quiet_ms) {
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        int n = 0;
-        while (n < want) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, quiet_ms) <= 0)
-                        break;
-                ssize_t k = read(fd, buf, sizeof(buf));
-                if (k <= 0)
-                        continue;
-                for (char *e = buf; e < buf + k; e += sizeof(struct inotify_event) + ((struct inotify_event *) e)->len)
-                        n++;
-        }
-        return n;
 }
 
 /* Detaches PREFIX0..PREFIXn-1; with attached, each must have been attached (else an answer is
@@ -324,10 +286,10 @@ static void test_sigkill_during_attaches(void **state) {
                 /* 24 replies to the burst; the ping's comes last. */
                 const char *ping = "{\"execute\":\"guest-ping\",\"id\":\"end\"}\n";
                 assert_int_equal(write(a.in_fd, ping, strlen(ping)), (ssize_t) strlen(ping));
-                last = read_until(a.out_fd, "\"id\":\"end\"", 60000);
+                last = test_read_until(a.out_fd, "\"id\":\"end\"", 60000);
                 assert_non_null(last);
                 assert_int_equal(test_agent_stop(&a), 0);
-                burst_events = wait_events(ifd, INT32_MAX, 200);
+                burst_events = test_wait_inotify(ifd, INT32_MAX, 200);
                 printf("a burst of %d requests makes %d file events\n", 24, burst_events);
                 assert_true(burst_events > 24);
                 /* Start from nothing again. */
@@ -349,7 +311,7 @@ static void test_sigkill_during_attaches(void **state) {
                 assert_int_equal(test_agent_call(&a, "{\"execute\":\"guest-ping\"}", &ready), 0);
                 _cleanup_close_ int ifd = watch_agent_dirs();
                 (void) !write(a.in_fd, burst, strlen(burst));
-                (void) wait_events(ifd, 1 + rand() % burst_events, 200);
+                (void) test_wait_inotify(ifd, 1 + rand() % burst_events, 200);
                 assert_int_equal(kill(a.pid, SIGKILL), 0);
                 close(a.in_fd);
                 close(a.out_fd);

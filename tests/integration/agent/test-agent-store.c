@@ -34,19 +34,6 @@
 
 static char *dropin[] = { (char *) "--userdb=dropin", NULL };
 
-static int run_capture(char **ret_out, const char *arg0, ...) {
-        char *argv[16];
-        size_t n = 0;
-        va_list ap;
-        argv[n++] = (char *) arg0;
-        va_start(ap, arg0);
-        while (n < 15 && (argv[n] = va_arg(ap, char *)))
-                n++;
-        va_end(ap);
-        argv[n] = NULL;
-        return test_run(argv, NULL, ret_out);
-}
-
 static void call_ok(struct test_agent *a, const char *request) {
         _cleanup_free_ char *reply = NULL;
         assert_int_equal(test_agent_call(a, request, &reply), 0);
@@ -72,7 +59,7 @@ static void detach(struct test_agent *a, const char *name) {
 /* 0 when name resolves through NSS (id), else id's status. */
 static int resolves(const char *name) {
         _cleanup_free_ char *out = NULL;
-        return run_capture(&out, "id", name, NULL);
+        return test_run_capture(&out, "id", name, NULL);
 }
 
 static int count_files(const char *dir) {
@@ -189,15 +176,15 @@ static void test_upgrade_from_dropins(void **state) {
         assert_int_equal(test_agent_start(&a, NULL), 0);
         call_ok(&a, "{\"execute\":\"guest-ping\"}");
         assert_int_equal(count_files("/run/userdb"), 0);
-        assert_int_equal(run_capture(&out, "userdbctl", "user", "olda", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "userdbctl", "user", "olda", NULL), 0);
         assert_non_null(strstr(out, "Service: io.vmuser"));
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "getent", "shadow", "oldb", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "getent", "shadow", "oldb", NULL), 0);
         assert_non_null(strstr(out, "$y$j9T$s$oldb"));
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "id", "olda", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "id", "olda", NULL), 0);
         assert_non_null(strstr(out, "(users)"));
         detach(&a, "olda");
         attach(&a, "newc");
@@ -255,7 +242,6 @@ static void test_batch_sees_conflicts(void **state) {
         assert_int_equal(unlink(TEST_CLEANUP_ROOT "/tmp/left"), 0);
 }
 
-static bool read_until(int fd, const char *needle, int timeout_ms);
 
 /* Lookups are answered while the agent's main thread is busy: here an attach waits for the
  * lock the test holds (a detach waiting for logind is the case in a guest). */
@@ -277,7 +263,8 @@ static void test_lookups_while_busy(void **state) {
                 fail_msg("the attach finished (or failed) before the lookup was answered: lookups waited for it");
         assert_int_equal(flock(lock, LOCK_UN), 0);
         close(lock);
-        assert_true(read_until(a.out_fd, "\"busy2\"", 10000));
+        _cleanup_free_ char *busy2 = test_read_until(a.out_fd, "\"busy2\"", 10000);
+        assert_non_null(busy2);
         assert_int_equal(test_agent_stop(&a), 0);
 }
 
@@ -326,41 +313,6 @@ static int check_consistent(void) {
         return n;
 }
 
-static int wait_events(int fd, int want, int quiet_ms) {
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        int n = 0;
-        while (n < want) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, quiet_ms) <= 0)
-                        break;
-                ssize_t k = read(fd, buf, sizeof(buf));
-                if (k <= 0)
-                        continue;
-                for (char *e = buf; e < buf + k; e += sizeof(struct inotify_event) + ((struct inotify_event *) e)->len)
-                        n++;
-        }
-        return n;
-}
-
-/* Reads fd until needle shows up (or timeout_ms passes without data). */
-static bool read_until(int fd, const char *needle, int timeout_ms) {
-        size_t size = 0, cap = 1u << 20;
-        _cleanup_free_ char *buf = malloc(cap + 1);
-        while (buf && size < cap) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, timeout_ms) <= 0)
-                        break;
-                ssize_t n = read(fd, buf + size, cap - size);
-                if (n <= 0)
-                        break;
-                size += (size_t) n;
-                buf[size] = '\0';
-                if (strstr(buf, needle))
-                        return true;
-        }
-        return false;
-}
-
 /* Every file event of an attach or detach: journal, state file, record line (IN_MODIFY). */
 static int watch(void) {
         int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -403,13 +355,14 @@ static void test_sigkill_anywhere(void **state) {
                         /* Count the events of a whole burst first: its replies end with the ping's. */
                         const char *ping = "{\"execute\":\"guest-ping\",\"id\":\"end\"}\n";
                         assert_int_equal(write(a.in_fd, ping, strlen(ping)), (ssize_t) strlen(ping));
-                        assert_true(read_until(a.out_fd, "\"end\"", 60000));
-                        burst_events = wait_events(ifd, INT32_MAX, 200);
+                        _cleanup_free_ char *end_reply = test_read_until(a.out_fd, "\"end\"", 60000);
+                        assert_non_null(end_reply);
+                        burst_events = test_wait_inotify(ifd, INT32_MAX, 200);
                         printf("one burst makes %d file events\n", burst_events);
                         assert_true(burst_events > 16);
                         assert_int_equal(test_agent_stop(&a), 0);
                 } else {
-                        (void) wait_events(ifd, 1 + rand() % burst_events, 200);
+                        (void) test_wait_inotify(ifd, 1 + rand() % burst_events, 200);
                         assert_int_equal(kill(a.pid, SIGKILL), 0);
                         close(a.in_fd);
                         close(a.out_fd);

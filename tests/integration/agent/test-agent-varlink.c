@@ -34,19 +34,6 @@
 
 static struct test_agent agent;
 
-static int run_capture(char **ret_out, const char *arg0, ...) {
-        char *argv[16];
-        size_t n = 0;
-        va_list ap;
-        argv[n++] = (char *) arg0;
-        va_start(ap, arg0);
-        while (n < 15 && (argv[n] = va_arg(ap, char *)))
-                n++;
-        va_end(ap);
-        argv[n] = NULL;
-        return test_run(argv, NULL, ret_out);
-}
-
 static int vl_connect(void) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = SOCKET_PATH };
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -110,7 +97,7 @@ static void assert_closed_after(const void *data, size_t len) {
 
 static void assert_alice_resolves(void) {
         _cleanup_free_ char *out = NULL;
-        assert_int_equal(run_capture(&out, "getent", "passwd", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "getent", "passwd", "alice", NULL), 0);
         assert_non_null(strstr(out, "alice:x:60514:60514:"));
 }
 
@@ -173,26 +160,26 @@ static void test_getent_and_id(void **state) {
         _cleanup_free_ char *pw = NULL, *pwid = NULL, *gr = NULL, *grid = NULL, *id = NULL, *none = NULL;
         (void) state;
         assert_alice_resolves();
-        assert_int_equal(run_capture(&pw, "getent", "passwd", "bob", NULL), 0);
+        assert_int_equal(test_run_capture(&pw, "getent", "passwd", "bob", NULL), 0);
         assert_non_null(strstr(pw, "bob:x:60515:60515:"));
-        assert_int_equal(run_capture(&pwid, "getent", "passwd", "60514", NULL), 0);
+        assert_int_equal(test_run_capture(&pwid, "getent", "passwd", "60514", NULL), 0);
         assert_non_null(strstr(pwid, "alice:x:60514:"));
-        assert_int_equal(run_capture(&gr, "getent", "group", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&gr, "getent", "group", "alice", NULL), 0);
         assert_non_null(strstr(gr, "alice:x:60514:"));
-        assert_int_equal(run_capture(&grid, "getent", "group", "60515", NULL), 0);
+        assert_int_equal(test_run_capture(&grid, "getent", "group", "60515", NULL), 0);
         assert_non_null(strstr(grid, "bob:x:60515:"));
-        assert_int_equal(run_capture(&id, "id", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&id, "id", "alice", NULL), 0);
         assert_non_null(strstr(id, "uid=60514(alice) gid=60514(alice) groups=60514(alice),100(users)"));
-        assert_int_equal(run_capture(&none, "getent", "passwd", "nosuchuser", NULL), 2);
+        assert_int_equal(test_run_capture(&none, "getent", "passwd", "nosuchuser", NULL), 2);
         free(none);
         none = NULL;
-        assert_int_equal(run_capture(&none, "getent", "group", "nosuchgroup", NULL), 2);
+        assert_int_equal(test_run_capture(&none, "getent", "group", "nosuchgroup", NULL), 2);
 }
 
 static void test_userdbctl(void **state) {
         _cleanup_free_ char *out = NULL;
         (void) state;
-        assert_int_equal(run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
         assert_non_null(strstr(out, "Service: io.vmuser"));
         assert_non_null(strstr(out, "Aux. Groups: users"));
 }
@@ -206,7 +193,7 @@ static void test_privileged_root_only(void **state) {
                         "\"service\":\"io.vmuser\"}}";
         (void) state;
 
-        assert_int_equal(run_capture(&shadow, "getent", "shadow", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&shadow, "getent", "shadow", "alice", NULL), 0);
         assert_non_null(strstr(shadow, "alice:" HASH ":"));
 
         fd = vl_connect();
@@ -346,7 +333,7 @@ static void test_hostile_many_connections(void **state) {
         assert_int_equal(read(ready[0], &c, 1), 1);
         assert_alice_resolves();
         _cleanup_free_ char *id = NULL;
-        assert_int_equal(run_capture(&id, "id", "bob", NULL), 0);
+        assert_int_equal(test_run_capture(&id, "id", "bob", NULL), 0);
         assert_non_null(strstr(id, "uid=60515(bob)"));
         /* 200 connections offered; at most the per-UID limit (32) held, plus the agent's own fds
          * (about 15 today; the margin leaves room for more without hiding 200). */
@@ -366,10 +353,10 @@ static void test_detach_and_reattach(void **state) {
         assert_int_equal(test_agent_call(&agent, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"bob\"}}", &r),
                          0);
         assert_null(strstr(r, "\"error\""));
-        assert_int_equal(run_capture(&out, "getent", "passwd", "bob", NULL), 2);
+        assert_int_equal(test_run_capture(&out, "getent", "passwd", "bob", NULL), 2);
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "getent", "group", "60515", NULL), 2);
+        assert_int_equal(test_run_capture(&out, "getent", "group", "60515", NULL), 2);
         assert_int_equal(test_agent_call(&agent,
                                          "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"bob\","
                                          "\"realName\":\"Bob Again\"}}}",
@@ -377,7 +364,7 @@ static void test_detach_and_reattach(void **state) {
                          0);
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "getent", "passwd", "bob", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "getent", "passwd", "bob", NULL), 0);
         assert_non_null(strstr(out, ":Bob Again:"));
 }
 
@@ -492,7 +479,7 @@ static void test_restart_rebuilds_index(void **state) {
         char want[64];
         (void) state;
         /* Whatever UID bob holds now (a re-attach takes a never-used one: PROTOCOL.txt 10.). */
-        assert_int_equal(run_capture(&bob_before, "getent", "passwd", "bob", NULL), 0);
+        assert_int_equal(test_run_capture(&bob_before, "getent", "passwd", "bob", NULL), 0);
         const char *uid_field = strchr(bob_before, ':') ? strchr(strchr(bob_before, ':') + 1, ':') : NULL;
         assert_non_null(uid_field);
         snprintf(want, sizeof(want), "uid=%u(bob)", (unsigned) strtoul(uid_field + 1, NULL, 10));
@@ -501,15 +488,15 @@ static void test_restart_rebuilds_index(void **state) {
         assert_int_equal(test_agent_start(&agent, args), 0);
         _cleanup_free_ char *pong = NULL;
         assert_int_equal(test_agent_call(&agent, "{\"execute\":\"guest-ping\"}", &pong), 0);
-        assert_int_equal(run_capture(&out, "getent", "shadow", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "getent", "shadow", "alice", NULL), 0);
         assert_non_null(strstr(out, HASH));
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "id", "bob", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "id", "bob", NULL), 0);
         assert_non_null(strstr(out, want));
         free(out);
         out = NULL;
-        assert_int_equal(run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
+        assert_int_equal(test_run_capture(&out, "userdbctl", "user", "alice", NULL), 0);
         assert_non_null(strstr(out, "Service: org.example.vmuser"));
 }
 
