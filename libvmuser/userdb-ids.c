@@ -128,17 +128,27 @@ static int id_is_free(struct userdb *db, uint32_t id) {
 /* A UID may go to user_name: not reserved for someone else, and nothing of an earlier user of
  * it is left (process, IPC object, file in the places uid-cleanup.c searches). 1 = fit, 0 = not
  * (reason in why), <0 = error. A UID found dirty is quarantined; a clean one leaves quarantine. */
-int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
+/* 1 when id is not reserved for another user than user_name, 0 (reason in why) when it is, <0. */
+static int id_is_free_of_reservations(struct userdb *db, uint32_t id, const char *user_name, char *why,
+                                      size_t why_size) {
         char owner[VMUSER_NAME_MAX + 1];
-        int r;
+        int r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
 
-        r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
         if (r < 0)
                 return r;
         if (r > 0 && !streq(owner, user_name)) {
                 snprintf(why, why_size, "uid %u is reserved for '%s', whose home export the host keeps", id, owner);
                 return 0;
         }
+        return 1;
+}
+
+int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
+        int r;
+
+        r = id_is_free_of_reservations(db, id, user_name, why, why_size);
+        if (r <= 0)
+                return r;
         r = uid_leftovers(db->cleanup_root, id, NULL);
         if (r < 0)
                 return r;
@@ -155,16 +165,11 @@ int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, 
 /* id_is_fit() for allocation, with one leftovers scan for the batch (a window of the range from
  * id on) instead of one per candidate. */
 static int id_is_fit_batch(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
-        char owner[VMUSER_NAME_MAX + 1];
         int r;
 
-        r = uid_reserved_for(db->state_fd, id, owner, sizeof(owner));
-        if (r < 0)
+        r = id_is_free_of_reservations(db, id, user_name, why, why_size);
+        if (r <= 0)
                 return r;
-        if (r > 0 && !streq(owner, user_name)) {
-                snprintf(why, why_size, "uid %u is reserved for '%s', whose home export the host keeps", id, owner);
-                return 0;
-        }
         if (!db->dirty || !batch_fresh(db->dirty_usec) || id < db->dirty_lo || id > db->dirty_hi) {
                 uid_t hi = db->range.max - id < DIRTY_WINDOW - 1 ? db->range.max : id + DIRTY_WINDOW - 1;
                 free(db->dirty);
