@@ -1,4 +1,4 @@
-/* fail-unlink.c: an LD_PRELOAD shim for test-agent-faults that makes unlinkat() of one name fail
+/* fail-unlink.c: an LD_PRELOAD shim for test-agent-enospc that makes unlinkat() of one name fail
  * with EIO, so an agent's undo (which only removes files) can be made to fail on purpose.
  * VMUSER_TEST_FAIL_UNLINK names the file (its last path component); unset, nothing changes. */
 #include <dlfcn.h>
