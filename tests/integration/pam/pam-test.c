@@ -270,6 +270,29 @@ int pam_test_session_entries(const char *user) {
         return count;
 }
 
+void pam_test_assert_home_mounted_once(const char *path) {
+        char opts[256] = "";
+
+        assert_int_equal(pam_test_mount_count(path, opts, sizeof(opts)), 1);
+        if (!strstr(opts, "nosuid") || !strstr(opts, "nodev"))
+                fail_msg("'%s' is mounted with '%s', without nosuid,nodev", path, opts);
+}
+
+char *pam_test_snapshot_state(void) {
+        _cleanup_free_ char *a = test_snapshot_dir("/run/vmuser"), *b = test_snapshot_dir("/run/userdb"),
+                            *c = test_snapshot_dir("/run/vmhost");
+        char *all = NULL;
+        int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+        char buf[65536];
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+        if (fd >= 0)
+                close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        assert_true(asprintf(&all, "%s--\n%s--\n%s--\n%s", a, b, c, buf) > 0);
+        return all;
+}
+
 const char *pam_test_confdir(void) {
         return test_env_path("PAM_VMUSER_CONFDIR");
 }

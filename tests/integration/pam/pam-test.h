@@ -47,6 +47,11 @@ int pam_test_mount_count(const char *path, char *opts, size_t opts_size);
 /* Number of session entries (files other than "lock") in /run/vmuser/sessions/NAME, -1 when
  * the directory does not exist. */
 int pam_test_session_entries(const char *user);
+/* Fails the test unless exactly one mount is on path, and that one has nosuid and nodev. */
+void pam_test_assert_home_mounted_once(const char *path);
+/* A text snapshot (malloc'ed) of /run/vmuser, /run/userdb, /run/vmhost and the mount table, to
+ * compare before and after something that must change nothing. */
+char *pam_test_snapshot_state(void);
 
 /* The service directory generated in the build tree (env PAM_VMUSER_CONFDIR). */
 const char *pam_test_confdir(void);

@@ -3,16 +3,17 @@
  *
  * Each test attaches its own user with the real vmuser-agent, opens and closes sessions in
  * holder processes (one process per session, as login, su and sshd do), and checks the mount
- * table, the tracking directory /run/vmuser/sessions/NAME and the syslog lines of the module. */
+ * table, the tracking directory /run/vmuser/sessions/NAME and the syslog lines of the module.
+ * The sessions that work here: mounting, counting, pruning, reaping, concurrency; the refusals
+ * and hostile states (unsafe paths, bad state, failing mounts, dropped privileges, lock
+ * timeouts) are in test-pam-refusals.c. */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <security/pam_appl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,32 +29,7 @@
 #include "test-util.h"
 
 #define SERVICE "vmuser-test"
-#define SERVICE_NOFAIL "vmuser-test-nofail"
-#define SERVICE_TIMEOUT "vmuser-test-timeout"
 #define HOME_ROOT "/run/vmhost/home/"
-
-static void assert_home_mounted_once(const char *path) {
-        char opts[256] = "";
-
-        assert_int_equal(pam_test_mount_count(path, opts, sizeof(opts)), 1);
-        if (!strstr(opts, "nosuid") || !strstr(opts, "nodev"))
-                fail_msg("'%s' is mounted with '%s', without nosuid,nodev", path, opts);
-}
-
-static char *snapshot_state(void) {
-        _cleanup_free_ char *a = test_snapshot_dir("/run/vmuser"), *b = test_snapshot_dir("/run/userdb"),
-                            *c = test_snapshot_dir("/run/vmhost");
-        char *all = NULL;
-        int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-        char buf[65536];
-        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-
-        if (fd >= 0)
-                close(fd);
-        buf[n > 0 ? n : 0] = '\0';
-        assert_true(asprintf(&all, "%s--\n%s--\n%s--\n%s", a, b, c, buf) > 0);
-        return all;
-}
 
 /* A user the agent did not attach gets PAM_IGNORE, and nothing changes anywhere. */
 static void test_not_attached_ignored(void **state) {
@@ -61,7 +37,7 @@ static void test_not_attached_ignored(void **state) {
         struct pam_test_holder h;
 
         pam_test_attach("alice", 60514, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-alice\"}");
-        before = snapshot_state();
+        before = pam_test_snapshot_state();
 
         /* The module's own answer... */
         assert_int_equal(pam_test_module_call("bob", true, "debug", NULL, 0), PAM_IGNORE);
@@ -74,7 +50,7 @@ static void test_not_attached_ignored(void **state) {
         assert_int_equal(pam_test_holder_open(&h, SERVICE, "root", NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
 
-        after = snapshot_state();
+        after = pam_test_snapshot_state();
         assert_string_equal(before, after);
         assert_int_equal(pam_test_session_entries("bob"), -1);
         assert_int_equal(pam_test_session_entries("root"), -1);
@@ -92,7 +68,7 @@ static void test_open_open_close_close(void **state) {
         pam_test_log_mark();
 
         assert_int_equal(pam_test_holder_open(&h1, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(stat(home, &st), 0);
         assert_int_equal(st.st_uid, 60514);
         assert_int_equal(st.st_gid, 60514);
@@ -101,11 +77,11 @@ static void test_open_open_close_close(void **state) {
         assert_logged("Mounted tmpfs 'vmuser-alice' on '/run/vmhost/home/alice' for alice.");
 
         assert_int_equal(pam_test_holder_open(&h2, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(pam_test_session_entries("alice"), 2);
 
         assert_int_equal(pam_test_holder_close(&h1), PAM_SUCCESS);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(pam_test_session_entries("alice"), 1);
 
         assert_int_equal(pam_test_holder_close(&h2), PAM_SUCCESS);
@@ -133,7 +109,7 @@ static void test_user_manager_ignored(void **state) {
         assert_true(pam_test_session_entries("alice") <= 0);
 
         assert_int_equal(pam_test_holder_open(&h, SERVICE, "alice", NULL, 0), PAM_SUCCESS);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(pam_test_session_entries("alice"), 1);
         /* The login ends while the user manager still runs: the home goes. */
         assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
@@ -147,7 +123,7 @@ static void test_same_process_twice(void **state) {
         assert_int_equal(pam_test_run(SERVICE, "alice", true, false, NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_run(SERVICE, "alice", true, false, NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_session_entries("alice"), 1);
-        assert_home_mounted_once(HOME_ROOT "alice");
+        pam_test_assert_home_mounted_once(HOME_ROOT "alice");
         assert_int_equal(pam_test_run(SERVICE, "alice", false, true, NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_session_entries("alice"), 0);
         assert_int_equal(pam_test_mount_count(HOME_ROOT "alice", NULL, 0), 0);
@@ -164,7 +140,7 @@ static void test_killed_session_pruned(void **state) {
         assert_int_equal(pam_test_holder_open(&dead, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
         pam_test_holder_kill(&dead, true);
         assert_int_equal(pam_test_session_entries("henry"), 1);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
 
         /* Killed, not reaped yet: a zombie's session is over too. */
         assert_int_equal(pam_test_holder_open(&zombie, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
@@ -190,7 +166,7 @@ static void test_killed_session_pruned(void **state) {
         /* The next open prunes both, reuses the mount, and counts one session. */
         assert_int_equal(pam_test_holder_open(&h, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_session_entries("henry"), 1);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(waitpid(zombie.pid, NULL, 0), zombie.pid);
 
         /* Its close is the last one. */
@@ -201,7 +177,7 @@ static void test_killed_session_pruned(void **state) {
         /* A dead session alone: the next close (of a process that had none) unmounts. */
         assert_int_equal(pam_test_holder_open(&dead, SERVICE, "henry", NULL, 0), PAM_SUCCESS);
         pam_test_holder_kill(&dead, true);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
         assert_int_equal(pam_test_run(SERVICE, "henry", false, true, NULL, 0), PAM_SUCCESS);
         assert_int_equal(pam_test_session_entries("henry"), 0);
         assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
@@ -369,7 +345,7 @@ static void test_reaped_at_agent_start(void **state) {
         for (int waited = 0; waited < 5000 && pam_test_session_entries("quin") != 1; waited += 20)
                 nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
         assert_int_equal(pam_test_session_entries("quin"), 1);
-        assert_home_mounted_once(home);
+        pam_test_assert_home_mounted_once(home);
 
         /* Killed while the agent runs: gone without any further login. */
         pam_test_holder_kill(&alive, true);
@@ -383,34 +359,6 @@ static void test_reaped_at_agent_start(void **state) {
         assert_int_equal(entries, 0);
         assert_int_equal(mounts, 0);
         assert_int_equal(test_agent_stop(&agent), 0);
-}
-
-/* A mount that fails fails the session, with the reason; nofail lets it go on without. */
-static void test_mount_failure(void **state) {
-        const char *home = HOME_ROOT "carol";
-        char msgs[1024];
-        struct pam_test_holder h;
-
-        pam_test_attach("carol", 60516, NULL, "{\"fstype\":\"virtiofs\",\"tag\":\"vmuser-no-such-tag\"}");
-        pam_test_log_mark();
-
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "carol", msgs, sizeof(msgs)), PAM_SESSION_ERR);
-        if (!strstr(msgs,
-                    "Cannot mount your home directory: Failed to mount virtiofs 'vmuser-no-such-tag' on "
-                    "'/run/vmhost/home/carol': "))
-                fail_msg("unexpected message: %s", msgs);
-        assert_logged("Cannot provide the home of carol: Failed to mount virtiofs "
-                      "'vmuser-no-such-tag' on '/run/vmhost/home/carol'");
-        assert_int_equal(pam_test_session_entries("carol"), 0);
-        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
-
-        pam_test_log_mark();
-        assert_int_equal(pam_test_holder_open(&h, SERVICE_NOFAIL, "carol", msgs, sizeof(msgs)), PAM_SUCCESS);
-        assert_non_null(strstr(msgs, "Your home directory is not available: Failed to mount virtiofs"));
-        assert_logged("(nofail: the session goes on without it)");
-        assert_int_equal(pam_test_session_entries("carol"), 1);
-        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
-        assert_int_equal(pam_test_session_entries("carol"), 0);
 }
 
 /* fstype "bind": bound and remounted with nosuid,nodev plus the spec's options. */
@@ -455,67 +403,11 @@ static void test_owner_mismatch_warns(void **state) {
                         "{\"fstype\":\"bind\",\"tag\":\"" PAM_TEST_DIR "/share-erin\"}");
         pam_test_log_mark();
         assert_int_equal(pam_test_holder_open(&h, SERVICE, "erin", NULL, 0), PAM_SUCCESS);
-        assert_home_mounted_once(HOME_ROOT "erin");
+        pam_test_assert_home_mounted_once(HOME_ROOT "erin");
         assert_logged(
                 "The root of the home '/run/vmhost/home/erin' belongs to UID 0, but erin has UID 60518");
         assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
         assert_int_equal(pam_test_mount_count(HOME_ROOT "erin", NULL, 0), 0);
-}
-
-/* No symlink is followed on the way to the mount point, and no parent owned by someone else is
- * accepted. */
-static void test_unsafe_mount_point_refused(void **state) {
-        char msgs[1024];
-        struct pam_test_holder h;
-        struct stat st;
-
-        assert_int_equal(mkdir("/run/vmhost", 0755) < 0 && errno != EEXIST, 0);
-        assert_int_equal(mkdir(PAM_TEST_DIR "/elsewhere", 0755), 0);
-        assert_int_equal(symlink(PAM_TEST_DIR "/elsewhere", "/run/vmhost/links"), 0);
-        pam_test_attach("frank", 60519, "/run/vmhost/links/frank",
-                        "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-frank\"}");
-
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "frank", msgs, sizeof(msgs)), PAM_SESSION_ERR);
-        assert_non_null(strstr(msgs, "'/run/vmhost/links' is a symbolic link"));
-        assert_int_equal(lstat(PAM_TEST_DIR "/elsewhere/frank", &st), -1);
-        assert_int_equal(pam_test_mount_count("/run/vmhost/links/frank", NULL, 0), 0);
-        assert_int_equal(pam_test_mount_count(PAM_TEST_DIR "/elsewhere/frank", NULL, 0), 0);
-
-        /* A parent the user could write to. */
-        assert_int_equal(mkdir("/run/vmhost/mia-owned", 0755), 0);
-        assert_int_equal(chown("/run/vmhost/mia-owned", 60526, 60526), 0);
-        pam_test_attach("mia", 60526, "/run/vmhost/mia-owned/mia",
-                        "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-mia\"}");
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "mia", msgs, sizeof(msgs)), PAM_SESSION_ERR);
-        assert_non_null(strstr(msgs, "'/run/vmhost/mia-owned' belongs to UID 60526, not root"));
-        assert_int_equal(lstat("/run/vmhost/mia-owned/mia", &st), -1);
-
-        /* The mount point itself a symlink. */
-        assert_int_equal(mkdir("/run/vmhost/home", 0755) < 0 && errno != EEXIST, 0);
-        assert_int_equal(symlink(PAM_TEST_DIR "/elsewhere", "/run/vmhost/home/nina"), 0);
-        pam_test_attach("nina", 60527, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-nina\"}");
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "nina", msgs, sizeof(msgs)), PAM_SESSION_ERR);
-        assert_non_null(strstr(msgs, "mount point '/run/vmhost/home/nina' is a symbolic link"));
-        assert_int_equal(pam_test_mount_count(PAM_TEST_DIR "/elsewhere", NULL, 0), 0);
-}
-
-/* A state file that does not validate fails the session (nothing is mounted on a guess). */
-static void test_invalid_state_fails(void **state) {
-        char msgs[1024];
-        int fd;
-
-        pam_test_attach("olga", 60528, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-olga\"}");
-        fd = open("/run/vmuser/users/olga.json", O_WRONLY | O_TRUNC | O_CLOEXEC);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, "{\"userName\":\"olga\"", 19), 19);
-        close(fd);
-
-        assert_int_equal(pam_test_run(SERVICE, "olga", true, false, msgs, sizeof(msgs)), PAM_SESSION_ERR);
-        assert_non_null(strstr(msgs, "cannot read '/run/vmuser/users/olga.json': not a valid attach state"));
-        assert_int_equal(pam_test_session_entries("olga"), -1);
-        assert_int_equal(pam_test_mount_count(HOME_ROOT "olga", NULL, 0), 0);
-        assert_int_equal(pam_test_run(SERVICE_NOFAIL, "olga", true, false, msgs, sizeof(msgs)), PAM_SUCCESS);
-        assert_int_equal(pam_test_session_entries("olga"), -1);
 }
 
 /* Attached without a home spec: sessions are tracked, nothing is mounted. */
@@ -530,130 +422,6 @@ static void test_no_home_tracked(void **state) {
         assert_int_equal(pam_test_session_entries("gina"), 0);
 }
 
-/* The last close of a busy home detaches it lazily, logs it, and returns at once. */
-static void test_busy_home_detached(void **state) {
-        const char *home = HOME_ROOT "judy";
-        struct pam_test_holder h;
-        int fd;
-
-        pam_test_attach("judy", 60523, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-judy\"}");
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "judy", NULL, 0), PAM_SUCCESS);
-        fd = open(HOME_ROOT "judy/busy", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-
-        pam_test_log_mark();
-        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
-        assert_int_equal(pam_test_mount_count(home, NULL, 0), 0);
-        assert_logged("was busy; detached it lazily");
-        /* The open file still works on the detached tmpfs. */
-        assert_int_equal(write(fd, "x", 1), 1);
-        close(fd);
-}
-
-/* open_session or close_session running as the user (privileges dropped) changes nothing. */
-static void test_as_user_skipped(void **state) {
-        _cleanup_free_ char *before = NULL, *after = NULL;
-        struct pam_test_holder h;
-        pid_t pid;
-        int status;
-
-        pam_test_attach("kim", 60524, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-kim\"}");
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "kim", NULL, 0), PAM_SUCCESS);
-        before = snapshot_state();
-        pam_test_log_mark();
-
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(60524, 60524, 60524) < 0 ||
-                    setresuid(60524, 60524, 60524) < 0)
-                        _exit(20);
-                /* Through the stack: the module's PAM_IGNORE leaves the result to pam_permit. */
-                int r = pam_test_run(SERVICE, "kim", false, true, NULL, 0);
-                _exit(r != PAM_SUCCESS ? r : pam_test_run(SERVICE, "kim", true, false, NULL, 0));
-        }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), PAM_SUCCESS);
-
-        after = snapshot_state();
-        assert_string_equal(before, after);
-        assert_logged("Running as UID 60524, not root: leaving the session state and home of kim alone.");
-        assert_logged("Running as UID 60524, not root: cannot mount the home of kim or track its session; "
-                      "skipping.");
-
-        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
-        assert_int_equal(pam_test_mount_count(HOME_ROOT "kim", NULL, 0), 0);
-}
-
-/* A session lock held too long fails the open after lock_timeout, with the reason. */
-static void test_lock_timeout(void **state) {
-        _cleanup_close_ int fd = -1;
-        struct pam_test_holder h;
-        struct timespec t0, t1;
-        char msgs[1024];
-
-        pam_test_attach("leo", 60525, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-leo\"}");
-        assert_int_equal(pam_test_holder_open(&h, SERVICE, "leo", NULL, 0), PAM_SUCCESS);
-        fd = open("/run/vmuser/sessions/leo/lock", O_RDWR | O_CLOEXEC);
-        assert_true(fd >= 0);
-        assert_int_equal(flock(fd, LOCK_EX), 0);
-
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        assert_int_equal(pam_test_run(SERVICE_TIMEOUT, "leo", true, false, msgs, sizeof(msgs)),
-                         PAM_SESSION_ERR);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        assert_non_null(strstr(msgs, "cannot lock '/run/vmuser/sessions/leo': another login or logout"));
-        assert_true(t1.tv_sec - t0.tv_sec < 4);
-
-        closep(&fd);
-        assert_int_equal(pam_test_holder_close(&h), PAM_SUCCESS);
-        assert_int_equal(pam_test_mount_count(HOME_ROOT "leo", NULL, 0), 0);
-}
-
-/* The attach state says what root mounts where: pam_vmuser refuses it from a /run/vmuser or
- * /run/vmuser/users that is not root's or that others can write to, and says why. A user who is
- * not attached is not refused for it (root on the console must still get in). */
-static void test_untrusted_state_dirs_refused(void **state) {
-        static const struct {
-                const char *path;
-                mode_t mode;
-                uid_t uid;
-                const char *why;
-        } cases[] = {
-                {"/run/vmuser", 0775, 0, "'/run/vmuser' belongs to UID 0 with mode 0775"},
-                {"/run/vmuser", 0757, 0, "'/run/vmuser' belongs to UID 0 with mode 0757"},
-                {"/run/vmuser", 0755, 60529, "'/run/vmuser' belongs to UID 60529 with mode 0755"},
-                {"/run/vmuser/users", 0775, 0, "'/run/vmuser/users' belongs to UID 0 with mode 0775"},
-                {"/run/vmuser/users", 0755, 60529, "'/run/vmuser/users' belongs to UID 60529 with mode 0755"},
-        };
-        char msgs[1024];
-
-        pam_test_attach("pia", 60529, NULL, "{\"fstype\":\"tmpfs\",\"tag\":\"vmuser-pia\"}");
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                struct stat st;
-
-                assert_int_equal(stat(cases[i].path, &st), 0);
-                assert_int_equal(chmod(cases[i].path, cases[i].mode), 0);
-                assert_int_equal(chown(cases[i].path, cases[i].uid, 0), 0);
-                pam_test_log_mark();
-
-                assert_int_equal(pam_test_run(SERVICE, "pia", true, false, msgs, sizeof(msgs)), PAM_SESSION_ERR);
-                if (!strstr(msgs, cases[i].why) || !strstr(msgs, "refusing to trust it"))
-                        fail_msg("%s: unexpected message: %s", cases[i].path, msgs);
-                assert_logged(cases[i].why);
-                assert_int_equal(pam_test_mount_count(HOME_ROOT "pia", NULL, 0), 0);
-                assert_true(pam_test_session_entries("pia") <= 0);
-                /* Not attached: ignored as ever. */
-                assert_int_equal(pam_test_module_call("nobody-attached", true, "", NULL, 0), PAM_IGNORE);
-
-                assert_int_equal(chown(cases[i].path, st.st_uid, st.st_gid), 0);
-                assert_int_equal(chmod(cases[i].path, st.st_mode & 07777), 0);
-        }
-        /* Put right, the same login works. */
-        assert_int_equal(pam_test_run(SERVICE, "pia", true, true, NULL, 0), PAM_SUCCESS);
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_user_manager_ignored),
@@ -664,16 +432,9 @@ int main(void) {
                 cmocka_unit_test(test_same_process_twice),
                 cmocka_unit_test(test_killed_session_pruned),
                 cmocka_unit_test(test_concurrent_sessions),
-                cmocka_unit_test(test_mount_failure),
                 cmocka_unit_test(test_bind_home),
                 cmocka_unit_test(test_owner_mismatch_warns),
-                cmocka_unit_test(test_unsafe_mount_point_refused),
-                cmocka_unit_test(test_invalid_state_fails),
                 cmocka_unit_test(test_no_home_tracked),
-                cmocka_unit_test(test_busy_home_detached),
-                cmocka_unit_test(test_as_user_skipped),
-                cmocka_unit_test(test_lock_timeout),
-                cmocka_unit_test(test_untrusted_state_dirs_refused),
         };
 
         test_enter_private_run();
