@@ -2,14 +2,12 @@
  * (no guest OS) and the real virtiofsd of this machine.
  *
  * Covered: a full export on q35 (idmapped staging mount, virtiofsd, chardev, device on a free
- * root port), a second user on the next port, no free port, a port with hotplug=off skipped,
- * pc (bus pci.0), a VM without shared memory, bad arguments; the state kept for `vmuser list`;
- * virtiofsd outliving the process that exported; rollback when virtiofsd dies before chardev-add,
- * when QEMU refuses device_add (virtiofsd died after chardev-add), when QEMU itself dies, and when
- * the caller aborts after the staging mount; and unplug without a guest: device_del is accepted but DEVICE_DELETED never
- * comes, so unexport times out (and changes nothing), --force cleans the host side, QEMU keeps
- * the device, and a new export of the same user is refused until the guest lets go. After every
- * failure, nothing may be left: no directory, mount, virtiofsd, chardev or device.
+ * root port), a second user on the next port, no free port; the state kept for `vmuser list`;
+ * virtiofsd outliving the process that exported; and unplug without a guest: device_del is
+ * accepted but DEVICE_DELETED never comes, so unexport times out (and changes nothing), --force
+ * cleans the host side, QEMU keeps the device, and a new export of the same user is refused
+ * until the guest lets go. Rollback and refusals are in test-home-export-errors.c; what both
+ * share is in home-export-test.c.
  *
  * Those run the root file server (the fallback where user namespaces are missing); the
  * unprivileged one (the default) has a test of its own: its host ID, its user namespace and
@@ -31,6 +29,7 @@
 #include <cmocka.h>
 
 #include "export-test.h"
+#include "home-export-test.h"
 #include "home-export.h"
 #include "idmap-mount.h"
 #include "json-util.h"
@@ -39,135 +38,6 @@
 #include "server-id.h"
 #include "test-util.h"
 #include "virtiofsd.h"
-
-struct user {
-        const char *name;
-        uid_t host_uid;
-        gid_t host_gid;
-        uid_t guest_uid;
-        gid_t guest_gid;
-        char home[128];
-};
-
-static struct user alice = { "alice", 4242, 4243, 60002, 60003, "" };
-static struct user bob = { "bob", 4244, 4245, 60004, 60005, "" };
-static struct user carol = { "carol", 4246, 4247, 60006, 60007, "" };
-
-static void make_home(struct user *u) {
-        char path[256];
-        int fd;
-
-        snprintf(u->home, sizeof(u->home), "/run/home/%s", u->name);
-        (void) mkdir("/run/home", 0755);
-        (void) mkdir(u->home, 0700);
-        assert_int_equal(chown(u->home, u->host_uid, u->host_gid), 0);
-        snprintf(path, sizeof(path), "%s/hello", u->home);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, "hi\n", 3), 3);
-        assert_int_equal(fchown(fd, u->host_uid, u->host_gid), 0);
-        close(fd);
-}
-
-static struct home_export_params params_for(const struct test_qemu *q, const struct user *u) {
-        return (struct home_export_params){
-                .vm_dir = q->vm_dir,
-                .user = u->name,
-                .host_uid = u->host_uid,
-                .host_gid = u->host_gid,
-                .guest_uid = u->guest_uid,
-                .guest_gid = u->guest_gid,
-                .source_dir = u->home,
-                .supervisor = VIRTIOFSD_SUPERVISOR_DAEMON,
-                .server = HOME_EXPORT_SERVER_ROOT,
-                .qmp_timeout_ms = 5000,
-        };
-}
-
-static int unexport(const struct test_qemu *q, const struct user *u, unsigned flags, int unplug_ms, struct verr *e) {
-        struct home_unexport_params p = {
-                .vm_dir = q->vm_dir, .user = u->name, .flags = flags, .qmp_timeout_ms = 5000,
-                .unplug_timeout_ms = unplug_ms,
-        };
-        return home_unexport(&p, e);
-}
-
-/* What QEMU has: 1 if the device (kind "device") or chardev (kind "chardev") with id exists. */
-static int qemu_has(const struct test_qemu *q, const char *kind, const char *id) {
-        _cleanup_qmp_client_ struct qmp_client *c = NULL;
-        _cleanup_json_ json_object *list = NULL, *args = json_object_new_object();
-        const char *key = streq(kind, "device") ? "name" : "label";
-
-        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
-        if (streq(kind, "device")) {
-                json_object_object_add(args, "path", json_object_new_string("/machine/peripheral"));
-                assert_int_equal(qmp_client_execute(c, "qom-list", args, 5000, &list, NULL, NULL), 0);
-        } else
-                assert_int_equal(qmp_client_execute(c, "query-chardev", NULL, 5000, &list, NULL, NULL), 0);
-        for (size_t i = 0; i < json_object_array_length(list); i++) {
-                const char *name;
-                if (json_get_string(json_object_array_get_idx(list, i), key, &name) == 0 && streq(name, id))
-                        return 1;
-        }
-        return 0;
-}
-
-static void qemu_command(const struct test_qemu *q, const char *command) {
-        _cleanup_qmp_client_ struct qmp_client *c = NULL;
-        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
-        assert_int_equal(qmp_client_execute(c, command, NULL, 5000, NULL, NULL, NULL), 0);
-}
-
-static char *parent_bus(const struct test_qemu *q, const char *id) {
-        _cleanup_qmp_client_ struct qmp_client *c = NULL;
-        _cleanup_json_ json_object *v = NULL, *args = json_object_new_object();
-        char path[128];
-
-        snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
-        json_object_object_add(args, "path", json_object_new_string(path));
-        json_object_object_add(args, "property", json_object_new_string("parent_bus"));
-        assert_int_equal(qmp_client_connect(q->qmp, 5000, &c, NULL), 0);
-        assert_int_equal(qmp_client_execute(c, "qom-get", args, 5000, &v, NULL, NULL), 0);
-        return strdup(json_object_get_string(v));
-}
-
-static void socket_arg(const struct test_qemu *q, const struct user *u, char *buf, size_t size) {
-        snprintf(buf, size, "--socket-path=%s/homes/%s/virtiofsd.sock", q->vm_dir, u->name);
-}
-
-/* Nothing of u's export may be left on the host or in QEMU. */
-static void assert_nothing_left(const struct test_qemu *q, const struct user *u, bool check_qemu) {
-        char path[512], arg[512], id[64];
-        struct home_export_info info;
-
-        snprintf(path, sizeof(path), "%s/homes/%s", q->vm_dir, u->name);
-        if (access(path, F_OK) == 0)
-                fail_msg("%s is still there", path);
-        socket_arg(q, u, arg, sizeof(arg));
-        /* The supervisor may need a moment to reap a killed virtiofsd. */
-        for (int i = 0; i < 100 && test_count_processes_with_arg(arg) > 0; i++)
-                usleep(20 * 1000);
-        assert_int_equal(test_count_processes_with_arg(arg), 0);
-        for (int i = 0; i < 100 && test_count_processes_with_arg_prefix("source=" VIRTIOFSD_USERNS_ROOT "/") > 0; i++)
-                usleep(20 * 1000);
-        assert_int_equal(test_count_processes_with_arg_prefix("source=" VIRTIOFSD_USERNS_ROOT "/"), 0);
-        assert_int_equal(home_export_get(q->vm_dir, u->name, &info, NULL), -ENOENT);
-        if (check_qemu) {
-                snprintf(id, sizeof(id), "vmuser-fs-%s", u->name);
-                assert_int_equal(qemu_has(q, "device", id), 0);
-                assert_int_equal(qemu_has(q, "chardev", id), 0);
-        }
-}
-
-static void start_vm(struct test_qemu *q, const char *name, const char *const extra[]) {
-        char dir[256];
-        test_make_vm_dir(name, dir, sizeof(dir));
-        test_qemu_start(q, dir, extra);
-}
-
-/* Declared out of order: exports take the ports in natural order of their ids all the same. */
-static const char *const q35_two_ports[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(2), TEST_ROOT_PORT(1), NULL };
-static const char *const q35_one_port[] = { TEST_Q35_SHARED, TEST_ROOT_PORT(1), NULL };
 
 /* ---- the full cycle on q35 ------------------------------------------------------------------ */
 
@@ -487,239 +357,6 @@ static void test_outlives_caller_and_vm_gone(void **state) {
         assert_nothing_left(&q, &alice, false);
 }
 
-/* ---- rollback -------------------------------------------------------------------------------- */
-
-struct kill_at {
-        struct test_qemu *q;
-        const struct user *u;
-        enum home_export_step step;
-        int signal;     /* kill virtiofsd with this at step; 0: return -EINTR instead */
-        bool kill_qemu; /* kill QEMU instead */
-        int calls;
-        bool mounted_when_called;
-};
-
-static int kill_virtiofsd_at(enum home_export_step done, void *userdata) {
-        struct kill_at *k = userdata;
-        char dir[512], staging[600], arg[512];
-        struct virtiofsd_process proc;
-        enum virtiofsd_state st;
-
-        k->calls++;
-        if (done != k->step)
-                return 0;
-        snprintf(dir, sizeof(dir), "%s/homes/%s", k->q->vm_dir, k->u->name);
-        snprintf(staging, sizeof(staging), "%s/mnt/home", dir);
-        k->mounted_when_called = idmap_mount_is_mounted(staging) == 1;
-        if (k->kill_qemu) {
-                test_qemu_kill(k->q);
-                return 0;
-        }
-        if (k->signal == 0)
-                return -EINTR;
-        assert_int_equal(virtiofsd_get_state(dir, &st, &proc, NULL), 0);
-        assert_int_equal(st, VIRTIOFSD_STATE_RUNNING);
-        /* All of it: once QEMU is connected, virtiofsd serves from a sandboxed child process. */
-        socket_arg(k->q, k->u, arg, sizeof(arg));
-        assert_true(test_kill_processes_with_arg(arg, k->signal) >= 1);
-        for (int i = 0; i < 200; i++) {
-                assert_int_equal(virtiofsd_get_state(dir, &st, NULL, NULL), 0);
-                if (st != VIRTIOFSD_STATE_RUNNING && test_count_processes_with_arg(arg) == 0)
-                        return 0;
-                usleep(10 * 1000);
-        }
-        fail_msg("virtiofsd did not die");
-        return 0;
-}
-
-/* Exports alice on a fresh VM of machine (one-port q35 when NULL), broken by kill_virtiofsd_at()
- * as ka says (unless NULL): the export fails with want (any failure when 0), at want_step (unless
- * _HOME_EXPORT_STEP_MAX), saying said and also_said (each unless NULL), and leaves nothing behind
- * (in QEMU too, when qemu_alive). Returns the parameters, for a retry. */
-static struct home_export_params export_fails(struct test_qemu *q, const char *vm, const char *const machine[],
-                                              struct kill_at *ka, int want, enum home_export_step want_step,
-                                              const char *said, const char *also_said, bool qemu_alive) {
-        struct home_export_params p;
-        enum home_export_step step = _HOME_EXPORT_STEP_MAX;
-        struct verr e = {};
-
-        start_vm(q, vm, machine ? machine : q35_one_port);
-        p = params_for(q, &alice);
-        if (ka) {
-                ka->q = q;
-                ka->u = &alice;
-                p.progress = kill_virtiofsd_at;
-                p.userdata = ka;
-        }
-        int r = home_export(&p, NULL, &step, &e);
-        printf("# %s\n", e.text);
-        if (want ? r != want : r >= 0)
-                fail_msg("export on %s returned %d, wanted %d: %s", vm, r, want, e.text);
-        if (want_step != _HOME_EXPORT_STEP_MAX)
-                assert_int_equal(step, want_step);
-        if (said)
-                assert_non_null(strstr(e.text, said));
-        if (also_said)
-                assert_non_null(strstr(e.text, also_said));
-        assert_nothing_left(q, &alice, qemu_alive);
-        return p;
-}
-
-/* Exports with p, on the bus want_bus, and takes it back by force (no guest to release it). */
-static void export_and_force_back(struct test_qemu *q, const struct home_export_params *p, const char *want_bus) {
-        struct home_export_info info;
-        struct verr e = {};
-
-        if (home_export(p, &info, NULL, &e) < 0)
-                fail_msg("export on %s failed: %s", q->vm_dir, e.text);
-        assert_string_equal(info.bus, want_bus);
-        assert_int_equal(unexport(q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
-}
-
-static void test_rollback_virtiofsd_dies_before_chardev(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .step = HOME_EXPORT_STEP_VIRTIOFSD, .signal = SIGKILL };
-
-        export_fails(&q, "rb1", NULL, &ka, 0, HOME_EXPORT_STEP_CHARDEV, "chardev-add failed", "rolled back",
-                     true);
-        test_qemu_stop(&q);
-}
-
-static void test_rollback_device_add_refused(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .signal = SIGKILL };
-
-        struct home_export_params p = export_fails(&q, "rb2", NULL, &ka, 0, HOME_EXPORT_STEP_DEVICE,
-                                                   "QEMU refused device_add", "rolled back", true);
-
-        /* The port is still free, and the same export now works. */
-        p.progress = NULL;
-        export_and_force_back(&q, &p, "rp1");
-        test_qemu_stop(&q);
-}
-
-static void test_rollback_abort_after_staging(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .step = HOME_EXPORT_STEP_STAGING, .signal = 0 };
-
-        export_fails(&q, "rb3", NULL, &ka, -EINTR, HOME_EXPORT_STEP_STAGING, "interrupted by the caller", NULL, true);
-        assert_true(ka.mounted_when_called);
-        test_qemu_stop(&q);
-}
-
-static void test_rollback_qemu_dies(void **state) {
-        struct test_qemu q;
-        struct kill_at ka = { .step = HOME_EXPORT_STEP_CHARDEV, .kill_qemu = true };
-
-        export_fails(&q, "rb4", NULL, &ka, 0, HOME_EXPORT_STEP_DEVICE, "rolled back", NULL, false);
-}
-
-/* ---- other machines, other VMs, bad arguments ----------------------------------------------- */
-
-static void test_pc(void **state) {
-        static const char *const pc[] = { TEST_PC_SHARED, NULL };
-        struct test_qemu q;
-        struct home_export_params p;
-        struct home_export_info info;
-        struct verr e = {};
-        int k;
-
-        start_vm(&q, "pc", pc);
-        p = params_for(&q, &alice);
-        if (home_export(&p, &info, NULL, &e) < 0)
-                fail_msg("export on pc failed: %s", e.text);
-        assert_string_equal(info.bus, "pci.0");
-        _cleanup_free_ char *bus = parent_bus(&q, "vmuser-fs-alice");
-        assert_string_equal(bus, "/machine/i440fx/pci.0");
-
-        /* Paused before the firmware, and then running the firmware without an OS: ACPI hot-unplug
-         * needs the guest's _EJ0, so the device stays either way. */
-        assert_int_equal(unexport(&q, &alice, 0, 1000, &e), -ETIMEDOUT);
-        qemu_command(&q, "cont");
-        memset(&e, 0, sizeof(e));
-        k = unexport(&q, &alice, 0, 3000, &e);
-        printf("# pc, firmware running, no OS: unexport -> %d (%s)\n", k, k < 0 ? e.text : "released");
-        assert_true(k == -ETIMEDOUT || k == 0);
-        if (k < 0)
-                assert_int_equal(unexport(&q, &alice, HOME_UNEXPORT_FORCE, 300, &e), 1);
-        assert_nothing_left(&q, &alice, false);
-        test_qemu_stop(&q);
-}
-
-static void test_hotplug_off_port_skipped(void **state) {
-        static const char *const ports[] = {
-                TEST_Q35_SHARED, "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,hotplug=off",
-                TEST_ROOT_PORT(2), NULL
-        };
-        static const char *const no_ports[] = {
-                TEST_Q35_SHARED, "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,hotplug=off", NULL
-        };
-        struct test_qemu q;
-
-        start_vm(&q, "hotplug-off", ports);
-        struct home_export_params p = params_for(&q, &alice);
-        export_and_force_back(&q, &p, "rp2");
-        test_qemu_stop(&q);
-
-        export_fails(&q, "no-ports", no_ports, NULL, -ENOSPC, _HOME_EXPORT_STEP_MAX, NULL, NULL, true);
-        test_qemu_stop(&q);
-}
-
-static void test_memory_not_shared(void **state) {
-        static const char *const plain[] = { "-machine", "q35", "-m", "256M", TEST_ROOT_PORT(1), NULL };
-        struct test_qemu q;
-
-        export_fails(&q, "unshared", plain, NULL, -EOPNOTSUPP, HOME_EXPORT_STEP_CHECK, "share=on", NULL, true);
-        test_qemu_stop(&q);
-}
-
-static void test_bad_arguments(void **state) {
-        struct test_qemu q;
-        struct home_export_params p;
-        struct verr e = {};
-        char dir[256];
-
-        start_vm(&q, "args", q35_one_port);
-
-        /* A directory of somebody else (root here). */
-        p = params_for(&q, &alice);
-        p.source_dir = "/run/home";
-        assert_int_equal(home_export(&p, NULL, NULL, &e), -EPERM);
-        assert_non_null(strstr(e.text, "belongs to UID 0"));
-        p = params_for(&q, &alice);
-        p.host_uid = 0;
-        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
-        p = params_for(&q, &alice);
-        p.guest_uid = 65534;
-        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
-        p = params_for(&q, &alice);
-        p.user = "Alice/..";
-        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
-        p = params_for(&q, &alice);
-        p.source_dir = "home/alice";
-        assert_int_equal(home_export(&p, NULL, NULL, NULL), -EINVAL);
-        p = params_for(&q, &alice);
-        p.virtiofsd = "/bin/true";
-        assert_int_equal(home_export(&p, NULL, NULL, NULL), -ENOEXEC);
-        assert_nothing_left(&q, &alice, true);
-        test_qemu_stop(&q);
-
-        /* No QEMU behind the VM directory. */
-        test_make_vm_dir("no-qemu", dir, sizeof(dir));
-        snprintf(q.vm_dir, sizeof(q.vm_dir), "%s", dir);
-        p = params_for(&q, &alice);
-        memset(&e, 0, sizeof(e));
-        assert_int_equal(home_export(&p, NULL, NULL, &e), -ENOENT);
-        assert_non_null(strstr(e.text, "is the VM running?"));
-        assert_nothing_left(&q, &alice, false);
-
-        /* A VM directory others can write to. */
-        assert_int_equal(chmod(dir, 0777), 0);
-        memset(&e, 0, sizeof(e));
-        assert_int_equal(home_export(&p, NULL, NULL, &e), -EPERM);
-        assert_non_null(strstr(e.text, "must belong to root"));
-}
-
 static void test_tag(void **state) {
         char tag[HOME_SPEC_TAG_MAX + 1], again[HOME_SPEC_TAG_MAX + 1];
         const char *fits = "a2345678901234567890123456789";      /* 29: "vmuser-" + 29 = 36 */
@@ -741,11 +378,6 @@ static void test_tag(void **state) {
         assert_int_equal(home_export_tag("alice", tag, 5), -ENOBUFS);
 }
 
-static int teardown(void **state) {
-        test_cleanup();
-        return 0;
-}
-
 int main(void) {
         test_require_qemu();
         test_enter_private_run();
@@ -760,14 +392,6 @@ int main(void) {
                 cmocka_unit_test_teardown(test_export_q35, teardown),
                 cmocka_unit_test_teardown(test_export_unprivileged, teardown),
                 cmocka_unit_test_teardown(test_outlives_caller_and_vm_gone, teardown),
-                cmocka_unit_test_teardown(test_rollback_virtiofsd_dies_before_chardev, teardown),
-                cmocka_unit_test_teardown(test_rollback_device_add_refused, teardown),
-                cmocka_unit_test_teardown(test_rollback_abort_after_staging, teardown),
-                cmocka_unit_test_teardown(test_rollback_qemu_dies, teardown),
-                cmocka_unit_test_teardown(test_pc, teardown),
-                cmocka_unit_test_teardown(test_hotplug_off_port_skipped, teardown),
-                cmocka_unit_test_teardown(test_memory_not_shared, teardown),
-                cmocka_unit_test_teardown(test_bad_arguments, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
