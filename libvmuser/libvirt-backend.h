@@ -35,8 +35,9 @@ static inline struct libvirt_backend *libvirt_backend_of(struct vm_backend *b) {
 int libvirt_backend_fail(struct verr *e, int r, const char *what);
 /* The domain's XML (flags: virDomainGetXMLDesc's), parsed (libvirt-xml.c). */
 int libvirt_backend_xml(struct libvirt_backend *l, unsigned flags, xmlDocPtr *ret, struct verr *e);
-/* 0 when the domain runs; -ESRCH (with the virsh command that starts it) when not. */
-int libvirt_backend_require_running(struct libvirt_backend *l, struct verr *e);
+/* The live XML of a running domain, parsed; -ESRCH (with the virsh command that starts it) when
+ * the domain does not run. */
+int libvirt_backend_running_xml(struct libvirt_backend *l, xmlDocPtr *ret, struct verr *e);
 /* Opens (creating as needed) /run/vmuser/libvirt/UUID and, when homes, its homes/ below; -ENOENT
  * without a message when it is missing and not create. */
 int libvirt_backend_state_dir(struct libvirt_backend *l, bool create, bool homes, int *ret_fd, struct verr *e);

@@ -229,10 +229,7 @@ int libvirt_export_home(struct vm_backend *b, const struct vm_home_params *p, st
                 return k;
 
         /* The domain: running, shared memory, a free port, nothing of ours plugged. */
-        k = libvirt_backend_require_running(l, e);
-        if (k < 0)
-                return k;
-        k = libvirt_backend_xml(l, 0, &doc, e);
+        k = libvirt_backend_running_xml(l, &doc, e);
         if (k < 0)
                 return k;
         if (!libvirt_xml_has_shared_memory(doc))

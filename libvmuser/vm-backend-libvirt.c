@@ -65,7 +65,7 @@ int libvirt_backend_xml(struct libvirt_backend *l, unsigned flags, xmlDocPtr *re
         return libvirt_xml_parse(text, ret, e);
 }
 
-int libvirt_backend_require_running(struct libvirt_backend *l, struct verr *e) {
+int libvirt_backend_running_xml(struct libvirt_backend *l, xmlDocPtr *ret, struct verr *e) {
         int k = virDomainIsActive(l->dom);
 
         if (k < 0)
@@ -73,7 +73,7 @@ int libvirt_backend_require_running(struct libvirt_backend *l, struct verr *e) {
         if (k == 0)
                 return verr_set(e, -ESRCH, "libvirt domain '%s' is not running (virsh -c %s start %s)", l->name, l->uri,
                                 l->name);
-        return 0;
+        return libvirt_backend_xml(l, 0, ret, e);
 }
 
 /* ---- directories ----------------------------------------------------------------------------- */
@@ -190,10 +190,7 @@ static int lv_agent_socket(struct vm_backend *b, unsigned flags, char *buf, size
         struct stat st;
         int k;
 
-        k = libvirt_backend_require_running(l, e);
-        if (k < 0)
-                return k;
-        k = libvirt_backend_xml(l, 0, &doc, e);
+        k = libvirt_backend_running_xml(l, &doc, e);
         if (k < 0)
                 return k;
         k = find_agent_channel(l, doc, buf, size, e);

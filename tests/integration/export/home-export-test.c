@@ -33,7 +33,7 @@ struct user alice = { "alice", 4242, 4243, 60002, 60003, "" };
 struct user bob = { "bob", 4244, 4245, 60004, 60005, "" };
 struct user carol = { "carol", 4246, 4247, 60006, 60007, "" };
 
-void make_home(struct user *u) {
+static void make_home(struct user *u) {
         char path[256];
         int fd;
 
@@ -47,6 +47,15 @@ void make_home(struct user *u) {
         assert_int_equal(write(fd, "hi\n", 3), 3);
         assert_int_equal(fchown(fd, u->host_uid, u->host_gid), 0);
         close(fd);
+}
+
+void home_export_test_setup(void) {
+        test_require_qemu();
+        test_enter_private_run();
+        test_cleanup();
+        make_home(&alice);
+        make_home(&bob);
+        make_home(&carol);
 }
 
 struct home_export_params params_for(const struct test_qemu *q, const struct user *u) {

@@ -1,6 +1,6 @@
 /* home-export-test.h: what the two home-export test programs (test-home-export.c and
  * test-home-export-errors.c) share, on top of export-test.h: the users alice, bob and carol
- * (homes under /run/home, made by make_home()), export and unexport parameters for them, what
+ * (homes under /run/home, made by home_export_test_setup()), export and unexport parameters for them, what
  * QEMU has, the check that nothing of an export is left, a fresh VM, the q35 port lists and the
  * teardown after each test. The functions fail the running cmocka test on errors. */
 #pragma once
@@ -24,7 +24,10 @@ struct user {
 
 extern struct user alice, bob, carol;
 
-void make_home(struct user *u);
+/* What both programs' main() does first: require QEMU, enter a private /run, remove what an
+ * earlier, killed run may have left, and make the three homes. SIGPIPE is not ignored: a QEMU
+ * that dies must not kill the caller. */
+void home_export_test_setup(void);
 struct home_export_params params_for(const struct test_qemu *q, const struct user *u);
 int unexport(const struct test_qemu *q, const struct user *u, unsigned flags, int unplug_ms, struct verr *e);
 /* What QEMU has: 1 if the device (kind "device") or chardev (kind "chardev") with id exists. */

@@ -268,13 +268,7 @@ static void test_bad_arguments(void **state) {
 }
 
 int main(void) {
-        test_require_qemu();
-        test_enter_private_run();
-        test_cleanup(); /* what an earlier, killed run may have left */
-        /* SIGPIPE is not ignored: a QEMU that dies must not kill the caller. */
-        make_home(&alice);
-        make_home(&bob);
-        make_home(&carol);
+        home_export_test_setup();
 
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_rollback_virtiofsd_dies_before_chardev, teardown),

@@ -379,13 +379,7 @@ static void test_tag(void **state) {
 }
 
 int main(void) {
-        test_require_qemu();
-        test_enter_private_run();
-        test_cleanup(); /* what an earlier, killed run may have left */
-        /* SIGPIPE is not ignored: a QEMU that dies must not kill the caller. */
-        make_home(&alice);
-        make_home(&bob);
-        make_home(&carol);
+        home_export_test_setup();
 
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_tag, teardown),
