@@ -148,6 +148,8 @@ static int parse_set_line(const char *name, const char *line, uint32_t *ret_uid,
                 r = -EBADMSG;
         else if (json_object_object_get_ex(obj, "privileged", &priv) && !json_object_is_type(priv, json_type_object))
                 r = -EBADMSG;
+        else if (json_object_object_get_ex(obj, "state", &priv) && !json_object_is_type(priv, json_type_object))
+                r = -EBADMSG;
         return r;
 }
 
@@ -374,9 +376,10 @@ int record_store_foreach(const struct record_store *s, int (*cb)(const char *nam
         return 0;
 }
 
-int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged, char **ret) {
+int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
+                           const char *state, char **ret) {
         _cleanup_json_ json_object *obj = json_object_new_object();
-        json_object *u = NULL, *g = NULL, *p = NULL;
+        json_object *u = NULL, *g = NULL, *p = NULL, *st = NULL;
         const char *text;
         int r;
 
@@ -396,6 +399,11 @@ int record_store_make_line(const char *name, const char *user, const char *group
             ((r = json_parse_strict(privileged, strlen(privileged), &p)) < 0 ||
              json_object_object_add(obj, "privileged", p) < 0)) {
                 json_object_put(p);
+                return r < 0 ? r : -ENOMEM;
+        }
+        if (state && ((r = json_parse_strict(state, strlen(state), &st)) < 0 ||
+                      json_object_object_add(obj, "state", st) < 0)) {
+                json_object_put(st);
                 return r < 0 ? r : -ENOMEM;
         }
         text = json_to_compact(obj);

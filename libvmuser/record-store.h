@@ -1,7 +1,9 @@
 /* record-store.h: the records of attached users in one append-only file (--userdb=varlink).
  *
  * /run/vmuser/records.journal holds one line per change: a compact JSON object
- *   {"userName":NAME,"user":{...},"group":{...},"privileged":{...}}   (set; "privileged" optional)
+ *   {"userName":NAME,"user":{...},"group":{...},"privileged":{...},"state":{...}}
+ *                                         (set; "privileged" and "state" optional: "state" is the
+ *                                         user's attach state, attach-state.h, without "detaching")
  *   {"remove":NAME}                                                     (remove)
  * A change is one write(2) of one line, so a SIGKILL leaves the line whole or absent; a last
  * line without its newline (the write never returned) is cut off at open. Reading the file from
@@ -36,8 +38,9 @@ size_t record_store_count(const struct record_store *s);
 int record_store_foreach(const struct record_store *s, int (*cb)(const char *name, const char *line, void *userdata),
                          void *userdata);
 
-/* Builds a set line from the record texts (privileged may be NULL) into *ret (malloc'ed). */
-int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged, char **ret);
+/* Builds a set line from the record texts (privileged and state may be NULL) into *ret (malloc'ed). */
+int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
+                           const char *state, char **ret);
 
 /* Stores line (a set line for name, as made by record_store_make_line) / removes name (absent:
  * nothing written, 0). Each is one appended line; -EBADMSG for a line that does not check out. */

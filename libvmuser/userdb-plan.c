@@ -215,6 +215,11 @@ int plan_commit(struct userdb *db, const struct plan *p, const struct plan *undo
         char name[VMUSER_NAME_MAX + 8];
         int r;
 
+        /* One line appended to the record store is atomic by itself (record-store.h), and a failed
+         * append changes nothing: no journal, no undo. */
+        if (p->n_steps == 1 && p->steps[0].dir == PLAN_DIR_STORE)
+                return plan_step_apply(db, &p->steps[0]);
+
         r = plan_to_json(p, &journal);
         if (r < 0)
                 return r;

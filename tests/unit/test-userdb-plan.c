@@ -195,7 +195,7 @@ static void test_store_steps(void **state) {
         struct plan p = {}, r = {};
         assert_int_equal(userdb_use_store(s->db), 0);
         assert_int_equal(record_store_make_line("dora", "{\"userName\":\"dora\",\"uid\":60530}",
-                                                "{\"groupName\":\"dora\",\"gid\":60530}", NULL, &line), 0);
+                                                "{\"groupName\":\"dora\",\"gid\":60530}", NULL, NULL, &line), 0);
         strcpy(p.user_name, "dora");
         assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "dora"), 0);
         assert_int_equal(plan_is_noop(s->db, &p), 0);
