@@ -49,7 +49,7 @@ static int connect_root(const char *path, int64_t deadline, int *ret_fd, struct 
                 return verr_set(e, -errno, "cannot make a socket: %m");
         r = connect_unix_deadline(fd, &sa, deadline);
         if (r == -ENOENT || r == -ECONNREFUSED)
-                return r; /* nobody serves there: not attached by an agent */
+                return -ENOENT; /* nobody serves there: nobody is attached by an agent */
         if (r < 0)
                 return verr_set(e, r, "cannot connect: %s", strerror(-r));
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)

@@ -143,6 +143,7 @@ static void state_error(struct verr *e, const char *user, int r) {
 
         if (e->text[0]) {
                 snprintf(why, sizeof(why), "%s", e->text);
+                e->text[0] = '\0';
                 verr_set(e, r, "cannot ask vmuser-agent on '%s' for the attach state: %s", VMUSER_VARLINK_SOCKET, why);
         } else
                 verr_set(e, r, "cannot read '%s/%s/%s.json': %s", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR, user,
