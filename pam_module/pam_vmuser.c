@@ -1,7 +1,10 @@
 /* pam_vmuser.c: the PAM session module that mounts a vmuser-attached user's home in the guest.
  *
- * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
- * not, PAM_IGNORE before touching anything; if it is, /run/vmuser and its users/ must be root's
+ * open_session: is the user attached? The attach state is /run/vmuser/users/NAME.json when that
+ * exists (vmuser-agent --userdb=dropin), else vmuser-agent's answer to io.vmuser.GetAttachState on
+ * its userdb socket (varlink, the default; attach-state-client.c: a root listener, a bounded
+ * reply, a deadline). If not attached (no file, NoSuchUser, no socket), PAM_IGNORE before
+ * touching anything; if it is, /run/vmuser and its users/ must be root's
  * and writable by nobody else, or the session fails. Otherwise lock /run/vmuser/sessions/NAME, prune
  * the entries of sessions whose process died without a close, record this process's session
  * (before mounting: vmuser-agent watches each entry's process and unmounts the home of a user
@@ -11,7 +14,8 @@
  * unlock.
  * close_session: lock, remove this process's entry, prune, and unmount when no live session is
  * left (lazily if the home is busy).
- * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
+ * The work lives in libvmuser (attach-state.c, attach-state-client.c, session-track.c,
+ * mount-home.c); this file parses
  * the module arguments, translates -errno into PAM_* codes, and logs each failure once, naming
  * the value at fault. See man/pam_vmuser.8.scd. */
 #define PAM_SM_SESSION
