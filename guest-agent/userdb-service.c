@@ -223,8 +223,16 @@ void agent_userdb_changed(struct agent *a, const char *name) {
 
         if (!t || !userdb_store(a->db))
                 return;
+        /* Read before taking the lock: lookups do not wait for the file. */
+        const char *line = NULL;
+        r = record_store_read(userdb_store(a->db), name, &line);
+        if (r < 0 && r != -ENOENT) {
+                fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,
+                        strerror(-r));
+                line = NULL;
+        }
         pthread_mutex_lock(&t->lock);
-        r = user_index_refresh(t->index, record_store_get(userdb_store(a->db), name), userdb_state_fd(a->db), name);
+        r = user_index_refresh(t->index, line, userdb_state_fd(a->db), name);
         pthread_mutex_unlock(&t->lock);
         if (r < 0)
                 fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,

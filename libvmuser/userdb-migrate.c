@@ -47,7 +47,7 @@ static int migrate_user(struct userdb *db, const char *name) {
         r = read_state_file(db, name, &st, &member_of);
         if (r < 0)
                 return r == -ENOENT ? 0 : r; /* not ours */
-        if (!record_store_get(db->store, name)) {
+        if (!record_store_has(db->store, name)) {
                 snprintf(file, sizeof(file), "%s.json", name);
                 if ((r = read_text_at(db->users_fd, file, "detaching", &state)) < 0)
                         return r;

@@ -77,10 +77,11 @@ static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
 static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s) {
         int fd = dir_fd_of(db, s->dir);
         if (s->dir == PLAN_DIR_STORE) {
-                const char *line = db->store ? record_store_get(db->store, s->name) : NULL;
                 if (!db->store)
                         return -EINVAL;
-                return s->kind == PLAN_REMOVE ? !line : line && s->content && streq(line, s->content);
+                if (s->kind == PLAN_REMOVE)
+                        return !record_store_has(db->store, s->name);
+                return s->content ? record_store_equals(db->store, s->name, s->content) : 0;
         }
         switch (s->kind) {
         case PLAN_WRITE:

@@ -57,9 +57,9 @@ int read_old_state(struct userdb *db, const char *name, struct attach_state *ret
 
         if (!db->store)
                 return read_state_file(db, name, ret, ret_member_of);
-        line = record_store_get(db->store, name);
-        if (!line)
-                return -ENOENT;
+        r = record_store_read(db->store, name, &line);
+        if (r < 0)
+                return r;
         r = json_parse_strict(line, strlen(line), &obj);
         if (r < 0)
                 return -EBADMSG;
@@ -91,12 +91,13 @@ static int migrate_state_file(struct userdb *db, const char *name) {
         int r;
 
         snprintf(entry, sizeof(entry), "%s.json", name);
-        line = record_store_get(db->store, name);
-        if (line) {
-                r = json_parse_strict(line, strlen(line), &line_obj);
-                if (r < 0)
-                        return r;
-        }
+        r = record_store_read(db->store, name, &line);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r < 0)
+                line = NULL;
+        else if ((r = json_parse_strict(line, strlen(line), &line_obj)) < 0)
+                return r;
         if (line && !json_object_object_get_ex(line_obj, "state", NULL)) {
                 struct attach_state st;
                 r = json_read_file_at(db->users_fd, entry, VMUSER_STATE_FILE_MAX, &file);
