@@ -382,8 +382,10 @@ struct record_store *record_store_free(struct record_store *s) {
         free(s->by_uid);
         free(s->by_gid);
         closep(&s->fd);
-        if (s->rb)
-                erase_and_free(s->rb->data);
+        if (s->rb && s->rb->data) {
+                explicit_bzero(s->rb->data, s->rb->cap);
+                free(s->rb->data);
+        }
         free(s->rb);
         free(s);
         return NULL;
@@ -405,7 +407,9 @@ int record_store_read(const struct record_store *s, const char *name, const char
                 char *d = malloc(cap);
                 if (!d)
                         return -ENOMEM;
-                erase_and_free(rb->data);
+                if (rb->data)
+                        explicit_bzero(rb->data, rb->cap);
+                free(rb->data);
                 rb->data = d;
                 rb->cap = cap;
         }
@@ -449,18 +453,20 @@ size_t record_store_count(const struct record_store *s) {
 
 int record_store_foreach(const struct record_store *s, int (*cb)(const char *name, const char *line, void *userdata),
                          void *userdata) {
-        _cleanup_(erase_and_freep) char *buf = malloc(RECORD_STORE_LINE_MAX + 1);
+        /* Every line is erased after its call: the privileged sections hold password hashes. */
+        char *buf = malloc(RECORD_STORE_LINE_MAX + 1);
+        int r = 0;
         if (!buf)
                 return -ENOMEM;
-        for (size_t i = 0; i < s->n_buckets; i++)
-                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name) {
-                        int r = pread_line(s, e, buf);
+        for (size_t i = 0; i < s->n_buckets && r >= 0; i++)
+                for (struct store_entry *e = s->by_name[i]; e && r >= 0; e = e->next_name) {
+                        r = pread_line(s, e, buf);
                         if (r >= 0)
                                 r = cb(e->name, buf, userdata);
-                        if (r < 0)
-                                return r;
+                        explicit_bzero(buf, e->len);
                 }
-        return 0;
+        free(buf);
+        return r < 0 ? r : 0;
 }
 
 int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
