@@ -58,6 +58,7 @@ struct userdb {
          * every attach within BATCH_VIEW_USEC of taking them (see fresh_view, id_is_clean). */
         struct nss_view *view;
         uint64_t view_usec;
+        bool view_checked; /* checked for staleness since the lock was taken */
         uint8_t *dirty;
         uid_t dirty_lo, dirty_hi;
         uint64_t dirty_usec;

@@ -48,6 +48,7 @@ int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         if (r < 0)
                 return r == -ETIMEDOUT ? -EWOULDBLOCK : r;
         *ret_lock_fd = TAKE_FD(fd);
+        db->view_checked = false;
         return 0;
 }
 
