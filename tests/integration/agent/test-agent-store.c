@@ -27,7 +27,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "attach-state-client.h"
+#include "json-util.h"
 #include "macro.h"
+#include "paths.h"
 #include "test-util.h"
 
 #define JOURNAL "/run/vmuser/records.journal"
@@ -199,6 +202,60 @@ static void test_upgrade_from_dropins(void **state) {
         assert_int_equal(resolves("newc"), 0);
         assert_int_equal(count_files("/run/userdb"), 0);
         assert_int_equal(test_agent_stop(&a), 0);
+}
+
+/* A store written by an agent that kept the state in users/NAME.json (its lines have no "state"),
+ * with a detach of that agent interrupted ("detaching" in the file): the next agent moves the
+ * state into the line, without the mark, and removes the file. */
+static void test_upgrade_from_state_files(void **state) {
+        struct test_agent a;
+        struct attach_state st;
+        struct verr e = {};
+        _cleanup_json_ json_object *line = NULL;
+        json_object *st_obj;
+        (void) state;
+        reset();
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        attach(&a, "olds");
+        assert_int_equal(test_agent_stop(&a), 0);
+        /* Make the old agent's files out of the new one's. */
+        _cleanup_fclose_ FILE *f = fopen(JOURNAL, "re");
+        char buf[4096];
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        buf[strcspn(buf, "\n")] = '\0';
+        assert_int_equal(json_parse_strict(buf, strlen(buf), &line), 0);
+        assert_true(json_object_object_get_ex(line, "state", &st_obj));
+        json_object_object_add(st_obj, "detaching", json_object_new_boolean(true));
+        _cleanup_fclose_ FILE *sf = fopen("/run/vmuser/users/olds.json", "we");
+        assert_non_null(sf);
+        fprintf(sf, "%s\n", json_to_compact(st_obj));
+        fflush(sf);
+        json_object_object_del(line, "state");
+        _cleanup_fclose_ FILE *jf = fopen(JOURNAL, "we");
+        assert_non_null(jf);
+        fprintf(jf, "%s\n", json_to_compact(line));
+        fflush(jf);
+
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        call_ok(&a, "{\"execute\":\"guest-ping\"}");
+        assert_int_equal(count_files("/run/vmuser/users"), 0);
+        assert_int_equal(attach_state_query(VMUSER_VARLINK_SOCKET, "olds", 5000, &st, &e), 0);
+        assert_false(st.detaching);
+        assert_string_equal(st.user_name, "olds");
+        assert_int_equal(resolves("olds"), 0);
+        _cleanup_free_ char *list = NULL;
+        assert_int_equal(test_agent_call(&a, "{\"execute\":\"vmuser-list\"}", &list), 0);
+        assert_non_null(strstr(list, "\"userName\":\"olds\""));
+        assert_int_equal(test_agent_stop(&a), 0);
+        _cleanup_fclose_ FILE *f2 = fopen(JOURNAL, "re");
+        assert_non_null(f2);
+        /* The last line counts (the old one stays until the file is compacted). */
+        char last[4096] = "";
+        while (fgets(buf, sizeof(buf), f2))
+                strcpy(last, buf);
+        assert_non_null(strstr(last, "\"state\":{\"userName\":\"olds\""));
+        assert_null(strstr(last, "detaching"));
 }
 
 static char *call(struct test_agent *a, const char *request) {
@@ -420,6 +477,7 @@ int main(void) {
                 cmocka_unit_test(test_one_file),
                 cmocka_unit_test(test_torn_tail),
                 cmocka_unit_test(test_upgrade_from_dropins),
+                cmocka_unit_test(test_upgrade_from_state_files),
                 cmocka_unit_test(test_batch_sees_conflicts),
                 cmocka_unit_test(test_lookups_while_busy),
                 cmocka_unit_test(test_sigkill_anywhere),
