@@ -91,5 +91,7 @@ int agent_path_is_mounted(struct agent *a, const char *path);
 int agent_userdb_service_start(struct agent *a);
 void agent_userdb_changed(struct agent *a, const char *name);
 void agent_userdb_service_stop(struct agent *a);
+/* io.vmuser.GetAttachState reports name (NULL: nobody) as detaching. -ESRCH without the service. */
+int agent_userdb_set_detaching(struct agent *a, const char *name);
 /* Whether systemd handed over a listening socket (vmuser-agent.socket). */
 bool agent_userdb_socket_from_systemd(void);

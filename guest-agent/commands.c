@@ -79,13 +79,11 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
         r = records_parse_attach(args, userdb_range(a->db), &req, e);
         if (r < 0)
                 return r;
-        struct attach_state before;
-        bool existed = attach_state_read(userdb_state_fd(a->db), req->user_name, &before) == 0;
         r = userdb_attach(a->db, req, &result, e);
         if (r < 0)
                 return r;
         if (result.changed)
-                agent_audit_attached(req, &result, existed);
+                agent_audit_attached(req, &result, result.replaced);
         agent_userdb_changed(a, result.user_name);
 
         reply = json_object_new_object();

@@ -143,7 +143,8 @@ static void audit_detached(const char *name, uint32_t uid, const struct uid_clea
 }
 
 /* Takes the agent lock (into *lock_fd, held to the end), reads the user's state and marks it
- * detaching (through *users_fd). A failure here has nothing to undo. */
+ * detaching: --userdb=varlink in the agent's memory (io.vmuser.GetAttachState tells pam_vmuser),
+ * dropin in users/NAME.json (through *users_fd). A failure here has nothing to undo. */
 static int mark_detaching(struct agent *a, const char *name, int *lock_fd, int *users_fd,
                           struct attach_state *s, struct verr *e) {
         int state_fd = userdb_state_fd(a->db);
@@ -152,12 +153,18 @@ static int mark_detaching(struct agent *a, const char *name, int *lock_fd, int *
         r = userdb_lock(a->db, lock_fd);
         if (r < 0)
                 return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
-        r = attach_state_read(state_fd, name, s);
+        r = userdb_get_state(a->db, name, s);
         if (r == -ENOENT)
                 return verr_set(e, -ENOENT, "user '%s' is not attached", name);
         if (r < 0)
                 return verr_set(e, r, "state of user '%s' is unreadable: %s", name, strerror(-r));
 
+        if (userdb_state_in_store(a->db)) {
+                r = agent_userdb_set_detaching(a, name);
+                if (r < 0)
+                        return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
+                return 0;
+        }
         *users_fd = openat(state_fd, VMUSER_USERS_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (*users_fd < 0)
                 return verr_set(e, negative_errno(), "cannot open %s/%s: %m", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR);
@@ -171,6 +178,14 @@ static int mark_detaching(struct agent *a, const char *name, int *lock_fd, int *
         else if (r < 0)
                 return verr_set(e, r, "cannot mark user '%s' as detaching: %s", name, strerror(-r));
         return 0;
+}
+
+/* Clears what mark_detaching() set. */
+static void unmark_detaching(struct agent *a, const char *name, int users_fd) {
+        if (userdb_state_in_store(a->db))
+                (void) agent_userdb_set_detaching(a, NULL);
+        else if (users_fd >= 0)
+                (void) attach_state_set_detaching(users_fd, name, false);
 }
 
 /* Takes the user's session lock into *ret, held to the end. *ret stays NULL when /run/vmuser is
@@ -292,8 +307,10 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         int r, sessions;
 
         r = mark_detaching(a, name, &lock_fd, &users_fd, &s, e);
-        if (r < 0)
+        if (r < 0) {
+                unmark_detaching(a, name, -1);
                 return r;
+        }
         r = lock_sessions(userdb_state_fd(a->db), name, &l, e);
         if (r < 0)
                 goto undo;
@@ -309,6 +326,7 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         if (r < 0)
                 goto undo;
         agent_userdb_changed(a, name);
+        unmark_detaching(a, name, -1);
 
         r = clean_uid(a, name, removed.uid, &report, early, e);
         if (r < 0)
@@ -316,6 +334,6 @@ int agent_detach(struct agent *a, const char *name, bool force, json_object **re
         return detach_reply(name, removed.uid, &report, r > 0, ret);
 
 undo:
-        (void) attach_state_set_detaching(users_fd, name, false);
+        unmark_detaching(a, name, users_fd);
         return r;
 }

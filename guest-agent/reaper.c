@@ -388,7 +388,7 @@ static void user_check(struct reaper *r, struct reaper_user *u) {
 
         /* Whatever still has no pidfd after this check sets it again. */
         u->unwatched = false;
-        k = attach_state_read(userdb_state_fd(r->agent->db), u->name, &s);
+        k = userdb_get_state(r->agent->db, u->name, &s);
         if (k < 0 || !s.has_home) {
                 if (k < 0 && k != -ENOENT)
                         fprintf(stderr, SD_WARNING "Cannot read the attach state of %s: %s\n", u->name,

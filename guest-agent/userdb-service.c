@@ -1,9 +1,11 @@
 /* userdb-service.c: the agent's io.systemd.UserDatabase service (--userdb=varlink).
  *
- * Start: build the user index from the record store and state files userdb.c keeps, then serve it,
+ * Start: build the user index from the record store userdb.c keeps, then serve it,
  * on a thread of its own (see struct userdb_thread), on
  * the socket handed over by systemd (socket activation) or on --varlink-socket. After every
- * attach or detach the command calls agent_userdb_changed(), which re-reads that one user.
+ * attach or detach the command calls agent_userdb_changed(), which re-reads that one user. The
+ * same socket serves io.vmuser.GetAttachState to pam_vmuser; the "detaching" mark it reports is
+ * set by a detach through agent_userdb_set_detaching() and lives here only.
  * The agent's own NSS lookups (userdb.c's conflict checks) must not ask this service: the agent
  * is single-threaded and would wait for itself, so the service (and the multiplexer, which would
  * ask it on the agent's behalf) goes into $SYSTEMD_BYPASS_USERDB before it serves. */
@@ -79,7 +81,7 @@ struct userdb_thread {
         sd_event_source *stop_source;
         int stop_fd;
         struct user_index *index;
-        struct varlink_method methods[3];
+        struct varlink_method methods[4];
 };
 
 static int locked_call(void *userdata, size_t k, struct varlink_call *call, json_object *params) {
@@ -100,6 +102,10 @@ static int method1(struct varlink_call *call, json_object *params, void *userdat
 
 static int method2(struct varlink_call *call, json_object *params, void *userdata) {
         return locked_call(userdata, 2, call, params);
+}
+
+static int method3(struct varlink_call *call, json_object *params, void *userdata) {
+        return locked_call(userdata, 3, call, params);
 }
 
 static int on_stop(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -172,7 +178,7 @@ int agent_userdb_service_start(struct agent *a) {
                 fprintf(stderr, SD_WARNING "userdb service: %u attached user(s) have unreadable records, not served\n",
                         failed);
 
-        int (*const handlers[])(struct varlink_call *, json_object *, void *) = { method0, method1, method2 };
+        int (*const handlers[])(struct varlink_call *, json_object *, void *) = { method0, method1, method2, method3 };
         for (size_t k = 0; k < ELEMENTSOF(t->methods); k++)
                 t->methods[k] = (struct varlink_method) { user_index_methods[k].name, handlers[k] };
         t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -217,12 +223,32 @@ void agent_userdb_changed(struct agent *a, const char *name) {
 
         if (!t || !userdb_store(a->db))
                 return;
+        /* Read before taking the lock: lookups do not wait for the file. */
+        const char *line = NULL;
+        r = record_store_read(userdb_store(a->db), name, &line);
+        if (r < 0 && r != -ENOENT) {
+                fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,
+                        strerror(-r));
+                line = NULL;
+        }
         pthread_mutex_lock(&t->lock);
-        r = user_index_refresh(t->index, record_store_get(userdb_store(a->db), name), userdb_state_fd(a->db), name);
+        r = user_index_refresh(t->index, line, userdb_state_fd(a->db), name);
         pthread_mutex_unlock(&t->lock);
         if (r < 0)
                 fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,
                         strerror(-r));
+}
+
+int agent_userdb_set_detaching(struct agent *a, const char *name) {
+        struct userdb_thread *t = a->service;
+        int r;
+
+        if (!t)
+                return -ESRCH;
+        pthread_mutex_lock(&t->lock);
+        r = user_index_set_detaching(t->index, name);
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
 void agent_userdb_service_stop(struct agent *a) {

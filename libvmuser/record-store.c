@@ -3,7 +3,10 @@
  * Open: read the whole file (bounded), apply each complete line in order (set or remove), cut a
  * torn last line, rewrite the file when it holds dead lines. Put/remove: check the line, append
  * it with one write(2), then change the in-memory table; a failed write changes nothing in
- * memory. Entries are chained by name, UID and GID in tables that double when full. */
+ * memory. Entries are chained by name, UID and GID in tables that double when full.
+ * Memory: an entry holds where its line is in the file (offset, length, hash), not the line: the
+ * agent's user index keeps the records already, and the line is read back (pread) only when
+ * asked for (a replace, a detach, a re-index). */
 #include "record-store.h"
 
 #include <errno.h>
@@ -20,18 +23,28 @@
 #include "names.h"
 
 struct store_entry {
-        char *name;
-        char *line;
         uint32_t uid, gid;
+        uint64_t off;  /* of the line in the file */
+        uint32_t len;  /* without the newline */
+        uint64_t hash; /* of the line */
         struct store_entry *next_name, *next_uid, *next_gid;
+        char name[];
+};
+
+/* The buffer record_store_read() hands lines out of (the store is logically const there). */
+struct read_buf {
+        char *data;
+        size_t cap;
 };
 
 struct record_store {
-        int dir_fd; /* not owned */
-        int fd;     /* the journal, O_APPEND */
+        int dir_fd;    /* not owned */
+        int fd;        /* the journal, O_RDWR|O_APPEND */
+        uint64_t size; /* of the file: where the next line goes */
         size_t n_buckets;
         struct store_entry **by_name, **by_uid, **by_gid;
         size_t n_live, n_lines;
+        struct read_buf *rb;
 };
 
 static uint64_t hash_name(const char *s) {
@@ -46,11 +59,24 @@ static uint64_t hash_id(uint32_t id) {
 }
 
 static void entry_free(struct store_entry *e) {
-        if (!e)
-                return;
-        free(e->name);
-        erase_and_free(e->line);
         free(e);
+}
+
+/* Reads e's line into buf (len + 1 bytes). */
+static int pread_line(const struct record_store *s, const struct store_entry *e, char *buf) {
+        size_t got = 0;
+        while (got < e->len) {
+                ssize_t n = pread(s->fd, buf + got, e->len - got, (off_t) (e->off + got));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return -EIO; /* the file is shorter than the index says */
+                got += (size_t) n;
+        }
+        buf[e->len] = '\0';
+        return 0;
 }
 
 static struct store_entry **name_slot(const struct record_store *s, const char *name) {
@@ -148,27 +174,27 @@ static int parse_set_line(const char *name, const char *line, uint32_t *ret_uid,
                 r = -EBADMSG;
         else if (json_object_object_get_ex(obj, "privileged", &priv) && !json_object_is_type(priv, json_type_object))
                 r = -EBADMSG;
+        else if (json_object_object_get_ex(obj, "state", &priv) && !json_object_is_type(priv, json_type_object))
+                r = -EBADMSG;
         return r;
 }
 
-/* Sets name to line in memory (no write). line is taken over. */
-static int set_entry(struct record_store *s, const char *name, char *line) {
-        _cleanup_(erase_and_freep) char *l = line;
+/* Sets name to line (checked: its IDs uid and gid), which is in the file at off, in memory (no
+ * write). */
+static int set_entry(struct record_store *s, const char *name, const char *line, uint64_t off, uint32_t uid,
+                     uint32_t gid) {
         struct store_entry *e;
-        uint32_t uid, gid;
-        int r;
+        size_t name_len = strlen(name);
 
-        r = parse_set_line(name, l, &uid, &gid);
-        if (r < 0)
-                return r;
         if (s->n_live + 1 > s->n_buckets && grow(s) < 0)
                 return -ENOMEM;
-        e = calloc(1, sizeof(*e));
-        if (!e || !(e->name = strdup(name))) {
-                free(e);
+        e = calloc(1, sizeof(*e) + name_len + 1);
+        if (!e)
                 return -ENOMEM;
-        }
-        e->line = TAKE_PTR(l);
+        memcpy(e->name, name, name_len + 1);
+        e->off = off;
+        e->len = (uint32_t) strlen(line);
+        e->hash = hash_name(line);
         e->uid = uid;
         e->gid = gid;
         drop(s, name);
@@ -179,7 +205,7 @@ static int set_entry(struct record_store *s, const char *name, char *line) {
 
 /* Applies one line read back from the file. Lines that do not parse are skipped (not counted
  * live: the next rewrite drops them). */
-static void replay_line(struct record_store *s, char *line) {
+static void replay_line(struct record_store *s, char *line, uint64_t off) {
         _cleanup_json_ json_object *obj = NULL;
         const char *name;
 
@@ -193,12 +219,13 @@ static void replay_line(struct record_store *s, char *line) {
         }
         if (json_get_string(obj, "userName", &name) < 0 || !name_is_valid(name))
                 return;
-        char *copy = strdup(line);
-        if (copy)
-                (void) set_entry(s, name, copy);
+        uint32_t uid, gid;
+        if (parse_set_line(name, line, &uid, &gid) >= 0)
+                (void) set_entry(s, name, line, off, uid, gid);
 }
 
-static int append(struct record_store *s, const char *line) {
+/* Appends line (its offset into *ret_off). */
+static int append(struct record_store *s, const char *line, uint64_t *ret_off) {
         size_t len = strlen(line);
         _cleanup_(erase_and_freep) char *buf = malloc(len + 2);
         ssize_t n;
@@ -210,47 +237,56 @@ static int append(struct record_store *s, const char *line) {
         buf[len + 1] = '\0';
         n = write(s->fd, buf, len + 1);
         if (n == (ssize_t) (len + 1)) {
+                *ret_off = s->size;
+                s->size += len + 1;
                 s->n_lines++;
                 return 0;
         }
         /* A short write leaves a torn line: cut it so the next line starts clean. */
         int r = n < 0 ? negative_errno() : -ENOSPC;
-        if (n > 0) {
-                struct stat st;
-                if (fstat(s->fd, &st) == 0)
-                        (void) ftruncate(s->fd, st.st_size - n);
-        }
+        if (n > 0)
+                (void) ftruncate(s->fd, (off_t) s->size);
         return r;
 }
 
-/* Rewrites the file with the live entries only. */
+/* Rewrites the file with the live entries only (read back from the old file), and points the
+ * entries at their new places once the new file is in. */
 static int rewrite(struct record_store *s) {
-        size_t size = 0, off = 0;
+        size_t size = 0, off = 0, k = 0;
         int r, fd;
 
         for (size_t i = 0; i < s->n_buckets; i++)
                 for (struct store_entry *e = s->by_name[i]; e; e = e->next_name)
-                        size += strlen(e->line) + 1;
+                        size += e->len + 1;
         _cleanup_(erase_and_freep) char *buf = malloc(size + 1);
-        if (!buf)
+        _cleanup_free_ uint64_t *offs = malloc((s->n_live + 1) * sizeof(uint64_t));
+        if (!buf || !offs)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_buckets; i++)
                 for (struct store_entry *e = s->by_name[i]; e; e = e->next_name) {
-                        size_t len = strlen(e->line);
-                        memcpy(buf + off, e->line, len);
-                        buf[off + len] = '\n';
-                        off += len + 1;
+                        r = pread_line(s, e, buf + off);
+                        if (r < 0)
+                                return r;
+                        buf[off + e->len] = '\n';
+                        offs[k++] = off;
+                        off += e->len + 1;
                 }
         buf[off] = '\0';
         r = atomic_write_at(s->dir_fd, RECORD_STORE_FILE, buf, off, 0600);
         if (r < 0)
                 return r;
-        fd = openat(s->dir_fd, RECORD_STORE_FILE, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        /* The new file is in: the entries' places are its places from here on. */
+        k = 0;
+        for (size_t i = 0; i < s->n_buckets; i++)
+                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name)
+                        e->off = offs[k++];
+        s->size = off;
+        s->n_lines = s->n_live;
+        fd = openat(s->dir_fd, RECORD_STORE_FILE, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return negative_errno();
         closep(&s->fd);
         s->fd = fd;
-        s->n_lines = s->n_live;
         return 0;
 }
 
@@ -299,6 +335,9 @@ int record_store_open(int dir_fd, struct record_store **ret) {
                 return -ENOMEM;
         s->dir_fd = dir_fd;
         s->fd = -1;
+        s->rb = calloc(1, sizeof(*s->rb));
+        if (!s->rb)
+                return -ENOMEM;
         s->n_buckets = 256;
         if (alloc_tables(s->n_buckets, &s->by_name, &s->by_uid, &s->by_gid) < 0)
                 return -ENOMEM;
@@ -308,6 +347,7 @@ int record_store_open(int dir_fd, struct record_store **ret) {
         r = read_all(s->fd, &buf, &size);
         if (r < 0)
                 return r;
+        s->size = size;
         for (char *p = buf, *nl; p < buf + size; p = nl + 1) {
                 nl = memchr(p, '\n', buf + size - p);
                 if (!nl) {
@@ -316,10 +356,11 @@ int record_store_open(int dir_fd, struct record_store **ret) {
                 }
                 *nl = '\0';
                 if ((size_t) (nl - p) <= RECORD_STORE_LINE_MAX && !memchr(p, '\0', nl - p))
-                        replay_line(s, p);
+                        replay_line(s, p, (uint64_t) (p - buf));
                 else
                         s->n_lines++;
         }
+        /* A torn tail goes with the rewrite (the live lines are read back from below it). */
         if (torn || s->n_lines != s->n_live) {
                 r = rewrite(s);
                 if (r < 0)
@@ -341,6 +382,11 @@ struct record_store *record_store_free(struct record_store *s) {
         free(s->by_uid);
         free(s->by_gid);
         closep(&s->fd);
+        if (s->rb && s->rb->data) {
+                explicit_bzero(s->rb->data, s->rb->cap);
+                free(s->rb->data);
+        }
+        free(s->rb);
         free(s);
         return NULL;
 }
@@ -349,9 +395,51 @@ void record_store_freep(struct record_store **s) {
         record_store_free(*s);
 }
 
-const char *record_store_get(const struct record_store *s, const char *name) {
+int record_store_read(const struct record_store *s, const char *name, const char **ret) {
         struct store_entry *e = *name_slot(s, name);
-        return e ? e->line : NULL;
+        struct read_buf *rb = s->rb;
+        int r;
+
+        if (!e)
+                return -ENOENT;
+        if (rb->cap < (size_t) e->len + 1) {
+                size_t cap = (size_t) e->len + 1 < 4096 ? 4096 : (size_t) e->len + 1;
+                char *d = malloc(cap);
+                if (!d)
+                        return -ENOMEM;
+                if (rb->data)
+                        explicit_bzero(rb->data, rb->cap);
+                free(rb->data);
+                rb->data = d;
+                rb->cap = cap;
+        }
+        r = pread_line(s, e, rb->data);
+        if (r < 0)
+                return r;
+        *ret = rb->data;
+        return 0;
+}
+
+const char *record_store_get(const struct record_store *s, const char *name) {
+        const char *line;
+        return record_store_read(s, name, &line) < 0 ? NULL : line;
+}
+
+bool record_store_has(const struct record_store *s, const char *name) {
+        return *name_slot(s, name);
+}
+
+int record_store_equals(const struct record_store *s, const char *name, const char *line) {
+        struct store_entry *e = *name_slot(s, name);
+        const char *have;
+        int r;
+
+        if (!e || e->len != strlen(line) || e->hash != hash_name(line))
+                return 0;
+        r = record_store_read(s, name, &have);
+        if (r < 0)
+                return r;
+        return streq(have, line);
 }
 
 const char *record_store_owner_of(const struct record_store *s, bool group, uint32_t id) {
@@ -365,18 +453,26 @@ size_t record_store_count(const struct record_store *s) {
 
 int record_store_foreach(const struct record_store *s, int (*cb)(const char *name, const char *line, void *userdata),
                          void *userdata) {
-        for (size_t i = 0; i < s->n_buckets; i++)
-                for (struct store_entry *e = s->by_name[i]; e; e = e->next_name) {
-                        int r = cb(e->name, e->line, userdata);
-                        if (r < 0)
-                                return r;
+        /* Every line is erased after its call: the privileged sections hold password hashes. */
+        char *buf = malloc(RECORD_STORE_LINE_MAX + 1);
+        int r = 0;
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_buckets && r >= 0; i++)
+                for (struct store_entry *e = s->by_name[i]; e && r >= 0; e = e->next_name) {
+                        r = pread_line(s, e, buf);
+                        if (r >= 0)
+                                r = cb(e->name, buf, userdata);
+                        explicit_bzero(buf, e->len);
                 }
-        return 0;
+        free(buf);
+        return r < 0 ? r : 0;
 }
 
-int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged, char **ret) {
+int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
+                           const char *state, char **ret) {
         _cleanup_json_ json_object *obj = json_object_new_object();
-        json_object *u = NULL, *g = NULL, *p = NULL;
+        json_object *u = NULL, *g = NULL, *p = NULL, *st = NULL;
         const char *text;
         int r;
 
@@ -398,6 +494,11 @@ int record_store_make_line(const char *name, const char *user, const char *group
                 json_object_put(p);
                 return r < 0 ? r : -ENOMEM;
         }
+        if (state && ((r = json_parse_strict(state, strlen(state), &st)) < 0 ||
+                      json_object_object_add(obj, "state", st) < 0)) {
+                json_object_put(st);
+                return r < 0 ? r : -ENOMEM;
+        }
         text = json_to_compact(obj);
         if (!text)
                 return -ENOMEM;
@@ -411,7 +512,7 @@ int record_store_make_line(const char *name, const char *user, const char *group
 
 int record_store_put(struct record_store *s, const char *name, const char *line) {
         uint32_t uid, gid;
-        char *copy;
+        uint64_t off;
         int r;
 
         if (!name_is_valid(name) || strlen(line) > RECORD_STORE_LINE_MAX || strchr(line, '\n'))
@@ -419,15 +520,10 @@ int record_store_put(struct record_store *s, const char *name, const char *line)
         r = parse_set_line(name, line, &uid, &gid);
         if (r < 0)
                 return r;
-        copy = strdup(line);
-        if (!copy)
-                return -ENOMEM;
-        r = append(s, line);
-        if (r < 0) {
-                erase_and_free(copy);
+        r = append(s, line, &off);
+        if (r < 0)
                 return r;
-        }
-        r = set_entry(s, name, copy);
+        r = set_entry(s, name, line, off, uid, gid);
         if (r < 0)
                 return r;
         if (s->n_lines > 2 * s->n_live + 256)
@@ -442,12 +538,13 @@ int record_store_remove(struct record_store *s, const char *name) {
 
         if (!name_is_valid(name))
                 return -EINVAL;
-        if (!record_store_get(s, name))
+        if (!record_store_has(s, name))
                 return 0;
         obj = json_object_new_object();
         if (!obj || json_object_object_add(obj, "remove", json_object_new_string(name)) < 0 || !(text = json_to_compact(obj)))
                 return -ENOMEM;
-        r = append(s, text);
+        uint64_t off;
+        r = append(s, text, &off);
         if (r < 0)
                 return r;
         drop(s, name);

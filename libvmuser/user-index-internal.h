@@ -13,6 +13,7 @@ struct user_entry {
         char *user_text;       /* compact record, "service" set, without "privileged" */
         char *group_text;      /* compact group record, "service" set */
         char *privileged_text; /* the "privileged" object, or NULL */
+        char *state_text;      /* the attach state (io.vmuser.GetAttachState), or NULL */
         char **member_of;
         size_t n_member_of;
         struct user_entry *next_name, *next_uid, *next_gid;
@@ -33,6 +34,7 @@ struct user_index {
         struct member_link **by_group;
         struct user_entry *all;
         size_t n_users, n_links;
+        char *detaching; /* the user a detach is under way for, or NULL */
 };
 
 uint64_t user_index_hash_string(const char *s);

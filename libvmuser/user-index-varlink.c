@@ -3,7 +3,8 @@
  * A lookup: varlink.c hands over the call's parameters -> check them (known names, types, our
  * "service") -> one hash chain walk by name or ID -> the reply is the stored record text wrapped
  * as {"record": ..., "incomplete": ...}; for a root peer the privileged text is spliced into the
- * record, for anyone else it is left out and "incomplete" says so. */
+ * record, for anyone else it is left out and "incomplete" says so. io.vmuser.GetAttachState (for
+ * pam_vmuser) answers the same way from the user's stored attach state. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 static const char *const ERROR_NO_RECORD = "io.systemd.UserDatabase.NoRecordFound";
 static const char *const ERROR_BAD_SERVICE = "io.systemd.UserDatabase.BadService";
 static const char *const ERROR_CONFLICT = "io.systemd.UserDatabase.ConflictingRecordFound";
+static const char *const ERROR_NO_SUCH_USER = "io.vmuser.NoSuchUser";
 
 struct lookup {
         const char *name;
@@ -205,9 +207,36 @@ static int method_get_memberships(struct varlink_call *call, json_object *params
         return membership_finish(&s);
 }
 
+/* io.vmuser.GetAttachState {"userName": NAME}: the user's attach state as users/NAME.json held it,
+ * "detaching": true while a detach of the user is under way; io.vmuser.NoSuchUser otherwise. */
+static int method_get_attach_state(struct varlink_call *call, json_object *params, void *userdata) {
+        struct user_index *idx = userdata;
+        _cleanup_free_ char *text = NULL;
+        struct user_entry *e;
+        const char *name;
+
+        json_object_object_foreach(params, key, value) {
+                (void) value;
+                if (!streq(key, "userName"))
+                        return varlink_call_invalid_parameter(call, key);
+        }
+        if (json_get_string(params, "userName", &name) < 0)
+                return varlink_call_invalid_parameter(call, "userName");
+        e = name_is_valid(name) ? user_index_find_by_name(idx, name) : NULL;
+        if (!e || !e->state_text)
+                return varlink_call_error(call, ERROR_NO_SUCH_USER, NULL);
+        if (!streq_ptr(idx->detaching, name))
+                return varlink_call_reply_text(call, e->state_text, false);
+        /* state_text is a non-empty object: the mark goes in before its closing brace. */
+        if (asprintf(&text, "%.*s,\"detaching\":true}", (int) strlen(e->state_text) - 1, e->state_text) < 0)
+                return -ENOMEM;
+        return varlink_call_reply_text(call, text, false);
+}
+
 const struct varlink_method user_index_methods[] = {
         { "io.systemd.UserDatabase.GetUserRecord", method_get_user_record },
         { "io.systemd.UserDatabase.GetGroupRecord", method_get_group_record },
         { "io.systemd.UserDatabase.GetMemberships", method_get_memberships },
+        { "io.vmuser.GetAttachState", method_get_attach_state },
 };
 const size_t user_index_n_methods = ELEMENTSOF(user_index_methods);

@@ -41,6 +41,7 @@ static void entry_free(struct user_entry *e) {
         free(e->user_text);
         free(e->group_text);
         erase_and_free(e->privileged_text);
+        free(e->state_text);
         for (size_t i = 0; i < e->n_member_of; i++)
                 free(e->member_of[i]);
         free(e->member_of);
@@ -100,12 +101,22 @@ struct user_index *user_index_free(struct user_index *idx) {
         free(idx->by_gid);
         free(idx->by_group);
         free(idx->service);
+        free(idx->detaching);
         free(idx);
         return NULL;
 }
 
 void user_index_freep(struct user_index **idx) {
         user_index_free(*idx);
+}
+
+int user_index_set_detaching(struct user_index *idx, const char *name) {
+        char *copy = NULL;
+        if (name && !(copy = strdup(name)))
+                return -ENOMEM;
+        free(idx->detaching);
+        idx->detaching = copy;
+        return 0;
 }
 
 size_t user_index_count(const struct user_index *idx) {
@@ -304,11 +315,24 @@ static int load_entry(struct user_index *idx, const char *line, int state_fd, co
                 explicit_bzero((char *) text, strlen(text));
         }
 
-        snprintf(file, sizeof(file), VMUSER_USERS_SUBDIR "/%s.json", name);
-        r = json_read_file_at(state_fd, file, VMUSER_STATE_FILE_MAX, &state);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if (r >= 0 && json_get_array(state, "memberOf", &member_of) >= 0) {
+        /* The attach state: the line's "state" (an older agent's line: users/NAME.json). */
+        json_object *st = NULL;
+        if (!json_object_object_get_ex(obj, "state", &st)) {
+                snprintf(file, sizeof(file), VMUSER_USERS_SUBDIR "/%s.json", name);
+                r = json_read_file_at(state_fd, file, VMUSER_STATE_FILE_MAX, &state);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                st = state;
+        }
+        if (st) {
+                if (!json_object_is_type(st, json_type_object))
+                        return -EBADMSG;
+                json_object_object_del(st, "detaching");
+                const char *text = json_to_compact(st);
+                if (!text || !(e->state_text = strdup(text)))
+                        return -ENOMEM;
+        }
+        if (st && json_get_array(st, "memberOf", &member_of) >= 0) {
                 size_t n = json_object_array_length(member_of);
                 if (n > USER_INDEX_MAX_MEMBER_OF)
                         return -E2BIG;

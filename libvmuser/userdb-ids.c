@@ -44,12 +44,17 @@ void batch_forget(struct userdb *db) {
 static struct nss_view *fresh_view(struct userdb *db) {
         if (!db->store)
                 return NULL;
-        if (db->view && batch_fresh(db->view_usec) && !nss_view_stale(db->view))
+        /* Whether /etc/passwd and /etc/group changed is asked once per hold of the lock (an
+         * attach makes up to a dozen lookups). */
+        if (db->view && batch_fresh(db->view_usec) && (db->view_checked || !nss_view_stale(db->view))) {
+                db->view_checked = true;
                 return db->view;
+        }
         db->view = nss_view_free(db->view);
         if (nss_view_new(NULL, &db->view) < 0)
                 return NULL;
         db->view_usec = userdb_now_usec();
+        db->view_checked = true;
         return db->view;
 }
 

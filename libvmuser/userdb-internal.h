@@ -1,6 +1,7 @@
 /* userdb-internal.h: what the files of the userdb share (userdb.c: open, recover, attach,
  * detach; userdb-plan.c: plans, their journal and undo; userdb-ids.c: NSS conflict checks and
- * ID allocation; userdb-migrate.c: drop-ins of an older agent into the record store). Not for
+ * ID allocation; userdb-migrate.c: drop-ins of an older agent into the record store;
+ * userdb-state.c: where the attach state lives). Not for
  * other callers: see userdb.h. */
 #pragma once
 
@@ -57,6 +58,7 @@ struct userdb {
          * every attach within BATCH_VIEW_USEC of taking them (see fresh_view, id_is_clean). */
         struct nss_view *view;
         uint64_t view_usec;
+        bool view_checked; /* checked for staleness since the lock was taken */
         uint8_t *dirty;
         uid_t dirty_lo, dirty_hi;
         uint64_t dirty_usec;
@@ -89,6 +91,10 @@ int check_conflicts(struct userdb *db, const struct attach_request *req, bool ou
 /* userdb-migrate.c */
 int migrate_dropins(struct userdb *db);
 
-/* userdb.c */
+/* userdb-state.c: the user's state and memberOf, from the store (varlink) or users/NAME.json. */
 int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of);
+int read_state_file(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of);
+int migrate_state_files(struct userdb *db);
+
+/* userdb.c */
 uint64_t userdb_now_usec(void);

@@ -17,12 +17,15 @@
 #include "record-store.h"
 #include "userdb-internal.h"
 
-static int read_text_at(int dir_fd, const char *file, char **ret) {
+/* The compact text of a JSON file, without its member drop (NULL: all of it). */
+static int read_text_at(int dir_fd, const char *file, const char *drop, char **ret) {
         _cleanup_json_ json_object *obj = NULL;
         const char *text;
         int r = json_read_file_at(dir_fd, file, VMUSER_STATE_FILE_MAX, &obj);
         if (r < 0)
                 return r;
+        if (drop && json_object_is_type(obj, json_type_object))
+                json_object_object_del(obj, drop);
         text = json_to_compact(obj);
         if (!text || !(*ret = strdup(text)))
                 return -ENOMEM;
@@ -30,30 +33,34 @@ static int read_text_at(int dir_fd, const char *file, char **ret) {
         return 0;
 }
 
-/* One user attached as drop-ins before the agent used the record store: its records go into the
- * store, then its drop-ins go. A crash in between leaves both (the same records); the next start
+/* One user attached as drop-ins before the agent used the record store: its records and its
+ * state (users/NAME.json, "detaching" left out) go into the store, then its drop-ins go.
+ * A crash in between leaves both (the same records); the next start
  * finds the drop-ins again and removes them. */
 static int migrate_user(struct userdb *db, const char *name) {
-        _cleanup_(erase_and_freep) char *user = NULL, *group = NULL, *priv = NULL, *line = NULL;
+        _cleanup_(erase_and_freep) char *user = NULL, *group = NULL, *priv = NULL, *line = NULL, *state = NULL;
         _cleanup_json_ json_object *member_of = NULL;
         struct attach_state st;
         char file[VMUSER_NAME_MAX * 2 + 32];
         int r;
 
-        r = read_old_state(db, name, &st, &member_of);
+        r = read_state_file(db, name, &st, &member_of);
         if (r < 0)
                 return r == -ENOENT ? 0 : r; /* not ours */
-        if (!record_store_get(db->store, name)) {
+        if (!record_store_has(db->store, name)) {
+                snprintf(file, sizeof(file), "%s.json", name);
+                if ((r = read_text_at(db->users_fd, file, "detaching", &state)) < 0)
+                        return r;
                 snprintf(file, sizeof(file), "%s.user", name);
-                if ((r = read_text_at(db->userdb_fd, file, &user)) < 0)
+                if ((r = read_text_at(db->userdb_fd, file, NULL, &user)) < 0)
                         return r;
                 snprintf(file, sizeof(file), "%s.group", name);
-                if ((r = read_text_at(db->userdb_fd, file, &group)) < 0)
+                if ((r = read_text_at(db->userdb_fd, file, NULL, &group)) < 0)
                         return r;
                 snprintf(file, sizeof(file), "%s.user-privileged", name);
-                if ((r = read_text_at(db->userdb_fd, file, &priv)) < 0 && r != -ENOENT)
+                if ((r = read_text_at(db->userdb_fd, file, NULL, &priv)) < 0 && r != -ENOENT)
                         return r;
-                if ((r = record_store_make_line(name, user, group, priv, &line)) < 0 ||
+                if ((r = record_store_make_line(name, user, group, priv, state, &line)) < 0 ||
                     (r = record_store_put(db->store, name, line)) < 0)
                         return r;
         }
@@ -75,6 +82,7 @@ static int migrate_user(struct userdb *db, const char *name) {
                 if ((r = unlink_if_exists_at(db->userdb_fd, file)) < 0)
                         return r;
         }
+        /* The state is in the line now (migrate_state_files() removes the file). */
         return 1;
 }
 

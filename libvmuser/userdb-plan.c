@@ -77,10 +77,11 @@ static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
 static int plan_step_is_noop(const struct userdb *db, const struct plan_step *s) {
         int fd = dir_fd_of(db, s->dir);
         if (s->dir == PLAN_DIR_STORE) {
-                const char *line = db->store ? record_store_get(db->store, s->name) : NULL;
                 if (!db->store)
                         return -EINVAL;
-                return s->kind == PLAN_REMOVE ? !line : line && s->content && streq(line, s->content);
+                if (s->kind == PLAN_REMOVE)
+                        return !record_store_has(db->store, s->name);
+                return s->content ? record_store_equals(db->store, s->name, s->content) : 0;
         }
         switch (s->kind) {
         case PLAN_WRITE:
@@ -214,6 +215,11 @@ int plan_commit(struct userdb *db, const struct plan *p, const struct plan *undo
         _cleanup_erase_free_ char *journal = NULL;
         char name[VMUSER_NAME_MAX + 8];
         int r;
+
+        /* One line appended to the record store is atomic by itself (record-store.h), and a failed
+         * append changes nothing: no journal, no undo. */
+        if (p->n_steps == 1 && p->steps[0].dir == PLAN_DIR_STORE)
+                return plan_step_apply(db, &p->steps[0]);
 
         r = plan_to_json(p, &journal);
         if (r < 0)

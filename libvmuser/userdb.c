@@ -48,6 +48,7 @@ int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         if (r < 0)
                 return r == -ETIMEDOUT ? -EWOULDBLOCK : r;
         *ret_lock_fd = TAKE_FD(fd);
+        db->view_checked = false;
         return 0;
 }
 
@@ -99,11 +100,15 @@ int userdb_recover(struct userdb *db) {
                 else if (r > 0)
                         fprintf(stderr, "<5>Moved %d user(s) from drop-ins in %s to %s/" RECORD_STORE_FILE "\n", r,
                                 db->userdb_path, db->state_path);
-        }
-
-        /* A detach the agent did not finish (it crashed before the records went) did not
-         * happen: the user is attached, and logins must work again. */
-        (void) userdb_foreach(db, clear_detaching, db);
+                /* States an older agent kept in users/NAME.json go into their lines. */
+                r = migrate_state_files(db);
+                if (r < 0 && first_error == 0)
+                        first_error = r;
+        } else
+                /* A detach the agent did not finish (it crashed before the records went) did not
+                 * happen: the user is attached, and logins must work again. (With the store the
+                 * mark lives in the agent's memory only, and went with it.) */
+                (void) userdb_foreach(db, clear_detaching, db);
 
         (void) atomic_clean_temporaries(db->userdb_fd);
         (void) atomic_clean_temporaries(db->users_fd);
@@ -205,30 +210,6 @@ uint64_t userdb_now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-/* Reads our state for name, with its memberOf array. */
-int read_old_state(struct userdb *db, const char *name, struct attach_state *ret, json_object **ret_member_of) {
-        _cleanup_json_ json_object *obj = NULL;
-        char file[VMUSER_NAME_MAX + 8];
-        json_object *m;
-        int r;
-
-        snprintf(file, sizeof(file), "%s.json", name);
-        r = json_read_file_at(db->users_fd, file, VMUSER_STATE_FILE_MAX, &obj);
-        if (r < 0)
-                return r;
-        r = attach_state_from_json(obj, ret);
-        if (r < 0)
-                return r;
-        if (!streq(ret->user_name, name))
-                return -EBADMSG;
-        if (ret_member_of)
-                *ret_member_of = json_object_object_get_ex(obj, "memberOf", &m) &&
-                                                 json_object_is_type(m, json_type_array)
-                                         ? json_object_get(m)
-                                         : NULL;
-        return 0;
-}
-
 static int build_attach_plan(const struct userdb *db, const struct attach_request *req, uint32_t uid, uint32_t gid,
                              uint64_t attached_usec, const struct attach_state *old, json_object *old_member_of,
                              struct plan *p) {
@@ -256,23 +237,20 @@ static int build_attach_plan(const struct userdb *db, const struct attach_reques
         state_text = json_to_compact(state_obj);
         if (!state_text)
                 return -ENOMEM;
-        _cleanup_free_ char *state_line = NULL;
-        if (asprintf(&state_line, "%s\n", state_text) < 0)
-                return -ENOMEM;
 
         char target[VMUSER_NAME_MAX + 32];
         strcpy(p->user_name, name);
         if (db->store) {
-                /* The state file, then the records in one line: the user appears last. */
+                /* The records and the state in one line: one append, no journal needed. */
                 _cleanup_(erase_and_freep) char *line = NULL;
-                r = record_store_make_line(name, files.user, files.group, files.privileged, &line);
+                r = record_store_make_line(name, files.user, files.group, files.privileged, state_text, &line);
                 if (r < 0)
                         return r;
-                if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERS, state_line, 0644, "%s.json", name)) < 0 ||
-                    (r = plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name)) < 0)
-                        return r;
-                return 0;
+                return plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
         }
+        _cleanup_free_ char *state_line = NULL;
+        if (asprintf(&state_line, "%s\n", state_text) < 0)
+                return -ENOMEM;
         snprintf(target, sizeof(target), "%s.group", name);
         if ((r = plan_add(p, PLAN_WRITE, PLAN_DIR_USERDB, files.group, 0644, "%s.group", name)) < 0 ||
             (r = plan_add(p, PLAN_SYMLINK, PLAN_DIR_USERDB, target, 0, "%u.group", gid)) < 0)
@@ -502,6 +480,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
                 (void) uid_highwater_raise(db->state_fd, uid);
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
 fill:
+        ret->replaced = ours;
         strcpy(ret->user_name, req->user_name);
         strcpy(ret->home_directory, req->home_directory);
         r = 0;
@@ -526,8 +505,7 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
 
         strcpy(p.user_name, user_name);
         if (db->store) {
-                if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_STORE, NULL, 0, "%s", user_name)) < 0 ||
-                    (r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERS, NULL, 0, "%s.json", user_name)) < 0)
+                if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_STORE, NULL, 0, "%s", user_name)) < 0)
                         goto finish;
         } else if ((r = plan_add(&p, PLAN_REMOVE, PLAN_DIR_USERDB, NULL, 0, "%s.user", user_name)) < 0 ||
             (r = plan_add_stale(&p, &old, old_member_of, NULL, NULL)) < 0 ||
@@ -547,48 +525,5 @@ int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach
                 *ret_old = old;
 finish:
         plan_done(&p);
-        return r;
-}
-
-static int cmp_name(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
-        return userdb_foreach_page(db, NULL, 0, cb, userdata);
-}
-
-int userdb_foreach_page(struct userdb *db, const char *after, size_t limit,
-                        int (*cb)(const struct attach_state *s, void *userdata), void *userdata) {
-        _cleanup_(strv_freep) char **names = NULL;
-        size_t all = 0, n = 0;
-        int r;
-
-        /* The users' state files, NAME.json, as names; anything else dropped from the list. */
-        r = dir_list_names_at(db->users_fd, SIZE_MAX, &names, &all);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < all; i++) {
-                size_t len = strlen(names[i]);
-                if (names[i][0] == '.' || len < 6 || !streq(names[i] + len - 5, ".json")) {
-                        free(names[i]);
-                        continue;
-                }
-                names[i][len - 5] = '\0';
-                names[n++] = names[i];
-        }
-        names[n] = NULL;
-        if (n > 1)
-                qsort(names, n, sizeof(char *), cmp_name);
-        size_t done = 0;
-        for (size_t i = 0; i < n && r >= 0 && (limit == 0 || done < limit); i++) {
-                struct attach_state s;
-                if (after && strcmp(names[i], after) <= 0)
-                        continue;
-                if (read_old_state(db, names[i], &s, NULL) >= 0) {
-                        r = cb(&s, userdata);
-                        done++;
-                }
-        }
         return r;
 }

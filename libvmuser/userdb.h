@@ -63,6 +63,7 @@ struct attach_result {
         uint32_t gid;
         char home_directory[HOME_PATH_MAX + 1];
         bool changed;
+        bool replaced; /* the user was attached before (changed or not) */
 };
 
 /* Takes the lock itself. -EEXIST: name/ID taken by someone else or a different record is
@@ -75,6 +76,12 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
 /* Removes every record of an attached user (the caller has dealt with sessions and the home
  * mount). Call with the lock held. -ENOENT if not attached by vmuser. */
 int userdb_detach_locked(struct userdb *db, const char *user_name, struct attach_state *ret_old, struct verr *e);
+
+/* The attach state of user name (--userdb=dropin: users/NAME.json; varlink: the record store,
+ * "detaching" never set: the agent keeps that mark in memory). -ENOENT when not attached. */
+int userdb_get_state(struct userdb *db, const char *name, struct attach_state *ret);
+/* Whether the state lives in the record store (--userdb=varlink) rather than users/NAME.json. */
+bool userdb_state_in_store(const struct userdb *db);
 
 /* Calls cb for every attached user, sorted by name. */
 int userdb_foreach(struct userdb *db, int (*cb)(const struct attach_state *s, void *userdata), void *userdata);

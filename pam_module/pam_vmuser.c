@@ -1,7 +1,10 @@
 /* pam_vmuser.c: the PAM session module that mounts a vmuser-attached user's home in the guest.
  *
- * open_session: is the user attached (/run/vmuser/users/NAME.json, written by vmuser-agent)? If
- * not, PAM_IGNORE before touching anything; if it is, /run/vmuser and its users/ must be root's
+ * open_session: is the user attached? The attach state is /run/vmuser/users/NAME.json when that
+ * exists (vmuser-agent --userdb=dropin), else vmuser-agent's answer to io.vmuser.GetAttachState on
+ * its userdb socket (varlink, the default; attach-state-client.c: a root listener, a bounded
+ * reply, a deadline). If not attached (no file, NoSuchUser, no socket), PAM_IGNORE before
+ * touching anything; if it is, /run/vmuser and its users/ must be root's
  * and writable by nobody else, or the session fails. Otherwise lock /run/vmuser/sessions/NAME, prune
  * the entries of sessions whose process died without a close, record this process's session
  * (before mounting: vmuser-agent watches each entry's process and unmounts the home of a user
@@ -11,7 +14,8 @@
  * unlock.
  * close_session: lock, remove this process's entry, prune, and unmount when no live session is
  * left (lazily if the home is busy).
- * The work lives in libvmuser (attach-state.c, session-track.c, mount-home.c); this file parses
+ * The work lives in libvmuser (attach-state.c, attach-state-client.c, session-track.c,
+ * mount-home.c); this file parses
  * the module arguments, translates -errno into PAM_* codes, and logs each failure once, naming
  * the value at fault. See man/pam_vmuser.8.scd. */
 #define PAM_SM_SESSION
@@ -29,7 +33,7 @@
 #include <syslog.h>
 #include <time.h>
 
-#include "attach-state.h"
+#include "attach-state-client.h"
 #include "audit-log.h"
 #include "macro.h"
 #include "mount-home.h"
@@ -136,6 +140,20 @@ static int check_root_dir(int dir_fd, const char *name, const char *shown, struc
         return 0;
 }
 
+/* The reason a state could not be had, in e: the agent's answer (attach_state_lookup() said why
+ * in e already) or the state file. */
+static void state_error(struct verr *e, const char *user, int r) {
+        char why[sizeof(e->text)];
+
+        if (e->text[0]) {
+                snprintf(why, sizeof(why), "%s", e->text);
+                e->text[0] = '\0';
+                verr_set(e, r, "cannot ask vmuser-agent on '%s' for the attach state: %s", VMUSER_VARLINK_SOCKET, why);
+        } else
+                verr_set(e, r, "cannot read '%s/%s/%s.json': %s", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR, user,
+                         r == -EBADMSG ? "not a valid attach state" : errno_text(r));
+}
+
 /* Common start of both entry points: finds the user and whether vmuser attached it.
  * PAM_SUCCESS with *ret_state filled when it did, PAM_IGNORE when the user is none of ours
  * (nothing touched, nothing logged but at debug level), PAM_SESSION_ERR with the reason in e
@@ -184,7 +202,7 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                 return PAM_SESSION_ERR;
         }
 
-        r = attach_state_read(state_fd, user, ret_state);
+        r = attach_state_lookup(state_fd, VMUSER_VARLINK_SOCKET, user, ret_state, e);
         if (r == -ENOENT) {
                 if (a->debug)
                         pam_syslog(pamh, LOG_DEBUG, "%s is not attached by vmuser; ignoring.", user);
@@ -195,8 +213,7 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
             check_root_dir(state_fd, VMUSER_USERS_SUBDIR, "'" VMUSER_STATE_DIR "/" VMUSER_USERS_SUBDIR "'", e) < 0)
                 return PAM_SESSION_ERR;
         if (r < 0) {
-                verr_set(e, r, "cannot read '%s/%s/%s.json': %s", VMUSER_STATE_DIR, VMUSER_USERS_SUBDIR,
-                         user, r == -EBADMSG ? "not a valid attach state" : errno_text(r));
+                state_error(e, user, r);
                 return PAM_SESSION_ERR;
         }
 
@@ -213,7 +230,8 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                 /* A detach may have removed the records since the state was read: then this is a
                  * user going away (the caller refuses an open), not somebody else's account. */
                 struct attach_state now;
-                int k = attach_state_read(state_fd, user, &now);
+                struct verr ignored = {};
+                int k = attach_state_lookup(state_fd, VMUSER_VARLINK_SOCKET, user, &now, &ignored);
                 if (k == -ENOENT || (k >= 0 && now.detaching)) {
                         ret_state->detaching = true;
                         *ret_state_fd = TAKE_FD(state_fd);
@@ -321,19 +339,23 @@ static int lock_and_record(struct open_session *o) {
         if (r < 0) {
                 /* The agent holds the lock through a whole detach: not a case for nofail. */
                 struct attach_state now;
-                int k = attach_state_read(o->state_fd, o->user, &now);
+                struct verr ignored = {};
+                int k = attach_state_lookup(o->state_fd, VMUSER_VARLINK_SOCKET, o->user, &now, &ignored);
                 if (k == -ENOENT || (k >= 0 && now.detaching))
                         return refuse_detaching(o->pamh, o->flags, o->user);
                 return open_failed(o->pamh, o->a, o->flags, o->user, "cannot lock '%s/%s/%s': %s", VMUSER_STATE_DIR,
                                    VMUSER_SESSIONS_SUBDIR, o->user, lock_error_text(r));
         }
         /* A user that is gone or going must not get a session (nor a home). */
-        r = attach_state_read(o->state_fd, o->user, &o->state);
+        o->e.text[0] = '\0';
+        r = attach_state_lookup(o->state_fd, VMUSER_VARLINK_SOCKET, o->user, &o->state, &o->e);
         if (r == -ENOENT || (r >= 0 && o->state.detaching))
                 return refuse_detaching(o->pamh, o->flags, o->user);
-        if (r < 0)
+        if (r < 0) {
+                state_error(&o->e, o->user, r);
                 return open_failed(o->pamh, o->a, o->flags, o->user, "cannot read its attach state again: %s",
-                                   errno_text(r));
+                                   verr_text(&o->e, r));
+        }
         o->live = session_prune_and_count(o->lock);
         if (o->live < 0)
                 return open_failed(o->pamh, o->a, o->flags, o->user, "cannot count its sessions: %s",

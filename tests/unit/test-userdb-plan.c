@@ -195,7 +195,7 @@ static void test_store_steps(void **state) {
         struct plan p = {}, r = {};
         assert_int_equal(userdb_use_store(s->db), 0);
         assert_int_equal(record_store_make_line("dora", "{\"userName\":\"dora\",\"uid\":60530}",
-                                                "{\"groupName\":\"dora\",\"gid\":60530}", NULL, &line), 0);
+                                                "{\"groupName\":\"dora\",\"gid\":60530}", NULL, NULL, &line), 0);
         strcpy(p.user_name, "dora");
         assert_int_equal(plan_add(&p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "dora"), 0);
         assert_int_equal(plan_is_noop(s->db, &p), 0);
@@ -214,6 +214,28 @@ static void test_store_steps(void **state) {
         assert_int_equal(plan_commit(s->db, &r, NULL), 0);
         assert_null(record_store_get(userdb_store(s->db), "dora"));
         assert_null(record_store_owner_of(userdb_store(s->db), false, 60530));
+        /* Lines are read back from the file: they stay right across the rewrites that many
+         * changes of one user bring (dead lines outnumbering live ones), and a reopen. */
+        _cleanup_free_ char *l2 = NULL;
+        struct record_store *store = (struct record_store *) userdb_store(s->db);
+        assert_int_equal(record_store_make_line("dora", "{\"userName\":\"dora\",\"uid\":60531}",
+                                                "{\"groupName\":\"dora\",\"gid\":60531}", NULL,
+                                                "{\"userName\":\"dora\"}", &l2), 0);
+        assert_int_equal(record_store_put(store, "eve", "{\"userName\":\"eve\",\"user\":{\"userName\":\"eve\","
+                                                        "\"uid\":60540},\"group\":{\"groupName\":\"eve\",\"gid\":60540}}"), 0);
+        for (int i = 0; i < 700; i++) {
+                assert_int_equal(record_store_put(store, "dora", i % 2 ? line : l2), 0);
+                assert_string_equal(record_store_get(store, "dora"), i % 2 ? line : l2);
+        }
+        assert_int_equal(record_store_equals(store, "dora", line), 1);
+        assert_int_equal(record_store_equals(store, "dora", l2), 0);
+        assert_non_null(strstr(record_store_get(store, "eve"), "60540"));
+        struct record_store *again = NULL;
+        assert_int_equal(record_store_open(userdb_state_fd(s->db), &again), 0);
+        assert_string_equal(record_store_get(again, "dora"), line);
+        assert_non_null(strstr(record_store_get(again, "eve"), "60540"));
+        assert_int_equal(record_store_count(again), 2);
+        record_store_free(again);
         plan_done(&p);
         plan_done(&bad);
         plan_done(&r);

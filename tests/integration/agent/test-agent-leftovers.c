@@ -390,11 +390,19 @@ static void test_freed_uids_reused_when_clean(void **state) {
         assert_non_null(strstr(full, "\"uid\":60602"));
 }
 
-/* A detach interrupted before the records went (the agent died) did not happen: the next start
- * clears the "detaching" mark, so the user can log in again. */
+/* --userdb=dropin: a detach interrupted before the records went (the agent died) did not happen:
+ * the next start clears the "detaching" mark of users/NAME.json, so the user can log in again.
+ * (--userdb=varlink keeps the mark in the agent's memory: see test-pam-varlink.c.) */
 static void test_interrupted_detach_cleared(void **state) {
-        struct test_agent second;
-        attach("rita", 0);
+        struct test_agent first, second;
+        char *dropin[] = { (char *) "--userdb=dropin", NULL };
+        _cleanup_free_ char *reply = NULL, *gone = NULL;
+        (void) state;
+        assert_int_equal(test_agent_start(&first, dropin), 0);
+        assert_int_equal(test_agent_call(&first, "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":"
+                                                 "{\"userName\":\"rita\"}}}", &reply), 0);
+        assert_non_null(strstr(reply, "\"return\""));
+        assert_int_equal(test_agent_stop(&first), 0);
         int users_fd = open("/run/vmuser/users", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(users_fd >= 0);
         assert_int_equal(attach_state_set_detaching(users_fd, "rita", true), 0);
@@ -403,15 +411,17 @@ static void test_interrupted_detach_cleared(void **state) {
         assert_true(state_fd >= 0);
         assert_int_equal(attach_state_read(state_fd, "rita", &st), 0);
         assert_true(st.detaching);
-        assert_int_equal(test_agent_start(&second, NULL), 0);
-        _cleanup_free_ char *reply = NULL;
+        assert_int_equal(test_agent_start(&second, dropin), 0);
+        free(TAKE_PTR(reply));
         assert_int_equal(test_agent_call(&second, "{\"execute\":\"guest-ping\"}", &reply), 0);
-        assert_int_equal(test_agent_stop(&second), 0);
         assert_int_equal(attach_state_read(state_fd, "rita", &st), 0);
         assert_false(st.detaching);
+        assert_int_equal(test_agent_call(&second, "{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"rita\"}}",
+                                         &gone), 0);
+        assert_non_null(strstr(gone, "\"return\""));
+        assert_int_equal(test_agent_stop(&second), 0);
         close(state_fd);
         close(users_fd);
-        free(call("{\"execute\":\"vmuser-detach\",\"arguments\":{\"userName\":\"rita\"}}"));
 }
 
 static void build_root(void) {
