@@ -202,7 +202,13 @@ static int lookup_attached_user(pam_handle_t *pamh, const struct args *a, const 
                 return PAM_SESSION_ERR;
         }
 
-        r = attach_state_lookup(state_fd, VMUSER_VARLINK_SOCKET, user, ret_state, e);
+        /* An account of /etc/passwd (root on the console) is never one the agent attached (it
+         * refuses names that resolve already): its state file, if any, is read, but the agent is
+         * not asked, so that a stuck agent cannot hold up or fail a local login. */
+        if (pam_modutil_check_user_in_passwd(pamh, user, NULL) == PAM_SUCCESS)
+                r = attach_state_read(state_fd, user, ret_state);
+        else
+                r = attach_state_lookup(state_fd, VMUSER_VARLINK_SOCKET, user, ret_state, e);
         if (r == -ENOENT) {
                 if (a->debug)
                         pam_syslog(pamh, LOG_DEBUG, "%s is not attached by vmuser; ignoring.", user);

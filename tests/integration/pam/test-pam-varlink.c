@@ -5,7 +5,8 @@
  * private /run: nss-systemd finds the users there too). Cases: a session mounts the home with no
  * state file; a user the agent does not know is ignored; a user being detached is refused; a
  * server that is not root is not believed; a server that answers nonsense fails the session,
- * naming the socket; an agent killed mid-session and started again serves the close. */
+ * naming the socket (but an account of /etc/passwd is never asked about); an agent killed
+ * mid-session and started again serves the close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -262,6 +263,9 @@ static void test_bad_answer_fails_session(void **state) {
         assert_int_equal(pam_test_module_call("ghost", true, "", msgs, sizeof(msgs)), PAM_SESSION_ERR);
         assert_logged("cannot ask vmuser-agent on '" VMUSER_VARLINK_SOCKET "' for the attach state: the agent "
                       "answered with the error io.vmuser.Broken");
+        /* An account of /etc/passwd is never asked about: the same broken agent cannot fail
+         * root's session. */
+        assert_int_equal(pam_test_module_call("root", true, "", msgs, sizeof(msgs)), PAM_IGNORE);
         stop_fake(pid);
         pid = fake_server(VMUSER_VARLINK_SOCKET, 0, "{\"parameters\":{\"userName\":\"other\",\"uid\":1,\"gid\":1,"
                                                     "\"homeDirectory\":\"/home/other\"}}");
