@@ -263,9 +263,11 @@ static int on_frame(json_object *obj, int error, void *userdata) {
                 p->done = true;
                 if (p->frame_error == 0)
                         p->reply = json_object_get(obj);
-                if (p->id != c->wait_id)
-                        return 0;
-                break;
+                /* Still waiting for replies: the frames after this one in the same read may be
+                 * answers to the other requests in flight. */
+                if (p->id == c->wait_id)
+                        c->done = true;
+                return 0;
         }
 
         case QGA_WAIT_NOTHING:
