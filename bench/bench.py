@@ -812,7 +812,10 @@ grep -q -- '--uid-min' /proc/$(systemctl show -P MainPID vmuser-agent)/cmdline
         stopped = rc is None
         note = f"{ok:,} of {n:,} attached in {dt:.0f} s"
         note += f", stopped at the {budget} s budget (--bulk-budget)" if stopped else f" (exit {rc})"
-        note += f"; host tool CPU {cpu:.1f} s; --timeout {BULK_TIMEOUT}"
+        note += f"; host tool CPU {cpu:.1f} s"
+        if ok:
+            note += f" ({cpu / ok * 1e3:.2f} ms per user)"
+        note += f"; --timeout {BULK_TIMEOUT}"
         if first_fail:
             note += f"; first failure: {first_fail[:200]}"
         rate = [ok / dt] if ok else []
