@@ -101,6 +101,8 @@ struct qga_client {
         bool dead;              /* closed by the peer, broken, or silent: no further I/O */
         const char *dead_reason;
         int dead_error;         /* what killed it, for the requests still in flight */
+        bool read_done;         /* nothing more is read (closed, broken, over a limit); after a
+                                 * failed write the replies already sent are still read */
         int64_t next_id;
 
         struct qga_pending pending[QGA_CLIENT_MAX_IN_FLIGHT]; /* oldest first */
@@ -318,13 +320,15 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 continue;
-                        c->dead = true;
-                        c->dead_reason = "reading from the agent channel failed";
+                        c->dead = c->read_done = true;
                         c->dead_error = negative_errno();
+                        /* A reset (requests were left unread): closed, as far as we can tell. */
+                        c->dead_reason = c->dead_error == -ECONNRESET ? "the agent channel was closed"
+                                                                      : "reading from the agent channel failed";
                         return c->dead_error;
                 }
                 if (n == 0) {
-                        c->dead = true;
+                        c->dead = c->read_done = true;
                         c->dead_reason = "the agent channel was closed";
                         c->dead_error = -ECONNRESET;
                         return -ECONNRESET;
@@ -517,7 +521,7 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
 
         if (!p)
                 return verr_set(e, -EINVAL, "no request %" PRId64 " is in flight", id);
-        if (!p->done && !c->dead) {
+        if (!p->done && !c->read_done) {
                 client_begin_wait(c, QGA_WAIT_REPLY, id, pending_limits(c));
                 r = client_wait(c, p->deadline);
                 c->wait = QGA_WAIT_NOTHING;
@@ -540,7 +544,7 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
         if (r == -ETIMEDOUT && proto_reader_in_frame(c->reader)) {
                 /* Bytes came, but no end of the frame: a trickle that would hold every later
                  * request up just as long. */
-                c->dead = true;
+                c->dead = c->read_done = true;
                 c->dead_reason = "the agent sent a reply that did not end in time";
                 c->dead_error = -ETIMEDOUT;
                 return verr_set(e, r, "the reply to '%s' did not end within %s; whether it took effect is unknown",
@@ -568,7 +572,7 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
                         char why[128], what[64] = "this reply";
                         if (streq(command, "vmuser-list"))
                                 snprintf(what, sizeof(what), "a list of %u users", PROTO_LIST_MAX_USERS);
-                        c->dead = true;
+                        c->dead = c->read_done = true;
                         c->dead_reason = "the agent sent a reply over the limits";
                         c->dead_error = -EMSGSIZE;
                         /* The limits the frame was read with: those of the largest reply in flight. */

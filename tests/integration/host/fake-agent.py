@@ -23,6 +23,8 @@ request per line); replies depend on --mode:
                replies newest first (out of order); writes the most requests it ever held
                unanswered to --stats; uid = 5000 + the number at the end of the user name
   window-drop  the same, but never answers the request for --drop NAME
+  close-after  answers the first --after requests at once (uid as in window), then closes the
+               connection
 
 Hostile modes (test-host-hostile.c): the sync is answered after the payload, so the payload
 is what the client reads while it waits for its sync reply; every request then gets the payload
@@ -207,6 +209,13 @@ class Session:
                 reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
         elif mode == "close":
             raise ConnectionResetError
+        elif mode == "close-after":
+            if self.requests > self.opts.after:
+                raise ConnectionResetError
+            args = req.get("arguments") or {}
+            name = (args.get("user") or {}).get("userName") or ""
+            digits = name[len(name.rstrip("0123456789")):]
+            reply(self.conn, {"return": normal_return(req, 5000 + int(digits or 0)), "id": rid})
         elif mode == "refuse":
             reply(self.conn, {"error": {"class": "GenericError",
                                         "desc": "fake refusal \x1b[31mred\x1b[0m of '%s'" % verb},
@@ -302,6 +311,7 @@ def main():
     p.add_argument("--upstream")
     p.add_argument("--stats")
     p.add_argument("--drop")
+    p.add_argument("--after", type=int, default=5)
     p.add_argument("--one-connection", action="store_true")
     p.add_argument("--qmp", action="store_true")
     opts = p.parse_args()

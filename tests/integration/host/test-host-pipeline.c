@@ -8,7 +8,11 @@
  * the wrong request shows. A sequential client would never have more than one request held; the
  * window is 64 (attach.h, ATTACH_WINDOW), so exactly 64 must be. In mode "window-drop" the reply
  * to one user in the middle of a window never comes: that user alone fails, after --timeout,
- * and the users after it still get their own replies. */
+ * and the users after it still get their own replies. In mode "close" the agent closes the
+ * connection at the first request: every user, in flight or not yet sent, fails with a reason
+ * of its own, and nothing waits for --timeout; in mode "close-after" it answers 5 requests
+ * first: those 5 users are attached (their replies are read although sending a later request
+ * failed), the others fail. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -114,10 +118,52 @@ static void test_reply_dropped_in_window(void **state) {
         ht_stop(fake);
 }
 
+static void test_close_fails_each_user(void **state) {
+        pid_t fake = ht_fake_start("pipeclose", "close", NULL);
+        struct ht_result r = {};
+
+        run_attach("pipeclose", "30", &r);
+        ht_expect(&r, 3, NULL, "the agent channel was closed before the reply to 'vmuser-attach'");
+        expect_seconds(&r, 0.0, 15.0);
+        assert_int_equal(ht_count_lines(r.out), N_USERS);
+        for (size_t i = 0; i < N_USERS; i++) {
+                json_object *o = ht_json_line(r.out, i);
+                assert_string_equal(ht_jstr(o, "userName"), names[i]);
+                assert_string_equal(ht_jstr(o, "result"), "unreachable");
+                assert_true(strlen(ht_jstr(o, "error")) > 0);
+                json_object_put(o);
+        }
+        ht_result_done(&r);
+        ht_stop(fake);
+}
+
+static void test_replies_before_close_count(void **state) {
+        char *args[] = { (char *) "--after", (char *) "5", NULL };
+        pid_t fake = ht_fake_start("pipeafter", "close-after", args);
+        struct ht_result r = {};
+
+        run_attach("pipeafter", "30", &r);
+        ht_expect(&r, 6, NULL, "the agent channel was closed");
+        expect_seconds(&r, 0.0, 15.0);
+        assert_int_equal(ht_count_lines(r.out), N_USERS);
+        for (size_t i = 0; i < 5; i++)
+                expect_line_ok(r.out, i);
+        for (size_t i = 5; i < N_USERS; i++) {
+                json_object *o = ht_json_line(r.out, i);
+                assert_string_equal(ht_jstr(o, "userName"), names[i]);
+                assert_string_equal(ht_jstr(o, "result"), "unreachable");
+                json_object_put(o);
+        }
+        ht_result_done(&r);
+        ht_stop(fake);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_window_out_of_order),
                 cmocka_unit_test(test_reply_dropped_in_window),
+                cmocka_unit_test(test_close_fails_each_user),
+                cmocka_unit_test(test_replies_before_close_count),
         };
         return cmocka_run_group_tests(tests, group_setup, NULL);
 }
