@@ -3,10 +3,14 @@
  * Each user runs through the steps below, in order; a failing step ends that user's run with an
  * outcome and a reason, the undo functions of the steps it passed run in reverse, and the batch
  * goes on with the next user. All users share one agent connection, opened when the first user
- * reaches "push" (a batch that fails on the host never touches the VM) and re-synchronized by
- * the client after any timeout.
+ * reaches "send" (a batch that fails on the host never touches the VM) and re-synchronized by
+ * the client after any timeout. Up to ATTACH_WINDOW users are on their way at once: a user's
+ * steps up to "send" run when it enters the window, the rest (from "reply") when it leaves it,
+ * in argv order, so the agent works on the next requests while the host waits for, exports and
+ * reports the oldest (attach-push.c says how a request flows).
  *
- *   1. resolve  the host user through NSS, and the policy checks (host-user.c)
+ *   1. resolve  the host user through NSS, and the policy checks (host-user.c; a batch of more
+ *               than 8 users resolves from one view of passwd, group and shadow: host_user_db)
  *   2. record   the minimized user record: shadow hash, SSH keys, options (host-user.c); the
  *               guest UID of a home export left from before a guest reboot, if there is one
  *               (--uid otherwise, or the agent allocates)
@@ -16,11 +20,11 @@
  *               touched (libvirt checks the domain in step 5).
  *               --home-tag sends a spec without exporting anything (tests, stand-ins);
  *               --no-home sends none.
- *   4. push     vmuser-attach over the batch's connection (qga-client.c; for a libvirt domain
- *               without the vmuser channel the backend hot-plugs one); the reply is checked
- *               before it is believed. Undo (a later step failed): vmuser-detach, but only when
- *               this push created the user; a re-attach of an identical record, or a --replace of
- *               a user attached before, is left as it was.
+ *   4. send,    vmuser-attach over the batch's connection (attach-push.c, qga-client.c; for a
+ *      reply    libvirt domain without the vmuser channel the backend hot-plugs one); the reply is
+ *               checked before it is believed. Undo (a later step failed): vmuser-detach, but
+ *               only when this push created the user; a re-attach of an identical record, or a
+ *               --replace of a user attached before, is left as it was.
  *   5. export   vm_backend_export_home() with the guest UID/GID the agent just reported (bare
  *               QEMU: home-export.c, idmapped staging mount -> virtiofsd -> QMP hot-plug;
  *               libvirt: staging mount -> libvirt's <filesystem> live attach). An export that
@@ -57,6 +61,7 @@ struct attach_step {
         const char *name;
         int (*run)(struct attach_batch *b, struct attach_job *j);
         void (*undo)(struct attach_batch *b, struct attach_job *j); /* may be NULL */
+        bool sends; /* a request to the agent is out: the rest waits for its reply */
 };
 
 static void warn_cb(void *userdata, const char *text) {
@@ -66,7 +71,7 @@ static void warn_cb(void *userdata, const char *text) {
 /* ---- the steps ---- */
 
 static int step_resolve(struct attach_batch *b, struct attach_job *j) {
-        int r = host_user_lookup(j->name, NULL, &j->host, &j->e);
+        int r = host_user_db_lookup(&b->db, j->name, &j->host, &j->e);
         if (r < 0)
                 j->outcome = r == -ENOENT || r == -EPERM ? OUTCOME_HOST_USER : OUTCOME_FAILED;
         return r;
@@ -76,7 +81,7 @@ static int step_resolve(struct attach_batch *b, struct attach_job *j) {
  * has forgotten the user (it rebooted) or a re-attach is under way: 1 with *ret_uid set, 0 when
  * there is none. Asking the agent for that UID keeps the export (virtiofsd, QEMU's device, the
  * ID mapping) valid, so a reboot costs the user nothing but a new `vmuser attach`. */
-static int leftover_export_uid(struct attach_batch *b, const char *name, uint32_t *ret_uid) {
+int attach_leftover_export_uid(struct attach_batch *b, const char *name, uint32_t *ret_uid) {
         if (!b->exports_listed) {
                 struct verr ignored = {};
                 b->exports_listed = true;
@@ -109,10 +114,11 @@ static int step_record(struct attach_batch *b, struct attach_job *j) {
                 .no_password = o->no_password,
                 .no_authorized_keys = o->no_authorized_keys,
                 .warn = warn_cb,
+                .db = &b->db,
         };
         int r;
 
-        if (!o->has_uid && attach_exports(o) && leftover_export_uid(b, j->name, &uo.uid) > 0)
+        if (!o->has_uid && attach_exports(o) && attach_leftover_export_uid(b, j->name, &uo.uid) > 0)
                 uo.has_uid = true;
         if (o->home_dir) {
                 r = template_expand(o->home_dir, j->name, &home);
@@ -176,155 +182,6 @@ static int step_home(struct attach_batch *b, struct attach_job *j) {
                             j->source, b->vm.label, j->name, j->name);
         }
         return 0;
-}
-
-static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
-        if (b->agent)
-                return 0;
-        if (!b->agent_failed) {
-                unsigned flags = VM_BACKEND_AGENT_HOTPLUG | (b->o->persistent ? VM_BACKEND_AGENT_PERSISTENT : 0);
-                b->agent_error = agent_open(&b->vm, flags, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
-                b->agent_failed = b->agent_error < 0;
-                /* With --replace, "changed" does not tell a new user from a replaced one; the list
-                 * does. When it cannot be had, no push is undone (the safe side). */
-                if (!b->agent_failed && b->o->replace && attach_exports(b->o)) {
-                        struct qga_error qe = {};
-                        struct verr ignored = {};
-                        json_object *list = NULL;
-                        if (agent_list_users(b->agent, b->o->common.timeout_ms, &list, &qe, &ignored) >= 0 &&
-                            json_object_is_type(list, json_type_array))
-                                b->attached_before = list;
-                        else
-                                json_object_put(list);
-                }
-        }
-        if (b->agent_failed) {
-                verr_set(&j->e, b->agent_error, "%s", verr_text(&b->agent_verr, b->agent_error));
-                j->outcome = outcome_from_agent_error(b->agent_error, NULL);
-                return b->agent_error;
-        }
-        return 0;
-}
-
-/* The agent is not trusted: its answer must be the one PROTOCOL.txt promises, for our user. */
-static int check_reply(struct attach_job *j, json_object *v) {
-        const char *name, *home;
-        int r;
-
-        if (!json_object_is_type(v, json_type_object))
-                return verr_set(&j->e, -EBADMSG, "the agent's reply to vmuser-attach is not an object");
-        r = json_get_string(v, "userName", &name);
-        if (r < 0 || !streq(name, j->name))
-                return verr_set(&j->e, -EBADMSG, "the agent's reply to vmuser-attach names another user");
-        if (json_get_uint32(v, "uid", &j->uid) < 0 || json_get_uint32(v, "gid", &j->gid) < 0 ||
-            json_get_bool(v, "changed", &j->changed) < 0 || json_get_string(v, "homeDirectory", &home) < 0 ||
-            strlen(home) > HOME_PATH_MAX)
-                return verr_set(&j->e, -EBADMSG, "the agent's reply to vmuser-attach lacks a valid uid, gid, "
-                                                 "homeDirectory or changed");
-        if (j->uid == 0 || j->gid == 0)
-                return verr_set(&j->e, -EBADMSG, "the agent reports uid %u / gid %u for '%s'", j->uid, j->gid, j->name);
-        strcpy(j->home_directory, home);
-        return 0;
-}
-
-/* The guest UIDs of the live exports this host keeps for the VM, for the agent to reserve for
- * their users (doc/PROTOCOL.txt, section 10): after a guest reboot nobody else may get one. NULL
- * when there are none (then older agents, which refuse the argument, see no difference). */
-static json_object *reserved_uids(struct attach_batch *b) {
-        json_object *list = NULL;
-        uint32_t ignored;
-
-        if (!attach_exports(b->o))
-                return NULL;
-        (void) leftover_export_uid(b, "", &ignored); /* lists the exports once per batch */
-        for (size_t i = 0; i < b->n_exports_before && i < 64; i++) {
-                const struct home_export_info *x = &b->exports_before[i];
-                if (!streq(x->phase, "exported") || x->guest_uid != x->guest_gid ||
-                    x->virtiofsd_state != VIRTIOFSD_STATE_RUNNING || !name_is_valid(x->user))
-                        continue;
-                json_object *o = json_object_new_object();
-                if (!list)
-                        list = json_object_new_array();
-                if (!o || !list || json_object_array_add(list, o) < 0) {
-                        json_object_put(o);
-                        json_object_put(list);
-                        return NULL;
-                }
-                json_object_object_add(o, "uid", json_object_new_int64(x->guest_uid));
-                json_object_object_add(o, "userName", json_object_new_string(x->user));
-        }
-        return list;
-}
-
-static int step_push(struct attach_batch *b, struct attach_job *j) {
-        _cleanup_json_ json_object *args = NULL, *value = NULL;
-        int r;
-
-        r = ensure_agent(b, j);
-        if (r < 0)
-                return r;
-
-        args = json_object_new_object();
-        if (!args || json_object_object_add(args, "user", json_object_get(j->record)) < 0 ||
-            (j->home && json_object_object_add(args, "home", json_object_get(j->home)) < 0) ||
-            (b->o->replace && json_object_object_add(args, "replace", json_object_new_boolean(true)) < 0)) {
-                j->outcome = OUTCOME_FAILED;
-                return -ENOMEM;
-        }
-        json_object *reserved = reserved_uids(b);
-        if (reserved && json_object_object_add(args, "reservedUids", reserved) < 0) {
-                j->outcome = OUTCOME_FAILED;
-                return -ENOMEM;
-        }
-
-        r = qga_client_call(b->agent, "vmuser-attach", args, b->o->common.timeout_ms, &value, &j->qerr, &j->e);
-        if (r < 0) {
-                j->remote = r == -EREMOTEIO;
-                j->outcome = outcome_from_agent_error(r, &j->qerr);
-                return r;
-        }
-        r = check_reply(j, value);
-        if (r < 0) {
-                j->outcome = OUTCOME_UNREACHABLE;
-                return r;
-        }
-        j->created = j->changed && !b->o->replace;
-        if (j->changed && b->o->replace && b->attached_before) {
-                j->created = true;
-                for (size_t i = 0; i < json_object_array_length(b->attached_before); i++) {
-                        const char *s;
-                        if (json_get_string(json_object_array_get_idx(b->attached_before, i), "userName", &s) == 0 &&
-                            streq(s, j->name))
-                                j->created = false;
-                }
-        }
-        return 0;
-}
-
-/* A later step failed: take the user out again if this push put it in. The failure's reason
- * stays the step's own; what happened to the record goes into j->note. */
-static void undo_push(struct attach_batch *b, struct attach_job *j) {
-        _cleanup_json_ json_object *args = NULL, *value = NULL;
-        struct qga_error qe = {};
-        struct verr e = {};
-        int r;
-
-        if (!j->created) {
-                snprintf(j->note, sizeof(j->note), "; the user record in the guest was attached before and is left as it is");
-                return;
-        }
-        args = json_object_new_object();
-        if (!args || json_object_object_add(args, "userName", json_object_new_string(j->name)) < 0)
-                r = -ENOMEM;
-        else
-                r = qga_client_call(b->agent, "vmuser-detach", args, b->o->common.timeout_ms, &value, &qe, &e);
-        if (r >= 0)
-                snprintf(j->note, sizeof(j->note), "; the user was detached from the guest again");
-        else
-                snprintf(j->note, sizeof(j->note), "; detaching the user from the guest again failed too (%.200s): run "
-                         "'vmuser detach %s%s%s%s %s'", r == -EREMOTEIO ? qe.desc : verr_text(&e, r),
-                         b->o->common.connect_uri ? "--connect " : "", strempty(b->o->common.connect_uri),
-                         b->o->common.connect_uri ? " " : "", b->vm.label, j->name);
 }
 
 /* Which outcome an export failure is: the VM (QEMU, libvirt) not reachable or not able to take
@@ -393,7 +250,7 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
                 return 0;
         /* The guest has the record now: wipe its hash before the export forks a long-lived
          * virtiofsd supervisor that would carry a copy of our memory. */
-        host_user_record_erase(j->record);
+        host_user_record_erase(j->record); /* done at the send already; kept for clarity */
         r = vm_backend_export_home(b->vm.backend, &p, &j->export, &j->e);
         if (r == -EEXIST && find_export(&b->vm, j->name, &existing) >= 0 && streq(existing.phase, "exported") &&
             existing.guest_uid == j->uid && existing.guest_gid == j->gid && existing.host_uid == j->host->uid &&
@@ -423,11 +280,12 @@ static int step_export(struct attach_batch *b, struct attach_job *j) {
 }
 
 static const struct attach_step steps[] = {
-        { "resolve", step_resolve, NULL },
-        { "record", step_record, NULL },
-        { "home", step_home, NULL },
-        { "push", step_push, undo_push },
-        { "export", step_export, NULL },
+        { "resolve", step_resolve, NULL, false },
+        { "record", step_record, NULL, false },
+        { "home", step_home, NULL, false },
+        { "send", attach_step_send, NULL, true },
+        { "reply", attach_step_reply, attach_undo_push, false },
+        { "export", step_export, NULL, false },
 };
 
 static void attach_job_done(struct attach_job *j) {
@@ -438,29 +296,52 @@ static void attach_job_done(struct attach_job *j) {
         free(j->source);
 }
 
-static void attach_one(struct attach_batch *b, const char *name) {
-        struct attach_job j = { .name = name };
-        size_t i;
-        int r = 0;
-
-        b->current = &j;
-        for (i = 0; i < ELEMENTSOF(steps); i++) {
-                r = steps[i].run(b, &j);
-                if (r < 0)
-                        break;
+/* Runs steps until one fails or one has sent a request (j->step: the next to run). */
+static void job_run(struct attach_batch *b, struct attach_job *j) {
+        while (j->r >= 0 && j->step < ELEMENTSOF(steps)) {
+                const struct attach_step *s = &steps[j->step];
+                j->r = s->run(b, j);
+                if (j->r < 0)
+                        return;
+                j->step++;
+                if (s->sends)
+                        return;
         }
+}
 
-        if (r < 0) {
+/* The rest of the steps of the oldest user in the window, its undo and its report. */
+static void job_finish(struct attach_batch *b) {
+        struct attach_job *j = &b->window[b->window_first];
+
+        b->current = j;
+        job_run(b, j);
+        if (j->r < 0) {
+                size_t i = j->step;
                 while (i-- > 0)
                         if (steps[i].undo)
-                                steps[i].undo(b, &j);
-                char reason[sizeof(j.e.text) + sizeof(j.note)];
-                snprintf(reason, sizeof(reason), "%s%s", verr_text(&j.e, r), j.note);
-                report_failure(&b->report, name, j.outcome, j.remote ? &j.qerr : NULL, reason);
+                                steps[i].undo(b, j);
+                char reason[sizeof(j->e.text) + sizeof(j->note)];
+                snprintf(reason, sizeof(reason), "%s%s", verr_text(&j->e, j->r), j->note);
+                report_failure(&b->report, j->name, j->outcome, j->remote ? &j->qerr : NULL, reason);
         } else
-                attach_report_success(b, &j);
+                attach_report_success(b, j);
         b->current = NULL;
-        attach_job_done(&j);
+        attach_job_done(j);
+        b->window_first = (b->window_first + 1) % ATTACH_WINDOW;
+        b->window_n--;
+}
+
+/* A user enters the window: its steps up to the request to the agent. */
+static void job_start(struct attach_batch *b, const char *name) {
+        if (b->window_n == ATTACH_WINDOW)
+                job_finish(b);
+        /* A sync discards the replies in flight: they are waited for first. */
+        if (b->agent && qga_client_needs_sync(b->agent))
+                while (b->window_n > 0)
+                        job_finish(b);
+        struct attach_job *j = &b->window[(b->window_first + b->window_n++) % ATTACH_WINDOW];
+        *j = (struct attach_job) { .name = name };
+        job_run(b, j);
 }
 
 bool attach_refusal_is_difference(const char *desc) {
@@ -499,11 +380,24 @@ enum outcome attach_run(const struct attach_options *o) {
                 }
         }
 
+        b.window = calloc(ATTACH_WINDOW, sizeof(*b.window));
+        if (!b.window) {
+                log_error("%s", strerror(ENOMEM));
+                result = OUTCOME_FAILED;
+                goto finish;
+        }
+        /* The shadow entries of the batch stay in memory until it ends: not when an export
+         * forks a virtiofsd supervisor that would keep a copy. */
+        (void) host_user_db_init(&b.db, o->users, o->n_users, !attach_exports(o) || o->probe, NULL, NULL);
         for (size_t i = 0; i < o->n_users; i++)
-                attach_one(&b, o->users[i]);
+                job_start(&b, o->users[i]);
+        while (b.window_n > 0)
+                job_finish(&b);
         result = report_outcome(&b.report);
 
 finish:
+        free(b.window);
+        host_user_db_done(&b.db);
         json_object_put(b.attached_before);
         free(b.exports_before);
         host_user_keys_done(&b.extra_keys);

@@ -14,8 +14,13 @@
 #include "vm.h"
 #include "vmuser.h"
 
+/* Users of a batch on their way at once: at most this many requests in flight on the agent
+ * connection (vmuser-agent takes 256 pipelined, qemu-ga about 128). */
+#define ATTACH_WINDOW 64
+
 struct attach_batch {
         const struct attach_options *o;
+        struct host_user_db db;   /* the batch's NSS look-ups (host-user.h) */
         struct vm vm;
         struct host_user_keys extra_keys;
         struct qga_client *agent;
@@ -30,11 +35,17 @@ struct attach_batch {
         bool exports_listed;
         struct report report;
         struct attach_job *current; /* the job being reported, for the audit entry */
+        /* The users on their way, in argv order: window_n of them from window_first (a ring). */
+        struct attach_job *window;
+        size_t window_first, window_n;
 };
 
 /* One user's way through the steps. */
 struct attach_job {
         const char *name;
+        size_t step;              /* the next step to run (attach.c's steps[]) */
+        int r;                    /* < 0: the step before step failed */
+        int64_t request_id;       /* the vmuser-attach in flight */
         struct host_user *host;
         json_object *record;
         json_object *home;        /* home spec, NULL: none */
@@ -67,3 +78,12 @@ int attach_build_home_spec(const struct attach_options *o, const char *name, jso
  * result of a user that went through every step. */
 void attach_audit(void *userdata, const char *user, const char *result, const char *reason, json_object *fields);
 void attach_report_success(struct attach_batch *b, const struct attach_job *j);
+
+/* attach.c: the guest UID of a live export of name left from an earlier attach (1), or none (0). */
+int attach_leftover_export_uid(struct attach_batch *b, const char *name, uint32_t *ret_uid);
+
+/* attach-push.c: the steps "send" (the vmuser-attach request goes out) and "reply" (its answer
+ * is awaited and checked; undo: vmuser-detach when this push created the user). */
+int attach_step_send(struct attach_batch *b, struct attach_job *j);
+int attach_step_reply(struct attach_batch *b, struct attach_job *j);
+void attach_undo_push(struct attach_batch *b, struct attach_job *j);

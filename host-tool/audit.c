@@ -28,7 +28,7 @@ static int parse_uid(const char *s, uid_t *ret) {
         return 0;
 }
 
-static int read_loginuid(uid_t *ret) {
+static int read_loginuid_file(uid_t *ret) {
         char buf[32] = "";
         _cleanup_fclose_ FILE *f = fopen("/proc/self/loginuid", "re");
 
@@ -36,6 +36,17 @@ static int read_loginuid(uid_t *ret) {
                 return -ENOENT;
         buf[strcspn(buf, "\n")] = '\0';
         return parse_uid(buf, ret);
+}
+
+/* Read once per process: it does not change under us, and a batch writes an entry per user. */
+static int read_loginuid(uid_t *ret) {
+        static int cached_r = 1;
+        static uid_t cached;
+
+        if (cached_r > 0)
+                cached_r = read_loginuid_file(&cached);
+        *ret = cached;
+        return cached_r;
 }
 
 uid_t audit_invoker_uid(void) {

@@ -1,6 +1,9 @@
 /* host-user.c: host account -> minimized user record (see host-user.h): the NSS and shadow
  * side, the policy checks and the rendering. The SSH keys are host-user-keys.c's.
  *
+ * A batch (host_user_db_*) answers from one nss-view.h snapshot what it holds and asks NSS
+ * about the rest, through the same checks and messages as a single look-up.
+ *
  * Every string that goes into the record is checked here the way the agent will check it
  * (valid UTF-8, no control characters, bounded), so a bad GECOS field or a stray line in
  * authorized_keys costs a warning and that one field, not the whole attach. Secrets (the shadow
@@ -23,6 +26,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "nss-util.h"
+#include "nss-view.h"
 #include "paths.h"
 #include "records.h"
 
@@ -123,18 +127,50 @@ void host_user_freep(struct host_user **u) {
         host_user_free(*u);
 }
 
-int host_user_lookup(const char *name, const char *login_defs, struct host_user **ret, struct verr *e) {
-        _cleanup_free_ struct passwd *pw = NULL;
-        _cleanup_free_ struct group *gr = NULL;
+/* The passwd entry of name, from the view when it has it, else from NSS (*owned is then the
+ * block to free). */
+static int lookup_passwd(const struct nss_view *view, const char *name, const struct passwd **ret,
+                         struct passwd **owned) {
+        const struct passwd *pw = view ? nss_view_getpwnam(view, name) : NULL;
+        int r;
+
+        if (!pw) {
+                r = host_getpwnam(name, owned);
+                if (r < 0)
+                        return r;
+                pw = *owned;
+        }
+        *ret = pw;
+        return 0;
+}
+
+/* The name of group gid, likewise. */
+static int lookup_group_name(const struct nss_view *view, gid_t gid, const char **ret, struct group **owned) {
+        int r;
+
+        if (view && nss_view_by_id(view, true, gid, ret) > 0)
+                return 0;
+        r = nss_getgrgid(gid, owned);
+        if (r < 0)
+                return r;
+        *ret = (*owned)->gr_name;
+        return 0;
+}
+
+static int lookup(const struct nss_view *view, const char *name, const char *login_defs, uid_t uid_min,
+                  struct host_user **ret, struct verr *e) {
+        _cleanup_free_ struct passwd *owned_pw = NULL;
+        _cleanup_free_ struct group *owned_gr = NULL;
         _cleanup_(host_user_freep) struct host_user *u = NULL;
-        uid_t uid_min;
+        const struct passwd *pw;
+        const char *group_name;
         int r;
 
         if (!name_is_valid(name))
                 return verr_set(e, -EPERM, "'%s' is not a portable user name ([a-z_][a-z0-9_-]*, at most %d characters)",
                                 name, VMUSER_NAME_MAX);
 
-        r = host_getpwnam(name, &pw);
+        r = lookup_passwd(view, name, &pw, &owned_pw);
         if (r == -ENOENT)
                 return verr_set(e, r, "there is no user '%s' on this host", name);
         if (r < 0)
@@ -142,23 +178,22 @@ int host_user_lookup(const char *name, const char *login_defs, struct host_user 
 
         if (pw->pw_uid == 0)
                 return verr_set(e, -EPERM, "'%s' is root (uid 0); root is never shared with a VM", name);
-        (void) host_uid_min(login_defs, &uid_min);
         if (pw->pw_uid < uid_min)
                 return verr_set(e, -EPERM, "'%s' is a system user (uid %u is below UID_MIN %u of %s)", name,
                                 (unsigned) pw->pw_uid, (unsigned) uid_min, login_defs ? login_defs : "/etc/login.defs");
         if (name_is_reserved(name))
                 return verr_set(e, -EPERM, "'%s' is a reserved system account name", name);
 
-        r = nss_getgrgid(pw->pw_gid, &gr);
+        r = lookup_group_name(view, pw->pw_gid, &group_name, &owned_gr);
         if (r == -ENOENT)
                 return verr_set(e, -EPERM, "the primary group %u of '%s' does not exist; a private group named '%s' is required",
                                 (unsigned) pw->pw_gid, name, name);
         if (r < 0)
                 return verr_set(e, r, "looking up group %u failed: %s", (unsigned) pw->pw_gid, strerror(-r));
-        if (!streq(gr->gr_name, name))
+        if (!streq(group_name, name))
                 return verr_set(e, -EPERM,
                                 "the primary group of '%s' is '%s' (gid %u), not a private group named '%s'",
-                                name, gr->gr_name, (unsigned) pw->pw_gid, name);
+                                name, group_name, (unsigned) pw->pw_gid, name);
 
         u = calloc(1, sizeof(*u));
         if (!u)
@@ -181,6 +216,35 @@ int host_user_lookup(const char *name, const char *login_defs, struct host_user 
         }
         *ret = TAKE_PTR(u);
         return 0;
+}
+
+int host_user_lookup(const char *name, const char *login_defs, struct host_user **ret, struct verr *e) {
+        uid_t uid_min;
+
+        (void) host_uid_min(login_defs, &uid_min);
+        return lookup(NULL, name, login_defs, uid_min, ret, e);
+}
+
+/* ---- a batch's look-ups ---- */
+
+int host_user_db_init(struct host_user_db *db, char *const *names, size_t n_names, bool with_shadow,
+                      const char *nsswitch, const char *login_defs) {
+        *db = (struct host_user_db) { .login_defs = login_defs };
+        (void) host_uid_min(login_defs, &db->uid_min);
+        if (n_names <= HOST_USER_VIEW_MIN)
+                return 0;
+        /* No view (nsswitch.conf names other sources, or enumerating failed): NSS one by one. */
+        (void) nss_view_new_full(nsswitch, NSS_VIEW_PASSWD_ENTRIES | (with_shadow ? NSS_VIEW_SHADOW : 0), names,
+                                 n_names, &db->view);
+        return 0;
+}
+
+void host_user_db_done(struct host_user_db *db) {
+        db->view = nss_view_free(db->view);
+}
+
+int host_user_db_lookup(const struct host_user_db *db, const char *name, struct host_user **ret, struct verr *e) {
+        return lookup(db->view, name, db->login_defs, db->uid_min, ret, e);
 }
 
 /* ---- the password hash ---- */
@@ -206,15 +270,16 @@ const char *host_hash_weakness(const char *hash) {
         return "an unknown method";
 }
 
-static int read_password_hash(const struct host_user *u, host_user_warn_fn warn, void *userdata, char **ret,
-                              struct verr *e) {
+static int read_password_hash(const struct host_user *u, const struct nss_view *view, host_user_warn_fn warn,
+                              void *userdata, char **ret, struct verr *e) {
+        const struct spwd *viewed = view ? nss_view_getspnam(view, u->name) : NULL;
         struct spwd *sp = NULL;
         size_t size = 0;
         const char *hash, *weak;
         int r;
 
         *ret = NULL;
-        r = nss_getspnam(u->name, &sp, &size);
+        r = viewed ? 0 : nss_getspnam(u->name, &sp, &size);
         if (r == -ENOENT || r == -EACCES || r == -EPERM) {
                 if (access("/etc/shadow", R_OK) < 0)
                         host_user_warnf(warn, userdata, "the shadow database is not readable (run as root); no password hash "
@@ -226,7 +291,10 @@ static int read_password_hash(const struct host_user *u, host_user_warn_fn warn,
         if (r < 0)
                 return verr_set(e, r, "looking up the shadow entry of '%s' failed: %s", u->name, strerror(-r));
 
-        hash = sp->sp_pwdp ? sp->sp_pwdp : "";
+        if (viewed)
+                hash = viewed->sp_pwdp ? viewed->sp_pwdp : "";
+        else
+                hash = sp->sp_pwdp ? sp->sp_pwdp : "";
         if (hash[0] == '\0')
                 host_user_warnf(warn, userdata, "'%s' has an empty password on the host; the guest account gets no password",
                       u->name);
@@ -244,8 +312,10 @@ static int read_password_hash(const struct host_user *u, host_user_warn_fn warn,
                 if (!*ret)
                         r = -ENOMEM;
         }
-        explicit_bzero(sp, size);
-        free(sp);
+        if (sp) {
+                explicit_bzero(sp, size);
+                free(sp);
+        }
         return r;
 }
 
@@ -280,7 +350,7 @@ static int build_privileged(const struct host_user *u, const struct host_user_op
         int r;
 
         if (!o->no_password) {
-                r = read_password_hash(u, o->warn, o->warn_userdata, &hash, e);
+                r = read_password_hash(u, o->db ? o->db->view : NULL, o->warn, o->warn_userdata, &hash, e);
                 if (r < 0)
                         return r;
         }

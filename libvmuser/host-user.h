@@ -56,6 +56,26 @@ void host_user_freep(struct host_user **u);
  * non-portable name, no private group. */
 int host_user_lookup(const char *name, const char *login_defs, struct host_user **ret, struct verr *e);
 
+/* The look-ups of a batch of users. A batch of more than HOST_USER_VIEW_MIN names enumerates
+ * passwd and group once (and, with with_shadow, the shadow entries of its names) into an
+ * nss-view.h snapshot, when nsswitch.conf (NULL: /etc/nsswitch.conf) names only "files" and
+ * "systemd" for them; each user is then resolved from memory, and NSS is asked directly about
+ * anything the view lacks. UID_MIN is read once. host_user_db_lookup() returns what
+ * host_user_lookup() would, with the same messages. The shadow entries stay in memory until
+ * host_user_db_done() wipes them: a batch that forks long-lived processes passes with_shadow
+ * false. */
+#define HOST_USER_VIEW_MIN 8
+struct nss_view;
+struct host_user_db {
+        struct nss_view *view; /* NULL: every look-up asks NSS */
+        const char *login_defs;
+        uid_t uid_min;
+};
+int host_user_db_init(struct host_user_db *db, char *const *names, size_t n_names, bool with_shadow,
+                      const char *nsswitch, const char *login_defs);
+void host_user_db_done(struct host_user_db *db);
+int host_user_db_lookup(const struct host_user_db *db, const char *name, struct host_user **ret, struct verr *e);
+
 /* A list of SSH public key lines (authorized_keys format), deduplicated. */
 struct host_user_keys {
         char **keys;
@@ -91,6 +111,7 @@ struct host_user_options {
         bool no_authorized_keys;     /* do not read ~/.ssh/authorized_keys */
         host_user_warn_fn warn;      /* may be NULL */
         void *warn_userdata;
+        const struct host_user_db *db; /* the batch's shadow entries; NULL: getspnam */
 };
 
 /* Renders the user record (see the top of this file). */

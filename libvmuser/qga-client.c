@@ -7,6 +7,14 @@
  * the request's id is the reply, frames with other ids are stale, and a malformed frame ends the
  * request (the channel is re-synced before the next one).
  *
+ * Pipelining: qga_client_send() puts a request on the wire and records it as pending (its id,
+ * its command and its deadline); qga_client_receive() reads until the reply to one pending
+ * request has come. A frame with the id of another pending request is kept for it, so replies
+ * may come in any order; a frame that names no pending id is stale. What cannot be told apart
+ * by id (a malformed frame, an error object without id) is charged to the oldest request still
+ * waiting, and the channel is marked for a re-sync, which only happens once nothing is in flight
+ * (a sync discards every reply before its own). qga_client_call() is a send and its receive.
+ *
  * What a frame may hold is set on the reader for what the client waits for (see the limits
  * below, derived in doc/PROTOCOL.txt): while it waits for a sync reply only a frame the size of
  * {"return": ID} is parsed and everything larger is skipped unparsed; a reply gets the limits
@@ -69,6 +77,17 @@ static const struct proto_limits *reply_limits(const char *command) {
         return streq(command, "vmuser-list") ? &list_reply_limits : &small_reply_limits;
 }
 
+/* A request on the wire whose reply has not been handed out. */
+struct qga_pending {
+        int64_t id;
+        char command[64];
+        int64_t deadline;
+        int timeout_ms;         /* what it was sent with, for the messages */
+        bool done;              /* its reply (or frame_error) is here */
+        json_object *reply;
+        int frame_error;
+};
+
 enum qga_wait {
         QGA_WAIT_NOTHING,
         QGA_WAIT_SYNC,
@@ -81,15 +100,19 @@ struct qga_client {
         bool synced;            /* the channel is known to be clean */
         bool dead;              /* closed by the peer, broken, or silent: no further I/O */
         const char *dead_reason;
+        int dead_error;         /* what killed it, for the requests still in flight */
+        bool read_done;         /* nothing more is read (closed, broken, over a limit); after a
+                                 * failed write the replies already sent are still read */
         int64_t next_id;
+
+        struct qga_pending pending[QGA_CLIENT_MAX_IN_FLIGHT]; /* oldest first */
+        size_t n_pending;
 
         /* What on_frame() is looking for, and what it found. */
         enum qga_wait wait;
         int64_t wait_id;
         bool after_delimiter;   /* a 0xFF arrived and no frame since */
         bool done;
-        json_object *reply;     /* the matching frame (a reference) */
-        int frame_error;        /* the reader's error for a malformed reply */
 
         unsigned char buf[64 * 1024];
 };
@@ -121,7 +144,8 @@ struct qga_client *qga_client_free(struct qga_client *c) {
                 return NULL;
         closep(&c->fd);
         proto_reader_free(c->reader);
-        json_object_put(c->reply);
+        for (size_t i = 0; i < c->n_pending; i++)
+                json_object_put(c->pending[i].reply);
         free(c);
         return NULL;
 }
@@ -177,6 +201,27 @@ static bool frame_is_sync_reply(json_object *obj, int64_t id) {
         return json_object_get_int64(v) == id;
 }
 
+static struct qga_pending *find_pending(struct qga_client *c, int64_t id) {
+        for (size_t i = 0; i < c->n_pending; i++)
+                if (c->pending[i].id == id)
+                        return &c->pending[i];
+        return NULL;
+}
+
+static struct qga_pending *oldest_waiting(struct qga_client *c) {
+        for (size_t i = 0; i < c->n_pending; i++)
+                if (!c->pending[i].done)
+                        return &c->pending[i];
+        return NULL;
+}
+
+static void pending_drop(struct qga_client *c, struct qga_pending *p) {
+        size_t i = (size_t) (p - c->pending);
+        json_object_put(p->reply);
+        memmove(p, p + 1, (c->n_pending - i - 1) * sizeof(*p));
+        c->n_pending--;
+}
+
 static int on_frame(json_object *obj, int error, void *userdata) {
         struct qga_client *c = userdata;
         bool delimited = c->after_delimiter;
@@ -193,22 +238,39 @@ static int on_frame(json_object *obj, int error, void *userdata) {
                 }
                 return 0;
 
-        case QGA_WAIT_REPLY:
-                if (error < 0) {
-                        c->frame_error = error;
-                        break;
-                }
-                if (json_object_is_type(obj, json_type_object) && json_object_object_get_ex(obj, "id", &id)) {
-                        if (!json_object_is_type(id, json_type_int) || json_object_get_int64(id) != c->wait_id)
+        case QGA_WAIT_REPLY: {
+                struct qga_pending *p = NULL;
+                if (error == 0 && json_object_is_type(obj, json_type_object) && json_object_object_get_ex(obj, "id", &id)) {
+                        if (!json_object_is_type(id, json_type_int))
+                                return 0; /* not one of ours: stale */
+                        p = find_pending(c, json_object_get_int64(id));
+                        if (!p || p->done)
                                 return 0; /* an answer to an earlier request: stale */
-                } else if (!(json_object_is_type(obj, json_type_object) && json_object_object_get_ex(obj, "error", NULL))) {
+                } else {
                         /* After a sync the next reply is ours, and ours carries our id; only an
-                         * error about a request the agent could not read may lack it. */
-                        c->frame_error = -EPROTO;
-                        break;
+                         * error about a request the agent could not read may lack it. Which
+                         * request it is about is a guess: the oldest, and the channel is
+                         * re-synced before the next request. */
+                        p = oldest_waiting(c);
+                        if (!p)
+                                return 0;
+                        if (error < 0)
+                                p->frame_error = error;
+                        else if (!(json_object_is_type(obj, json_type_object) &&
+                                   json_object_object_get_ex(obj, "error", NULL)))
+                                p->frame_error = -EPROTO;
+                        if (c->n_pending > 1)
+                                c->synced = false;
                 }
-                c->reply = json_object_get(obj);
-                break;
+                p->done = true;
+                if (p->frame_error == 0)
+                        p->reply = json_object_get(obj);
+                /* Still waiting for replies: the frames after this one in the same read may be
+                 * answers to the other requests in flight. */
+                if (p->id == c->wait_id)
+                        c->done = true;
+                return 0;
+        }
 
         case QGA_WAIT_NOTHING:
         default:
@@ -258,13 +320,17 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 continue;
-                        c->dead = true;
-                        c->dead_reason = "reading from the agent channel failed";
-                        return negative_errno();
+                        c->dead = c->read_done = true;
+                        c->dead_error = negative_errno();
+                        /* A reset (requests were left unread): closed, as far as we can tell. */
+                        c->dead_reason = c->dead_error == -ECONNRESET ? "the agent channel was closed"
+                                                                      : "reading from the agent channel failed";
+                        return c->dead_error;
                 }
                 if (n == 0) {
-                        c->dead = true;
+                        c->dead = c->read_done = true;
                         c->dead_reason = "the agent channel was closed";
+                        c->dead_error = -ECONNRESET;
                         return -ECONNRESET;
                 }
                 int r = client_feed(c, c->buf, (size_t) n);
@@ -280,9 +346,14 @@ static void client_begin_wait(struct qga_client *c, enum qga_wait what, int64_t 
         c->wait = what;
         c->wait_id = id;
         c->done = false;
-        c->frame_error = 0;
-        json_object_put(c->reply);
-        c->reply = NULL;
+}
+
+/* The limits while replies are awaited: those of the largest reply in flight. */
+static const struct proto_limits *pending_limits(const struct qga_client *c) {
+        for (size_t i = 0; i < c->n_pending; i++)
+                if (reply_limits(c->pending[i].command) == &list_reply_limits)
+                        return &list_reply_limits;
+        return &small_reply_limits;
 }
 
 static int client_write(struct qga_client *c, const char *buf, size_t len, int timeout_ms) {
@@ -302,6 +373,8 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
 
         if (c->dead)
                 return verr_set(e, -ENOTCONN, "%s earlier; no further requests are sent", c->dead_reason);
+        if (c->n_pending > 0) /* a sync would discard their replies */
+                return verr_set(e, -EBUSY, "requests are still in flight: not synchronizing now");
 
         c->synced = false;
         n = snprintf(request, sizeof(request),
@@ -371,8 +444,8 @@ static int parse_reply(json_object *reply, const char *command, json_object **re
         return verr_set(e, -EREMOTEIO, "%s", desc);
 }
 
-int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
-                    json_object **ret_value, struct qga_error *ret_error, struct verr *e) {
+int qga_client_send(struct qga_client *c, const char *command, json_object *args, int timeout_ms, int64_t *ret_id,
+                    struct verr *e) {
         _cleanup_json_ json_object *request = NULL;
         _cleanup_erase_free_ char *text = NULL; /* may carry a password hash */
         int64_t id, deadline;
@@ -383,6 +456,12 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
 
         if (c->dead)
                 return verr_set(e, -ENOTCONN, "%s earlier; no further requests are sent", c->dead_reason);
+        if (c->n_pending >= QGA_CLIENT_MAX_IN_FLIGHT || (!c->synced && c->n_pending > 0))
+                return verr_set(e, -EBUSY, "'%s' not sent: %s", command,
+                                c->synced ? "too many requests in flight"
+                                          : "the channel must be re-synchronized once the requests in flight are answered");
+        if (strlen(command) >= sizeof(c->pending[0].command))
+                return verr_set(e, -EINVAL, "'%.64s...' is not a command name", command);
         if (!c->synced) {
                 r = qga_client_sync(c, timeout_ms, e);
                 if (r < 0)
@@ -419,14 +498,55 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
         if (r < 0)
                 return verr_set(e, r, "sending '%s' failed: %s", command, strerror(-r));
 
-        client_begin_wait(c, QGA_WAIT_REPLY, id, reply_limits(command));
-        r = client_wait(c, deadline);
-        c->wait = QGA_WAIT_NOTHING;
+        c->pending[c->n_pending++] = (struct qga_pending) { .id = id, .deadline = deadline, .timeout_ms = timeout_ms };
+        strcpy(c->pending[c->n_pending - 1].command, command);
+        *ret_id = id;
+        return 0;
+}
+
+size_t qga_client_in_flight(const struct qga_client *c) {
+        return c->n_pending;
+}
+
+bool qga_client_needs_sync(const struct qga_client *c) {
+        return !c->synced;
+}
+
+int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value, struct qga_error *ret_error,
+                       struct verr *e) {
+        _cleanup_json_ json_object *reply = NULL;
+        struct qga_pending *p = find_pending(c, id);
+        char t[32], command[sizeof(p->command)];
+        int timeout_ms, frame_error, r = 0;
+
+        if (!p)
+                return verr_set(e, -EINVAL, "no request %" PRId64 " is in flight", id);
+        if (!p->done && !c->read_done) {
+                client_begin_wait(c, QGA_WAIT_REPLY, id, pending_limits(c));
+                r = client_wait(c, p->deadline);
+                c->wait = QGA_WAIT_NOTHING;
+        }
+        /* Taken off the list now: whatever happens below is this request's outcome. */
+        strcpy(command, p->command);
+        timeout_ms = p->timeout_ms;
+        frame_error = p->frame_error;
+        bool done = p->done;
+        reply = TAKE_PTR(p->reply);
+        pending_drop(c, p);
+
+        if (r == 0 && !done) {
+                /* The connection died while another request was awaited. */
+                if (c->dead_error == -ECONNRESET)
+                        return verr_set(e, -ECONNRESET, "the agent channel was closed before the reply to '%s'", command);
+                return verr_set(e, -ENOTCONN, "%s before the reply to '%s'; whether it took effect is unknown",
+                                c->dead_reason ? c->dead_reason : "the agent channel broke", command);
+        }
         if (r == -ETIMEDOUT && proto_reader_in_frame(c->reader)) {
                 /* Bytes came, but no end of the frame: a trickle that would hold every later
                  * request up just as long. */
-                c->dead = true;
+                c->dead = c->read_done = true;
                 c->dead_reason = "the agent sent a reply that did not end in time";
+                c->dead_error = -ETIMEDOUT;
                 return verr_set(e, r, "the reply to '%s' did not end within %s; whether it took effect is unknown",
                                 command, format_timeout(timeout_ms, t, sizeof(t)));
         }
@@ -440,10 +560,10 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
         if (r < 0)
                 return verr_set(e, r, "reading the reply to '%s' failed: %s", command, strerror(-r));
 
-        if (c->frame_error < 0) {
+        if (frame_error < 0) {
                 /* The rest of that frame may still be on its way: start clean next time. */
                 c->synced = false;
-                switch (c->frame_error) {
+                switch (frame_error) {
                 case -EMSGSIZE:
                 case -E2BIG:
                 case -EOVERFLOW:
@@ -452,11 +572,14 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
                         char why[128], what[64] = "this reply";
                         if (streq(command, "vmuser-list"))
                                 snprintf(what, sizeof(what), "a list of %u users", PROTO_LIST_MAX_USERS);
-                        c->dead = true;
+                        c->dead = c->read_done = true;
                         c->dead_reason = "the agent sent a reply over the limits";
+                        c->dead_error = -EMSGSIZE;
+                        /* The limits the frame was read with: those of the largest reply in flight. */
                         return verr_set(e, -EMSGSIZE, "the reply to '%s' %s (the limit for %s): not parsed, and no "
                                         "further requests are sent", command,
-                                        proto_limit_describe(c->frame_error, reply_limits(command), why, sizeof(why)), what);
+                                        proto_limit_describe(frame_error, proto_reader_get_limits(c->reader), why,
+                                                             sizeof(why)), what);
                 }
                 case -EPROTO:
                         return verr_set(e, -EBADMSG, "the reply to '%s' does not carry the request id", command);
@@ -465,10 +588,19 @@ int qga_client_call(struct qga_client *c, const char *command, json_object *args
                 }
         }
 
-        r = parse_reply(c->reply, command, ret_value, ret_error, e);
-        json_object_put(c->reply);
-        c->reply = NULL;
+        r = parse_reply(reply, command, ret_value, ret_error, e);
         if (r == -EBADMSG)
                 c->synced = false;
         return r;
+}
+
+int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
+                    json_object **ret_value, struct qga_error *ret_error, struct verr *e) {
+        int64_t id;
+        int r;
+
+        r = qga_client_send(c, command, args, timeout_ms, &id, e);
+        if (r < 0)
+                return r;
+        return qga_client_receive(c, id, ret_value, ret_error, e);
 }

@@ -40,6 +40,9 @@ struct qga_error {
 
 struct qga_client;
 
+/* Requests in flight on one connection at most (qga_client_send). */
+#define QGA_CLIENT_MAX_IN_FLIGHT 256
+
 /* Connects to the UNIX stream socket at path, waiting at most timeout_ms for a full backlog.
  * Paths longer than sun_path are reached through /proc/self/fd. */
 int qga_client_connect(const char *path, int timeout_ms, struct qga_client **ret, struct verr *e);
@@ -58,3 +61,18 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e);
 int qga_client_call(struct qga_client *c, const char *command, json_object *args, int timeout_ms,
                     json_object **ret_value, struct qga_error *ret_error, struct verr *e);
 
+/* Pipelining: the two halves of qga_client_call(), for several requests in flight on one
+ * connection (at most QGA_CLIENT_MAX_IN_FLIGHT). qga_client_send() syncs first when needed (only
+ * possible with nothing in flight: -EBUSY otherwise, as when the window is full), sends the
+ * request and hands out its id; qga_client_receive() waits for the reply to that id until the
+ * request's own deadline (send time + timeout_ms), keeping replies to the other requests in
+ * flight for them, and returns what qga_client_call() would. Every request sent must be
+ * received (or the client freed). When the connection breaks, each request still in flight
+ * gets -ECONNRESET (closed) or -ENOTCONN with the reason. After a timeout or a malformed reply
+ * the channel needs a sync (qga_client_needs_sync): receive what is in flight first. */
+int qga_client_send(struct qga_client *c, const char *command, json_object *args, int timeout_ms, int64_t *ret_id,
+                    struct verr *e);
+int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value, struct qga_error *ret_error,
+                       struct verr *e);
+size_t qga_client_in_flight(const struct qga_client *c);
+bool qga_client_needs_sync(const struct qga_client *c);

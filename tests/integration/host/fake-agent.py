@@ -19,6 +19,12 @@ request per line); replies depend on --mode:
   foreign-id   syncs correctly, then precedes each real reply (uid 2222) with a reply carrying
                another request's id and one with the id as a string (both uid 1111)
   ok           a well-behaved agent for detach/list/guest-info (uid 2222)
+  window       holds every reply until no request has come for 0.3 s, then sends the held
+               replies newest first (out of order); writes the most requests it ever held
+               unanswered to --stats; uid = 5000 + the number at the end of the user name
+  window-drop  the same, but never answers the request for --drop NAME
+  close-after  answers the first --after requests at once (uid as in window), then closes the
+               connection
 
 Hostile modes (test-host-hostile.c): the sync is answered after the payload, so the payload
 is what the client reads while it waits for its sync reply; every request then gets the payload
@@ -153,6 +159,8 @@ class Session:
         self.requests = 0
         self.syncs = 0
         self.used = False
+        self.held = []
+        self.max_held = 0
 
     def handle(self, line):
         try:
@@ -201,6 +209,13 @@ class Session:
                 reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
         elif mode == "close":
             raise ConnectionResetError
+        elif mode == "close-after":
+            if self.requests > self.opts.after:
+                raise ConnectionResetError
+            args = req.get("arguments") or {}
+            name = (args.get("user") or {}).get("userName") or ""
+            digits = name[len(name.rstrip("0123456789")):]
+            reply(self.conn, {"return": normal_return(req, 5000 + int(digits or 0)), "id": rid})
         elif mode == "refuse":
             reply(self.conn, {"error": {"class": "GenericError",
                                         "desc": "fake refusal \x1b[31mred\x1b[0m of '%s'" % verb},
@@ -210,6 +225,15 @@ class Session:
             reply(self.conn, {"return": planted, "id": rid + 1000})
             reply(self.conn, {"return": planted, "id": "%d" % rid})
             reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
+        elif mode in ("window", "window-drop"):
+            args = req.get("arguments") or {}
+            name = (args.get("user") or {}).get("userName") or args.get("userName") or ""
+            digits = name[len(name.rstrip("0123456789")):]
+            self.held.append((name, {"return": normal_return(req, 5000 + int(digits or 0)), "id": rid}))
+            self.max_held = max(self.max_held, len(self.held))
+            if self.opts.stats:
+                with open(self.opts.stats, "w") as f:
+                    f.write("%d\n" % self.max_held)
         elif mode == "wrong-user":
             ret = normal_return(req, 2222)
             ret["userName"] = "somebody-else"
@@ -217,10 +241,23 @@ class Session:
         else:
             reply(self.conn, {"return": normal_return(req, 2222), "id": rid})
 
+    def flush_held(self):
+        for name, obj in reversed(self.held):
+            if self.opts.mode == "window-drop" and name == self.opts.drop:
+                continue
+            reply(self.conn, obj)
+        self.held = []
+
     def serve(self):
         buf = b""
+        if self.opts.mode.startswith("window"):
+            self.conn.settimeout(0.3)
         while True:
-            data = self.conn.recv(65536)
+            try:
+                data = self.conn.recv(65536)
+            except socket.timeout:
+                self.flush_held()
+                continue
             if not data:
                 return
             self.used = True
@@ -272,6 +309,9 @@ def main():
     p.add_argument("--listen", required=True)
     p.add_argument("--delay", type=float, default=1.5)
     p.add_argument("--upstream")
+    p.add_argument("--stats")
+    p.add_argument("--drop")
+    p.add_argument("--after", type=int, default=5)
     p.add_argument("--one-connection", action="store_true")
     p.add_argument("--qmp", action="store_true")
     opts = p.parse_args()
