@@ -206,7 +206,7 @@ int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) {
         char why[256];
         int r;
 
-        r = uid_highwater_get(db->state_fd, &db->range, &start);
+        r = uid_highwater_get(db->highwater_fd, &db->range, &start);
         if (r < 0)
                 return r;
         if (start < db->range.min || start > db->range.max)

@@ -48,6 +48,7 @@ struct userdb {
         int state_fd;
         int users_fd;
         int pending_fd;
+        int highwater_fd; /* uid-alloc.h: the mark, kept open */
         struct id_range range;
         unsigned reserve_percent;
         char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */

@@ -126,7 +126,7 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
-        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = -1;
+        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = db->highwater_fd = -1;
         db->range = *range;
         strcpy(db->cleanup_root, "/");
         if (snprintf(db->userdb_path, sizeof(db->userdb_path), "%s", userdb_dir) >= (int) sizeof(db->userdb_path) ||
@@ -145,11 +145,13 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         r = open_private_dir_at(db->state_fd, VMUSER_PENDING_SUBDIR, 0700, &db->pending_fd);
         if (r < 0)
                 return r;
-        /* The high-water mark's file exists from the start (best effort), so an attach only ever
-         * rewrites it: the last free inode of a full /run/vmuser is then left to the journal of
-         * a later detach, never taken by the mark (a full /run must not keep a user attached). */
-        if (db->range.min > 0)
-                (void) uid_highwater_raise(db->state_fd, db->range.min - 1);
+        /* The high-water mark's file exists from the start, so an attach only ever rewrites it in
+         * place: the last free inode of a full /run/vmuser is then left to the journal of a
+         * later detach, never taken by the mark (a full /run must not keep a user attached). */
+        r = uid_highwater_open(db->state_fd, &db->highwater_fd);
+        if (r < 0)
+                return r;
+        (void) uid_highwater_raise(db->highwater_fd, db->range.min - 1);
         *ret = TAKE_PTR(db);
         return 0;
 }
@@ -161,6 +163,7 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->state_fd);
         closep(&db->users_fd);
         closep(&db->pending_fd);
+        closep(&db->highwater_fd);
         record_store_free(db->store);
         nss_view_free(db->view);
         free(db->dirty);
@@ -477,7 +480,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (r < 0)
                 goto finish;
         if (uid >= db->range.min && uid <= db->range.max)
-                (void) uid_highwater_raise(db->state_fd, uid);
+                (void) uid_highwater_raise(db->highwater_fd, uid);
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
 fill:
         ret->replaced = ours;
