@@ -71,7 +71,7 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
                 r = userdb_lock(a->db, &lock_fd);
                 if (r < 0)
                         return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
-                r = uid_reservations_from_json(userdb_state_fd(a->db), reserved, userdb_range(a->db), e);
+                r = userdb_set_reservations(a->db, reserved, e);
                 if (r < 0)
                         return r;
                 json_object_object_del(args, "reservedUids");

@@ -20,8 +20,8 @@
 #include "names.h"
 
 #define HIGHWATER_FILE "uid-highwater"
-#define QUARANTINE_DIR "quarantine"
-#define RESERVED_DIR "reserved"
+#define QUARANTINE_DIR UID_QUARANTINE_DIR
+#define RESERVED_DIR UID_RESERVED_DIR
 
 int uid_highwater_open(int state_fd, int *ret_fd) {
         int fd = openat(state_fd, HIGHWATER_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);

@@ -21,6 +21,9 @@
 #include "records.h"
 #include "verr.h"
 
+#define UID_QUARANTINE_DIR "quarantine"
+#define UID_RESERVED_DIR "reserved"
+
 /* The mark's file, opened (created empty: no mark yet) once; the agent keeps the fd, so a read
  * is one pread(2) and a raise one pwrite(2) in place (see uid_highwater_raise). */
 int uid_highwater_open(int state_fd, int *ret_fd);

@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "userdb.h"
 
+struct id_mark;
 struct nss_view;
 struct record_store;
 
@@ -63,6 +64,10 @@ struct userdb {
         uint8_t *dirty;
         uid_t dirty_lo, dirty_hi;
         uint64_t dirty_usec;
+        struct id_mark *marks; /* userdb-batch.c: sorted by ID */
+        size_t n_marks, marks_cap;
+        uint64_t marks_usec;
+        bool marks_valid;
         char userdb_path[PATH_MAX]; /* for messages */
         char state_path[PATH_MAX];
 };
@@ -83,11 +88,22 @@ int plan_add_stale(struct plan *p, const struct attach_state *old, json_object *
 int plan_is_noop(struct userdb *db, const struct plan *p);
 
 /* userdb-ids.c */
+bool batch_fresh(uint64_t taken_usec);
 void batch_forget(struct userdb *db);
 int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size);
 int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret);
 int check_conflicts(struct userdb *db, const struct attach_request *req, bool ours, uint32_t uid, uint32_t gid,
                     struct verr *e);
+
+/* userdb-batch.c: the file-system marks of a UID in this batch. 1 with the marks in
+ * *ret_bits, 0 when there is no batch (ask the files), -errno. */
+enum batch_mark {
+        BATCH_MARK_DROPIN = 1u << 0,      /* userdb dir: N.user or N.group */
+        BATCH_MARK_RESERVED = 1u << 1,    /* reserved/N */
+        BATCH_MARK_QUARANTINED = 1u << 2, /* quarantine/N */
+};
+int batch_marks(struct userdb *db, uint32_t id, unsigned *ret_bits);
+void batch_marks_forget(struct userdb *db);
 
 /* userdb-migrate.c */
 int migrate_dropins(struct userdb *db);

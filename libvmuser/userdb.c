@@ -167,6 +167,7 @@ struct userdb *userdb_close(struct userdb *db) {
         record_store_free(db->store);
         nss_view_free(db->view);
         free(db->dirty);
+        free(db->marks);
         free(db);
         return NULL;
 }

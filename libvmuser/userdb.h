@@ -57,6 +57,10 @@ int userdb_recover(struct userdb *db);
 /* Takes /run/vmuser/lock (waits up to 5 s: -EWOULDBLOCK after). */
 int userdb_lock(struct userdb *db, int *ret_lock_fd);
 
+/* The host's "reservedUids" of a vmuser-attach (uid_reservations_from_json(), uid-alloc.h), with
+ * the lock held; the allocator's batch (userdb-batch.c) sees them at once. */
+int userdb_set_reservations(struct userdb *db, json_object *array, struct verr *e);
+
 struct attach_result {
         char user_name[VMUSER_NAME_MAX + 1];
         uint32_t uid;
