@@ -335,7 +335,11 @@ static int on_frame(json_object *obj, int error, void *userdata) {
 }
 
 int agent_feed(struct agent *a, const void *buf, size_t len) {
-        return proto_reader_feed(a->reader, buf, len, on_frame, a);
+        /* The requests of one read share one hold of the agent lock. */
+        userdb_hold_lock(a->db, true);
+        int r = proto_reader_feed(a->reader, buf, len, on_frame, a);
+        userdb_hold_lock(a->db, false);
+        return r;
 }
 
 void agent_reset_stream(struct agent *a) {

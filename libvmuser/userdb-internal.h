@@ -50,6 +50,8 @@ struct userdb {
         int users_fd;
         int pending_fd;
         int highwater_fd; /* uid-alloc.h: the mark, kept open */
+        bool hold_lock;   /* userdb_hold_lock(): the lock, once taken, stays in held_lock_fd */
+        int held_lock_fd;
         struct id_range range;
         unsigned reserve_percent;
         char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */

@@ -41,15 +41,33 @@
 int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         _cleanup_close_ int fd = -1;
 
+        /* Held for the requests of one read already (userdb_hold_lock()): nothing to release. */
+        if (db->hold_lock && db->held_lock_fd >= 0) {
+                *ret_lock_fd = -1;
+                return 0;
+        }
         fd = openat(db->state_fd, VMUSER_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
         int r = flock_timeout(fd, LOCK_EX, USERDB_LOCK_TIMEOUT_MS, 10);
         if (r < 0)
                 return r == -ETIMEDOUT ? -EWOULDBLOCK : r;
-        *ret_lock_fd = TAKE_FD(fd);
         db->view_checked = false;
+        if (db->hold_lock) {
+                db->held_lock_fd = TAKE_FD(fd);
+                *ret_lock_fd = -1;
+                return 0;
+        }
+        *ret_lock_fd = TAKE_FD(fd);
         return 0;
+}
+
+void userdb_hold_lock(struct userdb *db, bool hold) {
+        db->hold_lock = hold;
+        if (!hold) {
+                closep(&db->held_lock_fd);
+                db->held_lock_fd = -1;
+        }
 }
 
 static int clear_detaching(const struct attach_state *s, void *userdata) {
@@ -126,7 +144,7 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
-        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = db->highwater_fd = -1;
+        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = db->highwater_fd = db->held_lock_fd = -1;
         db->range = *range;
         strcpy(db->cleanup_root, "/");
         if (snprintf(db->userdb_path, sizeof(db->userdb_path), "%s", userdb_dir) >= (int) sizeof(db->userdb_path) ||
@@ -164,6 +182,7 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->users_fd);
         closep(&db->pending_fd);
         closep(&db->highwater_fd);
+        closep(&db->held_lock_fd);
         record_store_free(db->store);
         nss_view_free(db->view);
         free(db->dirty);
