@@ -530,6 +530,39 @@ int record_store_make_line(const char *name, const char *user, const char *group
         return r;
 }
 
+int record_store_join_line(const char *name, const char *user, const char *group, const char *privileged,
+                           const char *state, char **ret) {
+        const char *parts[] = { "{\"userName\":\"", name, "\",\"user\":", user, ",\"group\":", group,
+                                privileged ? ",\"privileged\":" : "", privileged ? privileged : "",
+                                state ? ",\"state\":" : "", state ? state : "", "}" };
+        size_t len = 0, off = 0;
+        char *line;
+
+        /* A valid name needs no escaping in JSON. */
+        if (!name_is_valid(name))
+                return -EINVAL;
+        size_t lens[ELEMENTSOF(parts)];
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                /* A text may end in the newline of its file (records.c renders files). */
+                lens[i] = strlen(parts[i]);
+                if (i % 2 == 1 && lens[i] > 0 && parts[i][lens[i] - 1] == '\n')
+                        lens[i]--;
+                len += lens[i];
+        }
+        if (len > RECORD_STORE_LINE_MAX)
+                return -E2BIG;
+        line = malloc(len + 1);
+        if (!line)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                memcpy(line + off, parts[i], lens[i]);
+                off += lens[i];
+        }
+        line[off] = '\0';
+        *ret = line;
+        return 0;
+}
+
 int record_store_put(struct record_store *s, const char *name, const char *line) {
         uint32_t uid, gid;
         uint64_t off;

@@ -51,6 +51,11 @@ int record_store_foreach(const struct record_store *s, int (*cb)(const char *nam
 int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
                            const char *state, char **ret);
 
+/* The same line from texts json_to_compact() made (json-util.h), joined without parsing them
+ * again: byte for byte what record_store_make_line() makes of them. -EINVAL for a bad name. */
+int record_store_join_line(const char *name, const char *user, const char *group, const char *privileged,
+                           const char *state, char **ret);
+
 /* Stores line (a set line for name, as made by record_store_make_line) / removes name (absent:
  * nothing written, 0). Each is one appended line; -EBADMSG for a line that does not check out. */
 int record_store_put(struct record_store *s, const char *name, const char *line);

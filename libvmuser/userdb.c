@@ -266,7 +266,7 @@ static int build_attach_plan(const struct userdb *db, const struct attach_reques
         if (db->store) {
                 /* The records and the state in one line: one append, no journal needed. */
                 _cleanup_(erase_and_freep) char *line = NULL;
-                r = record_store_make_line(name, files.user, files.group, files.privileged, state_text, &line);
+                r = record_store_join_line(name, files.user, files.group, files.privileged, state_text, &line);
                 if (r < 0)
                         return r;
                 return plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
