@@ -91,7 +91,8 @@ static int load_marks(struct userdb *db) {
             (r = list_state_subdir(db, UID_RESERVED_DIR, visit_reserved)) < 0 ||
             (r = list_state_subdir(db, UID_QUARANTINE_DIR, visit_quarantine)) < 0)
                 return r;
-        qsort(db->marks, db->n_marks, sizeof(*db->marks), cmp_mark);
+        if (db->n_marks > 1) /* qsort() wants a base even for none */
+                qsort(db->marks, db->n_marks, sizeof(*db->marks), cmp_mark);
         db->marks_usec = userdb_now_usec();
         db->marks_valid = true;
         return 0;
