@@ -563,16 +563,11 @@ int record_store_join_line(const char *name, const char *user, const char *group
         return 0;
 }
 
-int record_store_put(struct record_store *s, const char *name, const char *line) {
-        uint32_t uid, gid;
+/* Appends a set line whose IDs are known, and indexes it. */
+static int put_line(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid) {
         uint64_t off;
         int r;
 
-        if (!name_is_valid(name) || strlen(line) > RECORD_STORE_LINE_MAX || strchr(line, '\n'))
-                return -EBADMSG;
-        r = parse_set_line(name, line, &uid, &gid);
-        if (r < 0)
-                return r;
         r = append(s, line, &off);
         if (r < 0)
                 return r;
@@ -587,6 +582,28 @@ int record_store_put(struct record_store *s, const char *name, const char *line)
         if (s->n_lines > 2 * s->n_live + 256)
                 (void) rewrite(s);
         return 0;
+}
+
+static bool line_fits(const char *name, const char *line) {
+        return name_is_valid(name) && strlen(line) <= RECORD_STORE_LINE_MAX && !strchr(line, '\n');
+}
+
+int record_store_put(struct record_store *s, const char *name, const char *line) {
+        uint32_t uid, gid;
+        int r;
+
+        if (!line_fits(name, line))
+                return -EBADMSG;
+        r = parse_set_line(name, line, &uid, &gid);
+        if (r < 0)
+                return r;
+        return put_line(s, name, line, uid, gid);
+}
+
+int record_store_put_joined(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid) {
+        if (!line_fits(name, line))
+                return -EBADMSG;
+        return put_line(s, name, line, uid, gid);
 }
 
 int record_store_remove(struct record_store *s, const char *name) {

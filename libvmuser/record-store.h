@@ -60,3 +60,6 @@ int record_store_join_line(const char *name, const char *user, const char *group
  * nothing written, 0). Each is one appended line; -EBADMSG for a line that does not check out. */
 int record_store_put(struct record_store *s, const char *name, const char *line);
 int record_store_remove(struct record_store *s, const char *name);
+/* record_store_put() of a line record_store_join_line() made from records with IDs uid and gid:
+ * not parsed again (valid JSON by construction). */
+int record_store_put_joined(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid);

@@ -36,6 +36,8 @@ struct plan_step {
         char name[VMUSER_NAME_MAX * 2 + 32];
         char *content; /* file content or symlink target */
         mode_t mode;
+        bool joined;        /* PLAN_DIR_STORE write of a joined line: its IDs below */
+        uint32_t uid, gid;
 };
 
 struct plan {

@@ -269,7 +269,14 @@ static int build_attach_plan(const struct userdb *db, const struct attach_reques
                 r = record_store_join_line(name, files.user, files.group, files.privileged, state_text, &line);
                 if (r < 0)
                         return r;
-                return plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
+                r = plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
+                if (r < 0)
+                        return r;
+                struct plan_step *s = &p->steps[p->n_steps - 1];
+                s->joined = true;
+                s->uid = uid;
+                s->gid = gid;
+                return 0;
         }
         _cleanup_free_ char *state_line = NULL;
         if (asprintf(&state_line, "%s\n", state_text) < 0)
