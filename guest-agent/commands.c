@@ -71,7 +71,7 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
                 r = userdb_lock(a->db, &lock_fd);
                 if (r < 0)
                         return verr_set(e, r, "could not take the agent lock: %s", strerror(-r));
-                r = uid_reservations_from_json(userdb_state_fd(a->db), reserved, userdb_range(a->db), e);
+                r = userdb_set_reservations(a->db, reserved, e);
                 if (r < 0)
                         return r;
                 json_object_object_del(args, "reservedUids");
@@ -335,7 +335,11 @@ static int on_frame(json_object *obj, int error, void *userdata) {
 }
 
 int agent_feed(struct agent *a, const void *buf, size_t len) {
-        return proto_reader_feed(a->reader, buf, len, on_frame, a);
+        /* The requests of one read share one hold of the agent lock. */
+        userdb_hold_lock(a->db, true);
+        int r = proto_reader_feed(a->reader, buf, len, on_frame, a);
+        userdb_hold_lock(a->db, false);
+        return r;
 }
 
 void agent_reset_stream(struct agent *a) {

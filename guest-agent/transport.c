@@ -8,7 +8,11 @@
  *         (or EIO) and epoll reports HUP at once, forever. So on EOF/HUP the agent drops any
  *         partial request, turns the I/O source off and waits for SIGIO, which virtio_console
  *         sends when the host opens the port (O_ASYNC), with a 1 s timer as a fallback: idle
- *         costs one wake-up a second, never a busy loop. */
+ *         costs one wake-up a second, never a busy loop.
+ * Replies: while one read's requests are being answered (pipelined requests: many per read),
+ * replies collect in a buffer that goes out in one write(2) every REPLY_BATCH replies and when
+ * the read's last request is answered; a reply sent at any other time is written at once. So
+ * no reply waits for a request that has not arrived yet. */
 #include "transport.h"
 
 #include <errno.h>
@@ -26,6 +30,9 @@
 
 #define DEVICE_RETRY_USEC (1000u * 1000u)
 #define REPLY_TIMEOUT_MS 5000
+/* Replies per write(2) at most, and the buffer that holds them (a larger reply goes alone). */
+#define REPLY_BATCH 16
+#define REPLY_BUFFER_MAX (64u * 1024u)
 
 struct transport {
         enum transport_kind kind;
@@ -39,6 +46,10 @@ struct transport {
         sd_event_source *listen_source;
         sd_event_source *retry_timer;
         sd_event_source *sigio;
+        bool feeding;  /* answering the requests of one read */
+        char *out;     /* replies not written yet (REPLY_BUFFER_MAX), only while feeding */
+        size_t out_len;
+        unsigned out_n;
 };
 
 static void transport_close_client(struct transport *t) {
@@ -52,12 +63,34 @@ static void transport_close_client(struct transport *t) {
         agent_reset_stream(t->agent);
 }
 
-static int send_reply(struct agent *a, const char *data, size_t len, void *userdata) {
-        struct transport *t = userdata;
+static void write_reply(struct transport *t, const char *data, size_t len) {
         int r = proto_write_all(t->out_fd, data, len, REPLY_TIMEOUT_MS);
         if (r < 0)
-                fprintf(stderr, SD_WARNING "Failed to send a %zu byte reply: %s\n", len, strerror(-r));
+                fprintf(stderr, SD_WARNING "Failed to send %zu byte(s) of replies: %s\n", len, strerror(-r));
         /* A lost reply is the client's problem to detect (it re-syncs); keep serving. */
+}
+
+static void flush_replies(struct transport *t) {
+        if (t->out_len > 0)
+                write_reply(t, t->out, t->out_len);
+        t->out_len = 0;
+        t->out_n = 0;
+}
+
+static int send_reply(struct agent *a, const char *data, size_t len, void *userdata) {
+        struct transport *t = userdata;
+
+        if (!t->feeding || !t->out || len > REPLY_BUFFER_MAX) {
+                flush_replies(t);
+                write_reply(t, data, len);
+                return 0;
+        }
+        if (t->out_len + len > REPLY_BUFFER_MAX)
+                flush_replies(t);
+        memcpy(t->out + t->out_len, data, len);
+        t->out_len += len;
+        if (++t->out_n >= REPLY_BATCH)
+                flush_replies(t);
         return 0;
 }
 
@@ -83,7 +116,10 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 
         n = read(fd, buf, sizeof(buf));
         if (n > 0) {
+                t->feeding = true;
                 int r = agent_feed(t->agent, buf, (size_t) n);
+                t->feeding = false;
+                flush_replies(t);
                 if (r < 0)
                         fprintf(stderr, SD_ERR "Failed to process a request: %s\n", strerror(-r));
                 return 0;
@@ -204,6 +240,7 @@ int transport_new(sd_event *event, struct agent *agent, enum transport_kind kind
                 if (!t->path)
                         return -ENOMEM;
         }
+        t->out = malloc(REPLY_BUFFER_MAX); /* without it, every reply is written at once */
         agent->send = send_reply;
         agent->send_userdata = t;
 
@@ -241,6 +278,7 @@ struct transport *transport_free(struct transport *t) {
         if (t->kind == TRANSPORT_LISTEN && t->path)
                 (void) unlink(t->path);
         sd_event_unref(t->event);
+        free(t->out);
         free(t->path);
         free(t);
         return NULL;

@@ -31,10 +31,15 @@ struct store_entry {
         char name[];
 };
 
-/* The buffer record_store_read() hands lines out of (the store is logically const there). */
+/* The buffer record_store_read() hands lines out of (the store is logically const there). It
+ * holds the line at off (len bytes) of the current file when valid: the last line read or put,
+ * so the re-index after a put reads no file (offsets are unique until a rewrite). */
 struct read_buf {
         char *data;
         size_t cap;
+        uint64_t off;
+        uint32_t len;
+        bool valid;
 };
 
 struct record_store {
@@ -287,6 +292,7 @@ static int rewrite(struct record_store *s) {
                 return negative_errno();
         closep(&s->fd);
         s->fd = fd;
+        s->rb->valid = false; /* offsets of the old file */
         return 0;
 }
 
@@ -395,15 +401,11 @@ void record_store_freep(struct record_store **s) {
         record_store_free(*s);
 }
 
-int record_store_read(const struct record_store *s, const char *name, const char **ret) {
-        struct store_entry *e = *name_slot(s, name);
-        struct read_buf *rb = s->rb;
-        int r;
-
-        if (!e)
-                return -ENOENT;
-        if (rb->cap < (size_t) e->len + 1) {
-                size_t cap = (size_t) e->len + 1 < 4096 ? 4096 : (size_t) e->len + 1;
+/* Room for len bytes and a NUL in rb (its content is lost). */
+static int read_buf_reserve(struct read_buf *rb, uint32_t len) {
+        rb->valid = false;
+        if (rb->cap < (size_t) len + 1) {
+                size_t cap = (size_t) len + 1 < 4096 ? 4096 : (size_t) len + 1;
                 char *d = malloc(cap);
                 if (!d)
                         return -ENOMEM;
@@ -413,9 +415,27 @@ int record_store_read(const struct record_store *s, const char *name, const char
                 rb->data = d;
                 rb->cap = cap;
         }
+        return 0;
+}
+
+int record_store_read(const struct record_store *s, const char *name, const char **ret) {
+        struct store_entry *e = *name_slot(s, name);
+        struct read_buf *rb = s->rb;
+        int r;
+
+        if (!e)
+                return -ENOENT;
+        if (rb->valid && rb->off == e->off && rb->len == e->len) {
+                *ret = rb->data;
+                return 0;
+        }
+        r = read_buf_reserve(rb, e->len);
+        if (r < 0)
+                return r;
         r = pread_line(s, e, rb->data);
         if (r < 0)
                 return r;
+        *rb = (struct read_buf) { rb->data, rb->cap, e->off, e->len, true };
         *ret = rb->data;
         return 0;
 }
@@ -469,66 +489,47 @@ int record_store_foreach(const struct record_store *s, int (*cb)(const char *nam
         return r < 0 ? r : 0;
 }
 
-int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
-                           const char *state, char **ret) {
-        _cleanup_json_ json_object *obj = json_object_new_object();
-        json_object *u = NULL, *g = NULL, *p = NULL, *st = NULL;
-        const char *text;
-        int r;
-
-        if (!obj)
-                return -ENOMEM;
-        if ((r = json_parse_strict(user, strlen(user), &u)) < 0 ||
-            json_object_object_add(obj, "userName", json_object_new_string(name)) < 0 ||
-            json_object_object_add(obj, "user", u) < 0) {
-                json_object_put(u);
-                return r < 0 ? r : -ENOMEM;
-        }
-        if ((r = json_parse_strict(group, strlen(group), &g)) < 0 || json_object_object_add(obj, "group", g) < 0) {
-                json_object_put(g);
-                return r < 0 ? r : -ENOMEM;
-        }
-        if (privileged &&
-            ((r = json_parse_strict(privileged, strlen(privileged), &p)) < 0 ||
-             json_object_object_add(obj, "privileged", p) < 0)) {
-                json_object_put(p);
-                return r < 0 ? r : -ENOMEM;
-        }
-        if (state && ((r = json_parse_strict(state, strlen(state), &st)) < 0 ||
-                      json_object_object_add(obj, "state", st) < 0)) {
-                json_object_put(st);
-                return r < 0 ? r : -ENOMEM;
-        }
-        text = json_to_compact(obj);
-        if (!text)
-                return -ENOMEM;
-        if (strlen(text) > RECORD_STORE_LINE_MAX)
-                r = -E2BIG;
-        else
-                r = (*ret = strdup(text)) ? 0 : -ENOMEM;
-        explicit_bzero((char *) text, strlen(text));
-        return r;
-}
-
-int record_store_put(struct record_store *s, const char *name, const char *line) {
-        uint32_t uid, gid;
+/* Appends a set line whose IDs are known, and indexes it. */
+static int put_line(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid) {
         uint64_t off;
         int r;
 
-        if (!name_is_valid(name) || strlen(line) > RECORD_STORE_LINE_MAX || strchr(line, '\n'))
-                return -EBADMSG;
-        r = parse_set_line(name, line, &uid, &gid);
-        if (r < 0)
-                return r;
         r = append(s, line, &off);
         if (r < 0)
                 return r;
         r = set_entry(s, name, line, off, uid, gid);
         if (r < 0)
                 return r;
+        size_t len = strlen(line);
+        if (read_buf_reserve(s->rb, (uint32_t) len) == 0) {
+                memcpy(s->rb->data, line, len + 1);
+                *s->rb = (struct read_buf) { s->rb->data, s->rb->cap, off, (uint32_t) len, true };
+        }
         if (s->n_lines > 2 * s->n_live + 256)
                 (void) rewrite(s);
         return 0;
+}
+
+static bool line_fits(const char *name, const char *line) {
+        return name_is_valid(name) && strlen(line) <= RECORD_STORE_LINE_MAX && !strchr(line, '\n');
+}
+
+int record_store_put(struct record_store *s, const char *name, const char *line) {
+        uint32_t uid, gid;
+        int r;
+
+        if (!line_fits(name, line))
+                return -EBADMSG;
+        r = parse_set_line(name, line, &uid, &gid);
+        if (r < 0)
+                return r;
+        return put_line(s, name, line, uid, gid);
+}
+
+int record_store_put_joined(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid) {
+        if (!line_fits(name, line))
+                return -EBADMSG;
+        return put_line(s, name, line, uid, gid);
 }
 
 int record_store_remove(struct record_store *s, const char *name) {

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "record-line.h" /* the lines themselves */
+
 #define RECORD_STORE_FILE "records.journal"
 /* Largest line (one user's records) and largest file read back. */
 #define RECORD_STORE_LINE_MAX (256u * 1024u)
@@ -47,11 +49,10 @@ size_t record_store_count(const struct record_store *s);
 int record_store_foreach(const struct record_store *s, int (*cb)(const char *name, const char *line, void *userdata),
                          void *userdata);
 
-/* Builds a set line from the record texts (privileged and state may be NULL) into *ret (malloc'ed). */
-int record_store_make_line(const char *name, const char *user, const char *group, const char *privileged,
-                           const char *state, char **ret);
-
 /* Stores line (a set line for name, as made by record_store_make_line) / removes name (absent:
  * nothing written, 0). Each is one appended line; -EBADMSG for a line that does not check out. */
 int record_store_put(struct record_store *s, const char *name, const char *line);
 int record_store_remove(struct record_store *s, const char *name);
+/* record_store_put() of a line record_store_join_line() made from records with IDs uid and gid:
+ * not parsed again (valid JSON by construction). */
+int record_store_put_joined(struct record_store *s, const char *name, const char *line, uint32_t uid, uint32_t gid);

@@ -20,42 +20,79 @@
 #include "names.h"
 
 #define HIGHWATER_FILE "uid-highwater"
-#define QUARANTINE_DIR "quarantine"
-#define RESERVED_DIR "reserved"
+#define QUARANTINE_DIR UID_QUARANTINE_DIR
+#define RESERVED_DIR UID_RESERVED_DIR
 
-int uid_highwater_get(int state_fd, const struct id_range *range, uint32_t *ret) {
-        char buf[32], *end;
+int uid_highwater_open(int state_fd, int *ret_fd) {
+        int fd = openat(state_fd, HIGHWATER_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+        if (fd < 0)
+                return negative_errno();
+        *ret_fd = fd;
+        return 0;
+}
+
+/* The file's text into buf (NUL-terminated); its length, or -errno. */
+static int highwater_read(int fd, char *buf, size_t size) {
+        ssize_t n;
+
+        do
+                n = pread(fd, buf, size - 1, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return negative_errno();
+        buf[n] = '\0';
+        return (int) n;
+}
+
+static uint32_t highwater_parse(const char *buf, const struct id_range *range) {
+        char *end;
         unsigned long v;
-        int r;
 
-        r = read_small_file_at(state_fd, HIGHWATER_FILE, buf, sizeof(buf));
-        if (r == -ENOENT) {
-                *ret = range->min;
-                return 0;
-        }
-        if (r < 0)
-                return r;
         errno = 0;
         v = strtoul(buf, &end, 10);
         if (errno != 0 || end == buf || (*end && *end != '\n') || v < range->min || v > (unsigned long) range->max + 1)
                 v = range->min;
-        *ret = (uint32_t) v;
+        return (uint32_t) v;
+}
+
+int uid_highwater_get(int fd, const struct id_range *range, uint32_t *ret) {
+        char buf[32];
+        int r = highwater_read(fd, buf, sizeof(buf));
+
+        if (r < 0)
+                return r;
+        *ret = highwater_parse(buf, range);
         return 0;
 }
 
-int uid_highwater_raise(int state_fd, uint32_t uid) {
+int uid_highwater_raise(int fd, uint32_t uid) {
         struct id_range all = { 0, UINT32_MAX - 1 };
-        uint32_t cur;
         char buf[32];
-        int r;
+        size_t len;
+        ssize_t n;
+        int old_len;
 
-        r = uid_highwater_get(state_fd, &all, &cur);
-        if (r < 0)
-                return r;
+        old_len = highwater_read(fd, buf, sizeof(buf));
+        if (old_len < 0)
+                return old_len;
+        uint32_t cur = highwater_parse(buf, &all);
         if (cur != 0 && cur > uid)
                 return 0;
-        snprintf(buf, sizeof(buf), "%u\n", uid + 1);
-        return atomic_write_at(state_fd, HIGHWATER_FILE, buf, strlen(buf), 0644);
+        /* One pwrite(2) at offset 0, no temporary file: the mark only rises, so its text never
+         * gets shorter and the new text covers the old one whole; a SIGKILL cannot split a write
+         * this small into one page (the old mark or the new one stays). A longer text that did
+         * not parse is cut to the new one (what is left until then still parses). */
+        len = (size_t) snprintf(buf, sizeof(buf), "%u\n", uid + 1);
+        do
+                n = pwrite(fd, buf, len, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return negative_errno();
+        if ((size_t) n != len)
+                return -EIO;
+        if ((size_t) old_len > len && ftruncate(fd, (off_t) len) < 0)
+                return negative_errno();
+        return 0;
 }
 
 static int open_subdir(int state_fd, const char *name, bool create, int *ret_fd) {

@@ -21,10 +21,16 @@
 #include "records.h"
 #include "verr.h"
 
-/* The first never-used UID of this boot (range->min when none was used yet). */
-int uid_highwater_get(int state_fd, const struct id_range *range, uint32_t *ret);
+#define UID_QUARANTINE_DIR "quarantine"
+#define UID_RESERVED_DIR "reserved"
+
+/* The mark's file, opened (created empty: no mark yet) once; the agent keeps the fd, so a read
+ * is one pread(2) and a raise one pwrite(2) in place (see uid_highwater_raise). */
+int uid_highwater_open(int state_fd, int *ret_fd);
+/* The first never-used UID of this boot (range->min when none was used yet); fd: the mark's. */
+int uid_highwater_get(int fd, const struct id_range *range, uint32_t *ret);
 /* Raises the mark past uid (never lowers it). */
-int uid_highwater_raise(int state_fd, uint32_t uid);
+int uid_highwater_raise(int fd, uint32_t uid);
 
 int uid_quarantine_set(int state_fd, uint32_t uid, bool on);
 /* 1 when quarantined, 0 when not, -errno. */

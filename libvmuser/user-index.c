@@ -89,11 +89,17 @@ static void links_remove_user(struct user_index *idx, struct user_entry *e) {
 struct user_index *user_index_free(struct user_index *idx) {
         if (!idx)
                 return NULL;
+        /* The links go bucket by bucket: unlinking user by user walks a popular group's whole
+         * chain for each member (quadratic in the number of users at exit). */
+        for (size_t i = 0; idx->by_group && i < idx->n_link_buckets; i++)
+                while (idx->by_group[i]) {
+                        struct member_link *dead = idx->by_group[i];
+                        idx->by_group[i] = dead->next;
+                        free(dead);
+                }
         while (idx->all) {
                 struct user_entry *e = idx->all;
                 idx->all = e->next_all;
-                if (idx->by_group)
-                        links_remove_user(idx, e);
                 entry_free(e);
         }
         free(idx->by_name);

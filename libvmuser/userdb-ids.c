@@ -27,7 +27,7 @@
 #define BATCH_VIEW_USEC (1000u * 1000u)
 #define DIRTY_WINDOW 65536u
 
-static bool batch_fresh(uint64_t taken) {
+bool batch_fresh(uint64_t taken) {
         uint64_t now = userdb_now_usec();
         return now >= taken && now - taken < BATCH_VIEW_USEC;
 }
@@ -36,6 +36,7 @@ void batch_forget(struct userdb *db) {
         db->view = nss_view_free(db->view);
         free(db->dirty);
         db->dirty = NULL;
+        batch_marks_forget(db);
 }
 
 /* The NSS view of this batch, or NULL when NSS must be asked one lookup at a time. Only with
@@ -118,6 +119,10 @@ static int id_is_free(struct userdb *db, uint32_t id) {
          * refuse (or not yet see) still occupy their number. */
         if (db->store && (record_store_owner_of(db->store, false, id) || record_store_owner_of(db->store, true, id)))
                 return 0;
+        unsigned marks;
+        r = batch_marks(db, id, &marks);
+        if (r > 0)
+                return marks & BATCH_MARK_DROPIN ? 0 : 1;
         snprintf(name, sizeof(name), "%u.user", id);
         if (faccessat(db->userdb_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
                 return 0;
@@ -159,6 +164,7 @@ int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, 
                 return r;
         if (r > 0) {
                 (void) uid_quarantine_set(db->state_fd, id, true);
+                batch_marks_forget(db);
                 snprintf(why, why_size,
                          "uid %u still owns %d process(es), IPC object(s) or file(s) of an earlier user", id, r);
                 return 0;
@@ -170,11 +176,17 @@ int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, 
 /* id_is_fit() for allocation, with one leftovers scan for the batch (a window of the range from
  * id on) instead of one per candidate. */
 static int id_is_fit_batch(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size) {
+        unsigned marks = 0;
         int r;
 
-        r = id_is_free_of_reservations(db, id, user_name, why, why_size);
-        if (r <= 0)
-                return r;
+        /* No batch (or no listing): ask the files. */
+        if (batch_marks(db, id, &marks) <= 0)
+                marks = BATCH_MARK_RESERVED | BATCH_MARK_QUARANTINED;
+        if (marks & BATCH_MARK_RESERVED) {
+                r = id_is_free_of_reservations(db, id, user_name, why, why_size);
+                if (r <= 0)
+                        return r;
+        }
         if (!db->dirty || !batch_fresh(db->dirty_usec) || id < db->dirty_lo || id > db->dirty_hi) {
                 uid_t hi = db->range.max - id < DIRTY_WINDOW - 1 ? db->range.max : id + DIRTY_WINDOW - 1;
                 free(db->dirty);
@@ -194,7 +206,8 @@ static int id_is_fit_batch(struct userdb *db, uint32_t id, const char *user_name
         /* Marked: what the scan saw may be gone since; the exact check decides (rare). */
         if (db->dirty[(id - db->dirty_lo) / 8] & (1u << ((id - db->dirty_lo) % 8)))
                 return id_is_fit(db, id, user_name, why, why_size);
-        (void) uid_quarantine_set(db->state_fd, id, false);
+        if (marks & BATCH_MARK_QUARANTINED)
+                (void) uid_quarantine_set(db->state_fd, id, false);
         return 1;
 }
 
@@ -206,7 +219,7 @@ int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret) {
         char why[256];
         int r;
 
-        r = uid_highwater_get(db->state_fd, &db->range, &start);
+        r = uid_highwater_get(db->highwater_fd, &db->range, &start);
         if (r < 0)
                 return r;
         if (start < db->range.min || start > db->range.max)

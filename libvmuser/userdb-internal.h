@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "userdb.h"
 
+struct id_mark;
 struct nss_view;
 struct record_store;
 
@@ -35,6 +36,8 @@ struct plan_step {
         char name[VMUSER_NAME_MAX * 2 + 32];
         char *content; /* file content or symlink target */
         mode_t mode;
+        bool joined;        /* PLAN_DIR_STORE write of a joined line: its IDs below */
+        uint32_t uid, gid;
 };
 
 struct plan {
@@ -48,6 +51,9 @@ struct userdb {
         int state_fd;
         int users_fd;
         int pending_fd;
+        int highwater_fd; /* uid-alloc.h: the mark, kept open */
+        bool hold_lock;   /* userdb_hold_lock(): the lock, once taken, stays in held_lock_fd */
+        int held_lock_fd;
         struct id_range range;
         unsigned reserve_percent;
         char cleanup_root[PATH_MAX]; /* where uid_leftovers() looks ("/" but in tests) */
@@ -62,6 +68,10 @@ struct userdb {
         uint8_t *dirty;
         uid_t dirty_lo, dirty_hi;
         uint64_t dirty_usec;
+        struct id_mark *marks; /* userdb-batch.c: sorted by ID */
+        size_t n_marks, marks_cap;
+        uint64_t marks_usec;
+        bool marks_valid;
         char userdb_path[PATH_MAX]; /* for messages */
         char state_path[PATH_MAX];
 };
@@ -82,11 +92,22 @@ int plan_add_stale(struct plan *p, const struct attach_state *old, json_object *
 int plan_is_noop(struct userdb *db, const struct plan *p);
 
 /* userdb-ids.c */
+bool batch_fresh(uint64_t taken_usec);
 void batch_forget(struct userdb *db);
 int id_is_fit(struct userdb *db, uint32_t id, const char *user_name, char *why, size_t why_size);
 int allocate_id(struct userdb *db, const char *user_name, uint32_t *ret);
 int check_conflicts(struct userdb *db, const struct attach_request *req, bool ours, uint32_t uid, uint32_t gid,
                     struct verr *e);
+
+/* userdb-batch.c: the file-system marks of a UID in this batch. 1 with the marks in
+ * *ret_bits, 0 when there is no batch (ask the files), -errno. */
+enum batch_mark {
+        BATCH_MARK_DROPIN = 1u << 0,      /* userdb dir: N.user or N.group */
+        BATCH_MARK_RESERVED = 1u << 1,    /* reserved/N */
+        BATCH_MARK_QUARANTINED = 1u << 2, /* quarantine/N */
+};
+int batch_marks(struct userdb *db, uint32_t id, unsigned *ret_bits);
+void batch_marks_forget(struct userdb *db);
 
 /* userdb-migrate.c */
 int migrate_dropins(struct userdb *db);

@@ -58,6 +58,8 @@ static int plan_step_apply(const struct userdb *db, const struct plan_step *s) {
         if (s->dir == PLAN_DIR_STORE) {
                 if (!db->store)
                         return -EINVAL;
+                if (s->kind == PLAN_WRITE && s->joined)
+                        return record_store_put_joined(db->store, s->name, s->content, s->uid, s->gid);
                 if (s->kind == PLAN_WRITE)
                         return record_store_put(db->store, s->name, s->content);
                 return s->kind == PLAN_REMOVE ? record_store_remove(db->store, s->name) : -EINVAL;

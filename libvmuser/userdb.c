@@ -41,15 +41,33 @@
 int userdb_lock(struct userdb *db, int *ret_lock_fd) {
         _cleanup_close_ int fd = -1;
 
+        /* Held for the requests of one read already (userdb_hold_lock()): nothing to release. */
+        if (db->hold_lock && db->held_lock_fd >= 0) {
+                *ret_lock_fd = -1;
+                return 0;
+        }
         fd = openat(db->state_fd, VMUSER_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
         int r = flock_timeout(fd, LOCK_EX, USERDB_LOCK_TIMEOUT_MS, 10);
         if (r < 0)
                 return r == -ETIMEDOUT ? -EWOULDBLOCK : r;
-        *ret_lock_fd = TAKE_FD(fd);
         db->view_checked = false;
+        if (db->hold_lock) {
+                db->held_lock_fd = TAKE_FD(fd);
+                *ret_lock_fd = -1;
+                return 0;
+        }
+        *ret_lock_fd = TAKE_FD(fd);
         return 0;
+}
+
+void userdb_hold_lock(struct userdb *db, bool hold) {
+        db->hold_lock = hold;
+        if (!hold) {
+                closep(&db->held_lock_fd);
+                db->held_lock_fd = -1;
+        }
 }
 
 static int clear_detaching(const struct attach_state *s, void *userdata) {
@@ -126,7 +144,7 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
-        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = -1;
+        db->userdb_fd = db->state_fd = db->users_fd = db->pending_fd = db->highwater_fd = db->held_lock_fd = -1;
         db->range = *range;
         strcpy(db->cleanup_root, "/");
         if (snprintf(db->userdb_path, sizeof(db->userdb_path), "%s", userdb_dir) >= (int) sizeof(db->userdb_path) ||
@@ -145,11 +163,13 @@ int userdb_open(const char *userdb_dir, const char *state_dir, const struct id_r
         r = open_private_dir_at(db->state_fd, VMUSER_PENDING_SUBDIR, 0700, &db->pending_fd);
         if (r < 0)
                 return r;
-        /* The high-water mark's file exists from the start (best effort), so an attach only ever
-         * rewrites it: the last free inode of a full /run/vmuser is then left to the journal of
-         * a later detach, never taken by the mark (a full /run must not keep a user attached). */
-        if (db->range.min > 0)
-                (void) uid_highwater_raise(db->state_fd, db->range.min - 1);
+        /* The high-water mark's file exists from the start, so an attach only ever rewrites it in
+         * place: the last free inode of a full /run/vmuser is then left to the journal of a
+         * later detach, never taken by the mark (a full /run must not keep a user attached). */
+        r = uid_highwater_open(db->state_fd, &db->highwater_fd);
+        if (r < 0)
+                return r;
+        (void) uid_highwater_raise(db->highwater_fd, db->range.min - 1);
         *ret = TAKE_PTR(db);
         return 0;
 }
@@ -161,9 +181,12 @@ struct userdb *userdb_close(struct userdb *db) {
         closep(&db->state_fd);
         closep(&db->users_fd);
         closep(&db->pending_fd);
+        closep(&db->highwater_fd);
+        closep(&db->held_lock_fd);
         record_store_free(db->store);
         nss_view_free(db->view);
         free(db->dirty);
+        free(db->marks);
         free(db);
         return NULL;
 }
@@ -243,10 +266,17 @@ static int build_attach_plan(const struct userdb *db, const struct attach_reques
         if (db->store) {
                 /* The records and the state in one line: one append, no journal needed. */
                 _cleanup_(erase_and_freep) char *line = NULL;
-                r = record_store_make_line(name, files.user, files.group, files.privileged, state_text, &line);
+                r = record_store_join_line(name, files.user, files.group, files.privileged, state_text, &line);
                 if (r < 0)
                         return r;
-                return plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
+                r = plan_add(p, PLAN_WRITE, PLAN_DIR_STORE, line, 0600, "%s", name);
+                if (r < 0)
+                        return r;
+                struct plan_step *s = &p->steps[p->n_steps - 1];
+                s->joined = true;
+                s->uid = uid;
+                s->gid = gid;
+                return 0;
         }
         _cleanup_free_ char *state_line = NULL;
         if (asprintf(&state_line, "%s\n", state_text) < 0)
@@ -477,7 +507,7 @@ int userdb_attach(struct userdb *db, const struct attach_request *req, struct at
         if (r < 0)
                 goto finish;
         if (uid >= db->range.min && uid <= db->range.max)
-                (void) uid_highwater_raise(db->state_fd, uid);
+                (void) uid_highwater_raise(db->highwater_fd, uid);
         *ret = (struct attach_result) { .uid = uid, .gid = gid, .changed = true };
 fill:
         ret->replaced = ours;

@@ -54,8 +54,17 @@ const struct id_range *userdb_range(const struct userdb *db);
  * replayed. Takes the lock. */
 int userdb_recover(struct userdb *db);
 
-/* Takes /run/vmuser/lock (waits up to 5 s: -EWOULDBLOCK after). */
+/* Takes /run/vmuser/lock (waits up to 5 s: -EWOULDBLOCK after) into *ret_lock_fd: held until
+ * that fd is closed, or (-1 in *ret_lock_fd) while userdb_hold_lock() holds it. */
 int userdb_lock(struct userdb *db, int *ret_lock_fd);
+/* While hold is true, the lock once taken stays taken (the requests of one read of the
+ * transport: one lock, and one check of /etc/passwd and /etc/group, for all of them); false
+ * releases it. Other agents on the same state directory wait for the whole batch. */
+void userdb_hold_lock(struct userdb *db, bool hold);
+
+/* The host's "reservedUids" of a vmuser-attach (uid_reservations_from_json(), uid-alloc.h), with
+ * the lock held; the allocator's batch (userdb-batch.c) sees them at once. */
+int userdb_set_reservations(struct userdb *db, json_object *array, struct verr *e);
 
 struct attach_result {
         char user_name[VMUSER_NAME_MAX + 1];

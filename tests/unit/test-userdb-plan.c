@@ -241,6 +241,76 @@ static void test_store_steps(void **state) {
         plan_done(&r);
 }
 
+/* The attach's line is joined from the records' compact texts without parsing them again: the
+ * same bytes record_store_make_line() makes (else an unchanged re-attach would count as a change
+ * against a line an older agent stored), with and without the optional parts. */
+static void test_store_join_line(void **state) {
+        static const char *const sources[] = {
+                "{\"userName\":\"dora\",\"realName\":\"D\u00f6r\u00e4 \\\"Q\\\" / x\\u0001\\t\",\"uid\":60530,"
+                "\"memberOf\":[\"a\",\"b\"],\"lastChangeUSec\":18446744073709551615}",
+                "{\"groupName\":\"dora\",\"gid\":60530,\"members\":[]}",
+                "{\"hashedPassword\":[\"$y$j9T$s$h/x\"],\"sshAuthorizedKeys\":[\"ssh-ed25519 AAAA k@h\"]}",
+                "{\"uid\":60530,\"attachedUSec\":1700000000000000,\"home\":null,\"memberOf\":[\"users\"]}",
+        };
+        char *texts[4];
+        for (size_t i = 0; i < 4; i++) {
+                _cleanup_json_ json_object *o = NULL;
+                assert_int_equal(json_parse_strict(sources[i], strlen(sources[i]), &o), 0);
+                assert_int_not_equal(asprintf(&texts[i], "%s\n", json_to_compact(o)), -1);
+        }
+        for (int k = 0; k < 4; k++) {
+                _cleanup_free_ char *made = NULL, *joined = NULL;
+                const char *priv = k & 1 ? texts[2] : NULL, *st = k & 2 ? texts[3] : NULL;
+                assert_int_equal(record_store_make_line("dora", texts[0], texts[1], priv, st, &made), 0);
+                assert_int_equal(record_store_join_line("dora", texts[0], texts[1], priv, st, &joined), 0);
+                assert_string_equal(joined, made);
+        }
+        _cleanup_free_ char *bad = NULL;
+        assert_int_equal(record_store_join_line("Dora\"", texts[0], texts[1], NULL, NULL, &bad), -EINVAL);
+        for (size_t i = 0; i < 4; i++)
+                free(texts[i]);
+}
+
+static const char *store_line(const char *name, unsigned id, char *buf, size_t size) {
+        snprintf(buf, size, "{\"userName\":\"%s\",\"user\":{\"userName\":\"%s\",\"uid\":%u},"
+                 "\"group\":{\"groupName\":\"%s\",\"gid\":%u}}", name, name, id, name, id);
+        return buf;
+}
+
+/* The line last read or put is kept (no pread for the re-index after a put); a rewrite moves
+ * lines, so a kept line must never answer for another that now sits where it was. Lines of one
+ * length; both orders of the first two users and both choices of the one read before the
+ * rewrite, so that in one of them the other user lands where the kept one was. */
+static void test_store_kept_line_after_rewrite(void **state) {
+        char dir[] = "/tmp/vmuser-store-XXXXXX", la[256], lb[256], ld[256];
+        assert_non_null(mkdtemp(dir));
+        _cleanup_close_ int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dir_fd >= 0);
+        for (int order = 0; order < 4; order++) {
+                struct record_store *st = NULL;
+                const char *first = order & 1 ? "ann" : "bob", *second = order & 1 ? "bob" : "ann";
+                const char *kept = order & 2 ? "ann" : "bob", *other = order & 2 ? "bob" : "ann";
+                (void) unlinkat(dir_fd, RECORD_STORE_FILE, 0);
+                assert_int_equal(record_store_open(dir_fd, &st), 0);
+                assert_int_equal(record_store_put(st, first, store_line(first, 60001 + (order & 1), la, sizeof(la))), 0);
+                assert_int_equal(record_store_put(st, second, store_line(second, 60002 - (order & 1), lb, sizeof(lb))), 0);
+                for (int i = 0; i < 200; i++) {
+                        assert_int_equal(record_store_put(st, "cyd", store_line("cyd", 60003, ld, sizeof(ld))), 0);
+                        assert_non_null(record_store_get(st, kept));
+                        assert_int_equal(record_store_remove(st, "cyd"), 0);
+                        const char *got = record_store_get(st, other);
+                        assert_non_null(got);
+                        char want[64];
+                        snprintf(want, sizeof(want), "{\"userName\":\"%s\"", other);
+                        if (strncmp(got, want, strlen(want)) != 0)
+                                fail_msg("order %d, change %d: '%s' read as %s", order, i, other, got);
+                }
+                record_store_free(st);
+        }
+        (void) unlinkat(dir_fd, RECORD_STORE_FILE, 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_json_roundtrip),
@@ -249,6 +319,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_failed_step_undone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_step_left_to_recovery, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_store_steps, setup, teardown),
+                cmocka_unit_test(test_store_kept_line_after_rewrite),
+                cmocka_unit_test(test_store_join_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

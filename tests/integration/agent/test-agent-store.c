@@ -395,6 +395,63 @@ static int watch(void) {
         return fd;
 }
 
+/* The uid of a reply ({"return":{"userName":..,"uid":N,..}}). */
+static unsigned reply_uid(const char *reply) {
+        const char *p = strstr(reply, "\"uid\":");
+        if (!p)
+                fail_msg("no uid in %s", reply);
+        return (unsigned) strtoul(p + 6, NULL, 10);
+}
+
+static unsigned attach_uid(struct test_agent *a, const char *name) {
+        char req[256];
+        _cleanup_free_ char *reply = NULL;
+        snprintf(req, sizeof(req), "{\"execute\":\"vmuser-attach\",\"arguments\":{\"user\":{\"userName\":\"%s\"}}}", name);
+        assert_int_equal(test_agent_call(a, req, &reply), 0);
+        return reply_uid(reply);
+}
+
+static void read_highwater(char *buf, size_t size) {
+        _cleanup_close_ int fd = open("/run/vmuser/uid-highwater", O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        ssize_t n = read(fd, buf, size - 1);
+        assert_true(n >= 0);
+        buf[n] = '\0';
+}
+
+/* The high-water mark (rewritten in place, not replaced) outlives a SIGKILL: the UID of a user
+ * attached and detached before the kill is not handed out again first; a mark that does not
+ * parse is rewritten whole. */
+static void test_highwater_survives_sigkill(void **state) {
+        struct test_agent a;
+        char buf[64], want[32];
+        int status;
+        (void) state;
+
+        reset();
+        assert_int_equal(mkdir("/run/vmuser", 0755) == 0 || errno == EEXIST, 1);
+        _cleanup_close_ int fd = open("/run/vmuser/uid-highwater", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        const char *junk = "no number here, and longer than any mark\n";
+        assert_int_equal(write(fd, junk, strlen(junk)), (ssize_t) strlen(junk));
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        unsigned first = attach_uid(&a, "hw1");
+        snprintf(want, sizeof(want), "%u\n", first + 1);
+        read_highwater(buf, sizeof(buf));
+        assert_string_equal(buf, want);
+        unsigned second = attach_uid(&a, "hw2");
+        assert_int_equal(second, first + 1);
+        detach(&a, "hw2");
+        assert_int_equal(kill(a.pid, SIGKILL), 0);
+        close(a.in_fd);
+        close(a.out_fd);
+        assert_int_equal(waitpid(a.pid, &status, 0), a.pid);
+
+        assert_int_equal(test_agent_start(&a, NULL), 0);
+        assert_int_equal(attach_uid(&a, "hw3"), second + 1);
+        assert_int_equal(test_agent_stop(&a), 0);
+}
+
 static void test_sigkill_anywhere(void **state) {
         char burst[8192] = "";
         unsigned seed = (unsigned) time(NULL);
@@ -480,6 +537,7 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_state_files),
                 cmocka_unit_test(test_batch_sees_conflicts),
                 cmocka_unit_test(test_lookups_while_busy),
+                cmocka_unit_test(test_highwater_survives_sigkill),
                 cmocka_unit_test(test_sigkill_anywhere),
         };
         test_enter_private_run();

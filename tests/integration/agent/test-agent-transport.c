@@ -2,7 +2,8 @@
  *
  * --listen: one client at a time (a second one waits, never interleaves), a client that
  * vanishes mid-request leaves no partial state behind for the next one, and 0xFF + guest-sync-
- * delimited resynchronizes a channel full of stale bytes.
+ * delimited resynchronizes a channel full of stale bytes; pipelined requests get all their
+ * replies, in order.
  * --device on a pty whose other end is closed stands in for a virtio-serial port with no host:
  * the agent must stay alive and idle (CPU time is measured over 10 s and printed; a busy loop
  * would burn the whole 10 s). */
@@ -185,10 +186,36 @@ static void test_device_without_host_is_idle(void **state) {
         stop(pid);
 }
 
+/* Pipelined requests (many per read) get every reply, in order, although the agent writes them
+ * several at a time: none waits for a request that has not arrived (the half one at the end). */
+static void test_pipelined_replies(void **state) {
+        pid_t pid = spawn_agent("--listen", SOCK);
+        int c = connect_retry(SOCK);
+        char burst[4096] = "", req[64];
+
+        for (int i = 0; i < 40; i++) {
+                snprintf(req, sizeof(req), "{\"execute\":\"guest-ping\",\"id\":\"p%d\"}\n", i);
+                strcat(burst, req);
+        }
+        strcat(burst, "{\"execute\":\"guest-ping\",\"id\":\"half");
+        send_str(c, burst);
+        for (int i = 0; i < 40; i++) {
+                _cleanup_free_ char *r = read_line(c, 5000);
+                char want[64];
+                snprintf(want, sizeof(want), "{\"return\":{},\"id\":\"p%d\"}", i);
+                if (!r)
+                        fail_msg("no reply to request %d of 40", i);
+                assert_string_equal(r, want);
+        }
+        close(c);
+        stop(pid);
+}
+
 int main(void) {
         test_enter_private_run();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_listen_one_client_at_a_time),
+                cmocka_unit_test(test_pipelined_replies),
                 cmocka_unit_test(test_device_without_host_is_idle),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
