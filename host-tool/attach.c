@@ -4,10 +4,11 @@
  * outcome and a reason, the undo functions of the steps it passed run in reverse, and the batch
  * goes on with the next user. All users share one agent connection, opened when the first user
  * reaches "send" (a batch that fails on the host never touches the VM) and re-synchronized by
- * the client after any timeout. Up to ATTACH_WINDOW users are on their way at once: a user's
- * steps up to "send" run when it enters the window, the rest (from "reply") when it leaves it,
- * in argv order, so the agent works on the next requests while the host waits for, exports and
- * reports the oldest (attach-push.c says how a request flows).
+ * the client after any timeout. Up to ATTACH_WINDOW users are on their way at once (one when
+ * the batch exports homes: see window_max in attach.h): a user's steps up to "send" run when it
+ * enters the window, the rest (from "reply") when it leaves it, in argv order, so the agent
+ * works on the next requests while the host waits for and reports the oldest (attach-push.c
+ * says how a request flows).
  *
  *   1. resolve  the host user through NSS, and the policy checks (host-user.c; a batch of more
  *               than 8 users resolves from one view of passwd, group and shadow: host_user_db)
@@ -333,7 +334,7 @@ static void job_finish(struct attach_batch *b) {
 
 /* A user enters the window: its steps up to the request to the agent. */
 static void job_start(struct attach_batch *b, const char *name) {
-        if (b->window_n == ATTACH_WINDOW)
+        if (b->window_n == b->window_max)
                 job_finish(b);
         /* A sync discards the replies in flight: they are waited for first. */
         if (b->agent && qga_client_needs_sync(b->agent))
@@ -380,6 +381,7 @@ enum outcome attach_run(const struct attach_options *o) {
                 }
         }
 
+        b.window_max = attach_exports(o) ? 1 : ATTACH_WINDOW;
         b.window = calloc(ATTACH_WINDOW, sizeof(*b.window));
         if (!b.window) {
                 log_error("%s", strerror(ENOMEM));

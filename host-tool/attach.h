@@ -38,6 +38,11 @@ struct attach_batch {
         /* The users on their way, in argv order: window_n of them from window_first (a ring). */
         struct attach_job *window;
         size_t window_first, window_n;
+        /* How many may be on their way: ATTACH_WINDOW, or 1 when the batch exports homes. An
+         * export takes long enough (virtiofsd, hot-plug) that the replies of the users behind it
+         * would outlive their --timeout unread, and a failed export's undo needs a channel with
+         * nothing else in flight; record-only batches are the ones that gain from the window. */
+        size_t window_max;
 };
 
 /* One user's way through the steps. */

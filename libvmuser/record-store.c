@@ -280,6 +280,11 @@ static int rewrite(struct record_store *s) {
         r = atomic_write_at(s->dir_fd, RECORD_STORE_FILE, buf, off, 0600);
         if (r < 0)
                 return r;
+        /* Opened before the places change: should it fail, the entries keep the old file's
+         * places, which the old fd still reads. */
+        fd = openat(s->dir_fd, RECORD_STORE_FILE, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return negative_errno();
         /* The new file is in: the entries' places are its places from here on. */
         k = 0;
         for (size_t i = 0; i < s->n_buckets; i++)
@@ -287,9 +292,6 @@ static int rewrite(struct record_store *s) {
                         e->off = offs[k++];
         s->size = off;
         s->n_lines = s->n_live;
-        fd = openat(s->dir_fd, RECORD_STORE_FILE, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return negative_errno();
         closep(&s->fd);
         s->fd = fd;
         s->rb->valid = false; /* offsets of the old file */

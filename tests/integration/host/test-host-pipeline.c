@@ -12,7 +12,7 @@
  * connection at the first request: every user, in flight or not yet sent, fails with a reason
  * of its own, and nothing waits for --timeout; in mode "close-after" it answers 5 requests
  * first: those 5 users are attached (their replies are read although sending a later request
- * failed), the others fail. */
+ * failed), the others fail. A batch that exports homes keeps one user on its way at a time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,12 +158,33 @@ static void test_replies_before_close_count(void **state) {
         ht_stop(fake);
 }
 
+/* A batch that exports homes has one user on its way at a time: an export takes long enough that
+ * the replies of 63 users behind it would outlive their --timeout unread. The exports fail here
+ * (a fake QEMU, homes that do not exist); what counts is that the agent never held two
+ * requests at once. */
+static void test_exporting_batch_one_at_a_time(void **state) {
+        char *args[] = { (char *) "--stats", (char *) STATS, NULL };
+        pid_t fake = ht_fake_start("pipeexp", "window", args);
+        pid_t qmp = ht_fake_qmp_start("pipeexp", "qmp-events");
+        char *argv[] = { (char *) "attach", (char *) "--json", (char *) "--timeout", (char *) "10",
+                         (char *) "pipeexp", names[0], names[1], names[2], NULL };
+        struct ht_result r = {};
+
+        assert_int_equal(ht_vmuserv(&r, argv), 0);
+        assert_int_equal(ht_count_lines(r.out), 3);
+        ht_result_done(&r);
+        assert_int_equal(read_stats(), 1);
+        ht_stop(qmp);
+        ht_stop(fake);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_window_out_of_order),
                 cmocka_unit_test(test_reply_dropped_in_window),
                 cmocka_unit_test(test_close_fails_each_user),
                 cmocka_unit_test(test_replies_before_close_count),
+                cmocka_unit_test(test_exporting_batch_one_at_a_time),
         };
         return cmocka_run_group_tests(tests, group_setup, NULL);
 }
