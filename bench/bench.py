@@ -812,14 +812,20 @@ grep -q -- '--uid-min' /proc/$(systemctl show -P MainPID vmuser-agent)/cmdline
                               [(nm, BULK_HOST_UID_BASE + i, "/nonexistent") for i, nm in enumerate(names)])
         # The agent's own CPU time over the bulk (utime + stime of /proc/PID/stat, in ticks): with
         # the requests pipelined, what the guest spends per user is what bounds the rate.
-        agent_cpu = f"echo $(awk '{{print $14 + $15}}' /proc/{pid_a}/stat) $(getconf CLK_TCK)"
+        # Also split: the agent's user and system time, systemd-journald's (the agent's audit
+        # entries), and the whole guest's busy time over all vCPUs (/proc/stat: all but idle+iowait).
+        agent_cpu = (f"echo $(awk '{{print $14 + $15, $14, $15}}' /proc/{pid_a}/stat) $(getconf CLK_TCK) "
+                     f"$(awk '{{print $14 + $15}}' /proc/$(pidof systemd-journald)/stat) "
+                     f"$(awk '/^cpu / {{print $2 + $3 + $4 + $7 + $8 + $9}}' /proc/stat)")
         ticks0 = self.g.run(agent_cpu).split()
         try:
             done, attached, dt, rc, first_fail, cpu = self.bulk_attach(names)
         finally:
             self.hostdb.set_users(self.host_users)
         ticks1 = self.g.run(agent_cpu).split()
-        guest_cpu = (int(ticks1[0]) - int(ticks0[0])) / int(ticks1[1])
+        hz = int(ticks1[3])
+        guest_cpu, agent_user, agent_sys, journald_cpu, guest_busy = (
+            (int(ticks1[i]) - int(ticks0[i])) / hz for i in (0, 1, 2, 4, 5))
         ok = len(done)
         budget = self.bulk_budget
         stopped = rc is None
@@ -830,7 +836,10 @@ grep -q -- '--uid-min' /proc/$(systemctl show -P MainPID vmuser-agent)/cmdline
             note += f" ({cpu / ok * 1e3:.2f} ms per user)"
         note += f"; vmuser-agent CPU in the guest {guest_cpu:.1f} s"
         if ok:
-            note += f" ({guest_cpu / ok * 1e3:.2f} ms per user)"
+            note += (f" ({guest_cpu / ok * 1e3:.2f} ms per user: user {agent_user / ok * 1e3:.2f}, "
+                     f"system {agent_sys / ok * 1e3:.2f}); systemd-journald {journald_cpu / ok * 1e3:.2f} ms "
+                     f"per user; the whole guest busy {guest_busy:.1f} s over its vCPUs "
+                     f"({guest_busy / ok * 1e3:.2f} ms per user)")
         note += f"; --timeout {BULK_TIMEOUT}"
         if first_fail:
             note += f"; first failure: {first_fail[:200]}"

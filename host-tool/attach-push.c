@@ -30,6 +30,9 @@ static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
                 unsigned flags = VM_BACKEND_AGENT_HOTPLUG | (b->o->persistent ? VM_BACKEND_AGENT_PERSISTENT : 0);
                 b->agent_error = agent_open(&b->vm, flags, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
                 b->agent_failed = b->agent_error < 0;
+                /* Pipelined: the requests of a chunk leave in one write. */
+                if (!b->agent_failed && b->window_max > 1)
+                        qga_client_cork(b->agent, true);
                 /* With --replace, "changed" does not tell a new user from a replaced one; the list
                  * does. When it cannot be had, no push is undone (the safe side). */
                 if (!b->agent_failed && b->o->replace && attach_exports(b->o)) {

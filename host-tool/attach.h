@@ -17,6 +17,8 @@
 /* Users of a batch on their way at once: at most this many requests in flight on the agent
  * connection (vmuser-agent takes 256 pipelined, qemu-ga about 128). */
 #define ATTACH_WINDOW 64
+/* A full window makes room for this many at once, whose requests leave in one write. */
+#define ATTACH_SEND_CHUNK QGA_CLIENT_CORK_REQUESTS
 
 struct attach_batch {
         const struct attach_options *o;

@@ -15,8 +15,8 @@
  * waiting, and the channel is marked for a re-sync, which only happens once nothing is in flight
  * (a sync discards every reply before its own). qga_client_call() is a send and its receive.
  *
- * What a frame may hold is set on the reader for what the client waits for (see the limits
- * below, derived in doc/PROTOCOL.txt): while it waits for a sync reply only a frame the size of
+ * What a frame may hold is set on the reader for what the client waits for (qga-limits.c,
+ * derived in doc/PROTOCOL.txt): while it waits for a sync reply only a frame the size of
  * {"return": ID} is parsed and everything larger is skipped unparsed; a reply gets the limits
  * of its command. A frame over a limit never reaches json-c, and it, or a reply still unfinished
  * when the call's deadline passes, ends the connection: such an agent is broken or hostile. */
@@ -39,43 +39,12 @@
 #include "json-util.h"
 #include "macro.h"
 #include "proto.h"
+#include "qga-limits.h"
 #include "socket-util.h"
 #include "time-util.h"
 
 /* Ids stay below 2^53 so any JSON implementation on the other side represents them exactly. */
 #define QGA_ID_MASK ((UINT64_C(1) << 53) - 1)
-
-/* While waiting for a sync reply: 0xFF {"return": 9007199254740991} and some whitespace. */
-static const struct proto_limits sync_limits = {
-        .max_bytes = 64,
-        .max_values = 4,
-        .max_containers = 1,
-        .max_token = 24,
-        .max_depth = 1,
-};
-
-/* Any reply other than vmuser-list (guest-info of up to 256 commands, the attach and detach
- * replies, error objects with a desc of up to 4 KiB). */
-static const struct proto_limits small_reply_limits = {
-        .max_bytes = PROTO_SMALL_REPLY_SIZE,
-        .max_values = 4096,
-        .max_containers = 512,
-        .max_token = 4096,
-        .max_depth = VMUSER_JSON_MAX_DEPTH,
-};
-
-/* vmuser-list of PROTO_LIST_MAX_USERS users (doc/PROTOCOL.txt, "Reply limits"). */
-static const struct proto_limits list_reply_limits = {
-        .max_bytes = PROTO_MAX_REPLY_SIZE,
-        .max_values = 4096 + PROTO_LIST_MAX_USERS * PROTO_LIST_ENTRY_VALUES,
-        .max_containers = 512 + PROTO_LIST_MAX_USERS * PROTO_LIST_ENTRY_CONTAINERS,
-        .max_token = 4096,
-        .max_depth = VMUSER_JSON_MAX_DEPTH,
-};
-
-static const struct proto_limits *reply_limits(const char *command) {
-        return streq(command, "vmuser-list") ? &list_reply_limits : &small_reply_limits;
-}
 
 /* A request on the wire whose reply has not been handed out. */
 struct qga_pending {
@@ -83,6 +52,8 @@ struct qga_pending {
         char command[64];
         int64_t deadline;
         int timeout_ms;         /* what it was sent with, for the messages */
+        bool queued;            /* in the cork queue, not written yet */
+        int send_error;         /* writing it failed */
         bool done;              /* its reply (or frame_error) is here */
         json_object *reply;
         int frame_error;
@@ -113,6 +84,12 @@ struct qga_client {
         int64_t wait_id;
         bool after_delimiter;   /* a 0xFF arrived and no frame since */
         bool done;
+
+        /* Corked requests not written yet (qga_client_cork). */
+        bool corked;
+        char *out;
+        size_t out_len, out_size, out_n;
+        int out_timeout_ms;
 
         unsigned char buf[64 * 1024];
 };
@@ -146,6 +123,9 @@ struct qga_client *qga_client_free(struct qga_client *c) {
         proto_reader_free(c->reader);
         for (size_t i = 0; i < c->n_pending; i++)
                 json_object_put(c->pending[i].reply);
+        if (c->out)
+                explicit_bzero(c->out, c->out_size);
+        free(c->out);
         free(c);
         return NULL;
 }
@@ -351,9 +331,9 @@ static void client_begin_wait(struct qga_client *c, enum qga_wait what, int64_t 
 /* The limits while replies are awaited: those of the largest reply in flight. */
 static const struct proto_limits *pending_limits(const struct qga_client *c) {
         for (size_t i = 0; i < c->n_pending; i++)
-                if (reply_limits(c->pending[i].command) == &list_reply_limits)
-                        return &list_reply_limits;
-        return &small_reply_limits;
+                if (qga_reply_limits(c->pending[i].command) == &qga_list_reply_limits)
+                        return &qga_list_reply_limits;
+        return &qga_small_reply_limits;
 }
 
 static int client_write(struct qga_client *c, const char *buf, size_t len, int timeout_ms) {
@@ -363,6 +343,54 @@ static int client_write(struct qga_client *c, const char *buf, size_t len, int t
                 c->dead_reason = "writing to the agent channel failed";
         }
         return r;
+}
+
+/* Writes the cork queue. On failure each request in it is done with the error, as a failed
+ * write of a single request would be: a timeout leaves the channel to be re-synced, anything
+ * else ends it (client_write). */
+static void client_flush(struct qga_client *c) {
+        if (c->out_n == 0)
+                return;
+        int r = c->dead ? -ENOTCONN : client_write(c, c->out, c->out_len, c->out_timeout_ms);
+        if (r == -ETIMEDOUT)
+                c->synced = false;
+        for (size_t i = 0; i < c->n_pending; i++)
+                if (c->pending[i].queued) {
+                        c->pending[i].queued = false;
+                        if (r < 0) {
+                                c->pending[i].done = true;
+                                c->pending[i].send_error = r;
+                        }
+                }
+        explicit_bzero(c->out, c->out_len);
+        c->out_len = c->out_n = 0;
+}
+
+static int client_queue(struct qga_client *c, const char *text, size_t len, int timeout_ms) {
+        if (c->out_len + len > c->out_size) {
+                size_t size = c->out_len + len > QGA_CLIENT_CORK_BYTES ? c->out_len + len : QGA_CLIENT_CORK_BYTES + 4096u;
+                char *out = malloc(size);
+                if (!out)
+                        return -ENOMEM;
+                if (c->out) {
+                        memcpy(out, c->out, c->out_len);
+                        explicit_bzero(c->out, c->out_size);
+                        free(c->out);
+                }
+                c->out = out;
+                c->out_size = size;
+        }
+        memcpy(c->out + c->out_len, text, len);
+        c->out_len += len;
+        c->out_n++;
+        c->out_timeout_ms = timeout_ms;
+        return 0;
+}
+
+void qga_client_cork(struct qga_client *c, bool cork) {
+        c->corked = cork;
+        if (!cork)
+                client_flush(c);
 }
 
 int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
@@ -391,7 +419,7 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
         if (r < 0)
                 return verr_set(e, r, "sending guest-sync-delimited failed: %s", strerror(-r));
 
-        client_begin_wait(c, QGA_WAIT_SYNC, id, &sync_limits);
+        client_begin_wait(c, QGA_WAIT_SYNC, id, &qga_sync_limits);
         r = client_wait(c, deadline);
         c->wait = QGA_WAIT_NOTHING;
         if (r == -ETIMEDOUT) {
@@ -489,6 +517,18 @@ int qga_client_send(struct qga_client *c, const char *command, json_object *args
         explicit_bzero((char *) s, len - 1);
 
         deadline = now_ms() + timeout_ms;
+        if (c->corked) {
+                r = client_queue(c, text, len, timeout_ms);
+                if (r < 0)
+                        return r;
+                c->pending[c->n_pending++] = (struct qga_pending) {
+                        .id = id, .deadline = deadline, .timeout_ms = timeout_ms, .queued = true };
+                strcpy(c->pending[c->n_pending - 1].command, command);
+                *ret_id = id;
+                if (c->out_n >= QGA_CLIENT_CORK_REQUESTS || c->out_len >= QGA_CLIENT_CORK_BYTES)
+                        client_flush(c);
+                return 0;
+        }
         r = client_write(c, text, len, timeout_ms);
         if (r == -ETIMEDOUT) {
                 c->synced = false;
@@ -521,6 +561,7 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
 
         if (!p)
                 return verr_set(e, -EINVAL, "no request %" PRId64 " is in flight", id);
+        client_flush(c);
         if (!p->done && !c->read_done) {
                 client_begin_wait(c, QGA_WAIT_REPLY, id, pending_limits(c));
                 r = client_wait(c, p->deadline);
@@ -530,10 +571,16 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
         strcpy(command, p->command);
         timeout_ms = p->timeout_ms;
         frame_error = p->frame_error;
+        int send_error = p->send_error;
         bool done = p->done;
         reply = TAKE_PTR(p->reply);
         pending_drop(c, p);
 
+        if (send_error == -ETIMEDOUT)
+                return verr_set(e, send_error, "the agent did not take the '%s' request within %s", command,
+                                format_timeout(timeout_ms, t, sizeof(t)));
+        if (send_error < 0)
+                return verr_set(e, send_error, "sending '%s' failed: %s", command, strerror(-send_error));
         if (r == 0 && !done) {
                 /* The connection died while another request was awaited. */
                 if (c->dead_error == -ECONNRESET)

@@ -75,4 +75,14 @@ int qga_client_send(struct qga_client *c, const char *command, json_object *args
 int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value, struct qga_error *ret_error,
                        struct verr *e);
 size_t qga_client_in_flight(const struct qga_client *c);
+
+/* Corking, for a batch of requests sent back to back: while corked, qga_client_send() queues
+ * each request and writes the queue in one write(2) once QGA_CLIENT_CORK_REQUESTS requests or
+ * QGA_CLIENT_CORK_BYTES are queued; qga_client_receive() (and so qga_client_call()) writes the
+ * queue before it waits, and so does uncorking. A virtio-serial peer then gets several requests
+ * per read instead of one. A failed write of the queue fails each request in it, reported by
+ * its qga_client_receive(). The queue is wiped once written (it may hold password hashes). */
+#define QGA_CLIENT_CORK_REQUESTS 16
+#define QGA_CLIENT_CORK_BYTES (16u * 1024u)
+void qga_client_cork(struct qga_client *c, bool cork);
 bool qga_client_needs_sync(const struct qga_client *c);
