@@ -1,7 +1,14 @@
-/* audit.c: the agent's audit journal entries (see audit.h). */
+/* audit.c: the agent's audit journal entries (see audit.h).
+ *
+ * An attach is queued in the batch below with the fields of its own entry; agent_audit_flush()
+ * writes the batch as one entry (exactly the single entry when it holds one user). The
+ * transport flushes before it writes replies, so no reply reports an attach whose entry is not
+ * written; a detach or a refusal flushes first, so the journal keeps the requests' order. */
 #include "audit.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
@@ -23,6 +30,38 @@ static void free_fields(char **f, size_t n) {
                 free(f[i]);
 }
 
+/* The attaches not logged yet: the requests of one read are logged together (audit.h). The
+ * agent handles requests in one thread, so one batch serves it. */
+static struct {
+        bool replaced;          /* the kind of every user in it */
+        size_t n_users;
+        char *fields[AUDIT_FIELDS_MAX];
+        size_t n_fields;
+        char *users;            /* "NAME as uid N, home H" of each user, "; "-separated */
+} batch;
+
+void agent_audit_flush(void) {
+        char count[48];
+
+        if (batch.n_users == 1)
+                (void) audit_log(IDENT, batch.replaced ? AUDIT_AGENT_REPLACED : AUDIT_AGENT_ATTACHED, LOG_INFO,
+                                 (const char *const *) batch.fields, "%s %s", batch.replaced ? "Replaced" : "Attached",
+                                 batch.users);
+        else if (batch.n_users > 1) {
+                snprintf(count, sizeof(count), "VMUSER_USER_COUNT=%zu", batch.n_users);
+                batch.fields[batch.n_fields] = count;
+                (void) audit_log(IDENT, batch.replaced ? AUDIT_AGENT_REPLACED : AUDIT_AGENT_ATTACHED, LOG_INFO,
+                                 (const char *const *) batch.fields, "%s %zu users: %s",
+                                 batch.replaced ? "Replaced" : "Attached", batch.n_users, batch.users);
+                batch.fields[batch.n_fields] = NULL;
+        }
+        free_fields(batch.fields, batch.n_fields);
+        memset(batch.fields, 0, sizeof(batch.fields));
+        free(batch.users);
+        batch.n_fields = batch.n_users = 0;
+        batch.users = NULL;
+}
+
 void agent_audit_attached(const struct attach_request *req, const struct attach_result *res, bool replaced) {
         char *f[AUDIT_FIELDS_MAX] = {};
         size_t n = 0;
@@ -37,16 +76,32 @@ void agent_audit_attached(const struct attach_request *req, const struct attach_
         add(f, &n, audit_field("VMUSER_PASSWORD", "%s", req->n_hashed_passwords > 0 ? "yes" : "no"));
         for (size_t i = 0; i < req->n_member_of; i++)
                 add(f, &n, audit_field("VMUSER_GROUP", "%s", req->member_of[i]));
-        (void) audit_log(IDENT, replaced ? AUDIT_AGENT_REPLACED : AUDIT_AGENT_ATTACHED, LOG_INFO,
-                         (const char *const *) f, "%s %s as uid %u, home %s", replaced ? "Replaced" : "Attached",
-                         res->user_name, res->uid, res->home_directory);
-        free_fields(f, n);
+
+        /* Another kind, a full batch, or no room for this user's fields: log what is there first
+         * (room is kept for VMUSER_USER_COUNT and the four fields audit_log() adds). */
+        if (batch.n_users > 0 && (batch.replaced != replaced || batch.n_users >= AUDIT_BATCH_USERS ||
+                                  batch.n_fields + n > AUDIT_FIELDS_MAX - 8))
+                agent_audit_flush();
+        char *user = NULL;
+        if (asprintf(&user, "%s%s%s as uid %u, home %s", strempty(batch.users), batch.users ? "; " : "",
+                     res->user_name, res->uid, res->home_directory) < 0) {
+                free_fields(f, n);
+                return;
+        }
+        free(batch.users);
+        batch.users = user;
+        batch.replaced = replaced;
+        batch.n_users++;
+        for (size_t i = 0; i < n; i++)
+                batch.fields[batch.n_fields++] = f[i];
 }
 
 void agent_audit_detached(const char *user_name, uint32_t uid, const char *const *extra) {
         char *f[AUDIT_FIELDS_MAX] = {};
         const char *all[AUDIT_FIELDS_MAX];
         size_t n = 0, m = 0;
+
+        agent_audit_flush(); /* the journal keeps the order of the requests */
 
         add(f, &n, audit_field("VMUSER_USER", "%s", user_name));
         add(f, &n, audit_field("VMUSER_UID", "%u", uid));
@@ -67,6 +122,7 @@ void agent_audit_refused(const char *verb, json_object *args, int r, const struc
 
         if (!streq(verb, "vmuser-attach") && !streq(verb, "vmuser-detach"))
                 return;
+        agent_audit_flush();
         /* The user named by the request, if it names one as a string. */
         if (args && json_get_string(args, "userName", &user) < 0) {
                 user = NULL;

@@ -372,6 +372,7 @@ int agent_init(struct agent *a, const struct agent_config *config) {
 }
 
 void agent_done(struct agent *a) {
+        agent_audit_flush();
         a->db = userdb_close(a->db);
         a->reader = proto_reader_free(a->reader);
 }

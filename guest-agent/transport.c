@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "macro.h"
 
 #define DEVICE_RETRY_USEC (1000u * 1000u)
@@ -64,6 +65,8 @@ static void transport_close_client(struct transport *t) {
 }
 
 static void write_reply(struct transport *t, const char *data, size_t len) {
+        /* The attaches these replies report are in the journal first (audit.h). */
+        agent_audit_flush();
         int r = proto_write_all(t->out_fd, data, len, REPLY_TIMEOUT_MS);
         if (r < 0)
                 fprintf(stderr, SD_WARNING "Failed to send %zu byte(s) of replies: %s\n", len, strerror(-r));

@@ -7,7 +7,8 @@
  * "\n". Checked: one host entry per attach, replace, unchanged re-attach, refused attach,
  * unknown host user and detach, with the invoker (SUDO_USER), VM, user, host and guest UID and
  * the SHA256 fingerprints of the keys sent (as `ssh-keygen -l` prints them); the agent's
- * attached, replaced, refused (with the reason) and detached entries. */
+ * attached, replaced, refused (with the reason) and detached entries; and the one entry the agent
+ * writes for the attaches of one read (a pipelined batch), before its replies. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -137,6 +138,9 @@ static int group_setup(void **state) {
         ht_setup();
         if (ht_useradd("vmtaud", plain) != 0 || ht_host_ids("vmtaud", &host_uid, NULL) < 0)
                 return -1;
+        for (const char *u = "vmtaub1\0vmtaub2\0vmtaub3\0"; *u; u += strlen(u) + 1)
+                if (ht_useradd(u, plain) != 0)
+                        return -1;
         ht_make_home("vmtaud", KEY_A "\n");
         _cleanup_close_ int fd = open(KEY_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 || write(fd, KEY_B "\n", strlen(KEY_B) + 1) < 0)
@@ -268,6 +272,37 @@ static void test_detach(void **state) {
         expect_field(the_entry(AUDIT_HOST_DETACH), "VMUSER_RESULT", "refused");
 }
 
+/* Three users in one `vmuser attach`: pipelined, their requests reach the agent in one read and
+ * share one entry (guest-agent/audit.h), written before the replies that report them. */
+static void test_batch_shares_an_entry(void **state) {
+        run(0, "attach", "--no-home", "web01", "vmtaub1", "vmtaub2", "vmtaub3", NULL);
+        assert_int_equal(n_entries, 4);
+        /* The agent's entry came first: the host logs each user once it has the reply. */
+        const struct entry *a = &entries[0];
+        assert_true(a == the_entry(AUDIT_AGENT_ATTACHED));
+        expect_field(a, "VMUSER_USER_COUNT", "3");
+        char want[32];
+        for (size_t i = 0; i < 3; i++) {
+                snprintf(want, sizeof(want), "vmtaub%zu", i + 1);
+                assert_string_equal(field(a, "VMUSER_USER", i), want);
+                assert_non_null(field(a, "VMUSER_UID", i));
+                assert_non_null(field(a, "VMUSER_HOME", i));
+                expect_field(&entries[i + 1], "MESSAGE_ID", AUDIT_HOST_ATTACH);
+                expect_field(&entries[i + 1], "VMUSER_USER", want);
+                /* MESSAGE pairs each user with its uid, as the host saw it too. */
+                char pair[64];
+                snprintf(pair, sizeof(pair), "%s as uid %s,", want, field(&entries[i + 1], "VMUSER_GUEST_UID", 0));
+                if (!strstr(field(a, "MESSAGE", 0), pair))
+                        fail_msg("'%s' not in MESSAGE=%s", pair, field(a, "MESSAGE", 0));
+        }
+        assert_null(field(a, "VMUSER_USER", 3));
+        assert_int_equal(strncmp(field(a, "MESSAGE", 0), "Attached 3 users: ", 18), 0);
+
+        /* A detach is logged on its own, after them. */
+        run(0, "detach", "web01", "vmtaub1", "vmtaub2", "vmtaub3", NULL);
+        assert_int_equal(n_entries, 6);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_attach),
@@ -276,6 +311,7 @@ int main(void) {
                 cmocka_unit_test(test_replace),
                 cmocka_unit_test(test_unknown_host_user),
                 cmocka_unit_test(test_detach),
+                cmocka_unit_test(test_batch_shares_an_entry),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
