@@ -61,28 +61,6 @@ static int connect_root(const char *path, int64_t deadline, int *ret_fd, struct 
         return 0;
 }
 
-static int send_all(int fd, const char *buf, size_t len, int64_t deadline) {
-        while (len > 0) {
-                ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EAGAIN) {
-                        struct pollfd p = { .fd = fd, .events = POLLOUT };
-                        int k = poll(&p, 1, ms_left(deadline));
-                        if (k == 0)
-                                return -ETIMEDOUT;
-                        if (k < 0 && errno != EINTR)
-                                return -errno;
-                        continue;
-                }
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                buf += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
 /* Reads one NUL-terminated message into buf (size bytes at most, NUL included). Its length. */
 static int read_message(int fd, char *buf, size_t size, int64_t deadline, size_t *ret_len) {
         size_t have = 0;
@@ -153,7 +131,7 @@ int attach_state_query(const char *socket_path, const char *user, int timeout_ms
         n = asprintf(&call, "{\"method\":\"io.vmuser.GetAttachState\",\"parameters\":{\"userName\":\"%s\"}}", user);
         if (n < 0)
                 return -ENOMEM;
-        r = send_all(fd, call, (size_t) n + 1, deadline);
+        r = proto_write_all(fd, call, (size_t) n + 1, ms_left(deadline)); /* MSG_NOSIGNAL: inside sshd */
         if (r < 0)
                 return verr_set(e, r, "cannot send the question: %s", strerror(-r));
         buf = malloc(ATTACH_STATE_REPLY_MAX);

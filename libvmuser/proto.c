@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,9 +361,16 @@ int proto_format_error(const char *error_class, const char *desc, json_object *i
 int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms) {
         const char *p = buf;
         int64_t deadline = now_ms() + timeout_ms;
+        bool socket = true;
 
         while (len > 0) {
-                ssize_t n = write(fd, p, len);
+                /* On a socket, a peer gone is -EPIPE and no SIGPIPE (pam_vmuser runs inside sshd
+                 * and login, whose handlers are theirs); a virtio-serial port is not a socket. */
+                ssize_t n = socket ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
+                if (n < 0 && errno == ENOTSOCK) {
+                        socket = false;
+                        continue;
+                }
                 if (n > 0) {
                         p += n;
                         len -= (size_t) n;

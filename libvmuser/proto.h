@@ -94,5 +94,6 @@ int proto_format_return(json_object *value, json_object *id, char **ret);
 int proto_format_error(const char *error_class, const char *desc, json_object *id, char **ret);
 
 /* Writes all of buf to fd, waiting for POLLOUT up to timeout_ms in total (fd may be
- * non-blocking). -ETIMEDOUT when the peer does not take the data in time. */
+ * non-blocking). -ETIMEDOUT when the peer does not take the data in time. On a socket it
+ * sends with MSG_NOSIGNAL: a closed peer is -EPIPE, never a SIGPIPE. */
 int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms);

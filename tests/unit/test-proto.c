@@ -1,5 +1,7 @@
-/* test-proto.c: QGA framing (libvmuser/proto.c): frames, limits, resync, reply formatting. */
+/* test-proto.c: QGA framing (libvmuser/proto.c): frames, limits, resync, reply formatting, and
+ * proto_write_all() on a socket (no SIGPIPE) and on a pipe. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "json-util.h"
@@ -227,6 +231,28 @@ static void test_format(void **state) {
         assert_string_equal(err, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"bad \\\"x\\\"\"}}\n");
 }
 
+/* proto_write_all() to a socket whose peer has closed: -EPIPE, and no SIGPIPE (its default
+ * action would end this test, as it would end the sshd or login that pam_vmuser runs in). */
+static void test_write_to_closed_socket(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        close(sv[1]);
+        assert_int_equal(proto_write_all(sv[0], "{}\n", 3, 1000), -EPIPE);
+        close(sv[0]);
+}
+
+/* Not a socket (the agent's virtio-serial port): written with write(2). */
+static void test_write_to_pipe(void **state) {
+        int p[2];
+        char buf[8] = {};
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(proto_write_all(p[1], "{}\n", 3, 1000), 0);
+        assert_int_equal(read(p[0], buf, sizeof(buf)), 3);
+        assert_string_equal(buf, "{}\n");
+        close(p[0]);
+        close(p[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_counts),
@@ -243,6 +269,8 @@ int main(void) {
                 cmocka_unit_test(test_invalid_utf8),
                 cmocka_unit_test(test_strict_json),
                 cmocka_unit_test(test_format),
+                cmocka_unit_test(test_write_to_closed_socket),
+                cmocka_unit_test(test_write_to_pipe),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,13 +69,20 @@ static long read_stats(void) {
         return v;
 }
 
-/* Line i: the user of argv position i, with the uid the fake gives exactly that user. */
-static void expect_line_ok(const char *out, size_t i) {
-        json_object *o = ht_json_line(out, i);
-        assert_string_equal(ht_jstr(o, "userName"), names[i]);
-        assert_string_equal(ht_jstr(o, "result"), "ok");
-        assert_int_equal(ht_jint(o, "uid"), 5000 + (int64_t) i);
-        json_object_put(o);
+/* Lines from..to-1: each the user of its argv position with this result; an "ok" line with the
+ * uid the fake gives exactly that user (a reply matched to the wrong request shows), any other
+ * with a reason. */
+static void expect_lines(const char *out, size_t from, size_t to, const char *result) {
+        for (size_t i = from; i < to; i++) {
+                json_object *o = ht_json_line(out, i);
+                assert_string_equal(ht_jstr(o, "userName"), names[i]);
+                assert_string_equal(ht_jstr(o, "result"), result);
+                if (streq(result, "ok"))
+                        assert_int_equal(ht_jint(o, "uid"), 5000 + (int64_t) i);
+                else
+                        assert_true(strlen(ht_jstr(o, "error")) > 0);
+                json_object_put(o);
+        }
 }
 
 static void test_window_out_of_order(void **state) {
@@ -86,8 +93,7 @@ static void test_window_out_of_order(void **state) {
         run_attach("pipe", "10", &r);
         ht_expect(&r, 0, NULL, NULL);
         assert_int_equal(ht_count_lines(r.out), N_USERS);
-        for (size_t i = 0; i < N_USERS; i++)
-                expect_line_ok(r.out, i);
+        expect_lines(r.out, 0, N_USERS, "ok");
         ht_result_done(&r);
         /* Pipelined, and bounded by the window. */
         assert_int_equal(read_stats(), WINDOW);
@@ -104,16 +110,9 @@ static void test_reply_dropped_in_window(void **state) {
         /* One wait of --timeout for the lost reply, not one per user in flight. */
         expect_seconds(&r, 2.0, 12.0);
         assert_int_equal(ht_count_lines(r.out), N_USERS);
-        for (size_t i = 0; i < N_USERS; i++) {
-                if (i != DROPPED) {
-                        expect_line_ok(r.out, i);
-                        continue;
-                }
-                json_object *o = ht_json_line(r.out, i);
-                assert_string_equal(ht_jstr(o, "userName"), names[i]);
-                assert_string_equal(ht_jstr(o, "result"), "unreachable");
-                json_object_put(o);
-        }
+        expect_lines(r.out, 0, DROPPED, "ok");
+        expect_lines(r.out, DROPPED, DROPPED + 1, "unreachable");
+        expect_lines(r.out, DROPPED + 1, N_USERS, "ok");
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -126,13 +125,7 @@ static void test_close_fails_each_user(void **state) {
         ht_expect(&r, 3, NULL, "the agent channel was closed before the reply to 'vmuser-attach'");
         expect_seconds(&r, 0.0, 15.0);
         assert_int_equal(ht_count_lines(r.out), N_USERS);
-        for (size_t i = 0; i < N_USERS; i++) {
-                json_object *o = ht_json_line(r.out, i);
-                assert_string_equal(ht_jstr(o, "userName"), names[i]);
-                assert_string_equal(ht_jstr(o, "result"), "unreachable");
-                assert_true(strlen(ht_jstr(o, "error")) > 0);
-                json_object_put(o);
-        }
+        expect_lines(r.out, 0, N_USERS, "unreachable");
         ht_result_done(&r);
         ht_stop(fake);
 }
@@ -146,14 +139,8 @@ static void test_replies_before_close_count(void **state) {
         ht_expect(&r, 6, NULL, "the agent channel was closed");
         expect_seconds(&r, 0.0, 15.0);
         assert_int_equal(ht_count_lines(r.out), N_USERS);
-        for (size_t i = 0; i < 5; i++)
-                expect_line_ok(r.out, i);
-        for (size_t i = 5; i < N_USERS; i++) {
-                json_object *o = ht_json_line(r.out, i);
-                assert_string_equal(ht_jstr(o, "userName"), names[i]);
-                assert_string_equal(ht_jstr(o, "result"), "unreachable");
-                json_object_put(o);
-        }
+        expect_lines(r.out, 0, 5, "ok");
+        expect_lines(r.out, 5, N_USERS, "unreachable");
         ht_result_done(&r);
         ht_stop(fake);
 }
