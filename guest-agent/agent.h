@@ -90,6 +90,8 @@ int agent_path_is_mounted(struct agent *a, const char *path);
  * commands call after a successful attach or detach of name (a no-op without the service). */
 int agent_userdb_service_start(struct agent *a);
 void agent_userdb_changed(struct agent *a, const char *name);
+/* The same after an attach that wrote uid and gid: its line is indexed without parsing it. */
+void agent_userdb_attached(struct agent *a, const char *name, uint32_t uid, uint32_t gid);
 void agent_userdb_service_stop(struct agent *a);
 /* io.vmuser.GetAttachState reports name (NULL: nobody) as detaching. -ESRCH without the service. */
 int agent_userdb_set_detaching(struct agent *a, const char *name);

@@ -84,7 +84,7 @@ static int cmd_attach(struct agent *a, json_object *args, json_object **ret, str
                 return r;
         if (result.changed)
                 agent_audit_attached(req, &result, result.replaced);
-        agent_userdb_changed(a, result.user_name);
+        agent_userdb_attached(a, result.user_name, result.uid, result.gid);
 
         reply = json_object_new_object();
         if (!reply)

@@ -217,7 +217,9 @@ bool agent_userdb_socket_from_systemd(void) {
         return false;
 }
 
-void agent_userdb_changed(struct agent *a, const char *name) {
+/* ids: the uid and gid an attach just wrote (the line is indexed without parsing its records),
+ * or NULL. */
+static void refresh(struct agent *a, const char *name, const uint32_t *ids) {
         struct userdb_thread *t = a->service;
         int r;
 
@@ -232,7 +234,8 @@ void agent_userdb_changed(struct agent *a, const char *name) {
                 line = NULL;
         }
         pthread_mutex_lock(&t->lock);
-        r = user_index_refresh(t->index, line, userdb_state_fd(a->db), name);
+        r = ids && line ? user_index_refresh_attached(t->index, line, userdb_state_fd(a->db), name, ids[0], ids[1])
+                        : user_index_refresh(t->index, line, userdb_state_fd(a->db), name);
         pthread_mutex_unlock(&t->lock);
         if (r < 0)
                 fprintf(stderr, SD_WARNING "userdb service: records of '%s' unreadable, not served: %s\n", name,
@@ -254,4 +257,12 @@ int agent_userdb_set_detaching(struct agent *a, const char *name) {
 void agent_userdb_service_stop(struct agent *a) {
         thread_free(a->service);
         a->service = NULL;
+}
+
+void agent_userdb_changed(struct agent *a, const char *name) {
+        refresh(a, name, NULL);
+}
+
+void agent_userdb_attached(struct agent *a, const char *name, uint32_t uid, uint32_t gid) {
+        refresh(a, name, (const uint32_t[]) { uid, gid });
 }

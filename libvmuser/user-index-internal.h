@@ -37,6 +37,20 @@ struct user_index {
         char *detaching; /* the user a detach is under way for, or NULL */
 };
 
+/* Each user carries at most this many memberships (records.c caps memberOf well below). */
+#define USER_INDEX_MAX_MEMBER_OF 256u
+
+void user_index_entry_free(struct user_entry *e);
+void user_index_entry_freep(struct user_entry **e);
+/* An entry from name's record-store line, parsed (a line without "state": state_fd's
+ * users/NAME.json). -EBADMSG for a line that is not name's records. */
+int user_index_entry_parse(struct user_index *idx, const char *line, int state_fd, const char *name,
+                           struct user_entry **ret);
+/* The same entry without parsing the records (user-index-line.c), uid and gid as the attach
+ * wrote them; -EPROTO for a line it does not take apart (then parse it). */
+int user_index_entry_from_line(const struct user_index *idx, const char *line, const char *name, uint32_t uid,
+                               uint32_t gid, struct user_entry **ret);
+
 uint64_t user_index_hash_string(const char *s);
 struct user_entry *user_index_find_by_name(const struct user_index *idx, const char *name);
 struct user_entry *user_index_find_by_uid(const struct user_index *idx, uint32_t uid);

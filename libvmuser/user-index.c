@@ -1,6 +1,8 @@
 /* user-index.c: the in-memory index of attached users (see user-index.h).
  *
- * Entries are built from the record store's lines (user-index-varlink.c answers the calls).
+ * Entries are built from the record store's lines (user-index-varlink.c answers the calls): by
+ * parsing them (user_index_entry_parse), or after an attach without parsing the records
+ * (user-index-line.c).
  * Chains are singly linked through the entries themselves (no allocation per table), tables
  * double when they fill up. */
 #include "user-index.h"
@@ -19,9 +21,6 @@
 #include "record-store.h"
 #include "user-index-internal.h"
 
-/* Each user carries at most this many memberships (records.c caps memberOf well below). */
-#define USER_INDEX_MAX_MEMBER_OF 256u
-
 uint64_t user_index_hash_string(const char *s) {
         uint64_t h = 1469598103934665603ull; /* FNV-1a */
         for (; *s; s++)
@@ -34,7 +33,7 @@ static uint64_t hash_id(uint32_t id) {
         return h ^ (h >> 29);
 }
 
-static void entry_free(struct user_entry *e) {
+void user_index_entry_free(struct user_entry *e) {
         if (!e)
                 return;
         free(e->name);
@@ -48,8 +47,8 @@ static void entry_free(struct user_entry *e) {
         free(e);
 }
 
-static void entry_freep(struct user_entry **e) {
-        entry_free(*e);
+void user_index_entry_freep(struct user_entry **e) {
+        user_index_entry_free(*e);
 }
 
 int user_index_new(const char *service, struct user_index **ret) {
@@ -100,7 +99,7 @@ struct user_index *user_index_free(struct user_index *idx) {
         while (idx->all) {
                 struct user_entry *e = idx->all;
                 idx->all = e->next_all;
-                entry_free(e);
+                user_index_entry_free(e);
         }
         free(idx->by_name);
         free(idx->by_uid);
@@ -175,7 +174,7 @@ static void remove_entry(struct user_index *idx, struct user_entry *e) {
         if (e->next_all)
                 e->next_all->prev_all = e->prev_all;
         idx->n_users--;
-        entry_free(e);
+        user_index_entry_free(e);
 }
 
 static void chain_entry(struct user_index *idx, struct user_entry *e) {
@@ -282,9 +281,9 @@ static int record_text(struct user_index *idx, json_object *obj, char **ret_text
         return *ret_text ? 0 : -ENOMEM;
 }
 
-static int load_entry(struct user_index *idx, const char *line, int state_fd, const char *name,
-                      struct user_entry **ret) {
-        _cleanup_(entry_freep) struct user_entry *e = NULL;
+int user_index_entry_parse(struct user_index *idx, const char *line, int state_fd, const char *name,
+                           struct user_entry **ret) {
+        _cleanup_(user_index_entry_freep) struct user_entry *e = NULL;
         _cleanup_json_ json_object *obj = NULL, *state = NULL;
         char file[VMUSER_NAME_MAX + 64];
         json_object *user, *group, *priv, *member_of, *p;
@@ -359,7 +358,7 @@ static int load_entry(struct user_index *idx, const char *line, int state_fd, co
         return 0;
 }
 
-int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name) {
+static int refresh(struct user_index *idx, const char *line, int state_fd, const char *name, const uint32_t *ids) {
         struct user_entry *old, *e = NULL;
         int r;
 
@@ -370,7 +369,9 @@ int user_index_refresh(struct user_index *idx, const char *line, int state_fd, c
                 remove_entry(idx, old);
         if (!line)
                 return 0;
-        r = load_entry(idx, line, state_fd, name, &e);
+        r = ids ? user_index_entry_from_line(idx, line, name, ids[0], ids[1], &e) : -EPROTO;
+        if (r == -EPROTO)
+                r = user_index_entry_parse(idx, line, state_fd, name, &e);
         if (r < 0)
                 return r;
         /* Another indexed user with the same IDs would be a stale entry: the store wins. */
@@ -378,10 +379,19 @@ int user_index_refresh(struct user_index *idx, const char *line, int state_fd, c
                 remove_entry(idx, old);
         r = insert_entry(idx, e);
         if (r < 0) {
-                entry_free(e);
+                user_index_entry_free(e);
                 return r;
         }
         return 1;
+}
+
+int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name) {
+        return refresh(idx, line, state_fd, name, NULL);
+}
+
+int user_index_refresh_attached(struct user_index *idx, const char *line, int state_fd, const char *name, uint32_t uid,
+                                uint32_t gid) {
+        return refresh(idx, line, state_fd, name, (const uint32_t[]) { uid, gid });
 }
 
 struct load_all {

@@ -26,6 +26,10 @@ void user_index_freep(struct user_index **idx);
  * by an older agent: state_fd's users/NAME.json). 1: indexed, 0: dropped, <0: unreadable
  * (dropped). */
 int user_index_refresh(struct user_index *idx, const char *line, int state_fd, const char *name);
+/* The same after an attach that wrote line with uid and gid: the records are not parsed again
+ * (user-index-line.c; a line it cannot take apart is parsed). */
+int user_index_refresh_attached(struct user_index *idx, const char *line, int state_fd, const char *name, uint32_t uid,
+                                uint32_t gid);
 /* Indexes every user of the store. Returns how many were indexed; users whose records are
  * unreadable are skipped (and counted in *ret_failed when given). */
 struct record_store;
