@@ -37,7 +37,8 @@ static struct {
         size_t n_users;
         char *fields[AUDIT_FIELDS_MAX];
         size_t n_fields;
-        char *users;            /* "NAME as uid N, home H" of each user, "; "-separated */
+        char *single;           /* "NAME as uid N, home H": the MESSAGE of an entry of one */
+        char *users;            /* each user with all of its fields, "; "-separated */
 } batch;
 
 void agent_audit_flush(void) {
@@ -46,7 +47,7 @@ void agent_audit_flush(void) {
         if (batch.n_users == 1)
                 (void) audit_log(IDENT, batch.replaced ? AUDIT_AGENT_REPLACED : AUDIT_AGENT_ATTACHED, LOG_INFO,
                                  (const char *const *) batch.fields, "%s %s", batch.replaced ? "Replaced" : "Attached",
-                                 batch.users);
+                                 batch.single);
         else if (batch.n_users > 1) {
                 snprintf(count, sizeof(count), "VMUSER_USER_COUNT=%zu", batch.n_users);
                 batch.fields[batch.n_fields] = count;
@@ -58,8 +59,29 @@ void agent_audit_flush(void) {
         free_fields(batch.fields, batch.n_fields);
         memset(batch.fields, 0, sizeof(batch.fields));
         free(batch.users);
+        free(batch.single);
         batch.n_fields = batch.n_users = 0;
-        batch.users = NULL;
+        batch.users = batch.single = NULL;
+}
+
+/* One user in the MESSAGE of an entry of several: the fields journald does not pair. */
+static char *describe(const struct attach_request *req, const struct attach_result *res) {
+        _cleanup_free_ char *groups = NULL;
+        char *s = NULL;
+
+        for (size_t i = 0; i < req->n_member_of; i++) {
+                char *g = NULL;
+                if (asprintf(&g, "%s%s%s", strempty(groups), groups ? " " : "", req->member_of[i]) < 0)
+                        return NULL;
+                free(groups);
+                groups = g;
+        }
+        if (asprintf(&s, "%s as uid %u (gid %u, home %s%s%s, %zu SSH key%s, %s password%s%s)", res->user_name,
+                     res->uid, res->gid, res->home_directory, req->has_home ? ", tag " : "",
+                     req->has_home ? req->home.tag : "", req->n_ssh_keys, req->n_ssh_keys == 1 ? "" : "s",
+                     req->n_hashed_passwords > 0 ? "a" : "no", groups ? ", groups " : "", strempty(groups)) < 0)
+                return NULL;
+        return s;
 }
 
 void agent_audit_attached(const struct attach_request *req, const struct attach_result *res, bool replaced) {
@@ -82,14 +104,23 @@ void agent_audit_attached(const struct attach_request *req, const struct attach_
         if (batch.n_users > 0 && (batch.replaced != replaced || batch.n_users >= AUDIT_BATCH_USERS ||
                                   batch.n_fields + n > AUDIT_FIELDS_MAX - 8))
                 agent_audit_flush();
-        char *user = NULL;
-        if (asprintf(&user, "%s%s%s as uid %u, home %s", strempty(batch.users), batch.users ? "; " : "",
-                     res->user_name, res->uid, res->home_directory) < 0) {
+        _cleanup_free_ char *detail = describe(req, res);
+        char *users, *single = NULL;
+        /* (asprintf() leaves its pointer undefined when it fails) */
+        if (!detail || asprintf(&users, "%s%s%s", strempty(batch.users), batch.users ? "; " : "", detail) < 0) {
+                free_fields(f, n);
+                return;
+        }
+        if (batch.n_users == 0 &&
+            asprintf(&single, "%s as uid %u, home %s", res->user_name, res->uid, res->home_directory) < 0) {
+                free(users);
                 free_fields(f, n);
                 return;
         }
         free(batch.users);
-        batch.users = user;
+        batch.users = users;
+        if (single)
+                batch.single = single;
         batch.replaced = replaced;
         batch.n_users++;
         for (size_t i = 0; i < n; i++)

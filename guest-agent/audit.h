@@ -16,7 +16,8 @@
  * Queued, not written: the attaches handled together (the requests of one read, pipelined by
  * the host) share one entry of up to AUDIT_BATCH_USERS users, written by agent_audit_flush().
  * An entry of one user is as it always was; one of several has each user's fields once per
- * user, VMUSER_USER_COUNT, and a MESSAGE that pairs each user with its uid and home. */
+ * user, VMUSER_USER_COUNT, and a MESSAGE that gives each user with all of its fields (journald
+ * does not keep which repeated field belongs to which user). */
 #define AUDIT_BATCH_USERS 16
 void agent_audit_attached(const struct attach_request *req, const struct attach_result *res, bool replaced);
 

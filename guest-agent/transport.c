@@ -123,6 +123,9 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 int r = agent_feed(t->agent, buf, (size_t) n);
                 t->feeding = false;
                 flush_replies(t);
+                /* Also the attaches whose replies were not written (a reply that could not be
+                 * made): none waits past its read. */
+                agent_audit_flush();
                 if (r < 0)
                         fprintf(stderr, SD_ERR "Failed to process a request: %s\n", strerror(-r));
                 return 0;

@@ -31,7 +31,7 @@ static int ensure_agent(struct attach_batch *b, struct attach_job *j) {
                 b->agent_error = agent_open(&b->vm, flags, b->o->common.timeout_ms, &b->agent, &b->agent_verr);
                 b->agent_failed = b->agent_error < 0;
                 /* Pipelined: the requests of a chunk leave in one write. */
-                if (!b->agent_failed && b->window_max > 1)
+                if (!b->agent_failed && attach_corks(b))
                         qga_client_cork(b->agent, true);
                 /* With --replace, "changed" does not tell a new user from a replaced one; the list
                  * does. When it cannot be had, no push is undone (the safe side). */

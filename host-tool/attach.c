@@ -353,6 +353,11 @@ static void job_start(struct attach_batch *b, const char *name) {
         job_run(b, j);
 }
 
+bool attach_corks(const struct attach_batch *b) {
+        /* One user: its request goes out when it is sent, as it always did. */
+        return b->window_max > 1 && b->o->n_users > 1;
+}
+
 bool attach_refusal_is_difference(const char *desc) {
         /* libvmuser/userdb.c, userdb_attach(): the refusal of a different record without replace */
         return desc && strstr(desc, "is already attached with a different record");
@@ -401,7 +406,7 @@ enum outcome attach_run(const struct attach_options *o) {
         (void) host_user_db_init(&b.db, o->users, o->n_users, !attach_exports(o) || o->probe, NULL, NULL);
         /* Pipelined: the requests of a chunk leave in one write (attach-push.c corks a
          * connection it opens itself). */
-        if (b.agent && b.window_max > 1)
+        if (b.agent && attach_corks(&b))
                 qga_client_cork(b.agent, true);
         for (size_t i = 0; i < o->n_users; i++)
                 job_start(&b, o->users[i]);

@@ -79,6 +79,9 @@ struct attach_job {
 /* attach-options.c: whether attach exports the host home (the default), or only sends what the
  * options say; the home spec sent for user name (*ret NULL: none). */
 bool attach_exports(const struct attach_options *o);
+/* Whether the batch's agent connection is corked (qga_client_cork): pipelined, more than one
+ * user (one user's request goes out when it is sent, as it always did). */
+bool attach_corks(const struct attach_batch *b);
 int attach_build_home_spec(const struct attach_options *o, const char *name, json_object **ret, struct verr *e);
 
 /* attach-report.c: the audit entry of the user being reported (report.on_result), and the

@@ -359,9 +359,16 @@ int proto_format_error(const char *error_class, const char *desc, json_object *i
 }
 
 int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms) {
+        return proto_write_all_n(fd, buf, len, timeout_ms, NULL);
+}
+
+int proto_write_all_n(int fd, const void *buf, size_t len, int timeout_ms, size_t *ret_written) {
         const char *p = buf;
         int64_t deadline = now_ms() + timeout_ms;
         bool socket = true;
+
+        if (ret_written)
+                *ret_written = 0;
 
         while (len > 0) {
                 /* On a socket, a peer gone is -EPIPE and no SIGPIPE (pam_vmuser runs inside sshd
@@ -374,6 +381,8 @@ int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms) {
                 if (n > 0) {
                         p += n;
                         len -= (size_t) n;
+                        if (ret_written)
+                                *ret_written += (size_t) n;
                         continue;
                 }
                 if (n < 0 && errno != EAGAIN && errno != EINTR)

@@ -97,3 +97,5 @@ int proto_format_error(const char *error_class, const char *desc, json_object *i
  * non-blocking). -ETIMEDOUT when the peer does not take the data in time. On a socket it
  * sends with MSG_NOSIGNAL: a closed peer is -EPIPE, never a SIGPIPE. */
 int proto_write_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* The same, and how many bytes went out (all of them on success, a part on failure). */
+int proto_write_all_n(int fd, const void *buf, size_t len, int timeout_ms, size_t *ret_written);

@@ -53,6 +53,7 @@ struct qga_pending {
         int64_t deadline;
         int timeout_ms;         /* what it was sent with, for the messages */
         bool queued;            /* in the cork queue, not written yet */
+        size_t queue_end;       /* where its text ends in the queue */
         int send_error;         /* writing it failed */
         bool done;              /* its reply (or frame_error) is here */
         json_object *reply;
@@ -279,12 +280,20 @@ static int client_feed(struct qga_client *c, const unsigned char *p, size_t n) {
         return 0;
 }
 
-/* Reads until on_frame() is done or the deadline passes. */
+/* Reads until on_frame() is done or the deadline passes. What is there to read when it passes
+ * is still read, once (a reply that came while the host was busy elsewhere counts; a trickle
+ * does not keep it reading). */
 static int client_wait(struct qga_client *c, int64_t deadline) {
+        bool last = false;
+
         while (!c->done) {
                 int64_t left = deadline - now_ms();
-                if (left <= 0)
-                        return -ETIMEDOUT;
+                if (left <= 0) {
+                        if (last)
+                                return -ETIMEDOUT;
+                        last = true;
+                        left = 0;
+                }
 
                 struct pollfd p = { .fd = c->fd, .events = POLLIN };
                 int k = poll(&p, 1, (int) (left > INT_MAX ? INT_MAX : left));
@@ -293,8 +302,11 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
                                 continue;
                         return negative_errno();
                 }
-                if (k == 0)
+                if (k == 0) {
+                        if (last)
+                                return -ETIMEDOUT;
                         continue;
+                }
 
                 ssize_t n = read(c->fd, c->buf, sizeof(c->buf));
                 if (n < 0) {
@@ -336,8 +348,8 @@ static const struct proto_limits *pending_limits(const struct qga_client *c) {
         return &qga_small_reply_limits;
 }
 
-static int client_write(struct qga_client *c, const char *buf, size_t len, int timeout_ms) {
-        int r = proto_write_all(c->fd, buf, len, timeout_ms);
+static int client_write(struct qga_client *c, const char *buf, size_t len, int timeout_ms, size_t *ret_written) {
+        int r = proto_write_all_n(c->fd, buf, len, timeout_ms, ret_written);
         if (r < 0 && r != -ETIMEDOUT) {
                 c->dead = true;
                 c->dead_reason = "writing to the agent channel failed";
@@ -345,23 +357,31 @@ static int client_write(struct qga_client *c, const char *buf, size_t len, int t
         return r;
 }
 
-/* Writes the cork queue. On failure each request in it is done with the error, as a failed
- * write of a single request would be: a timeout leaves the channel to be re-synced, anything
- * else ends it (client_write). */
+/* Writes the cork queue. Each request's deadline runs from now (it waited in the queue while
+ * the next ones were prepared). When the write fails, the requests written whole are in flight
+ * as any other; the one cut off and those after it fail as a failed write of a single request
+ * would: a timeout leaves the channel to be re-synced (the sync's 0xFF ends the cut frame),
+ * anything else ends it (client_write). */
 static void client_flush(struct qga_client *c) {
+        size_t written = 0;
+
         if (c->out_n == 0)
                 return;
-        int r = c->dead ? -ENOTCONN : client_write(c, c->out, c->out_len, c->out_timeout_ms);
+        int r = c->dead ? -ENOTCONN : client_write(c, c->out, c->out_len, c->out_timeout_ms, &written);
         if (r == -ETIMEDOUT)
                 c->synced = false;
-        for (size_t i = 0; i < c->n_pending; i++)
-                if (c->pending[i].queued) {
-                        c->pending[i].queued = false;
-                        if (r < 0) {
-                                c->pending[i].done = true;
-                                c->pending[i].send_error = r;
-                        }
+        int64_t now = now_ms();
+        for (size_t i = 0; i < c->n_pending; i++) {
+                struct qga_pending *p = &c->pending[i];
+                if (!p->queued)
+                        continue;
+                p->queued = false;
+                p->deadline = now + p->timeout_ms;
+                if (r < 0 && p->queue_end > written) {
+                        p->done = true;
+                        p->send_error = r;
                 }
+        }
         explicit_bzero(c->out, c->out_len);
         c->out_len = c->out_n = 0;
 }
@@ -408,7 +428,7 @@ int qga_client_sync(struct qga_client *c, int timeout_ms, struct verr *e) {
         n = snprintf(request, sizeof(request),
                      "%c{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%" PRId64 "}}\n",
                      (char) PROTO_DELIMITER, id);
-        r = client_write(c, request, (size_t) n, timeout_ms);
+        r = client_write(c, request, (size_t) n, timeout_ms, NULL);
         if (r == -ETIMEDOUT) {
                 c->dead = true;
                 c->dead_reason = "the agent channel took no data";
@@ -522,14 +542,15 @@ int qga_client_send(struct qga_client *c, const char *command, json_object *args
                 if (r < 0)
                         return r;
                 c->pending[c->n_pending++] = (struct qga_pending) {
-                        .id = id, .deadline = deadline, .timeout_ms = timeout_ms, .queued = true };
+                        .id = id, .deadline = deadline, .timeout_ms = timeout_ms, .queued = true,
+                        .queue_end = c->out_len };
                 strcpy(c->pending[c->n_pending - 1].command, command);
                 *ret_id = id;
                 if (c->out_n >= QGA_CLIENT_CORK_REQUESTS || c->out_len >= QGA_CLIENT_CORK_BYTES)
                         client_flush(c);
                 return 0;
         }
-        r = client_write(c, text, len, timeout_ms);
+        r = client_write(c, text, len, timeout_ms, NULL);
         if (r == -ETIMEDOUT) {
                 c->synced = false;
                 return verr_set(e, r, "the agent did not take the '%s' request within %s",
@@ -579,6 +600,9 @@ int qga_client_receive(struct qga_client *c, int64_t id, json_object **ret_value
         if (send_error == -ETIMEDOUT)
                 return verr_set(e, send_error, "the agent did not take the '%s' request within %s", command,
                                 format_timeout(timeout_ms, t, sizeof(t)));
+        if (send_error == -ENOTCONN)
+                return verr_set(e, send_error, "'%s' was not sent: %s earlier", command,
+                                c->dead_reason ? c->dead_reason : "the agent channel broke");
         if (send_error < 0)
                 return verr_set(e, send_error, "sending '%s' failed: %s", command, strerror(-send_error));
         if (r == 0 && !done) {

@@ -193,6 +193,7 @@ static void test_attach(void **state) {
         expect_field(a, "VMUSER_USER", "vmtaud");
         expect_field(a, "SYSLOG_IDENTIFIER", "vmuser-agent");
         expect_field(a, "VMUSER_KEY_COUNT", "2");
+        expect_field(a, "VMUSER_USER_COUNT", NULL); /* an attach alone: the entry it always had */
         snprintf(guest_uid, sizeof(guest_uid), "%s", field(a, "VMUSER_UID", 0));
 
         const struct entry *h = the_entry(AUDIT_HOST_ATTACH);
@@ -289,9 +290,10 @@ static void test_batch_shares_an_entry(void **state) {
                 assert_non_null(field(a, "VMUSER_HOME", i));
                 expect_field(&entries[i + 1], "MESSAGE_ID", AUDIT_HOST_ATTACH);
                 expect_field(&entries[i + 1], "VMUSER_USER", want);
-                /* MESSAGE pairs each user with its uid, as the host saw it too. */
-                char pair[64];
-                snprintf(pair, sizeof(pair), "%s as uid %s,", want, field(&entries[i + 1], "VMUSER_GUEST_UID", 0));
+                /* MESSAGE gives each user with its uid (as the host saw it too) and its fields. */
+                char pair[128];
+                snprintf(pair, sizeof(pair), "%s as uid %s (gid %s, home ", want,
+                         field(&entries[i + 1], "VMUSER_GUEST_UID", 0), field(&entries[i + 1], "VMUSER_GUEST_UID", 0));
                 if (!strstr(field(a, "MESSAGE", 0), pair))
                         fail_msg("'%s' not in MESSAGE=%s", pair, field(a, "MESSAGE", 0));
         }
