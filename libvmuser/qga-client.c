@@ -53,7 +53,8 @@ struct qga_pending {
         int64_t deadline;
         int timeout_ms;         /* what it was sent with, for the messages */
         bool queued;            /* in the cork queue, not written yet */
-        size_t queue_end;       /* where its text ends in the queue */
+        size_t queue_end;       /* where its frame ends in the queue: after its '}' (the agent
+                                 * acts on a frame then, before the newline) */
         int send_error;         /* writing it failed */
         bool done;              /* its reply (or frame_error) is here */
         json_object *reply;
@@ -280,18 +281,21 @@ static int client_feed(struct qga_client *c, const unsigned char *p, size_t n) {
         return 0;
 }
 
-/* Reads until on_frame() is done or the deadline passes. What is there to read when it passes
- * is still read, once (a reply that came while the host was busy elsewhere counts; a trickle
- * does not keep it reading). */
+/* Reads until on_frame() is done or the deadline passes. What is readable when it passes is
+ * still read (a reply that came while the host was busy elsewhere counts), but no more than the
+ * largest frame awaited and one buffer: a trickle or a flood does not keep it reading. */
 static int client_wait(struct qga_client *c, int64_t deadline) {
-        bool last = false;
+        bool late = false;
+        size_t late_budget = 0;
 
         while (!c->done) {
                 int64_t left = deadline - now_ms();
                 if (left <= 0) {
-                        if (last)
+                        if (!late) {
+                                late = true;
+                                late_budget = proto_reader_get_limits(c->reader)->max_bytes + sizeof(c->buf);
+                        } else if (late_budget == 0)
                                 return -ETIMEDOUT;
-                        last = true;
                         left = 0;
                 }
 
@@ -303,7 +307,7 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
                         return negative_errno();
                 }
                 if (k == 0) {
-                        if (last)
+                        if (late)
                                 return -ETIMEDOUT;
                         continue;
                 }
@@ -325,6 +329,8 @@ static int client_wait(struct qga_client *c, int64_t deadline) {
                         c->dead_error = -ECONNRESET;
                         return -ECONNRESET;
                 }
+                if (late)
+                        late_budget = (size_t) n >= late_budget ? 0 : late_budget - (size_t) n;
                 int r = client_feed(c, c->buf, (size_t) n);
                 if (r < 0)
                         return r;
@@ -357,8 +363,8 @@ static int client_write(struct qga_client *c, const char *buf, size_t len, int t
         return r;
 }
 
-/* Writes the cork queue. Each request's deadline runs from now (it waited in the queue while
- * the next ones were prepared). When the write fails, the requests written whole are in flight
+/* Writes the cork queue. Each request's deadline runs from the write (it waited in the queue
+ * while the next ones were prepared). When the write fails, the requests written whole are in flight
  * as any other; the one cut off and those after it fail as a failed write of a single request
  * would: a timeout leaves the channel to be re-synced (the sync's 0xFF ends the cut frame),
  * anything else ends it (client_write). */
@@ -367,10 +373,10 @@ static void client_flush(struct qga_client *c) {
 
         if (c->out_n == 0)
                 return;
+        int64_t now = now_ms();
         int r = c->dead ? -ENOTCONN : client_write(c, c->out, c->out_len, c->out_timeout_ms, &written);
         if (r == -ETIMEDOUT)
                 c->synced = false;
-        int64_t now = now_ms();
         for (size_t i = 0; i < c->n_pending; i++) {
                 struct qga_pending *p = &c->pending[i];
                 if (!p->queued)
@@ -543,7 +549,7 @@ int qga_client_send(struct qga_client *c, const char *command, json_object *args
                         return r;
                 c->pending[c->n_pending++] = (struct qga_pending) {
                         .id = id, .deadline = deadline, .timeout_ms = timeout_ms, .queued = true,
-                        .queue_end = c->out_len };
+                        .queue_end = c->out_len - 1 };
                 strcpy(c->pending[c->n_pending - 1].command, command);
                 *ret_id = id;
                 if (c->out_n >= QGA_CLIENT_CORK_REQUESTS || c->out_len >= QGA_CLIENT_CORK_BYTES)

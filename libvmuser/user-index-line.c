@@ -9,12 +9,15 @@
  * (records.c names it in both already: then they are taken as they are) -> the privileged
  * text is the inner object -> only the state, a few dozen bytes, is parsed (its memberOf
  * list). The UID and GID are the caller's (what the attach wrote). Anything else in the line,
- * or what the parse would change (another service named, a "privileged" key in the user, a
- * "detaching" key in the state: top-level keys, found by the same scan), is -EPROTO: the
- * caller parses the line instead. So both ways give the same entry, byte for byte
- * (test-user-index checks it). */
+ * or what the parse would change (another service named, a "privileged" key in the user or
+ * the group, a "detaching" key in the state: top-level keys, found by the same scan), is
+ * -EPROTO: the caller parses the line instead. So both ways give the same entry, byte for byte
+ * (test-user-index checks it). The scan checks brackets, not the rest of JSON: the line is one
+ * the agent wrote (record-line.c, compact json-c output) and read back from its root-only
+ * store, and lines of any other shape are parsed. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,27 +32,30 @@ struct span {
 };
 
 /* The end of the object at p (the byte after its closing brace), following strings and
- * brackets only; NULL when p holds no complete object. */
+ * brackets, each closed by its own kind; NULL when p holds no complete object or nests deeper
+ * than 64 levels (the parse then decides). */
 static const char *object_end(const char *p) {
+        uint64_t braces = 0; /* bit d: level d+1 was opened by '{' */
         int depth = 0;
-        bool in_string = false;
 
         if (*p != '{')
                 return NULL;
         for (; *p; p++) {
-                if (in_string) {
-                        if (*p == '\\') {
-                                if (!p[1])
+                if (*p == '"') {
+                        for (p++; *p != '"'; p++)
+                                if (!*p || (*p == '\\' && !*++p))
                                         return NULL;
-                                p++;
-                        } else if (*p == '"')
-                                in_string = false;
-                } else if (*p == '"')
-                        in_string = true;
-                else if (*p == '{' || *p == '[')
+                } else if (*p == '{' || *p == '[') {
+                        if (depth == 64)
+                                return NULL;
+                        braces = *p == '{' ? braces | UINT64_C(1) << depth : braces & ~(UINT64_C(1) << depth);
                         depth++;
-                else if ((*p == '}' || *p == ']') && --depth == 0)
-                        return p + 1;
+                } else if (*p == '}' || *p == ']') {
+                        if (depth == 0 || (*p == '}') != !!(braces & UINT64_C(1) << (depth - 1)))
+                                return NULL;
+                        if (--depth == 0)
+                                return p + 1;
+                }
         }
         return NULL;
 }
@@ -184,7 +190,7 @@ int user_index_entry_from_line(const struct user_index *idx, const char *line, c
                 return -EPROTO;
         /* What the parse would remove. */
         if (user.len <= 2 || group.len <= 2 || top_level_value(user, "\"privileged\":") ||
-            top_level_value(state, "\"detaching\":"))
+            top_level_value(group, "\"privileged\":") || top_level_value(state, "\"detaching\":"))
                 return -EPROTO;
 
         e = calloc(1, sizeof(*e));

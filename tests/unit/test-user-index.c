@@ -1,7 +1,8 @@
 /* test-user-index.c: the index entry an attach makes without parsing its line
  * (user-index-line.c) is, byte for byte, the entry the parse makes (user_index_entry_parse), for
  * the lines the record store holds: joined from json-c's compact texts (the attach path) and
- * serialized whole (the migration), with and without a privileged section, with strings that
+ * serialized whole (the migration), the line of a real attach request (records.c), with and
+ * without a privileged section, with strings that
  * hold braces, brackets, quotes and backslashes, records that name the service already (as
  * records.c writes them) or not. Lines it must not take apart (a part that names another
  * service, a user with "privileged", a state with "detaching", no state, anything after the
@@ -21,7 +22,9 @@
 
 #include "json-util.h"
 #include "macro.h"
+#include "attach-state.h"
 #include "record-line.h"
+#include "records.h"
 #include "user-index-internal.h"
 
 #define SERVICE "io.vmuser"
@@ -118,6 +121,46 @@ static void test_state_without_member_of(void **state) {
         expect_equivalent(line);
 }
 
+/* The line as an attach writes it: the host's request through records.c and attach-state.c,
+ * joined by record-line.c, as userdb.c's build_attach_plan() does. */
+static void test_line_of_an_attach(void **state) {
+        static const char *request =
+                "{\"user\":{\"userName\":\"alice\",\"realName\":\"Al \\\"{x}\\\" [\\\\] \\u00e9 \\u2603 service privileged\","
+                "\"shell\":\"/bin/bash\",\"privileged\":{\"hashedPassword\":[\"$y$j9T$s$h}{][\\\"\"],"
+                "\"sshAuthorizedKeys\":[\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMNi5poGgfAWwdqhZ1KsqRSaNsg2YANNtC+ac2ioH0xj a@b\"]}},"
+                "\"memberOf\":[\"users\",\"sudo\"],\"home\":{\"tag\":\"vmuser-60001\",\"fstype\":\"virtiofs\"}}";
+        _cleanup_json_ json_object *args = NULL, *state_obj = NULL;
+        _cleanup_(attach_request_freep) struct attach_request *req = NULL;
+        _cleanup_(attach_files_done) struct attach_files files = {};
+        _cleanup_free_ char *line = NULL;
+        struct id_range range = { 60000, 60999 };
+        struct verr e = {};
+
+        assert_int_equal(json_parse_strict(request, strlen(request), &args), 0);
+        if (records_parse_attach(args, &range, &req, &e) < 0)
+                fail_msg("%s", e.text);
+        assert_int_equal(records_build_files(req, 60001, 60001, &files), 0);
+        assert_non_null(files.privileged);
+        struct attach_state st = { .uid = 60001, .gid = 60001, .has_home = req->has_home, .home = req->home,
+                                   .attached_usec = 1733371200000000 };
+        strcpy(st.user_name, "alice");
+        strcpy(st.home_directory, req->home_directory);
+        assert_int_equal(attach_state_to_json(&st, files.member_of, &state_obj), 0);
+        assert_int_equal(record_store_join_line("alice", files.user, files.group, files.privileged,
+                                                json_to_compact(state_obj), &line),
+                         0);
+        expect_equivalent(line);
+        /* Nothing of the privileged section outside it. */
+        _cleanup_(user_index_entry_freep) struct user_entry *fast = NULL;
+        assert_int_equal(user_index_entry_from_line(idx, line, "alice", 60001, 60001, &fast), 0);
+        assert_non_null(strstr(fast->privileged_text, "AAAAC3Nza"));
+        assert_null(strstr(fast->user_text, "AAAAC3Nza"));
+        assert_null(strstr(fast->user_text, "$y$"));
+        assert_null(strstr(fast->group_text, "$y$"));
+        assert_null(strstr(fast->state_text, "$y$"));
+        assert_int_equal(fast->n_member_of, 2);
+}
+
 /* Refused without parsing, and indexed by the parse: as user_index_refresh() would. */
 static void expect_refused(const char *line) {
         _cleanup_(user_index_entry_freep) struct user_entry *fast = NULL, *parsed = NULL;
@@ -145,6 +188,14 @@ static void test_refused_lines(void **state) {
         expect_refused(priv);
         joined(USER, GROUP, NULL, "{\"userName\":\"alice\",\"detaching\":true,\"memberOf\":[\"users\"]}", &detaching);
         expect_refused(detaching);
+        /* A group with a privileged section (records.c never writes one): the parse drops it. */
+        _cleanup_free_ char *group_priv = NULL;
+        joined(USER, "{\"groupName\":\"alice\",\"gid\":60001,\"privileged\":{\"hashedPassword\":[\"x\"]}}", NULL,
+               STATE, &group_priv);
+        expect_refused(group_priv);
+        /* Brackets closed by the other kind: not a line the agent writes, and not JSON. */
+        expect_refused("{\"userName\":\"alice\",\"user\":{\"userName\":\"alice\",\"memberOf\":[\"a\"}],"
+                       "\"group\":{\"groupName\":\"alice\",\"gid\":60001},\"state\":{\"userName\":\"alice\"}}");
         joined(USER, GROUP, PRIVILEGED, NULL, &no_state);
         expect_refused(no_state);
         joined(USER, GROUP, NULL, STATE, &trailing);
@@ -173,6 +224,7 @@ int main(void) {
                 cmocka_unit_test(test_serialized_line),
                 cmocka_unit_test(test_records_naming_the_service),
                 cmocka_unit_test(test_state_without_member_of),
+                cmocka_unit_test(test_line_of_an_attach),
                 cmocka_unit_test(test_refused_lines),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
